@@ -1,0 +1,319 @@
+"""The `latentatlas` command: a thin layer that parses arguments and calls the library.
+
+User errors (bad file, bad seed list, existing output) print one line and exit with 2;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from latentatlas.io.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Map, search and travel the latent space of style-based GANs.",
+)
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file (.safetensors, official .pkl, rosinality .pt).")]
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: use auto, cpu or cuda")
+    return device
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise UserError(f"bad seed list {text!r}: use numbers and ranges like 0-7,12")
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        if hi < lo:
+            raise UserError(f"bad seed range {part!r}: the end is before the start (write {hi}-{lo})")
+        if hi >= 2**32:
+            raise UserError(f"seed {hi} is too large: seeds must be below 2**32")
+        seeds.extend(range(lo, hi + 1))
+    if len(seeds) > 100_000:
+        raise UserError(f"{len(seeds)} seeds is too many for one call")
+    return seeds
+
+
+def _outputs(paths: list[Path], force: bool) -> None:
+    from latentatlas.io.atomic import check_writable
+
+    for p in paths:
+        check_writable(p, force)
+
+
+def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untyped-def]
+    import torch
+
+    if generator.c_dim == 0:
+        if class_idx is not None:
+            raise UserError("--class is only for conditional models; this one has no labels")
+        return None
+    if class_idx is None or not 0 <= class_idx < generator.c_dim:
+        raise UserError(f"this model is conditional: give --class in 0..{generator.c_dim - 1}")
+    c = torch.zeros(n, generator.c_dim, device=generator.device)
+    c[:, class_idx] = 1
+    return c
+
+
+@app.command()
+def info(model: ModelArg, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Describe a model: resolution, latent sizes, channels, parameters.
+
+    Example: latentatlas info ffhq.pkl
+    """
+    from latentatlas.io.checkpoints import describe
+    from latentatlas.models.bundled import load_generator
+
+    generator, meta = load_generator(model)
+    facts = describe(generator)
+    facts["source"] = meta.get("source_format", "latentatlas")
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2))
+        return
+    for k, v in facts.items():
+        typer.echo(f"{k:>16}: {v}")
+
+
+@app.command()
+def generate(
+    model: ModelArg,
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12.")] = "0-7",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
+    truncation: Annotated[float, typer.Option("--truncation", "--trunc", help="Truncation psi (1 = none).")] = 1.0,
+    truncation_cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N layers.")] = None,
+    noise_mode: Annotated[str, typer.Option(help="const, random or none.")] = "const",
+    class_idx: Annotated[int | None, typer.Option("--class", help="Class index for conditional models.")] = None,
+    grid: Annotated[bool, typer.Option(help="Write grid.png.")] = True,
+    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed.")] = False,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Generate images from seeds: a grid, optional per-seed PNGs, and the latents (.npz).
+
+    Example: latentatlas generate ffhq.pkl --seeds 0-15 --trunc 0.7 --out samples
+    """
+    import torch
+
+    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.latent.codes import LatentCode, save_codes, z_from_seeds
+    from latentatlas.models.bundled import load_generator
+
+    seed_list = parse_seeds(seeds)
+    if noise_mode not in ("const", "random", "none"):
+        raise UserError(f"--noise-mode {noise_mode}: use const, random or none")
+    files = [out / "latents.npz"] + ([out / "grid.png"] if grid else [])
+    files += [out / f"seed{s:04d}.png" for s in seed_list] if per_seed else []
+    _outputs(files, force)
+    generator, meta = load_generator(model, pick_device(device))
+    z = z_from_seeds(seed_list, generator.z_dim, generator.device)
+    c = _labels(generator, class_idx, len(seed_list))
+    images, ws = [], []
+    with torch.no_grad():
+        for i in range(0, len(seed_list), 16):
+            cc = None if c is None else c[i : i + 16]
+            w = generator.mapping(z.tensor[i : i + 16], cc, truncation_psi=truncation, truncation_cutoff=truncation_cutoff)
+            ws.append(w.cpu())
+            images.append(generator.synthesis(w, noise_mode=noise_mode).cpu())
+    img = torch.cat(images)
+    save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
+    if grid:
+        save_image(out / "grid.png", make_grid(img))
+        typer.echo(f"grid: {out / 'grid.png'}")
+    if per_seed:
+        for s, im in zip(seed_list, img):
+            save_image(out / f"seed{s:04d}.png", make_grid(im[None]))
+        typer.echo(f"{len(seed_list)} images: {out}/seed*.png")
+    typer.echo(f"latents (w+): {out / 'latents.npz'}")
+
+
+def _endpoint(text: str, generator, space: str, truncation: float):  # type: ignore[no-untyped-def]
+    """A seed number or a .npz file -> one code in `space` ('z' or 'w'; w+ from files stays w+)."""
+    from latentatlas.latent.codes import LatentCode, check_fits, load_codes, to_w, z_from_seeds
+
+    if re.fullmatch(r"\d+", text):
+        code = z_from_seeds([int(text)], generator.z_dim, generator.device)
+        return to_w(code, generator, truncation_psi=truncation) if space == "w" else code
+    if not text.endswith(".npz"):
+        raise UserError(f"{text!r}: give a seed number or a .npz file of latent codes")
+    code, _ = load_codes(text)
+    code = code[0].to(generator.device)
+    check_fits(code, generator)
+    if code.space == "z" and space == "w":
+        return to_w(code, generator, truncation_psi=truncation)
+    if code.space != "z" and space == "z":
+        raise UserError(f"{text} holds a {code.space} code; interpolate it with --space w")
+    return code
+
+
+@app.command()
+def interpolate(
+    model: ModelArg,
+    start: Annotated[str, typer.Option("--from", help="Seed number or .npz file (first code used).")] = "0",
+    end: Annotated[str, typer.Option("--to", help="Seed number or .npz file.")] = "1",
+    frames: Annotated[int, typer.Option(help="Number of frames, ends included.")] = 16,
+    method: Annotated[str, typer.Option(help="lerp or slerp.")] = "lerp",
+    space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
+    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    fps: Annotated[int, typer.Option(help="Frames per second of the animations.")] = 12,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Interpolate between two seeds or saved codes: a strip PNG, a GIF and an MP4.
+
+    Example: latentatlas interpolate ffhq.pkl --from 3 --to 8 --method slerp --space z --frames 24
+    """
+    from latentatlas.io.images import make_grid, save_animation, save_image
+    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_wplus
+    from latentatlas.latent.paths import interpolate as interp
+    from latentatlas.models.bundled import load_generator
+
+    if space not in ("z", "w"):
+        raise UserError(f"--space {space}: use z or w")
+    if frames < 2 or frames > 2000:
+        raise UserError(f"--frames {frames}: use 2..2000")
+    files = [out / "interpolation.png", out / "interpolation.gif", out / "interpolation.mp4", out / "interpolation.npz"]
+    _outputs(files, force)
+    generator, meta = load_generator(model, pick_device(device))
+    a = _endpoint(start, generator, space, truncation)
+    b = _endpoint(end, generator, space, truncation)
+    if a.space != b.space:
+        a, b = to_wplus(a, generator), to_wplus(b, generator)
+    path = interp(a, b, frames, method)
+    images = synthesize(path, generator, truncation_psi=truncation if path.space == "z" else 1.0).cpu()
+    save_image(out / "interpolation.png", make_grid(images, cols=frames))
+    save_animation(out / "interpolation.gif", images, fps=fps)
+    save_animation(out / "interpolation.mp4", images, fps=fps)
+    save_codes(out / "interpolation.npz", LatentCode(path.space, path.tensor.cpu()), model=meta["name"])
+    typer.echo(f"strip: {out / 'interpolation.png'}\nanimations: {out / 'interpolation.gif'}, {out / 'interpolation.mp4'}")
+
+
+@app.command()
+def mix(
+    model: ModelArg,
+    rows: Annotated[str, typer.Option(help="Seeds whose coarse styles (layers before the cutoff) are kept.")] = "0-3",
+    cols: Annotated[str, typer.Option(help="Seeds whose fine styles (layers from the cutoff on) are used.")] = "10-13",
+    cutoff: Annotated[int, typer.Option(help="First layer taken from the column seed.")] = 4,
+    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("out/mix.png"),
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Style-mixing grid: first row the column seeds, first column the row seeds, mixes inside.
+
+    Example: latentatlas mix ffhq.pkl --rows 0-4 --cols 20-24 --cutoff 6 --out mix.png
+    """
+    import torch
+
+    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.latent.codes import LatentCode, synthesize, to_wplus, z_from_seeds
+    from latentatlas.latent.paths import style_mix
+    from latentatlas.models.bundled import load_generator
+
+    row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
+    _outputs([out], force)
+    generator, _ = load_generator(model, pick_device(device))
+    if not 0 <= cutoff <= generator.num_ws:
+        raise UserError(f"--cutoff {cutoff}: this model has {generator.num_ws} layers; use 0..{generator.num_ws}")
+
+    def wplus(seeds: list[int]) -> LatentCode:
+        z = z_from_seeds(seeds, generator.z_dim, generator.device)
+        with torch.no_grad():
+            return to_wplus(LatentCode("w", generator.mapping(z.tensor, None, truncation_psi=truncation)[:, 0]), generator)
+
+    wr, wc = wplus(row_seeds), wplus(col_seeds)
+    tiles = [torch.full((1, generator.img_channels, generator.img_resolution, generator.img_resolution), 1.0)]
+    tiles.append(synthesize(wc, generator).cpu())
+    for i in range(len(row_seeds)):
+        tiles.append(synthesize(wr[i], generator).cpu())
+        mixed = style_mix(LatentCode("w+", wr.tensor[i : i + 1].expand_as(wc.tensor)), wc, cutoff)
+        tiles.append(synthesize(mixed, generator).cpu())
+    save_image(out, make_grid(torch.cat(tiles), cols=len(col_seeds) + 1))
+    typer.echo(f"style-mixing grid: {out}")
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Official .pkl, rosinality .pt or latentatlas .safetensors.")],
+    dst: Annotated[Path, typer.Argument(help="Output .safetensors file.")],
+    fp16: Annotated[bool, typer.Option(help="Store weights as float16 (half the size).")] = False,
+    force: ForceOpt = False,
+) -> None:
+    """Convert a StyleGAN2 checkpoint to latentatlas's format (safetensors + JSON config).
+
+    No code from the input file is executed. Example: latentatlas convert ffhq.pkl ffhq.safetensors
+    """
+    import torch
+
+    from latentatlas.io.checkpoints import load_any, save_model
+
+    if dst.suffix != ".safetensors":
+        raise UserError(f"{dst}: the output must end in .safetensors")
+    _outputs([dst], force)
+    generator, meta = load_any(src)
+    save_model(dst, generator, metadata={"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}, dtype=torch.float16 if fp16 else None)
+    typer.echo(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MiB)")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
+    device: DeviceOpt = "auto",
+) -> None:
+    """Run the main job end to end: sample grid, interpolation and style mixing.
+
+    No trained model is bundled yet, so the demo uses a tiny randomly initialised generator
+    (the pictures are abstract patterns, not faces) and says so.
+    """
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.bundled import BUNDLED, tiny_random_generator
+
+    out.mkdir(parents=True, exist_ok=True)
+    if BUNDLED:
+        model = sorted(BUNDLED)[0]
+    else:
+        typer.echo("No trained model is bundled yet: the demo runs a tiny RANDOM generator (abstract patterns, not faces).")
+        model = str(out / "tiny-random.safetensors")
+        save_model(model, tiny_random_generator(), metadata={"note": "random weights, for the demo"})
+    generate(model, seeds="0-15", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)
+    interpolate(model, start="0", end="1", frames=12, method="slerp", space="z", truncation=1.0, fps=12, out=out, device=device, force=True)
+    mix(model, rows="0-3", cols="10-13", cutoff=4, truncation=1.0, out=out / "mix.png", device=device, force=True)
+    typer.echo(f"demo done: see {out}/")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as e:
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

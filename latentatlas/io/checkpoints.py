@@ -1,0 +1,350 @@
+"""Model files: our own format (safetensors + JSON config) and importers for others.
+
+Our format never holds pickles: tensors in a `.safetensors` file, the generator config and
+provenance as JSON in its metadata. Tensor names are `generator.<official name>`, so other
+parts of a model (Gaussian prior statistics, directions) can live in the same file under
+their own prefixes.
+
+Importers:
+- official stylegan2-ada-pytorch / stylegan3 (StyleGAN2 config) network pickles, read with
+  the restricted unpickler of `safe_pickle` (no code from the file ever runs);
+- rosinality stylegan2-pytorch `.pt` checkpoints, read with `torch.load(weights_only=True)`
+  and renamed to the official names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle
+from latentatlas.models.stylegan2 import Generator, GeneratorConfig
+
+FORMAT_NAME = "latentatlas"
+FORMAT_VERSION = 1
+GENERATOR_PREFIX = "generator."
+
+# Synthesis kwargs of the official code that change nothing in the arithmetic we run.
+_HARMLESS_SYNTHESIS_KWARGS = {"fp16_channels_last", "fused_modconv_default", "channels_last"}
+
+
+# ---------------------------------------------------------------------------------------
+# Our format
+
+
+def save_model(
+    path: str | Path,
+    generator: Generator,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    metadata: dict[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
+    """Write the generator (and optional extra tensors) atomically as safetensors + JSON.
+
+    dtype=torch.float16 halves the file; loading always returns float32 modules.
+    """
+    tensors = {}
+    for name, t in generator.state_dict().items():
+        t = t.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        tensors[GENERATOR_PREFIX + name] = t.contiguous()
+    for name, t in (extra_tensors or {}).items():
+        tensors[name] = t.detach().cpu().contiguous()
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "kind": "stylegan2",
+        "generator_config": json.dumps(generator.config.to_dict()),
+        "info": json.dumps(metadata or {}),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of one of our model files, with clear errors for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        tensors = load_file(str(path))
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({e}); is it complete?") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise UserError(
+            f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata); "
+            "import it with `latentatlas convert` from its original checkpoint"
+        )
+    return tensors, meta
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
+    """Load one of our model files: the generator (eval mode, float32) and the file's info."""
+    tensors, meta = read_model_file(path)
+    try:
+        cfg = GeneratorConfig.from_dict(json.loads(meta["generator_config"]))
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: the generator config in the file is missing or invalid ({e})") from None
+    state = {k[len(GENERATOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
+    generator = build_generator(cfg, state, source=str(path))
+    info = json.loads(meta.get("info") or "{}")
+    info["extra_tensors"] = {k: v for k, v in tensors.items() if not k.startswith(GENERATOR_PREFIX)}
+    return generator.to(device), info
+
+
+def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source: str) -> Generator:
+    """A Generator from a config and an official-named state dict; every key must match."""
+    generator = Generator(cfg)
+    expected = generator.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        raise UserError(f"{source}: the weights do not fit the generator config: {'; '.join(parts)}")
+    for name, t in state.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"{source}: tensor {name} has shape {list(t.shape)}, the config needs {list(expected[name].shape)}"
+            )
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise UserError(f"{source}: tensor {name} holds NaN or infinite values")
+    generator.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    return generator.eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------
+# Official pickles
+
+
+def config_from_official_kwargs(kwargs: dict[str, Any]) -> GeneratorConfig:
+    """GeneratorConfig from a Generator's `_init_kwargs` (ADA nests synthesis kwargs, SG3 is flat)."""
+    kwargs = dict(kwargs)
+    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+    synthesis = dict(kwargs.pop("synthesis_kwargs", None) or {})
+    base = {k: kwargs.pop(k) for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels") if k in kwargs}
+    synthesis.update(kwargs)  # stylegan3's StyleGAN2 Generator takes synthesis kwargs flat
+    if len(base) != 5:
+        raise UserError("the pickle's generator lacks z_dim/c_dim/w_dim/img_resolution/img_channels")
+    cfg: dict[str, Any] = dict(base)
+    mapping_names = {
+        "num_layers": "mapping_layers",
+        "lr_multiplier": "mapping_lr_multiplier",
+        "embed_features": "mapping_embed_features",
+        "layer_features": "mapping_layer_features",
+        "w_avg_beta": "w_avg_beta",
+    }
+    for key, value in mapping.items():
+        if key == "activation" and value == "lrelu":
+            continue
+        if key not in mapping_names:
+            raise UserError(f"the pickle's mapping network uses {key}={value!r}, which latentatlas does not support")
+        if value is not None:
+            cfg[mapping_names[key]] = value
+    for key, value in synthesis.items():
+        if key in _HARMLESS_SYNTHESIS_KWARGS or (key == "use_noise" and value is True):
+            continue
+        if key == "activation" and value == "lrelu":
+            continue
+        if key in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture", "resample_filter"):
+            cfg[key] = list(value) if key == "resample_filter" else value
+        else:
+            raise UserError(f"the pickle's synthesis network uses {key}={value!r}, which latentatlas does not support")
+    for key in ("channel_base", "channel_max", "num_fp16_res"):
+        if key in cfg:
+            cfg[key] = int(cfg[key])
+    try:
+        return GeneratorConfig(**cfg)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"the pickle's generator config is not supported: {e}") from None
+
+
+def import_official_pickle(path: str | Path, network: str = "G_ema") -> Generator:
+    """Generator from an official network pickle, without executing anything in it."""
+    data = load_official_pickle(str(path))
+    record = data.get(network)
+    if not isinstance(record, PersistentRecord):
+        have = ", ".join(k for k, v in data.items() if isinstance(v, PersistentRecord)) or "none"
+        raise UserError(f"{path}: no network {network!r} in the pickle (networks present: {have})")
+    if not record.class_name.endswith("Generator"):
+        raise UserError(f"{path}: {network} is a {record.class_name}, not a StyleGAN2 Generator")
+    cfg = config_from_official_kwargs(record.init_kwargs)
+    return build_generator(cfg, record.named_tensors(), source=str(path))
+
+
+# ---------------------------------------------------------------------------------------
+# rosinality stylegan2-pytorch
+
+
+def _rosinality_state(path: Path) -> dict[str, Any]:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: refused by PyTorch's safe loader ({first[:200]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}); is the file complete?") from None
+    if not isinstance(ckpt, dict):
+        raise UserError(f"{path}: the checkpoint holds a {type(ckpt).__name__}, not a dict with 'g_ema'")
+    return ckpt
+
+
+def convert_rosinality_state(sd: dict[str, torch.Tensor], latent_avg: torch.Tensor | None) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    """Rename a rosinality `g_ema` state dict to official names and infer the config."""
+    if "input.input" not in sd or "conv1.conv.weight" not in sd:
+        raise UserError("the state dict is not a rosinality StyleGAN2 generator (no input.input / conv1.conv.weight)")
+    style_ids = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
+    num_mapping = len(style_ids)
+    if num_mapping == 0:
+        raise UserError("the state dict has no mapping layers (style.N.weight)")
+    w_dim = sd[f"style.{style_ids[-1]}.weight"].shape[0]
+    num_blocks = len([k for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
+    resolution = 4 * 2**num_blocks
+    channels = {4: sd["input.input"].shape[1]}
+    for k in range(num_blocks):
+        channels[2 ** (k + 3)] = sd[f"convs.{2 * k}.conv.weight"].shape[1]
+    channel_max = max(channels.values())
+    # Smallest channel_base reproducing every resolution's channel count.
+    channel_base = max(c * r for r, c in channels.items() if c < channel_max) if min(channels.values()) < channel_max else channel_max * resolution
+    for r, c in channels.items():
+        if min(channel_base // r, channel_max) != c:
+            raise UserError(f"the generator's channel counts {channels} do not follow channel_base/channel_max")
+    cfg = GeneratorConfig(
+        z_dim=sd["style.1.weight"].shape[1],
+        w_dim=w_dim,
+        img_resolution=resolution,
+        img_channels=sd["to_rgb1.conv.weight"].shape[1],
+        mapping_layers=num_mapping,
+        channel_base=channel_base,
+        channel_max=channel_max,
+    )
+    out: dict[str, torch.Tensor] = {}
+
+    def styled(src: str, dst: str) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        out[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape([])
+        out[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
+
+    def torgb(src: str, dst: str) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
+        out[f"{dst}.affine.weight"] = sd[f"{src}.conv.modulation.weight"]
+        out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
+        out[f"{dst}.bias"] = sd[f"{src}.bias"].reshape(-1)
+
+    try:
+        for i, sid in enumerate(style_ids):
+            out[f"mapping.fc{i}.weight"] = sd[f"style.{sid}.weight"]
+            out[f"mapping.fc{i}.bias"] = sd[f"style.{sid}.bias"]
+        out["mapping.w_avg"] = (latent_avg if latent_avg is not None else torch.zeros(w_dim)).reshape(-1).float()
+        out["synthesis.b4.const"] = sd["input.input"][0]
+        styled("conv1", "synthesis.b4.conv1")
+        torgb("to_rgb1", "synthesis.b4.torgb")
+        for k in range(num_blocks):
+            r = 2 ** (k + 3)
+            styled(f"convs.{2 * k}", f"synthesis.b{r}.conv0")
+            styled(f"convs.{2 * k + 1}", f"synthesis.b{r}.conv1")
+            torgb(f"to_rgbs.{k}", f"synthesis.b{r}.torgb")
+        # Noise maps: rosinality's layer j runs at 2 ** ((j + 5) // 2) px; j = 0 is b4.conv1.
+        for j in range(2 * num_blocks + 1):
+            r = 2 ** ((j + 5) // 2)
+            layer = "conv1" if j == 0 or j % 2 == 0 else "conv0"
+            out[f"synthesis.b{r}.{layer}.noise_const"] = sd[f"noises.noise_{j}"].reshape(r, r)
+    except KeyError as e:
+        raise UserError(f"the rosinality state dict lacks {e.args[0]}") from None
+    # Buffers that rosinality does not store: the FIR filters.
+    reference = Generator(cfg).state_dict()
+    for name, t in reference.items():
+        if name.endswith("resample_filter"):
+            out[name] = t
+    return cfg, out
+
+
+def import_rosinality(path: str | Path) -> Generator:
+    path = Path(path)
+    ckpt = _rosinality_state(path)
+    if "g_ema" not in ckpt:
+        raise UserError(f"{path}: no 'g_ema' in the checkpoint (keys: {', '.join(map(str, list(ckpt)[:6]))})")
+    cfg, state = convert_rosinality_state(ckpt["g_ema"], ckpt.get("latent_avg"))
+    return build_generator(cfg, state, source=str(path))
+
+
+# ---------------------------------------------------------------------------------------
+# Any supported file
+
+
+def sniff_format(path: str | Path) -> str:
+    """'latentatlas', 'pickle' or 'torch' from the file's first bytes."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a model file")
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return "torch"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "latentatlas"
+    raise UserError(
+        f"{path}: unknown model format; expected a latentatlas .safetensors file, an official "
+        "StyleGAN2 .pkl or a rosinality .pt checkpoint"
+    )
+
+
+def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
+    """Load a generator from any supported file: ours, an official pickle, a rosinality .pt."""
+    kind = sniff_format(path)
+    if kind == "latentatlas":
+        return load_model(path, device)
+    if kind == "pickle":
+        return import_official_pickle(path).to(device), {"source": str(path), "source_format": "official-pickle"}
+    return import_rosinality(path).to(device), {"source": str(path), "source_format": "rosinality"}
+
+
+def describe(generator: Generator) -> dict[str, Any]:
+    """Facts about a generator for `latentatlas info`."""
+    cfg = generator.config
+    return {
+        "resolution": cfg.img_resolution,
+        "z_dim": cfg.z_dim,
+        "w_dim": cfg.w_dim,
+        "c_dim": cfg.c_dim,
+        "num_ws": generator.num_ws,
+        "mapping_layers": cfg.mapping_layers,
+        "channels": {
+            r: min(cfg.channel_base // r, cfg.channel_max) for r in generator.synthesis.block_resolutions
+        },
+        "parameters": sum(p.numel() for p in generator.parameters()),
+        "num_fp16_res": cfg.num_fp16_res,
+        "conv_clamp": cfg.conv_clamp,
+        "architecture": cfg.architecture,
+        "w_avg_norm": round(float(generator.mapping.w_avg.norm()), 4),
+        "log2_resolution": int(math.log2(cfg.img_resolution)),
+    }

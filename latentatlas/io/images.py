@@ -1,0 +1,73 @@
+"""Images on disk: PNG/JPEG files, grids, GIF and MP4 animations, all written atomically.
+
+Inside the library images are float NCHW tensors in [-1, 1]; conversion to 8 bits uses
+the official rule uint8 = clamp(x * 127.5 + 128, 0, 255).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> [N, H, W, C] uint8 (C = 1 squeezed to grey by callers)."""
+    x = (images.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def make_grid(images: torch.Tensor, cols: int | None = None, pad: int = 0) -> np.ndarray:
+    """Tile N images into one uint8 array [H', W', C]; rows filled left to right."""
+    arr = to_uint8(images)
+    n, h, w, c = arr.shape
+    cols = cols or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.full((rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, c), 255, dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[r * (h + pad) : r * (h + pad) + h, col * (w + pad) : col * (w + pad) + w] = arr[i]
+    return grid
+
+
+def _pil(array: np.ndarray) -> Image.Image:
+    return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+
+
+def save_image(path: str | Path, array: np.ndarray) -> Path:
+    """Write one uint8 [H, W, C] array as PNG/JPEG (format from the suffix)."""
+    path = Path(path)
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unsupported image suffix; use .png or .jpg")
+    with atomic_path(path) as tmp:
+        _pil(array).save(tmp, format=fmt)
+    return path
+
+
+def save_animation(path: str | Path, frames: torch.Tensor, fps: int = 12) -> Path:
+    """Write frames [T, C, H, W] as an animated GIF or an MP4 (H.264 via imageio-ffmpeg)."""
+    import imageio.v3 as iio
+
+    path = Path(path)
+    arr = to_uint8(frames)
+    suffix = path.suffix.lower()
+    with atomic_path(path) as tmp:
+        if suffix == ".gif":
+            iio.imwrite(tmp, arr if arr.shape[-1] != 1 else arr[..., 0], extension=".gif", duration=1000 / fps, loop=0)
+        elif suffix == ".mp4":
+            if arr.shape[-1] == 1:
+                arr = np.repeat(arr, 3, axis=-1)
+            # H.264 with yuv420p needs even sizes; pad with edge pixels when odd.
+            h, w = arr.shape[1:3]
+            arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            iio.imwrite(tmp, arr, plugin="FFMPEG", extension=".mp4", fps=fps, codec="libx264", macro_block_size=1)
+        else:
+            raise UserError(f"{path}: unsupported animation suffix; use .gif or .mp4")
+    return path
+

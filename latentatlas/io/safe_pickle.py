@@ -1,0 +1,173 @@
+"""Read NVIDIA's network pickles without running any of their code.
+
+Official stylegan2-ada-pytorch / stylegan3 pickles store each network as a call to
+`torch_utils.persistence._reconstruct_persistent_obj(meta)`, where `meta` carries the whole
+source of the network module (which the official loader exec()s) and the module state.
+Here a restricted unpickler maps that reconstructor to a record that keeps only the class
+name and state, builds tensors with PyTorch's own rebuild functions, and refuses every
+other global, so a pickle that names `os.system` (or anything else) fails before it runs.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from latentatlas.io.errors import UserError
+
+
+@dataclass
+class PersistentRecord:
+    """What an official persistent object leaves us: its class name and its state dict."""
+
+    class_name: str
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def init_kwargs(self) -> dict[str, Any]:
+        return dict(self.state.get("_init_kwargs") or {})
+
+    def named_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Parameters and buffers under official names, walking `_modules` like state_dict()."""
+        out: dict[str, torch.Tensor] = {}
+        non_persistent = set(self.state.get("_non_persistent_buffers_set") or ())
+        for kind in ("_parameters", "_buffers"):
+            for name, t in (self.state.get(kind) or {}).items():
+                if t is not None and not (kind == "_buffers" and name in non_persistent):
+                    out[prefix + name] = t.detach() if isinstance(t, torch.Tensor) else t
+        for name, sub in (self.state.get("_modules") or {}).items():
+            if isinstance(sub, PersistentRecord):
+                out.update(sub.named_tensors(prefix + name + "."))
+            elif sub is not None:
+                raise UserError(f"unexpected sub-module {name!r} of type {type(sub).__name__} in the pickle")
+        return out
+
+
+def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
+    if not isinstance(meta, dict) or meta.get("type") != "class" or "class_name" not in meta:
+        raise UserError("the pickle holds a persistent object record of an unknown layout")
+    state = meta.get("state") or {}
+    if not isinstance(state, dict):
+        raise UserError("the pickle holds a persistent object whose state is not a dict")
+    return PersistentRecord(class_name=str(meta["class_name"]), state=state)
+
+
+class _EasyDict(dict):
+    """Stand-in for dnnlib.EasyDict: a dict that tolerates the BUILD opcode."""
+
+
+def _load_storage_from_bytes(b: bytes) -> Any:
+    # torch.storage._load_from_bytes would call torch.load without weights_only.
+    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+
+
+def _torch_dtype(name: str) -> Any:
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise UserError(f"refusing to load: the pickle names torch.{name}, which is not a dtype")
+    return dtype
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): _EasyDict,
+    ("dnnlib", "EasyDict"): _EasyDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
+    ("torch", "Size"): torch.Size,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+}
+
+
+def _numpy_global(module: str, name: str) -> Any:
+    import numpy as np
+
+    if name == "dtype":
+        return np.dtype
+    if name == "scalar":
+
+        def scalar(dtype: Any, data: Any = None) -> Any:
+            if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
+                raise UserError("refusing to load: the pickle rebuilds a numpy object scalar")
+            return np.frombuffer(data, dtype=dtype)[0]
+
+        return scalar
+    if name == "_reconstruct":
+
+        def reconstruct(cls: Any, shape: Any, dtype: Any) -> Any:
+            if cls is not np.ndarray or np.dtype(dtype).hasobject:
+                raise UserError("refusing to load: the pickle rebuilds a numpy subclass")
+            return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+        return reconstruct
+    if name == "ndarray":
+        return np.ndarray
+    raise UserError(f"refusing to load: the pickle asks for {module}.{name}, which is not allowed")
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Builds tensors, plain containers and persistent-object records; nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = (module, name)
+        if key in _ALLOWED:
+            return _ALLOWED[key]
+        if module == "torch" and name in _TORCH_DTYPES:
+            return _torch_dtype(name)
+        if module in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
+            return _numpy_global(module, name)
+        if module.startswith("dnnlib.tflib"):
+            raise UserError(
+                "this is a TensorFlow StyleGAN2 pickle; only PyTorch pickles (stylegan2-ada-pytorch, "
+                "stylegan3) are supported: convert it with the official legacy.py first"
+            )
+        raise UserError(
+            f"refusing to load: the pickle asks to import {module}.{name}, which is neither a tensor "
+            "nor a known container (a network pickle never needs it; the file may carry code)"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UserError("refusing to load: the pickle uses persistent ids (not an official network pickle)")
+
+
+_TORCH_DTYPES = {
+    "float16",
+    "float32",
+    "float64",
+    "bfloat16",
+    "half",
+    "float",
+    "double",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+    "long",
+    "int",
+}
+
+
+def load_official_pickle(path: str) -> dict[str, Any]:
+    """Unpickle an official network pickle safely; networks come back as PersistentRecords."""
+    try:
+        with open(path, "rb") as f:
+            data = RestrictedUnpickler(f).load()
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+        raise UserError(f"{path}: not a readable network pickle ({type(e).__name__}: {e}); is the file complete?") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the pickle holds a {type(data).__name__}, not the official dict(G, D, G_ema, ...)")
+    return data

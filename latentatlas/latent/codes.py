@@ -1,0 +1,155 @@
+"""Latent codes that know their space (z, w, w+), and their files.
+
+Every function that takes a code checks its space, so a z vector is never fed to the
+synthesis network by mistake, and every file records the space and the model it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+from latentatlas.models.stylegan2 import Generator, truncate
+
+SPACES = ("z", "w", "w+")
+
+
+@dataclass
+class LatentCode:
+    """A batch of latent codes: z and w are [N, D]; w+ is [N, num_ws, D]."""
+
+    space: str
+    tensor: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise UserError(f"unknown latent space {self.space!r}: use one of {', '.join(SPACES)}")
+        want = 3 if self.space == "w+" else 2
+        if self.tensor.ndim != want:
+            raise UserError(f"a {self.space} code must have {want} dimensions, got shape {list(self.tensor.shape)}")
+        if not torch.isfinite(self.tensor).all():
+            raise UserError(f"the {self.space} code holds NaN or infinite values")
+
+    def __len__(self) -> int:
+        return self.tensor.shape[0]
+
+    def __getitem__(self, idx: int | slice | list[int]) -> "LatentCode":
+        t = self.tensor[idx]
+        if isinstance(idx, int):
+            t = t.unsqueeze(0)
+        return LatentCode(self.space, t)
+
+    def to(self, device: str | torch.device) -> "LatentCode":
+        return LatentCode(self.space, self.tensor.to(device))
+
+    def require(self, *spaces: str) -> None:
+        if self.space not in spaces:
+            raise UserError(f"this operation needs a code in {' or '.join(spaces)}, got a {self.space} code")
+
+
+def check_fits(code: LatentCode, generator: Generator) -> None:
+    """The code's width (and layer count for w+) must match the generator."""
+    dim = generator.z_dim if code.space == "z" else generator.w_dim
+    if code.tensor.shape[-1] != dim:
+        raise UserError(f"the {code.space} code has width {code.tensor.shape[-1]}, this model needs {dim}")
+    if code.space == "w+" and code.tensor.shape[1] != generator.num_ws:
+        raise UserError(f"the w+ code has {code.tensor.shape[1]} layers, this model has {generator.num_ws}")
+
+
+def z_from_seeds(seeds: list[int], z_dim: int, device: str | torch.device = "cpu") -> LatentCode:
+    """The official generate.py convention: RandomState(seed).randn(1, z_dim), float64 -> float32."""
+    z = np.stack([np.random.RandomState(s).randn(z_dim) for s in seeds]).astype(np.float32)
+    return LatentCode("z", torch.from_numpy(z).to(device))
+
+
+def to_w(
+    code: LatentCode,
+    generator: Generator,
+    c: torch.Tensor | None = None,
+    truncation_psi: float = 1.0,
+) -> LatentCode:
+    """z -> w through the mapping network (with the truncation trick); w stays w."""
+    check_fits(code, generator)
+    if code.space == "z":
+        ws = generator.mapping(code.tensor.to(generator.device), c, truncation_psi=truncation_psi)
+        return LatentCode("w", ws[:, 0])
+    code.require("w")
+    return truncate_code(code, generator, truncation_psi)
+
+
+def to_wplus(code: LatentCode, generator: Generator, c: torch.Tensor | None = None) -> LatentCode:
+    """Any code -> w+ (one w per synthesis layer)."""
+    check_fits(code, generator)
+    if code.space == "w+":
+        return code
+    w = to_w(code, generator, c)
+    return LatentCode("w+", w.tensor.unsqueeze(1).repeat(1, generator.num_ws, 1))
+
+
+def truncate_code(code: LatentCode, generator: Generator, psi: float, cutoff: int | None = None) -> LatentCode:
+    """w_avg + psi (w - w_avg); in w+ optionally only on layers [0, cutoff)."""
+    code.require("w", "w+")
+    w_avg = generator.mapping.w_avg.to(code.tensor.device)
+    if code.space == "w":
+        if cutoff is not None:
+            raise UserError("a truncation cutoff needs a w+ code (it acts on the first layers only)")
+        return LatentCode("w", truncate(code.tensor, w_avg, psi))
+    return LatentCode("w+", truncate(code.tensor, w_avg, psi, cutoff))
+
+
+def synthesize(
+    code: LatentCode,
+    generator: Generator,
+    noise_mode: str = "const",
+    c: torch.Tensor | None = None,
+    truncation_psi: float = 1.0,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Images [N, C, H, W] in about [-1, 1] for any code, in batches."""
+    wplus = to_wplus(to_w(code, generator, c, truncation_psi) if code.space == "z" else code, generator)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(wplus), batch_size):
+            out.append(generator.synthesis(wplus.tensor[i : i + batch_size].to(generator.device), noise_mode=noise_mode))
+    return torch.cat(out)
+
+
+def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] | None = None) -> None:
+    """Write codes as .npz with their space and model named in it (atomically)."""
+    arrays = {
+        "latents": code.tensor.detach().cpu().numpy().astype(np.float32),
+        "space": np.array(code.space),
+        "model": np.array(model),
+    }
+    if seeds is not None:
+        arrays["seeds"] = np.array(seeds, dtype=np.int64)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
+    """Read a .npz written by save_codes (or by the projector); returns the code and its info."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if "latents" not in data or "space" not in data:
+                raise UserError(f"{path}: not a latent-code file (it needs 'latents' and 'space' arrays)")
+            latents = data["latents"]
+            info: dict[str, object] = {"space": str(data["space"]), "model": str(data["model"]) if "model" in data else ""}
+            if "seeds" in data:
+                info["seeds"] = data["seeds"].tolist()
+    except UserError:
+        raise
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: not a readable .npz file ({e})") from None
+    if latents.dtype.kind != "f":
+        raise UserError(f"{path}: latents must be floating point, got {latents.dtype}")
+    return LatentCode(str(info["space"]), torch.from_numpy(latents.astype(np.float32))), info

@@ -1,0 +1,219 @@
+"""Pure-PyTorch building blocks of StyleGAN2, with the math of NVIDIA's stylegan2-ada-pytorch.
+
+The official code ships CUDA plugins (bias_act, upfirdn2d) that fail to build on current
+PyTorch and fall back to a slow reference path. Everything here is written directly in
+terms of PyTorch operators, so the same code runs on CPU and GPU with no compile step,
+while keeping the official semantics (padding, gains, filter orientation, clamping) so
+that official weights give the same images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LRELU_SLOPE = 0.2
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def setup_filter(taps: list[float] | tuple[float, ...] = (1, 3, 3, 1)) -> torch.Tensor:
+    """2-D FIR filter from 1-D taps: outer product, normalised to sum 1 (official `setup_filter`)."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    f = torch.outer(f, f)
+    return f / f.sum()
+
+
+def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
+    return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """Add bias (along dim 1), apply activation, multiply by gain, clamp: the official order."""
+    if b is not None:
+        shape = [1] * x.ndim
+        shape[1] = -1
+        x = x + b.to(x.dtype).reshape(shape)
+    if act == "lrelu":
+        x = F.leaky_relu(x, LRELU_SLOPE)
+        gain = LRELU_GAIN if gain is None else gain
+    elif act == "linear":
+        gain = 1.0 if gain is None else gain
+    else:
+        raise ValueError(f"unsupported activation {act!r}: use 'lrelu' or 'linear'")
+    if gain != 1:
+        x = x * gain
+    if clamp is not None and clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Upsample (zero insertion), pad, convolve with the 2-D FIR filter `f`, downsample.
+
+    padding is (x0, x1, y0, y1) as in the official op; negative values crop. The filter is
+    applied as a true convolution (flipped), which matters only for asymmetric filters.
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    px0, px1, py0, py1 = padding
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
+    f = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
+    x = F.conv2d(x, f[None, None].expand(c, 1, *f.shape), groups=c)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
+    """x2 upsampling with the FIR filter, official padding and gain (up**2)."""
+    fw = f.shape[-1]
+    p0 = (fw + up - 1) // 2
+    p1 = (fw - up) // 2
+    return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
+
+
+def conv2d_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """3x3 convolution with x2 upsampling, as the official conv2d_resample (up=2, padding=1).
+
+    A stride-2 transposed convolution with the weight transposed (not flipped), then the FIR
+    filter with padding 1 and gain 4. Output size is exactly twice the input size.
+    """
+    kh = weight.shape[-1]
+    fw = f.shape[-1]
+    p0 = 1 + (fw + 1) // 2 - (kh - 1)
+    p1 = 1 + (fw - 2) // 2 - (kh - 2)
+    x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=4)
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    *,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    noise: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    act: str = "linear",
+    gain: float = 1.0,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """Modulated convolution followed by the layer's epilogue (noise, bias, activation, clamp).
+
+    Same function as the official modulated_conv2d + bias_act, arranged for speed: for one
+    sample, styles and demodulation are folded into the weight (the official "fused" form);
+    for a batch, the input is scaled by the styles, one ordinary convolution serves the whole
+    batch, and demodulation, noise, bias and gain are applied in a single fused pass. The
+    activation gain is folded in before the leaky ReLU (valid because the gain is positive).
+    """
+    batch = x.shape[0]
+    out_ch, in_ch, kh, kw = weight.shape
+    if x.dtype == torch.float16 and demodulate:
+        # The official pre-normalisation that keeps fp16 from overflowing.
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    styles = styles.to(torch.float32)
+    weight32 = weight.to(torch.float32)
+    if act == "lrelu":
+        gain = gain * LRELU_GAIN
+    elif act != "linear":
+        raise ValueError(f"unsupported activation {act!r}: use 'lrelu' or 'linear'")
+    # Per-sample output scale: demodulation coefficients times the gain.
+    if demodulate:
+        scale = (styles.square() @ weight32.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() * gain
+    else:
+        scale = torch.full((batch, out_ch), float(gain), device=x.device)
+    bias_term = None if bias is None else (bias.to(torch.float32) * gain)
+    noise_term = None if noise is None else (noise.to(torch.float32) * gain).reshape(-1, 1, *noise.shape[-2:])
+    if batch == 1:
+        w = weight32 * styles.reshape(1, -1, 1, 1) * scale.reshape(-1, 1, 1, 1)
+        b = None if bias_term is None else bias_term.to(x.dtype)
+        x = _conv(x, w.to(x.dtype), up, padding, resample_filter, bias=b)
+    else:
+        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = _conv(x, weight.to(x.dtype), up, padding, resample_filter)
+        x = x.mul_(scale.to(x.dtype).reshape(batch, -1, 1, 1))
+        if bias_term is not None:
+            x = x.add_(bias_term.to(x.dtype).reshape(1, -1, 1, 1))
+    if noise_term is not None:
+        x = x.add_(noise_term.to(x.dtype))
+    if act == "lrelu":
+        x = F.leaky_relu_(x, LRELU_SLOPE)
+    if clamp is not None and clamp >= 0:
+        x = x.clamp_(-clamp, clamp)
+    return x
+
+
+def _conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    up: int,
+    padding: int,
+    resample_filter: torch.Tensor | None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    if up == 1:
+        return F.conv2d(x, weight, bias=bias, padding=padding)
+    if up == 2 and resample_filter is not None:
+        x = conv2d_up2(x, weight, resample_filter)
+        return x if bias is None else x.add_(bias.reshape(1, -1, 1, 1))
+    raise ValueError(f"unsupported up factor {up}")
+
+
+class FullyConnectedLayer(nn.Module):
+    """Equalised-learning-rate linear layer (official FullyConnectedLayer)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias
+        if b is not None:
+            b = b.to(x.dtype)
+            if self.bias_gain != 1:
+                b = b * self.bias_gain
+        if self.activation == "linear" and b is not None:
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
