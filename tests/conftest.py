@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny generators with random (non-default) weights, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from latentatlas.models.stylegan2 import Generator, GeneratorConfig
+
+torch.set_num_threads(2)
+
+
+def randomize(generator: Generator, seed: int = 0) -> Generator:
+    """Give every parameter random values (official init leaves noise_strength and biases at 0)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in generator.named_parameters():
+            if name.endswith("noise_strength"):
+                p.copy_(torch.randn([], generator=g) * 0.5)
+            elif name.endswith("affine.bias"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        generator.mapping.w_avg.copy_(0.3 * torch.randn(generator.w_dim, generator=g))
+    return generator.eval().requires_grad_(False)
+
+
+def tiny_config(**kw) -> GeneratorConfig:
+    base = dict(z_dim=16, w_dim=16, img_resolution=16, mapping_layers=2, channel_base=128, channel_max=16)
+    base.update(kw)
+    return GeneratorConfig(**base)
+
+
+@pytest.fixture
+def tiny_generator() -> Generator:
+    torch.manual_seed(0)
+    return randomize(Generator(tiny_config()))
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys):
+    """Run `latentatlas ARGS...` in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        from latentatlas.cli import main
+
+        monkeypatch.setattr(sys, "argv", ["latentatlas", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -1,0 +1,117 @@
+import argparse
+import os
+import pickle
+
+import pytest
+import torch
+
+from latentatlas.io.checkpoints import import_official_pickle, import_rosinality, load_any, load_model, save_model
+from latentatlas.io.errors import UserError
+from latentatlas.models.stylegan2 import Generator
+from conftest import randomize, tiny_config
+from pickle_standins import rosinality_state_dict, write_official_pickle
+
+
+def images(g, seed=0, c=None):
+    z = torch.randn(3, g.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return g(z, c, truncation_psi=0.7)
+
+
+def test_own_format_round_trips_bit_exactly(tmp_path, tiny_generator):
+    path = tmp_path / "m.safetensors"
+    save_model(path, tiny_generator, extra_tensors={"prior.mean": torch.arange(3.0)}, metadata={"note": "x"})
+    loaded, info = load_model(path)
+    for (k, a), (k2, b) in zip(tiny_generator.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert loaded.config == tiny_generator.config
+    assert torch.equal(images(loaded), images(tiny_generator))
+    assert info["note"] == "x" and torch.equal(info["extra_tensors"]["prior.mean"], torch.arange(3.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temp files left
+
+
+def test_fp16_file_is_half_size_and_close(tmp_path, tiny_generator):
+    save_model(tmp_path / "a.safetensors", tiny_generator)
+    save_model(tmp_path / "b.safetensors", tiny_generator, dtype=torch.float16)
+    ratio = (tmp_path / "b.safetensors").stat().st_size / (tmp_path / "a.safetensors").stat().st_size
+    assert 0.45 < ratio < 0.6
+    half, _ = load_model(tmp_path / "b.safetensors")
+    assert (images(half) - images(tiny_generator)).abs().max() < 2e-2
+
+
+@pytest.mark.parametrize("flat", [False, True], ids=["ada-nested", "stylegan3-flat"])
+def test_official_pickle_imports_without_running_code(tmp_path, flat, capfd):
+    g = randomize(Generator(tiny_config(c_dim=2, conv_clamp=256)))
+    path = tmp_path / "net.pkl"
+    write_official_pickle(path, g, flat=flat)
+    loaded = import_official_pickle(path)
+    assert loaded.config == g.config
+    c = torch.eye(2)[[0, 1, 1]]
+    assert torch.equal(images(loaded, c=c), images(g, c=c))
+    assert "executed" not in capfd.readouterr().out
+
+
+def test_pickle_calling_os_system_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Evil()}))
+    with pytest.raises(UserError, match="refusing to load.*system"):
+        import_official_pickle(path)
+    assert not marker.exists()
+
+
+def test_truncated_and_foreign_pickles(tmp_path, tiny_generator):
+    good = tmp_path / "good.pkl"
+    write_official_pickle(good, tiny_generator)
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(UserError, match="not a readable network pickle"):
+        import_official_pickle(cut)
+    foreign = tmp_path / "foreign.pkl"
+    foreign.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(UserError, match="no network 'G_ema'"):
+        import_official_pickle(foreign)
+
+
+def test_rosinality_checkpoint_imports(tmp_path, tiny_generator):
+    path = tmp_path / "550000.pt"
+    torch.save({"g_ema": rosinality_state_dict(tiny_generator), "latent_avg": tiny_generator.mapping.w_avg.clone(),
+                "args": argparse.Namespace(size=16)}, path)
+    loaded, info = load_any(path)
+    assert info["source_format"] == "rosinality"
+    assert loaded.config.img_resolution == 16 and loaded.config.channel_max == 16
+    assert torch.allclose(images(loaded), images(tiny_generator), atol=1e-6)
+
+
+def test_state_dict_with_missing_keys_is_refused(tmp_path, tiny_generator):
+    sd = rosinality_state_dict(tiny_generator)
+    del sd["convs.0.conv.modulation.bias"]
+    path = tmp_path / "bad.pt"
+    torch.save({"g_ema": sd}, path)
+    with pytest.raises(UserError, match="lacks convs.0.conv.modulation.bias"):
+        import_rosinality(path)
+
+
+def test_rosinality_file_with_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": Evil()}, path)
+    with pytest.raises(UserError, match="refused by PyTorch's safe loader"):
+        import_rosinality(path)
+
+
+def test_unknown_format(tmp_path):
+    p = tmp_path / "x.bin"
+    p.write_bytes(b"hello world, not a model")
+    with pytest.raises(UserError, match="unknown model format"):
+        load_any(p)
+    with pytest.raises(UserError, match="no such file"):
+        load_any(tmp_path / "missing.pkl")

@@ -1,0 +1,95 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from latentatlas.io.checkpoints import save_model
+from pickle_standins import write_official_pickle
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_generator):
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, tiny_generator)
+    return path
+
+
+def test_generate_writes_grid_images_and_latents(run_cli, model_file, tmp_path):
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("generate", model_file, "--seeds", "0-2,7", "--per-seed", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    assert Image.open(out / "grid.png").size == (32, 32)
+    assert sorted(p.name for p in out.glob("seed*.png")) == ["seed0000.png", "seed0001.png", "seed0002.png", "seed0007.png"]
+    data = np.load(out / "latents.npz")
+    assert data["latents"].shape[0] == 4 and str(data["space"]) == "w+" and data["seeds"].tolist() == [0, 1, 2, 7]
+    assert "grid.png" in stdout
+    # Refuses to overwrite without --force.
+    code, _, err = run_cli("generate", model_file, "--seeds", "0", "--out", out)
+    assert code == 2 and "already exists" in err and "--force" in err
+
+
+def test_interpolate_and_mix(run_cli, model_file, tmp_path):
+    code, _, err = run_cli("generate", model_file, "--seeds", "5", "--out", tmp_path / "g", "--no-grid")
+    assert code == 0, err
+    out = tmp_path / "i"
+    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g" / "latents.npz",
+                           "--frames", "5", "--method", "slerp", "--out", out)
+    assert code == 0, err
+    assert Image.open(out / "interpolation.png").size == (5 * 16, 16)
+    assert (out / "interpolation.mp4").stat().st_size > 0
+    gif = Image.open(out / "interpolation.gif")
+    assert gif.n_frames == 5
+    code, _, err = run_cli("mix", model_file, "--rows", "0-1", "--cols", "2-4", "--cutoff", "2", "--out", tmp_path / "mix.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "mix.png").size == (4 * 16, 3 * 16)
+
+
+def test_info_and_convert(run_cli, tiny_generator, tmp_path):
+    pkl = tmp_path / "net.pkl"
+    write_official_pickle(pkl, tiny_generator)
+    code, out, err = run_cli("convert", pkl, tmp_path / "net.safetensors")
+    assert code == 0, err
+    code, out, err = run_cli("info", tmp_path / "net.safetensors", "--json")
+    assert code == 0, err
+    assert '"resolution": 16' in out and '"num_ws": 6' in out
+
+
+def _one_line_error(code, out, err, *words):
+    assert code == 2
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("seeds,word", [("5-2", "end is before the start"), ("abc", "bad seed list")])
+def test_bad_seed_lists(run_cli, model_file, tmp_path, seeds, word):
+    out = tmp_path / "o"
+    _one_line_error(*run_cli("generate", model_file, "--seeds", seeds, "--out", out), word)
+    assert not out.exists()
+
+
+def test_bad_model_files(run_cli, tmp_path, tiny_generator):
+    out = tmp_path / "o"
+    _one_line_error(*run_cli("generate", tmp_path / "missing.pkl", "--out", out), "no such file")
+    good = tmp_path / "good.pkl"
+    write_official_pickle(good, tiny_generator)
+    cut = tmp_path / "cut.pkl"
+    cut.write_bytes(good.read_bytes()[:5000])
+    _one_line_error(*run_cli("generate", cut, "--out", out), "not a readable network pickle")
+    foreign = tmp_path / "foreign.pkl"
+    foreign.write_bytes(pickle.dumps([1, 2, 3]))
+    _one_line_error(*run_cli("generate", foreign, "--out", out), "not the official dict")
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps({"G_ema": Evil()}))
+    _one_line_error(*run_cli("convert", evil, tmp_path / "x.safetensors"), "refusing to load", "posix.system")
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "x.safetensors").exists()
+    assert not out.exists()

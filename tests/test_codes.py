@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from latentatlas.io.errors import UserError
+from latentatlas.latent.codes import LatentCode, load_codes, save_codes, synthesize, to_w, to_wplus, truncate_code, z_from_seeds
+from latentatlas.latent.paths import add_direction, interpolate, lerp, mean_difference, slerp, style_mix
+
+
+def test_seeds_follow_the_official_convention():
+    z = z_from_seeds([0, 5], 8)
+    assert torch.equal(z.tensor[1], torch.from_numpy(np.random.RandomState(5).randn(8).astype(np.float32)))
+
+
+def test_space_conversions(tiny_generator):
+    z = z_from_seeds([1, 2], 16)
+    w = to_w(z, tiny_generator)
+    wp = to_wplus(z, tiny_generator)
+    assert w.space == "w" and w.tensor.shape == (2, 16)
+    assert wp.space == "w+" and wp.tensor.shape == (2, tiny_generator.num_ws, 16)
+    assert torch.equal(wp.tensor[:, 3], w.tensor)
+    # Same image from z, w and w+.
+    a, b, c = (synthesize(x, tiny_generator) for x in (z, w, wp))
+    assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
+    t = truncate_code(wp, tiny_generator, 0.5, cutoff=2)
+    assert torch.equal(t.tensor[:, 2:], wp.tensor[:, 2:])
+    with pytest.raises(UserError, match="cutoff needs a w\\+ code"):
+        truncate_code(w, tiny_generator, 0.5, cutoff=2)
+
+
+def test_codes_check_space_shape_and_nan(tiny_generator):
+    with pytest.raises(UserError, match="unknown latent space"):
+        LatentCode("s", torch.zeros(1, 4))
+    with pytest.raises(UserError, match="NaN"):
+        LatentCode("w", torch.tensor([[float("nan"), 0.0]]))
+    with pytest.raises(UserError, match="width 4"):
+        to_w(LatentCode("z", torch.zeros(1, 4)), tiny_generator)
+    with pytest.raises(UserError, match="layers"):
+        synthesize(LatentCode("w+", torch.zeros(1, 2, 16)), tiny_generator)
+
+
+def test_lerp_and_slerp_endpoints_and_norms():
+    a, b = torch.randn(1, 32), torch.randn(1, 32)
+    t = torch.linspace(0, 1, 5)
+    for fn in (lerp, slerp):
+        out = fn(a.expand(5, -1), b.expand(5, -1), t)
+        assert torch.allclose(out[0], a[0], atol=1e-5) and torch.allclose(out[-1], b[0], atol=1e-5)
+    mid = slerp(a, b, torch.tensor([0.5]))
+    assert torch.isclose(mid.norm(), (a.norm() + b.norm()) / 2, atol=1e-4)
+    # lerp shrinks the norm in the middle for near-orthogonal vectors; slerp does not.
+    assert lerp(a, b, torch.tensor([0.5])).norm() < mid.norm()
+    path = interpolate(LatentCode("z", a), LatentCode("z", b), 7, "slerp")
+    assert path.space == "z" and len(path) == 7
+    with pytest.raises(UserError, match="cannot interpolate"):
+        interpolate(LatentCode("z", a), LatentCode("w", b), 3)
+
+
+def test_style_mix_and_arithmetic():
+    a, b = LatentCode("w+", torch.zeros(2, 6, 4)), LatentCode("w+", torch.ones(2, 6, 4))
+    m = style_mix(a, b, 2)
+    assert torch.equal(m.tensor[:, :2], torch.zeros(2, 2, 4)) and torch.equal(m.tensor[:, 2:], torch.ones(2, 4, 4))
+    with pytest.raises(UserError, match="cutoff"):
+        style_mix(a, b, 9)
+    d = mean_difference(LatentCode("w", torch.tensor([[2.0, 0.0], [4.0, 0.0]])), LatentCode("w", torch.zeros(3, 2)))
+    assert torch.equal(d, torch.tensor([3.0, 0.0]))
+    moved = add_direction(LatentCode("w", torch.zeros(1, 2)), d, 0.5)
+    assert torch.equal(moved.tensor, torch.tensor([[1.5, 0.0]]))
+    wp = add_direction(LatentCode("w+", torch.zeros(1, 3, 2)), d, 1.0)
+    assert torch.equal(wp.tensor[0, 2], d)
+
+
+def test_code_files_round_trip(tmp_path):
+    code = LatentCode("w+", torch.randn(2, 3, 4))
+    save_codes(tmp_path / "c.npz", code, model="m", seeds=[3, 4])
+    back, info = load_codes(tmp_path / "c.npz")
+    assert back.space == "w+" and torch.equal(back.tensor, code.tensor)
+    assert info == {"space": "w+", "model": "m", "seeds": [3, 4]}
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="not a readable"):
+        load_codes(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nan.npz", latents=np.full((1, 4), np.nan, np.float32), space=np.array("w"))
+    with pytest.raises(UserError, match="NaN"):
+        load_codes(tmp_path / "nan.npz")

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from latentatlas.models.ops import upsample2d, setup_filter
+from latentatlas.models.stylegan2 import Generator, GeneratorConfig
+from conftest import randomize, tiny_config
+
+
+def test_config_f_has_official_names_and_sizes():
+    g = Generator(GeneratorConfig())  # 1024 px config-f
+    sd = g.state_dict()
+    assert len(sd) == 182
+    assert sum(p.numel() for p in g.parameters()) == 30_370_060
+    assert g.num_ws == 18
+    for name in ("synthesis.b4.const", "synthesis.b1024.torgb.affine.bias", "synthesis.b64.conv0.noise_const",
+                 "synthesis.b8.resample_filter", "synthesis.b8.conv0.resample_filter", "mapping.fc7.weight", "mapping.w_avg"):
+        assert name in sd
+    assert Generator(GeneratorConfig(img_resolution=256, channel_max=32, channel_base=1024)).num_ws == 14
+
+
+def test_batch_matches_single_images(tiny_generator):
+    # The batch-1 path folds styles into the weights; the batch path scales activations.
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        batch = tiny_generator(z)
+        single = torch.cat([tiny_generator(z[i : i + 1]) for i in range(4)])
+    assert batch.shape == (4, 3, 16, 16)
+    assert torch.allclose(batch, single, atol=1e-5)
+
+
+def test_noise_modes(tiny_generator):
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        const1, const2 = tiny_generator(z, noise_mode="const"), tiny_generator(z, noise_mode="const")
+        none = tiny_generator(z, noise_mode="none")
+        r1, r2 = tiny_generator(z, noise_mode="random"), tiny_generator(z, noise_mode="random")
+    assert torch.equal(const1, const2)
+    assert not torch.allclose(const1, none, atol=1e-4)
+    assert not torch.allclose(r1, r2, atol=1e-4)
+    with pytest.raises(ValueError, match="noise_mode"):
+        tiny_generator(z, noise_mode="loud")
+
+
+def test_truncation_psi_zero_gives_the_average_image(tiny_generator):
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        ws = tiny_generator.mapping(z, truncation_psi=0.0)
+        img = tiny_generator(z, truncation_psi=0.0)
+        cut = tiny_generator.mapping(z, truncation_psi=0.5, truncation_cutoff=2)
+        full = tiny_generator.mapping(z)
+    assert torch.allclose(ws, tiny_generator.mapping.w_avg.expand_as(ws))
+    assert torch.allclose(img[0], img[1], atol=1e-6) and torch.allclose(img[0], img[2], atol=1e-6)
+    w_avg = tiny_generator.mapping.w_avg
+    assert torch.allclose(cut[:, :2], w_avg + 0.5 * (full[:, :2] - w_avg), atol=1e-6)
+    assert torch.equal(cut[:, 2:], full[:, 2:])
+
+
+def test_conditional_generator_needs_labels():
+    g = randomize(Generator(tiny_config(c_dim=3)))
+    z = torch.randn(2, 16)
+    with pytest.raises(ValueError, match="conditional"):
+        g(z)
+    c = torch.eye(3)[:2]
+    with torch.no_grad():
+        a, b = g(z, c), g(z, torch.eye(3)[1:])
+    assert not torch.allclose(a, b)
+
+
+def test_conv_clamp_bounds_every_layer():
+    g = randomize(Generator(tiny_config(conv_clamp=0.05)))
+    with torch.no_grad():
+        img = g(torch.randn(2, 16) * 10)
+    # Final image = sum of clamped torgb outputs upsampled with gain-preserving filters.
+    assert img.abs().max() <= 0.05 * 3 + 1e-5
+
+
+def test_upsample_preserves_constants():
+    x = torch.full((1, 2, 8, 8), 3.0)
+    y = upsample2d(x, setup_filter())
+    assert y.shape == (1, 2, 16, 16)
+    assert torch.allclose(y[:, :, 2:-2, 2:-2], torch.full_like(y[:, :, 2:-2, 2:-2], 3.0))
+
+
+def test_bad_configs_are_refused():
+    with pytest.raises(ValueError, match="power of two"):
+        GeneratorConfig(img_resolution=48)
+    with pytest.raises(ValueError, match="architecture"):
+        GeneratorConfig(architecture="resnet")
+    with pytest.raises(ValueError, match="no channels"):
+        Generator(GeneratorConfig(img_resolution=64, channel_base=32, channel_max=8))
+    g = Generator(tiny_config())
+    with pytest.raises(ValueError, match="ws must have shape"):
+        g.synthesis(torch.zeros(1, 3, 16))
