@@ -282,6 +282,39 @@ def convert(
 
 
 @app.command()
+def synthfaces(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("docs"),
+    seed: Annotated[int, typer.Option(help="Seed of the gallery and of the strips' base faces.")] = 0,
+    resolution: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
+    steps: Annotated[int, typer.Option(help="Images per factor strip.")] = 8,
+    force: ForceOpt = False,
+) -> None:
+    """Render the synthfaces gallery (64 samples) and one strip per factor (factor swept, others fixed).
+
+    Example: latentatlas synthfaces --out docs --resolution 128
+    """
+    import torch
+
+    from latentatlas.data.synthfaces import FACTOR_NAMES, render, sample, sample_factors
+    from latentatlas.io.images import make_grid, save_image
+
+    if resolution < 16 or resolution > 1024:
+        raise UserError(f"--resolution {resolution}: use 16..1024")
+    gallery, strips = out / "synthfaces_gallery.png", out / "synthfaces_factors.png"
+    _outputs([gallery, strips], force)
+    images, _ = sample(64, seed, resolution)
+    save_image(gallery, make_grid(images, cols=8, pad=2))
+    base = sample_factors(1, seed + 1)
+    rows = []
+    for i in range(len(FACTOR_NAMES)):
+        f = base.repeat(steps, 1)
+        f[:, i] = torch.linspace(0, 1, steps)
+        rows.append(render(f, resolution))
+    save_image(strips, make_grid(torch.cat(rows), cols=steps, pad=2))
+    typer.echo(f"gallery: {gallery}\nfactor strips (one row per factor, in order: {', '.join(FACTOR_NAMES)}): {strips}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     device: DeviceOpt = "auto",

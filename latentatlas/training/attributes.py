@@ -1,0 +1,204 @@
+"""The factor predictor: a small CNN that reads synthfaces factors back from an image.
+
+It is how every method is scored against the ground truth (a path's effect on each factor,
+a projection's factor recovery), and its penultimate features are the feature space of the
+domain FID ("factor-feature FID", not to be confused with Inception FID).
+
+Training renders fresh faces on the fly (no fixed data set, so no over-fitting), regresses
+continuous factors with MSE and binary ones with a logistic loss, and is resumable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from latentatlas.data import synthfaces
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+
+INPUT_RESOLUTION = 64
+HELD_OUT_SEED = 987_654_321
+
+
+class FactorPredictor(nn.Module):
+    """64x64 RGB in [-1, 1] -> factor estimates; `features` gives the penultimate layer."""
+
+    def __init__(self, num_factors: int = synthfaces.NUM_FACTORS, width: int = 32, feature_dim: int = 256) -> None:
+        super().__init__()
+        self.num_factors, self.width, self.feature_dim = num_factors, width, feature_dim
+        chans = [3, width, width * 2, width * 4, width * 8]
+        layers: list[nn.Module] = []
+        for i in range(4):  # 64 -> 32 -> 16 -> 8 -> 4
+            layers += [
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.SiLU(),
+                nn.Conv2d(chans[i + 1], chans[i + 1], 3, stride=2, padding=1),
+                nn.BatchNorm2d(chans[i + 1]),
+                nn.SiLU(),
+            ]
+        self.trunk = nn.Sequential(*layers)
+        self.embed = nn.Sequential(nn.Flatten(), nn.Linear(chans[-1] * 16, feature_dim), nn.SiLU())
+        self.head = nn.Linear(feature_dim, num_factors)
+        self.register_buffer("binary", synthfaces.BINARY.clone()[:num_factors])
+
+    @staticmethod
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        """Resize any square image batch to the predictor's 64 px (area filter)."""
+        if images.shape[-1] != INPUT_RESOLUTION or images.shape[-2] != INPUT_RESOLUTION:
+            images = F.interpolate(images, size=(INPUT_RESOLUTION, INPUT_RESOLUTION), mode="area")
+        return images
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.embed(self.trunk(self.prepare(images)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Raw outputs: regression values for continuous factors, logits for binary ones."""
+        return self.head(self.features(images))
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Factor estimates in factor units: continuous as regressed, binary as probabilities."""
+        out = self(images)
+        return torch.where(self.binary, torch.sigmoid(out), out)
+
+
+def factor_loss(outputs: torch.Tensor, factors: torch.Tensor, binary: torch.Tensor) -> torch.Tensor:
+    cont = F.mse_loss(outputs[:, ~binary], factors[:, ~binary])
+    if not binary.any():
+        return cont
+    return cont + 0.1 * F.binary_cross_entropy_with_logits(outputs[:, binary], factors[:, binary])
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20_000
+    batch: int = 128
+    lr: float = 2e-3
+    width: int = 32
+    seed: int = 0
+    render_resolution: int = 64
+
+
+def _batch(step: int, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    images, factors = synthfaces.sample(cfg.batch, seed=cfg.seed * 10_000_019 + step, resolution=cfg.render_resolution, device=device)
+    return images, factors
+
+
+def train(
+    out: str | Path,
+    cfg: TrainConfig,
+    device: str | torch.device = "cpu",
+    resume: bool = True,
+    progress: bool = True,
+    max_steps_this_run: int | None = None,
+) -> FactorPredictor:
+    """Train (or resume) a predictor; the checkpoint `out`.state.pt is rewritten atomically.
+
+    Stops after cfg.steps in total, or after max_steps_this_run (for chunked runs).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    state_path = out.with_suffix(".state.pt")
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # the same initial weights for the same config
+        model = FactorPredictor(width=cfg.width).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    step = 0
+    if resume and state_path.exists():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state["config"] != asdict(cfg):
+            raise UserError(f"{state_path} was trained with another config {state['config']}: remove it or match it")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+    end = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
+    model.train()
+    bar = tqdm(total=end - step, disable=not progress, desc="factor predictor", unit="step")
+    last_save = step
+    while step < end:
+        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        images, factors = _batch(step, cfg, device)
+        loss = factor_loss(model(images), factors, model.binary)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step - last_save >= 1000 or step == end:
+            _save_state(state_path, model, opt, step, cfg)
+            last_save = step
+    bar.close()
+    model.eval()
+    if step >= cfg.steps:
+        save_predictor(out, model, {"train": asdict(cfg), "steps": step})
+    return model
+
+
+def _save_state(path: Path, model: nn.Module, opt: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "config": asdict(cfg)}, tmp)
+
+
+def save_predictor(path: str | Path, model: FactorPredictor, info: dict[str, Any]) -> None:
+    meta = {
+        "format": "latentatlas",
+        "kind": "factor-predictor",
+        "config": json.dumps({"num_factors": model.num_factors, "width": model.width, "feature_dim": model.feature_dim}),
+        "factors": json.dumps(list(synthfaces.FACTOR_NAMES)),
+        "info": json.dumps(info),
+    }
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+
+
+def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> FactorPredictor:
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("kind") != "factor-predictor":
+        raise UserError(f"{path}: not a latentatlas factor predictor")
+    if json.loads(meta["factors"]) != list(synthfaces.FACTOR_NAMES):
+        raise UserError(f"{path}: trained on another set of synthfaces factors; retrain it")
+    model = FactorPredictor(**json.loads(meta["config"]))
+    model.load_state_dict(load_file(str(path)))
+    return model.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def evaluate(model: FactorPredictor, n: int = 2000, seed: int = HELD_OUT_SEED, resolution: int = 64, batch: int = 250) -> dict[str, float]:
+    """Per-factor R^2 (continuous) and accuracy (binary) on held-out renders."""
+    device = next(model.parameters()).device
+    preds, truths = [], []
+    for i in range(0, n, batch):
+        images, factors = synthfaces.sample(min(batch, n - i), seed=seed + i, resolution=resolution, device=device)
+        preds.append(model.predict(images))
+        truths.append(factors)
+    p, t = torch.cat(preds), torch.cat(truths)
+    scores = {}
+    for j, factor in enumerate(synthfaces.FACTORS):
+        if factor.binary:
+            scores[factor.name] = float(((p[:, j] > 0.5).float() == t[:, j]).float().mean())
+        else:
+            ss_res = ((p[:, j] - t[:, j]) ** 2).sum()
+            ss_tot = ((t[:, j] - t[:, j].mean()) ** 2).sum()
+            scores[factor.name] = float(1 - ss_res / ss_tot)
+    return scores
