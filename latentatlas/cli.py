@@ -282,6 +282,46 @@ def convert(
 
 
 @app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder: state.pt (resumable), sample grids, model.safetensors.")],
+    data: Annotated[str, typer.Option(help="'synthfaces' (rendered on the fly) or a folder of images.")] = "synthfaces",
+    resolution: Annotated[int, typer.Option(help="Image size.")] = 64,
+    kimg: Annotated[float, typer.Option(help="Total training images, in thousands.")] = 1000.0,
+    batch: Annotated[int, typer.Option(help="Total batch over all processes.")] = 32,
+    channel_base: Annotated[int, typer.Option()] = 16384,
+    channel_max: Annotated[int, typer.Option()] = 256,
+    z_dim: Annotated[int, typer.Option()] = 512,
+    w_dim: Annotated[int, typer.Option()] = 512,
+    mapping_layers: Annotated[int, typer.Option()] = 8,
+    gamma: Annotated[float | None, typer.Option(help="R1 weight (default 0.0002 * resolution^2 / batch).")] = None,
+    lr: Annotated[float, typer.Option()] = 0.0025,
+    seed: Annotated[int, typer.Option()] = 0,
+    snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
+    sample_kimg: Annotated[float, typer.Option(help="Sample grid every N kimg.")] = 50.0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume).")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a StyleGAN2 generator; run the same command again to resume. Several GPUs: torchrun.
+
+    Example: latentatlas train --out runs/faces64 --kimg 5000 --batch 64 --max-minutes 8
+    Example: torchrun --nproc_per_node 4 -m latentatlas.cli train --out runs/ffhq --data ~/ffhq --resolution 256
+    """
+    from latentatlas.training.stylegan2 import TrainConfig, init_distributed
+    from latentatlas.training.stylegan2 import train as run_training
+
+    if resolution < 8 or resolution & (resolution - 1):
+        raise UserError(f"--resolution {resolution}: use a power of two >= 8")
+    cfg = TrainConfig(
+        data=data, resolution=resolution, batch=batch, total_kimg=kimg, z_dim=z_dim, w_dim=w_dim,
+        mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, lr=lr, r1_gamma=gamma,
+        seed=seed, snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
+    )
+    dev = init_distributed(pick_device(device))
+    result = run_training(cfg, out, dev, max_minutes=max_minutes)
+    typer.echo(json.dumps(result))
+
+
+@app.command()
 def synthfaces(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("docs"),
     seed: Annotated[int, typer.Option(help="Seed of the gallery and of the strips' base faces.")] = 0,

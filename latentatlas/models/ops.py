@@ -217,3 +217,68 @@ class FullyConnectedLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
+
+def downsample_conv2d(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, padding: int) -> torch.Tensor:
+    """Convolution with x2 downsampling, as the official conv2d_resample (down=2).
+
+    FIR first (padding grown by the filter), then a stride-2 convolution; a 1x1 kernel
+    downsamples inside the FIR step and convolves after, as the official fast path does.
+    """
+    fw = f.shape[-1]
+    p0 = padding + (fw - 2 + 1) // 2
+    p1 = padding + (fw - 2) // 2
+    if weight.shape[-1] == 1:
+        x = upfirdn2d(x, f, down=2, padding=(p0, p1, p0, p1))
+        return F.conv2d(x, weight)
+    x = upfirdn2d(x, f, padding=(p0, p1, p0, p1))
+    return F.conv2d(x, weight, stride=2)
+
+
+class Conv2dLayer(nn.Module):
+    """Equalised-learning-rate convolution with optional x2 downsampling (official Conv2dLayer)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: str = "linear",
+        down: int = 1,
+        resample_filter: list[int] | None = None,
+        conv_clamp: float | None = None,
+    ) -> None:
+        super().__init__()
+        if down not in (1, 2):
+            raise ValueError(f"unsupported down factor {down}")
+        self.activation, self.down, self.conv_clamp = activation, down, conv_clamp
+        self.padding = kernel_size // 2
+        self.register_buffer("resample_filter", setup_filter(resample_filter or [1, 3, 3, 1]))
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        w = self.weight * self.weight_gain
+        if self.down == 2:
+            x = downsample_conv2d(x, w.to(x.dtype), self.resample_filter, self.padding)
+        else:
+            x = F.conv2d(x, w.to(x.dtype), padding=self.padding)
+        act_gain = (LRELU_GAIN if self.activation == "lrelu" else 1.0) * gain
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias, act=self.activation, gain=act_gain, clamp=clamp)
+
+
+def minibatch_stddev(x: torch.Tensor, group_size: int = 4, num_channels: int = 1) -> torch.Tensor:
+    """Append the std of features over groups of samples as extra channels (official layer)."""
+    n, c, h, w = x.shape
+    g = min(group_size, n)
+    if n % g:
+        raise ValueError(f"minibatch-stddev groups of {g} need a batch divisible by {g}, got {n}")
+    f = num_channels
+    y = x.reshape(g, -1, f, c // f, h, w)
+    y = y - y.mean(dim=0)
+    y = (y.square().mean(dim=0) + 1e-8).sqrt()
+    y = y.mean(dim=[2, 3, 4]).reshape(-1, f, 1, 1).repeat(g, 1, h, w)
+    return torch.cat([x, y], dim=1)

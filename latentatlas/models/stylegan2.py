@@ -1,4 +1,4 @@
-"""StyleGAN2 generator (mapping + synthesis) with the official parameter names.
+"""StyleGAN2 generator (mapping + synthesis) and discriminator with the official parameter names.
 
 Module and parameter names follow NVIDIA's stylegan2-ada-pytorch `G_ema` state dict
 (`mapping.fc0.weight`, `synthesis.b64.conv0.affine.bias`, ...) so official weights copy
@@ -17,8 +17,10 @@ from torch import nn
 
 from latentatlas.models.ops import (
     LRELU_GAIN,
+    Conv2dLayer,
     FullyConnectedLayer,
     modulated_conv2d,
+    minibatch_stddev,
     normalize_2nd_moment,
     setup_filter,
     upsample2d,
@@ -333,3 +335,77 @@ class Generator(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.mapping.w_avg.device
+
+
+@dataclass
+class DiscriminatorConfig:
+    img_resolution: int = 1024
+    img_channels: int = 3
+    channel_base: int = 32768
+    channel_max: int = 512
+    conv_clamp: float | None = None
+    mbstd_group_size: int = 4
+    mbstd_num_channels: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class DiscriminatorBlock(nn.Module):
+    """Residual block: (fromrgb), conv0, conv1 with down-sampling, 1x1 skip (official resnet D)."""
+
+    def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, img_channels: int, conv_clamp: float | None) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        if in_channels == 0:
+            self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, activation="lrelu", conv_clamp=conv_clamp)
+        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, activation="lrelu", down=2, conv_clamp=conv_clamp)
+        self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2)
+
+    def forward(self, x: torch.Tensor | None, img: torch.Tensor) -> torch.Tensor:
+        if self.in_channels == 0:
+            x = self.fromrgb(img)
+        assert x is not None
+        y = self.skip(x, gain=math.sqrt(0.5))
+        x = self.conv0(x)
+        x = self.conv1(x, gain=math.sqrt(0.5))
+        return y + x
+
+
+class DiscriminatorEpilogue(nn.Module):
+    def __init__(self, in_channels: int, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.group_size, self.num_channels = cfg.mbstd_group_size, cfg.mbstd_num_channels
+        self.conv = Conv2dLayer(in_channels + cfg.mbstd_num_channels, in_channels, 3, activation="lrelu", conv_clamp=cfg.conv_clamp)
+        self.fc = FullyConnectedLayer(in_channels * 16, in_channels, activation="lrelu")
+        self.out = FullyConnectedLayer(in_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.num_channels > 0:
+            x = minibatch_stddev(x, self.group_size, self.num_channels)
+        x = self.conv(x)
+        return self.out(self.fc(x.flatten(1)))
+
+
+class Discriminator(nn.Module):
+    """The official residual StyleGAN2 discriminator (unconditional), same parameter names."""
+
+    def __init__(self, cfg: DiscriminatorConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        log2 = int(math.log2(cfg.img_resolution))
+        self.block_resolutions = [2**i for i in range(log2, 2, -1)]
+        channels = {r: min(cfg.channel_base // r, cfg.channel_max) for r in self.block_resolutions + [4]}
+        for res in self.block_resolutions:
+            in_ch = channels[res] if res < cfg.img_resolution else 0
+            block = DiscriminatorBlock(in_ch, channels[res], channels[res // 2], cfg.img_channels, cfg.conv_clamp)
+            setattr(self, f"b{res}", block)
+        self.b4 = DiscriminatorEpilogue(channels[4], cfg)
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        x = None
+        for res in self.block_resolutions:
+            x = getattr(self, f"b{res}")(x, img)
+        assert x is not None
+        return self.b4(x)

@@ -1,0 +1,81 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from latentatlas.io.checkpoints import load_model
+from latentatlas.io.errors import UserError
+from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig
+from latentatlas.training.stylegan2 import STATE_FILE, TrainConfig, train
+
+TINY = dict(resolution=16, batch=8, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16,
+            snapshot_kimg=0.016, sample_kimg=0.032)
+TINY_ARGS = ["--resolution", "16", "--batch", "8", "--z-dim", "16", "--w-dim", "16", "--mapping-layers", "2",
+             "--channel-base", "128", "--channel-max", "16", "--device", "cpu"]
+
+
+def test_official_discriminator_names_and_size():
+    d = Discriminator(DiscriminatorConfig())
+    assert sum(p.numel() for p in d.parameters()) == 29_012_513  # 1024 px config-f, as the official D
+    assert "b1024.fromrgb.weight" in d.state_dict() and "b4.out.bias" in d.state_dict()
+
+
+def test_training_learns_updates_everything_and_resumes_exactly(tmp_path):
+    straight = train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "a", progress=False)
+    assert straight["finished"] and straight["kimg"] == 0.048
+    part = train(TrainConfig(total_kimg=0.024, **TINY), tmp_path / "b", progress=False)
+    assert part["kimg"] == 0.024
+    resumed = train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "b", progress=False)
+    assert resumed["resumed_from_kimg"] == 0.024 and resumed["finished"]
+    a, _ = load_model(tmp_path / "a" / "model.safetensors")
+    b, _ = load_model(tmp_path / "b" / "model.safetensors")
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), k
+    state = torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)
+    assert state["step"] == 6 and float(state["pl_mean"]) > 0  # path-length regulariser ran
+    assert abs(float(state["G"]["mapping.w_avg"].abs().sum())) > 0  # w_avg is tracked
+    assert sorted(p.name for p in (tmp_path / "a").glob("samples-*.png"))
+    with pytest.raises(UserError, match="other settings"):
+        train(TrainConfig(total_kimg=0.1, **{**TINY, "lr": 0.001}), tmp_path / "a", progress=False)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "latentatlas.cli", *args]
+
+
+def test_kill_minus_nine_resumes_from_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_cli("train", "--out", str(run), "--kimg", "20", "--snapshot-kimg", "0.008", *TINY_ARGS),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / STATE_FILE).exists():
+        time.sleep(0.2)
+    time.sleep(1.0)  # let it write more checkpoints, likely mid-write at the kill
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(run / STATE_FILE, weights_only=True)  # never corrupt
+    assert saved["nimg"] > 0
+    out = subprocess.run(_cli("train", "--out", str(run), "--kimg", str(saved["nimg"] / 1000 + 0.016), *TINY_ARGS),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["resumed_from_kimg"] == saved["nimg"] / 1000 and result["finished"]
+    assert not list(run.glob(".*.tmp*"))  # stale temp files from the killed write are gone
+
+
+def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "latentatlas.cli", "train", "--out", str(tmp_path / "ddp"), "--kimg", "0.032", *TINY_ARGS]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = [json.loads(l) for l in out.stdout.splitlines() if l.startswith("{")]
+    assert sorted(r["rank"] for r in results) == [0, 1] and all(r["world"] == 2 for r in results)
+    assert results[0]["g_ema_checksum"] == results[1]["g_ema_checksum"]
+    assert (tmp_path / "ddp" / "model.safetensors").exists()
