@@ -322,6 +322,50 @@ def train(
 
 
 @app.command()
+def evaluate(
+    model: ModelArg,
+    predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces.")],
+    num: Annotated[int, typer.Option(help="Images per side of each FID.")] = 10_000,
+    ppl_samples: Annotated[int, typer.Option(help="Samples for the path length.")] = 10_000,
+    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional).")] = None,
+    batch: Annotated[int, typer.Option()] = 250,
+    json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the figures as JSON here.")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
+
+    Example: latentatlas evaluate faces64 --predictor factors.safetensors --num 10000 --json-out eval.json
+    """
+    from latentatlas.io.atomic import atomic_path
+    from latentatlas.metrics.evaluate import evaluate_model
+    from latentatlas.models.bundled import load_generator
+    from latentatlas.training.attributes import load_predictor
+
+    if num < 2 or ppl_samples < 1:
+        raise UserError("--num must be >= 2 and --ppl-samples >= 1")
+    if json_out is not None:
+        _outputs([json_out], force)
+    dev = pick_device(device)
+    generator, _ = load_generator(model, dev)
+    pred = load_predictor(predictor, dev)
+    res = evaluate_model(generator, pred, num=num, batch=batch, ppl_samples=ppl_samples,
+                         inception_path=str(inception) if inception else None)
+    typer.echo(f"{'factor-feature FID, samples vs renders':<44}{res['factor_fid_samples_vs_renders']:.4f}")
+    typer.echo(f"{'factor-feature FID, renders vs renders':<44}{res['factor_fid_renders_vs_renders']:.4f}")
+    if "inception_fid_samples_vs_renders" in res:
+        typer.echo(f"{'Inception FID, samples vs renders':<44}{res['inception_fid_samples_vs_renders']:.3f}")
+    typer.echo(f"{'PPL in w (factor features, eps 1e-4)':<44}{res['ppl_w_factor_features']:.4f}")
+    typer.echo(f"{'factor':<16}{'samples mean':>14}{'std':>8}{'renders mean':>14}{'std':>8}")
+    for name, st in res["factors"].items():
+        typer.echo(f"{name:<16}{st['samples_mean']:>14.3f}{st['samples_std']:>8.3f}{st['renders_mean']:>14.3f}{st['renders_std']:>8.3f}")
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(res, indent=2))
+        typer.echo(f"json: {json_out}")
+
+
+@app.command()
 def synthfaces(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("docs"),
     seed: Annotated[int, typer.Option(help="Seed of the gallery and of the strips' base faces.")] = 0,

@@ -1,0 +1,91 @@
+"""`latentatlas evaluate`: how close a synthfaces model's samples are to the renders it learnt.
+
+Figures: factor-feature FID of N samples vs N renders, next to N renders vs another N renders
+(the floor of the metric at this N); per-factor mean and std of predicted factors for samples
+and renders; PPL in w (factor-feature distance); optionally the standard Inception FID.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from latentatlas.data import synthfaces
+from latentatlas.metrics.fid import collect_features, fid_from_features, load_inception
+from latentatlas.metrics.ppl import feature_distance, perceptual_path_length
+from latentatlas.models.stylegan2 import Generator
+from latentatlas.training.attributes import FactorPredictor
+
+RENDER_SEED_A = 2_000_000_000
+RENDER_SEED_B = 3_000_000_000
+
+
+def sample_batches(generator: Generator, n: int, batch: int, seed: int, psi: float = 1.0) -> Iterator[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    for i in range(0, n, batch):
+        z = torch.randn(min(batch, n - i), generator.z_dim, generator=g).to(generator.device)
+        with torch.no_grad():
+            yield generator(z, truncation_psi=psi)
+
+
+def render_batches(n: int, batch: int, seed: int, resolution: int, device: torch.device) -> Iterator[torch.Tensor]:
+    for i in range(0, n, batch):
+        images, _ = synthfaces.sample(min(batch, n - i), seed=seed + i, resolution=resolution, device=device)
+        yield images
+
+
+@torch.no_grad()
+def evaluate_model(
+    generator: Generator,
+    predictor: FactorPredictor,
+    num: int = 10_000,
+    batch: int = 250,
+    ppl_samples: int = 10_000,
+    inception_path: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    device = generator.device
+    res = generator.img_resolution
+    total = 3 * num + (2 * num if inception_path else 0)
+    bar = tqdm(total=total, disable=not progress, desc="evaluate", unit="img")
+
+    def tracked(it: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        for b in it:
+            bar.update(len(b))
+            yield b
+
+    def both(images: torch.Tensor) -> torch.Tensor:
+        return torch.cat([predictor.features(images), predictor.predict(images)], dim=1)
+
+    fd = predictor.feature_dim
+    samples = collect_features(tracked(sample_batches(generator, num, batch, seed=0)), both)
+    renders_a = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), both)
+    renders_b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_B, res, device)), both)
+    out: dict[str, Any] = {
+        "num_images": num,
+        "factor_fid_samples_vs_renders": fid_from_features(samples[:, :fd], renders_a[:, :fd]),
+        "factor_fid_renders_vs_renders": fid_from_features(renders_b[:, :fd], renders_a[:, :fd]),
+        "factors": {
+            name: {
+                "samples_mean": float(samples[:, fd + j].mean()),
+                "samples_std": float(samples[:, fd + j].std()),
+                "renders_mean": float(renders_a[:, fd + j].mean()),
+                "renders_std": float(renders_a[:, fd + j].std()),
+            }
+            for j, name in enumerate(synthfaces.FACTOR_NAMES)
+        },
+    }
+    if inception_path:
+        inception = load_inception(inception_path, device)
+        a = collect_features(tracked(sample_batches(generator, num, batch, seed=0)), inception)
+        b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), inception)
+        out["inception_fid_samples_vs_renders"] = fid_from_features(a, b)
+    bar.close()
+    out["ppl_w_factor_features"] = perceptual_path_length(
+        generator, feature_distance(predictor.features), space="w", num_samples=ppl_samples, batch=batch
+    )
+    return out

@@ -1,0 +1,69 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from latentatlas.io.checkpoints import save_model
+from latentatlas.io.errors import UserError
+from latentatlas.metrics.fid import INCEPTION_RANGE, fid_from_features, frechet_distance, load_inception
+from latentatlas.metrics.ppl import perceptual_path_length
+from latentatlas.training.attributes import FactorPredictor, save_predictor
+
+
+def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected)
+    x = torch.randn(4000, 3, generator=torch.Generator().manual_seed(0))
+    assert fid_from_features(x, x) == pytest.approx(0.0, abs=1e-8)
+    assert fid_from_features(x, x + 2) == pytest.approx(12.0, rel=1e-6)
+
+
+class _FakeInception(torch.nn.Module):
+    """Stands in for the TorchScript FID network: reports what it was given."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = torch.stack([x.amin(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), torch.full_like(x[:, 0, 0, 0], float(x.shape[-1]))], 1)
+        return torch.cat([stats, torch.zeros(x.shape[0], 2045)], 1)
+
+
+def test_inception_loading_path(tmp_path):
+    path = tmp_path / "inception.pt"
+    torch.jit.script(_FakeInception()).save(str(path))
+    features = load_inception(path)
+    out = features(torch.tensor([-1.0, 1.0]).repeat(2, 3, 32, 16)[:, :, :, :32])
+    assert out.shape == (2, 2048)
+    assert out[0, 0].item() == pytest.approx(INCEPTION_RANGE[0]) and out[0, 1].item() == pytest.approx(INCEPTION_RANGE[1])
+    assert out[0, 2].item() == 299
+    (tmp_path / "junk.pt").write_bytes(b"not torchscript")
+    with pytest.raises(UserError, match="not a TorchScript network"):
+        load_inception(tmp_path / "junk.pt")
+
+
+def test_ppl_is_zero_for_a_constant_generator_and_positive_otherwise(tiny_generator):
+    dist = lambda a, b: (a - b).square().flatten(1).sum(1)  # noqa: E731
+    ppl = perceptual_path_length(tiny_generator, dist, space="w", num_samples=64, batch=32)
+    ppl_z = perceptual_path_length(tiny_generator, dist, space="z", num_samples=64, batch=32)
+    assert ppl > 0 and ppl_z > 0
+    with torch.no_grad():
+        for name, p in tiny_generator.named_parameters():
+            if "affine.weight" in name:
+                p.zero_()  # styles no longer depend on w
+    assert perceptual_path_length(tiny_generator, dist, space="w", num_samples=32, batch=32) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_evaluate_command(run_cli, tmp_path):
+    from latentatlas.models.bundled import tiny_random_generator
+
+    save_model(tmp_path / "g.safetensors", tiny_random_generator(resolution=16))
+    save_predictor(tmp_path / "p.safetensors", FactorPredictor(width=4).eval(), {})
+    code, out, err = run_cli("evaluate", tmp_path / "g.safetensors", "--predictor", tmp_path / "p.safetensors",
+                             "--num", "40", "--ppl-samples", "20", "--batch", "20", "--json-out", tmp_path / "e.json", "--device", "cpu")
+    assert code == 0, err
+    res = json.loads((tmp_path / "e.json").read_text())
+    assert set(res["factors"]) >= {"smile", "glasses"} and res["num_images"] == 40
+    assert "factor-feature FID, samples vs renders" in out
+    code, _, err = run_cli("evaluate", tmp_path / "g.safetensors", "--predictor", tmp_path / "g.safetensors", "--num", "4")
+    assert code == 2 and "not a latentatlas factor predictor" in err
