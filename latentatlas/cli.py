@@ -287,11 +287,11 @@ def train(
     data: Annotated[str, typer.Option(help="'synthfaces' (rendered on the fly) or a folder of images.")] = "synthfaces",
     resolution: Annotated[int, typer.Option(help="Image size.")] = 64,
     kimg: Annotated[float, typer.Option(help="Total training images, in thousands.")] = 1000.0,
-    batch: Annotated[int, typer.Option(help="Total batch over all processes.")] = 32,
-    channel_base: Annotated[int, typer.Option()] = 16384,
-    channel_max: Annotated[int, typer.Option()] = 256,
-    z_dim: Annotated[int, typer.Option()] = 512,
-    w_dim: Annotated[int, typer.Option()] = 512,
+    batch: Annotated[int, typer.Option(help="Total batch over all processes.")] = 64,
+    channel_base: Annotated[int, typer.Option()] = 8192,
+    channel_max: Annotated[int, typer.Option()] = 128,
+    z_dim: Annotated[int, typer.Option()] = 256,
+    w_dim: Annotated[int, typer.Option()] = 256,
     mapping_layers: Annotated[int, typer.Option()] = 8,
     gamma: Annotated[float | None, typer.Option(help="R1 weight (default 0.0002 * resolution^2 / batch).")] = None,
     lr: Annotated[float, typer.Option()] = 0.0025,
@@ -302,6 +302,8 @@ def train(
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a StyleGAN2 generator; run the same command again to resume. Several GPUs: torchrun.
+
+    The defaults are the bundled faces64 config (2.3 M parameters, ~22 ms per image on 2 CPU cores).
 
     Example: latentatlas train --out runs/faces64 --kimg 5000 --batch 64 --max-minutes 8
     Example: torchrun --nproc_per_node 4 -m latentatlas.cli train --out runs/ffhq --data ~/ffhq --resolution 256

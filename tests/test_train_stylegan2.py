@@ -71,7 +71,7 @@ def test_kill_minus_nine_resumes_from_last_checkpoint(tmp_path):
 
 def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "latentatlas.cli", "train", "--out", str(tmp_path / "ddp"), "--kimg", "0.032", *TINY_ARGS]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
