@@ -282,6 +282,88 @@ def convert(
 
 
 @app.command()
+def stats(
+    model: ModelArg,
+    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update MODEL in place, needs --force).")] = None,
+    num: Annotated[int, typer.Option(help="Mapping-network samples for the fit.")] = 100_000,
+    batch: Annotated[int, typer.Option()] = 4096,
+    fp16: Annotated[bool, typer.Option(help="Store the generator weights as float16.")] = False,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Fit the Gaussianized prior (leaky_relu(w, 5): mean, covariance, PCA) and store it in a model file.
+
+    Also writes a Gaussianity plot (per-dimension skew and kurtosis of w and of the transform).
+    Example: latentatlas stats ffhq.pkl --out ffhq.safetensors --num 100000
+    """
+    import torch
+
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior, gaussianity_report
+    from latentatlas.models.bundled import load_generator, resolve_model
+
+    target = out if out is not None else resolve_model(model)
+    if target.suffix != ".safetensors":
+        raise UserError(f"{target}: the prior is stored in a latentatlas model file; give --out NAME.safetensors")
+    plot = target.with_name(target.stem + "_gaussianity.png")
+    _outputs([target, plot], force)
+    generator, info = load_generator(model, pick_device(device))
+    prior = GaussianPrior.fit(generator, num_samples=num, batch=batch)
+    report = gaussianity_report(generator, plot)
+    extra = {k: v for k, v in info.get("extra_tensors", {}).items() if not k.startswith(PRIOR_PREFIX)}
+    extra.update(prior.tensors())
+    meta = {k: v for k, v in info.items() if k not in ("extra_tensors", "name")}
+    meta.update(prior.metadata())
+    meta["gaussianity"] = report
+    save_model(target, generator, extra_tensors=extra, metadata=meta, dtype=torch.float16 if fp16 else None)
+    typer.echo(json.dumps(report))
+    typer.echo(f"prior ({num} samples) stored in {target}\nGaussianity plot: {plot}")
+
+
+@app.command()
+def clean(
+    model: ModelArg,
+    seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7.")] = "0-7",
+    tau: Annotated[float, typer.Option(help="Compress whitened principal components beyond tau std.")] = 2.0,
+    truncation: Annotated[float | None, typer.Option("--truncation", "--trunc", help="Truncation psi to compare (default: matched).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Remove artifacts by log-compressing large principal components (Gaussianized w), next to truncation.
+
+    Rows of clean.png: original, compressed (tau), truncated (psi). Without --truncation, psi is
+    matched: it gives the same mean distance to w_avg as the compressed codes.
+    Example: latentatlas clean faces64.safetensors --seeds 0-15 --tau 1.5
+    """
+    import torch
+
+    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_w, z_from_seeds
+    from latentatlas.latent.gaussian import GaussianPrior
+    from latentatlas.models.bundled import load_generator
+
+    seed_list = parse_seeds(seeds)
+    if tau <= 0:
+        raise UserError(f"--tau {tau}: must be positive")
+    _outputs([out / "clean.png", out / "clean.npz"], force)
+    generator, info = load_generator(model, pick_device(device))
+    prior = GaussianPrior.from_model_info(info, model)
+    with torch.no_grad():
+        w = to_w(z_from_seeds(seed_list, generator.z_dim, generator.device), generator).tensor
+        wc = prior.compress(w.double(), tau).float()
+        w_avg = generator.mapping.w_avg
+        psi = truncation
+        if psi is None:
+            psi = float((wc - w_avg).norm(dim=1).mean() / (w - w_avg).norm(dim=1).mean())
+        wt = w_avg.lerp(w, psi)
+        rows = [synthesize(LatentCode("w", x), generator).cpu() for x in (w, wc, wt)]
+    save_image(out / "clean.png", make_grid(torch.cat(rows), cols=len(seed_list)))
+    save_codes(out / "clean.npz", LatentCode("w", wc.cpu()), model=info["name"], seeds=seed_list)
+    typer.echo(f"rows: original, compressed (tau {tau}), truncated (psi {psi:.3f}): {out / 'clean.png'}\ncompressed codes: {out / 'clean.npz'}")
+
+
+@app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: state.pt (resumable), sample grids, model.safetensors.")],
     data: Annotated[str, typer.Option(help="'synthfaces' (rendered on the fly) or a folder of images.")] = "synthfaces",

@@ -1,0 +1,85 @@
+import pytest
+import torch
+
+from latentatlas.io.errors import UserError
+from latentatlas.latent.gaussian import GaussianPrior, degaussianize, gaussianity_report, gaussianize
+
+
+@pytest.fixture
+def prior(tiny_generator):
+    return GaussianPrior.fit(tiny_generator, num_samples=3000, batch=700, progress=False)
+
+
+def test_fit_matches_direct_statistics(tiny_generator, prior):
+    g = torch.Generator().manual_seed(0)
+    chunks = [torch.randn(n, 16, generator=g) for n in (700, 700, 700, 700, 200)]
+    with torch.no_grad():
+        v = torch.cat([gaussianize(tiny_generator.mapping(z)[:, 0]) for z in chunks]).double()
+    assert torch.allclose(prior.mean, v.mean(0), atol=1e-6)
+    assert torch.allclose(prior.cov, torch.cov(v.T), atol=1e-6)
+    assert prior.num_samples == 3000
+
+
+def test_transform_inverts_and_scores_are_consistent(prior):
+    w = torch.randn(5, 16)
+    assert torch.allclose(degaussianize(gaussianize(w)), w, atol=1e-6)
+    v = gaussianize(w).double() - prior.mean
+    explicit = torch.einsum("nd,de,ne->n", v, prior.precision, v)
+    assert torch.allclose(prior.mahalanobis(w.double()), explicit, rtol=1e-5)
+    wp = w.unsqueeze(1).repeat(1, 3, 1)
+    assert torch.allclose(prior.mahalanobis(wp.double()), 3 * explicit, rtol=1e-5)
+    # NLL differs from Mahalanobis/2 by constants and the leaky-ReLU Jacobian only.
+    a, b = prior.nll(w.double()), 0.5 * prior.mahalanobis(w.double())
+    jac = (w < 0).sum(1).double() * torch.log(torch.tensor(5.0, dtype=torch.float64))
+    assert torch.allclose((a - b + jac), (a - b + jac)[0].expand(5), atol=1e-6)
+    # Differentiable for the projector.
+    x = w.clone().requires_grad_(True)
+    prior.nll(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_pca_round_trip_and_compression(prior, tiny_generator):
+    w = tiny_generator.mapping(torch.randn(64, 16))[:, 0].double()
+    assert torch.allclose(prior.from_pca(prior.to_pca(w)), w, atol=1e-8)
+    assert torch.allclose(prior.compress(w, tau=1e6), w, atol=1e-8)  # nothing beyond tau: untouched
+    c = prior.to_pca(w)
+    squeezed = prior.to_pca(prior.compress(w, tau=1.0))
+    big = c.abs() > 1.0
+    assert big.any()
+    assert torch.allclose(squeezed[~big], c[~big], atol=1e-6)
+    assert (squeezed[big].abs() < c[big].abs()).all() and (squeezed[big].abs() > 1.0).all()
+    with pytest.raises(UserError):
+        prior.compress(w, tau=0)
+
+
+def test_gaussianity_report_shows_the_transform_helps(tiny_generator, tmp_path):
+    rep = gaussianity_report(tiny_generator, tmp_path / "g.png", num_samples=4000)
+    assert rep["mean_abs_skew_v"] < rep["mean_abs_skew_w"]
+    assert (tmp_path / "g.png").stat().st_size > 1000
+
+
+def test_too_few_samples(tiny_generator):
+    with pytest.raises(UserError, match="more samples than dimensions"):
+        GaussianPrior.fit(tiny_generator, num_samples=10, progress=False)
+
+
+def test_stats_and_clean_commands(run_cli, tiny_generator, tmp_path):
+    from PIL import Image
+
+    from latentatlas.io.checkpoints import load_model, save_model
+
+    src = tmp_path / "m.safetensors"
+    save_model(src, tiny_generator)
+    code, _, err = run_cli("clean", src, "--out", tmp_path / "c0")
+    assert code == 2 and "no Gaussian prior yet" in err
+    code, _, err = run_cli("stats", src, "--num", "2000", "--batch", "500")
+    assert code == 2 and "--force" in err  # in place needs --force
+    code, out, err = run_cli("stats", src, "--out", tmp_path / "p.safetensors", "--num", "2000", "--batch", "500", "--device", "cpu")
+    assert code == 0, err
+    _, info = load_model(tmp_path / "p.safetensors")
+    prior = GaussianPrior.from_model_info(info, "p")
+    assert prior.num_samples == 2000 and (tmp_path / "p_gaussianity.png").exists()
+    code, out, err = run_cli("clean", tmp_path / "p.safetensors", "--seeds", "0-3", "--tau", "1.0", "--out", tmp_path / "c")
+    assert code == 0, err
+    assert Image.open(tmp_path / "c" / "clean.png").size == (4 * 16, 3 * 16)
+    assert "psi" in out
