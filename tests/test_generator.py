@@ -91,3 +91,20 @@ def test_bad_configs_are_refused():
     g = Generator(tiny_config())
     with pytest.raises(ValueError, match="ws must have shape"):
         g.synthesis(torch.zeros(1, 3, 16))
+
+
+def test_explicit_noise_maps_override_noise_mode(tiny_generator):
+    ws = tiny_generator.mapping(torch.randn(2, 16))
+    layers = tiny_generator.synthesis.noise_layers()
+    assert [n for n, _ in layers][:3] == ["b4.conv1", "b8.conv0", "b8.conv1"]
+    const_maps = [layer.noise_const[None, None] for _, layer in layers]
+    with torch.no_grad():
+        a = tiny_generator.synthesis(ws, noise_mode="const")
+        b = tiny_generator.synthesis(ws, noise_mode="none", noise_maps=const_maps)
+        per_image = [torch.randn(2, 1, l.resolution, l.resolution) for _, l in layers]
+        c = tiny_generator.synthesis(ws, noise_maps=per_image)
+        c1 = tiny_generator.synthesis(ws[1:], noise_maps=[m[1:] for m in per_image])
+    assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(a, c, atol=1e-4) and torch.allclose(c[1:], c1, atol=1e-5)
+    with pytest.raises(ValueError, match="noise maps"):
+        tiny_generator.synthesis(ws, noise_maps=per_image[:-1])

@@ -151,11 +151,18 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(
-        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", gain: float = 1.0
+        self,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        noise_mode: str = "const",
+        gain: float = 1.0,
+        noise_map: torch.Tensor | None = None,
     ) -> torch.Tensor:
         styles = self.affine(w)
         noise = None
-        if noise_mode == "random":
+        if noise_map is not None:  # explicit maps [N or 1, 1, r, r], e.g. optimised by the projector
+            noise = noise_map * self.noise_strength
+        elif noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
         elif noise_mode == "const":
             noise = self.noise_const * self.noise_strength
@@ -234,18 +241,20 @@ class SynthesisBlock(nn.Module):
         ws: torch.Tensor,
         noise_mode: str = "const",
         force_fp32: bool = False,
+        noise_maps: list[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
         w_iter = iter(ws.unbind(dim=1))
+        n_iter = iter(noise_maps if noise_maps is not None else [None] * self.num_conv)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
             x = x.contiguous(memory_format=torch.channels_last)
-            x = self.conv1(x, next(w_iter), noise_mode)
+            x = self.conv1(x, next(w_iter), noise_mode, noise_map=next(n_iter))
         else:
             assert x is not None
-            x = self.conv0(x.to(dtype), next(w_iter), noise_mode)
-            x = self.conv1(x, next(w_iter), noise_mode)
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode, noise_map=next(n_iter))
+            x = self.conv1(x, next(w_iter), noise_mode, noise_map=next(n_iter))
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == "skip":
@@ -295,15 +304,45 @@ class SynthesisNetwork(nn.Module):
             idx += block.num_conv
         return out
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False) -> torch.Tensor:
+    def noise_layers(self) -> list[tuple[str, SynthesisLayer]]:
+        """The layers that take noise, in order: (name in the state dict, layer)."""
+        out = []
+        for res in self.block_resolutions:
+            block = getattr(self, f"b{res}")
+            for name in ("conv0", "conv1"):
+                if hasattr(block, name):
+                    out.append((f"b{res}.{name}", getattr(block, name)))
+        return out
+
+    def forward(
+        self,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        force_fp32: bool = False,
+        noise_maps: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images. noise_maps (one per noise layer, [N or 1, 1, r, r]) override noise_mode."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
         if ws.ndim != 3 or ws.shape[1] != self.num_ws or ws.shape[2] != self.w_dim:
             raise ValueError(f"ws must have shape [N, {self.num_ws}, {self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
+        per_block: list[list[torch.Tensor] | None] = [None] * len(self.block_resolutions)
+        if noise_maps is not None:
+            layers = self.noise_layers()
+            if len(noise_maps) != len(layers):
+                raise ValueError(f"need {len(layers)} noise maps, got {len(noise_maps)}")
+            for (name, layer), m in zip(layers, noise_maps):
+                if m.shape[-2:] != (layer.resolution, layer.resolution):
+                    raise ValueError(f"noise map for {name} must be {layer.resolution}x{layer.resolution}, got {list(m.shape)}")
+            i = 0
+            for b, res in enumerate(self.block_resolutions):
+                k = getattr(self, f"b{res}").num_conv
+                per_block[b] = list(noise_maps[i : i + k])
+                i += k
         x = img = None
-        for res, cur_ws in zip(self.block_resolutions, self.block_ws(ws)):
-            x, img = getattr(self, f"b{res}")(x, img, cur_ws, noise_mode=noise_mode, force_fp32=force_fp32)
+        for b, (res, cur_ws) in enumerate(zip(self.block_resolutions, self.block_ws(ws))):
+            x, img = getattr(self, f"b{res}")(x, img, cur_ws, noise_mode=noise_mode, force_fp32=force_fp32, noise_maps=per_block[b])
         assert img is not None
         return img
 

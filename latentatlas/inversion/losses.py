@@ -1,0 +1,127 @@
+"""Losses for projection: LPIPS-VGG from local weight files, factor features, pixels, noise.
+
+LPIPS (Zhang et al. 2018, the distance the StyleGAN2 projector uses) needs two files that
+cannot be downloaded here, so the user gives their paths:
+- the torchvision VGG16 ImageNet weights (`vgg16-397923af.pth`: keys `features.N.weight/bias`),
+- the LPIPS linear heads for VGG (`lpips/weights/v0.1/vgg.pth` from the lpips package:
+  keys `linK.model.1.weight`).
+Both are read with `torch.load(weights_only=True)`. The network itself is written here
+(torchvision cannot be imported beside the CPU torch build we use).
+
+For models trained on synthfaces the perceptual term is the distance of factor-predictor
+features instead, plus pixel MSE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from latentatlas.io.errors import UserError
+
+# VGG16 "features" indices: conv layers, and the ReLU outputs LPIPS taps (relu1_2 ... relu5_3).
+_VGG_CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+_VGG_CHANNELS = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+_VGG_POOL_AFTER = {2, 7, 14, 21}  # conv index after which a max-pool follows (before the next conv)
+_LPIPS_TAPS = {2, 7, 14, 21, 28}
+_LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+_LPIPS_SCALE = (0.458, 0.448, 0.450)
+
+PerceptualFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class LPIPSVGG(nn.Module):
+    """LPIPS distance with the VGG16 backbone: images in [-1, 1] -> one distance per pair."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        convs, in_ch = [], 3
+        for out_ch in _VGG_CHANNELS:
+            convs.append(nn.Conv2d(in_ch, out_ch, 3, padding=1))
+            in_ch = out_ch
+        self.convs = nn.ModuleList(convs)
+        self.lins = nn.ParameterList([nn.Parameter(torch.ones(1, c, 1, 1)) for c in (64, 128, 256, 512, 512)])
+        self.register_buffer("shift", torch.tensor(_LPIPS_SHIFT).reshape(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(_LPIPS_SCALE).reshape(1, 3, 1, 1))
+
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Unit-normalised (over channels) features at the five LPIPS taps."""
+        x = (x - self.shift) / self.scale
+        out = []
+        for conv, idx in zip(self.convs, _VGG_CONVS):
+            x = F.relu(conv(x))
+            if idx in _LPIPS_TAPS:
+                out.append(x / (x.square().sum(dim=1, keepdim=True).sqrt() + 1e-10))
+            if idx in _VGG_POOL_AFTER:
+                x = F.max_pool2d(x, 2)
+        return out
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        fb = self.taps(b)
+        fa = self.taps(a)
+        total = torch.zeros(a.shape[0], device=a.device, dtype=a.dtype)
+        for x, y, lin in zip(fa, fb, self.lins):
+            total = total + ((x - y).square() * lin).sum(dim=1).mean(dim=(1, 2))
+        return total
+
+    @classmethod
+    def from_files(cls, vgg_path: str | Path, lin_path: str | Path) -> "LPIPSVGG":
+        model = cls()
+        vgg = _load_state(vgg_path, "VGG16 weights")
+        lin = _load_state(lin_path, "LPIPS linear heads")
+        try:
+            with torch.no_grad():
+                for conv, idx in zip(model.convs, _VGG_CONVS):
+                    conv.weight.copy_(vgg[f"features.{idx}.weight"])
+                    conv.bias.copy_(vgg[f"features.{idx}.bias"])
+                for k, p in enumerate(model.lins):
+                    p.copy_(lin[f"lin{k}.model.1.weight"])
+        except KeyError as e:
+            raise UserError(f"a weights file lacks {e.args[0]}: give torchvision's vgg16 weights and lpips' v0.1/vgg.pth") from None
+        except RuntimeError as e:
+            raise UserError(f"a weights file has tensors of the wrong shape ({str(e).splitlines()[0][:150]})") from None
+        return model.eval().requires_grad_(False)
+
+
+def _load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file ({what})")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read is the file's fault here
+        raise UserError(f"{path}: not a readable PyTorch weights file for the {what} ({type(e).__name__})") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path}: expected a state dict for the {what}")
+    return state
+
+
+def downsample_to(images: torch.Tensor, size: int = 256) -> torch.Tensor:
+    """Area-downsample images larger than `size` (the official projector compares at 256 px)."""
+    if images.shape[-1] > size:
+        images = F.interpolate(images, size=(size, size), mode="area")
+    return images
+
+
+def noise_regularizer(noise_maps: list[torch.Tensor]) -> torch.Tensor:
+    """Per image: sum over maps and pyramid levels (down to 8 px) of squared auto-correlations."""
+    total = torch.zeros(noise_maps[0].shape[0], device=noise_maps[0].device)
+    for noise in noise_maps:
+        while True:
+            total = total + (noise * torch.roll(noise, shifts=1, dims=3)).mean(dim=(1, 2, 3)).square()
+            total = total + (noise * torch.roll(noise, shifts=1, dims=2)).mean(dim=(1, 2, 3)).square()
+            if noise.shape[2] <= 8:
+                break
+            noise = F.avg_pool2d(noise, kernel_size=2)
+    return total
+
+
+def factor_feature_distance(feature_fn: Callable[[torch.Tensor], torch.Tensor]) -> PerceptualFn:
+    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (feature_fn(a) - feature_fn(b)).square().sum(dim=1)
+
+    return dist
