@@ -364,6 +364,130 @@ def clean(
 
 
 @app.command()
+def project(
+    model: ModelArg,
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("projected"),
+    space: Annotated[str, typer.Option(help="w (one w for all layers) or w+ (one per layer).")] = "w",
+    prior: Annotated[float, typer.Option("--prior", help="Weight lambda of the Gaussian prior (0: plain projector).")] = 0.0,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
+    loss: Annotated[str, typer.Option(help="auto, lpips (needs --vgg, --lpips-lin), factor (needs --predictor) or mse.")] = "auto",
+    vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth).")] = None,
+    lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth).")] = None,
+    predictor: Annotated[Path | None, typer.Option(help="synthfaces factor predictor (.safetensors).")] = None,
+    mse_weight: Annotated[float | None, typer.Option(help="Pixel MSE weight (default: 1 with factor or mse loss, 0 with lpips).")] = None,
+    batch: Annotated[int, typer.Option(help="Images projected at once.")] = 8,
+    video: Annotated[bool, typer.Option(help="Also write an MP4 of the optimisation per image.")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Project real images into the latent space (StyleGAN2 projector, optionally with the Gaussian prior).
+
+    Writes per image: NAME.npz (code, its space, the optimised noise maps), NAME_projected.png,
+    NAME_compare.png (target | projection) and NAME_losses.json. Under torchrun each process takes
+    a shard of the images. Example:
+    latentatlas project ffhq.safetensors photos/ --space w+ --prior 0.001 --vgg vgg16.pth --lpips-lin vgg.pth
+    """
+    import os
+
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance
+    from latentatlas.inversion.projector import ProjectorConfig, project as run_projection, reconstruction_errors
+    from latentatlas.io.atomic import atomic_path
+    from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
+    from latentatlas.latent.gaussian import GaussianPrior
+    from latentatlas.models.bundled import load_generator
+
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, record_every=max(steps // 100, 1) if video else 0)
+    files, skipped = list_images(images)
+    if skipped:
+        typer.echo(f"warning: skipped {len(skipped)} non-image files (e.g. {skipped[0]})", err=True)
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        raise UserError("two images share a file name; outputs are named after it: rename one")
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    files = files[rank::world]
+    outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
+    outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
+    _outputs(outputs, force)
+    if loss == "auto":
+        loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
+        if not loss:
+            raise UserError("choose a loss: --vgg and --lpips-lin (LPIPS), --predictor (synthfaces models), or --loss mse")
+    if loss == "lpips":
+        if not (vgg and lpips_lin):
+            raise UserError("--loss lpips needs both --vgg and --lpips-lin files")
+        perceptual = LPIPSVGG.from_files(vgg, lpips_lin)
+        cfg.mse_weight = mse_weight if mse_weight is not None else 0.0
+    elif loss == "factor":
+        if predictor is None:
+            raise UserError("--loss factor needs --predictor")
+        from latentatlas.training.attributes import load_predictor
+
+        pred = load_predictor(predictor)
+        perceptual = factor_feature_distance(pred.features)
+        cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
+    elif loss == "mse":
+        perceptual = None
+        cfg.perceptual_weight = 0.0
+        cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
+    else:
+        raise UserError(f"--loss {loss}: use auto, lpips, factor or mse")
+    dev = pick_device(device)
+    generator, info = load_generator(model, dev)
+    if perceptual is not None and isinstance(perceptual, torch.nn.Module):
+        perceptual = perceptual.to(dev)
+    elif loss == "factor":
+        pred.to(dev)
+    gprior = GaussianPrior.from_model_info(info, model) if prior > 0 else None
+    for start in range(0, len(files), batch):
+        chunk = files[start : start + batch]
+        targets = []
+        for f in chunk:
+            img, notes = read_image(f, generator.img_resolution)
+            if notes:
+                typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
+            targets.append(img)
+        target = torch.stack(targets).to(dev)
+        bar = tqdm(total=steps, desc=f"project {start + 1}-{start + len(chunk)}/{len(files)}", unit="step")
+
+        def report(step: int, losses: dict[str, float]) -> None:
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{losses['total']:.4f}", refresh=False)
+
+        res = run_projection(generator, target, perceptual, cfg, prior=gprior, seed=seed + start, progress=report)
+        bar.close()
+        errors = reconstruction_errors(res.images, target, perceptual)
+        for i, f in enumerate(chunk):
+            arrays = {
+                "latents": res.w[i : i + 1].cpu().numpy(),
+                "space": np.array(space),
+                "model": np.array(info["name"]),
+                "source": np.array(f.name),
+            }
+            arrays.update({f"noise_{k}": m[i, 0].cpu().numpy() for k, m in enumerate(res.noise_maps)})
+            with atomic_path(out / f"{f.stem}.npz") as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+            save_image(out / f"{f.stem}_projected.png", make_grid(res.images[i : i + 1].cpu()))
+            save_image(out / f"{f.stem}_compare.png", make_grid(torch.stack([target[i], res.images[i]]).cpu(), cols=2, pad=2))
+            record = {
+                "source": str(f), "space": space, "prior": prior, "steps": steps, "loss": loss,
+                "final": {k: v[i] for k, v in errors.items()},
+                "history": {k: [row[i] for row in v] for k, v in res.losses.items()},
+            }
+            with atomic_path(out / f"{f.stem}_losses.json") as tmp:
+                tmp.write_text(json.dumps(record))
+            if video and res.frames:
+                save_animation(out / f"{f.stem}_progress.mp4", torch.stack([fr[i] for fr in res.frames]), fps=24)
+            typer.echo(f"{f.name}: mse {errors['mse'][i]:.4f} -> {out / (f.stem + '.npz')}, {out / (f.stem + '_compare.png')}")
+
+
+@app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: state.pt (resumable), sample grids, model.safetensors.")],
     data: Annotated[str, typer.Option(help="'synthfaces' (rendered on the fly) or a folder of images.")] = "synthfaces",

@@ -80,3 +80,43 @@ def test_prior_pulls_codes_in_distribution(tiny_generator):
         project(tiny_generator, targets, None, ProjectorConfig(**base, prior_weight=1.0))
     with pytest.raises(UserError, match="targets must be"):
         project(tiny_generator, targets[:, :, :8], None, ProjectorConfig(**base))
+
+
+def test_project_command_end_to_end(run_cli, tiny_generator, tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.io.images import make_grid, save_image
+
+    model = tmp_path / "m.safetensors"
+    save_model(model, tiny_generator)
+    imgs = tmp_path / "imgs"
+    with torch.no_grad():
+        faces = tiny_generator(torch.randn(2, 16))
+    save_image(imgs / "a.png", make_grid(faces[:1]))
+    Image.fromarray(make_grid(faces[1:2])).convert("RGBA").resize((40, 32)).save(imgs / "b.png")  # RGBA, not square, wrong size
+    (imgs / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("project", model, imgs, "--steps", "20", "--loss", "mse", "--space", "w+", "--out", out, "--video", "--device", "cpu")
+    assert code == 0, err
+    assert "skipped 1 non-image" in err and "converted RGBA to RGB" in err and "centre-cropped 40x32" in err
+    data = np.load(out / "a.npz")
+    assert data["latents"].shape == (1, tiny_generator.num_ws, 16) and str(data["space"]) == "w+"
+    assert "noise_0" in data
+    rec = json.loads((out / "b_losses.json").read_text())
+    assert len(rec["history"]["total"]) == 20 and rec["final"]["mse"] >= 0
+    assert (out / "a_progress.mp4").stat().st_size > 0 and Image.open(out / "a_compare.png").size == (34, 16)
+    # The projected code works as an interpolation end point.
+    code, _, err = run_cli("interpolate", model, "--from", out / "a.npz", "--to", out / "b.npz", "--frames", "3", "--out", tmp_path / "i")
+    assert code == 0, err
+    # Bad input: a corrupt image, and a prior without a fitted prior.
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    code, _, err = run_cli("project", model, tmp_path / "bad.png", "--loss", "mse", "--out", tmp_path / "o2")
+    assert code == 2 and "not a readable image" in err and "Traceback" not in err
+    code, _, err = run_cli("project", model, imgs / "a.png", "--loss", "mse", "--prior", "0.1", "--out", tmp_path / "o3")
+    assert code == 2 and "no Gaussian prior" in err
+    code, _, err = run_cli("project", model, imgs / "a.png", "--out", tmp_path / "o4")
+    assert code == 2 and "choose a loss" in err

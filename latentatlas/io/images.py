@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
@@ -71,3 +71,64 @@ def save_animation(path: str | Path, frames: torch.Tensor, fps: int = 12) -> Pat
             raise UserError(f"{path}: unsupported animation suffix; use .gif or .mp4")
     return path
 
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
+
+
+def read_image(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
+    """One image as [3, R, R] in [-1, 1] plus notes on what was changed to get there.
+
+    Grey, palette and RGBA images are converted to RGB, non-square ones centre-cropped, and
+    the result resized to `resolution` (area filter down, bicubic up); each change is noted so
+    the caller can warn. Unreadable, truncated or oversized files raise UserError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    notes: list[str] = []
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise UserError(f"{path}: {im.width}x{im.height} is too large (limit {MAX_PIXELS} pixels)")
+            if im.mode != "RGB":
+                notes.append(f"converted {im.mode} to RGB")
+                im = im.convert("RGB")
+            else:
+                im.load()
+            w, h = im.size
+            if w != h:
+                s = min(w, h)
+                notes.append(f"centre-cropped {w}x{h} to {s}x{s}")
+                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+            if im.width != resolution:
+                notes.append(f"resized {im.width} px to {resolution} px")
+                filt = Image.Resampling.BOX if im.width > resolution else Image.Resampling.BICUBIC
+                im = im.resize((resolution, resolution), filt)
+            arr = np.asarray(im, dtype=np.float32)
+    except UserError:
+        raise
+    except Image.DecompressionBombError:
+        raise UserError(f"{path}: too many pixels (limit {MAX_PIXELS})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: not a readable image ({type(e).__name__}); is the file complete?") from None
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous() / 127.5 - 1, notes
+
+
+def list_images(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Expand folders into their image files (sorted); returns (images, skipped non-images)."""
+    images, skipped = [], []
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file():
+                    (images if f.suffix.lower() in IMAGE_SUFFIXES else skipped).append(f)
+        elif not p.exists():
+            raise UserError(f"{p}: no such file or folder")
+        else:
+            images.append(p)
+    if not images:
+        raise UserError(f"no images found in {', '.join(map(str, paths))} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images, skipped
