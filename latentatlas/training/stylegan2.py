@@ -39,6 +39,7 @@ from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Gen
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.safetensors"
+PORTABLE_DIR = "portable"  # compact checkpoint: small safetensors files that travel between machines
 
 
 @dataclass
@@ -240,13 +241,7 @@ class Trainer:
 
     def load(self, path: Path) -> None:
         state = torch.load(path, map_location=self.device, weights_only=True)
-        saved = {k: v for k, v in state["config"].items() if k not in ("total_kimg", "snapshot_kimg", "sample_kimg")}
-        mine = {k: v for k, v in asdict(self.cfg).items() if k not in ("total_kimg", "snapshot_kimg", "sample_kimg")}
-        if saved != mine:
-            diff = sorted(k for k in mine if saved.get(k) != mine[k])
-            raise UserError(f"{path} was trained with other settings ({', '.join(diff)}): use another --out or the same settings")
-        if state["world"] != self.world:
-            raise UserError(f"{path} was trained with {state['world']} processes, now {self.world}: resume with the same count")
+        self._check_config(state["config"], int(state["world"]), path)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
@@ -259,6 +254,66 @@ class Trainer:
             self.data_gen.set_state(state["data_rng"].cpu())
             if self.device.type == "cuda" and state["cuda_rng"].numel():
                 torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+
+    def save_portable(self) -> Path:
+        """Networks in fp32 and Adam's second moments in bf16, as files under 16 MiB each.
+
+        Small enough to carry between machines (a GPU lease, a laptop); the first moments are
+        not kept: with beta1 = 0 (StyleGAN2's Adam) they are just the last gradient.
+        """
+        from safetensors.torch import save_file
+
+        folder = self.run_dir / PORTABLE_DIR
+        if self.rank != 0:
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            with atomic_path(folder / f"{name}.safetensors") as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+        tensors: dict[str, torch.Tensor] = {"pl_mean": self.pl_mean.detach().cpu().reshape(1), "rng": torch.get_rng_state(),
+                                            "data_rng": self.data_gen.get_state()}
+        for tag, opt in (("G", self.opt_G), ("D", self.opt_D)):
+            for i, st in opt.state_dict()["state"].items():
+                tensors[f"opt_{tag}.{i}.exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().to(torch.bfloat16).contiguous()
+                tensors[f"opt_{tag}.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
+        meta = {"config": json.dumps(asdict(self.cfg)), "step": str(self.step), "nimg": str(self.nimg), "world": str(self.world)}
+        with atomic_path(folder / "train.safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        return folder
+
+    def load_portable(self, folder: Path) -> None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(folder / "train.safetensors"), framework="pt") as f:
+            meta = f.metadata() or {}
+        self._check_config(json.loads(meta["config"]), int(meta["world"]), folder)
+        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
+            module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(self.device)))
+        t = load_file(str(folder / "train.safetensors"))
+        for tag, opt, module in (("G", self.opt_G, self.G), ("D", self.opt_D, self.D)):
+            state = opt.state_dict()
+            for i, p in enumerate(module.parameters()):
+                key = f"opt_{tag}.{i}.exp_avg_sq"
+                if key in t:
+                    sq = t[key].float().to(self.device)
+                    state["state"][i] = {"step": t[f"opt_{tag}.{i}.step"].reshape([]), "exp_avg": torch.zeros_like(sq), "exp_avg_sq": sq}
+            opt.load_state_dict(state)
+        self.pl_mean = t["pl_mean"].reshape([]).to(self.device)
+        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
+        if self.rank == 0:
+            torch.set_rng_state(t["rng"])
+            self.data_gen.set_state(t["data_rng"])
+
+    def _check_config(self, saved_cfg: dict[str, Any], saved_world: int, source: Path) -> None:
+        ignore = ("total_kimg", "snapshot_kimg", "sample_kimg")
+        saved = {k: v for k, v in saved_cfg.items() if k not in ignore}
+        mine = {k: v for k, v in asdict(self.cfg).items() if k not in ignore}
+        if saved != mine:
+            diff = sorted(k for k in mine if saved.get(k) != mine[k])
+            raise UserError(f"{source} was trained with other settings ({', '.join(diff)}): use another --out or the same settings")
+        if saved_world != self.world:
+            raise UserError(f"{source} was trained with {saved_world} processes, now {self.world}: resume with the same count")
 
     def write_samples(self) -> Path:
         path = self.run_dir / f"samples-{self.nimg:09d}.png"
@@ -298,9 +353,13 @@ def train(
     if trainer.rank == 0:
         clean_stale_temp_files(run_dir)
     state_path = run_dir / STATE_FILE
+    portable = run_dir / PORTABLE_DIR
     resumed_from = 0
     if state_path.exists():
         trainer.load(state_path)
+        resumed_from = trainer.nimg
+    elif (portable / "train.safetensors").exists():
+        trainer.load_portable(portable)
         resumed_from = trainer.nimg
     if trainer.world > 1:
         dist.barrier()
@@ -327,6 +386,7 @@ def train(
             break
     bar.close()
     trainer.save()
+    trainer.save_portable()
     trainer.write_samples()
     model_path = trainer.export()
     elapsed = time.time() - start
