@@ -3,14 +3,16 @@
 Prints one JSON object: the device, then for each config and batch size the median time per
 batch, images/s, achieved GFLOP/s (analytic count of the convolutions and FC layers) and peak
 memory (CUDA: max allocated; CPU: the subprocess's max RSS). Each config runs in its own
-subprocess so peak memory is its own. Random weights, fp32, noise const, no gradients.
+subprocess so peak memory is its own. Random weights, noise const, no gradients. On CUDA,
+--variants adds TF32, bf16 autocast and CUDA-graph replay, each with its max abs difference
+to the fp32 images of the same run.
 
 With --official-root PATH (a checkout of NVIDIA's stylegan2-ada-pytorch), the official
 generator is timed with the same weights, inputs and settings in the same run, and the
 ratio is reported: compare by ratio, within one run, on one machine.
 
     python benchmarks/generate_throughput.py --configs 64 --batches 1,16
-    python benchmarks/generate_throughput.py --device cuda --configs 256 --batches 1,32 --tf32
+    python benchmarks/generate_throughput.py --device cuda --configs 256 --batches 1,32 --variants fp32,tf32,bf16,graph
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def generator_flops(generator) -> float:  # type: ignore[no-untyped-def]
     return flops
 
 
+VARIANTS = {
+    # name: (allow TF32, autocast dtype, CUDA graph)
+    "fp32": (False, None, False),
+    "tf32": (True, None, False),
+    "bf16": (False, "bfloat16", False),
+    "graph": (False, None, True),
+    "graph-tf32": (True, None, True),
+}
+
+
 def run_one(args: argparse.Namespace) -> dict:
     import torch
 
@@ -66,9 +78,10 @@ def run_one(args: argparse.Namespace) -> dict:
     from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
     device = torch.device(args.device)
-    if args.tf32:
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    variants = args.variants.split(",")
+    for v in variants:
+        if v not in VARIANTS or (v != "fp32" and device.type != "cuda"):
+            raise SystemExit(f"variant {v!r}: use {', '.join(VARIANTS)} (all but fp32 need CUDA)")
     torch.manual_seed(0)
     cfg = GeneratorConfig(**CONFIGS[args.config])
     G = Generator(cfg).eval().requires_grad_(False).to(device)
@@ -80,17 +93,25 @@ def run_one(args: argparse.Namespace) -> dict:
     for batch in args.batch_list:
         z = torch.randn(batch, cfg.z_dim, device=device)
         row = {"config": args.config, "batch": batch, "params": sum(p.numel() for p in G.parameters())}
-        for name, fn in [("latentatlas", lambda: G(z, noise_mode="const"))] + (
-            [("official", lambda: official(z, None, noise_mode="const", force_fp32=True))] if official else []
-        ):
-            t = _time(fn, device, args.repeats)
-            row[name] = {
-                "ms_per_batch": round(t * 1000, 2),
-                "ms_per_image": round(t * 1000 / batch, 2),
-                "images_per_s": round(batch / t, 2),
-                "gflop_per_s": round(flops * batch / t / 1e9, 1),
-            }
+        _set_tf32(False)
+        with torch.no_grad():
+            reference = G(z, noise_mode="const").float()
+        for variant in variants:
+            tf32, autocast, graph = VARIANTS[variant]
+            _set_tf32(tf32)
+            fn = _variant_fn(G, autocast, device)
+            if graph:
+                from latentatlas.models.cuda_graph import CudaGraphed
+
+                fn = CudaGraphed(fn, z)
+            name = "latentatlas" if variant == "fp32" else f"latentatlas_{variant}"
+            row[name] = _stats(_time(lambda: fn(z), device, args.repeats), batch, flops)
+            if variant != "fp32":
+                with torch.no_grad():
+                    row[name]["max_abs_diff_vs_fp32"] = float((fn(z).float() - reference).abs().max())
+        _set_tf32(False)
         if official:
+            row["official"] = _stats(_time(lambda: official(z, None, noise_mode="const", force_fp32=True), device, args.repeats), batch, flops)
             row["speedup_vs_official"] = round(row["official"]["ms_per_batch"] / row["latentatlas"]["ms_per_batch"], 2)
         results.append(row)
     peak = (
@@ -99,6 +120,34 @@ def run_one(args: argparse.Namespace) -> dict:
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {"config": args.config, "gflop_per_image": round(flops / 1e9, 3), "peak_memory_mib": round(peak, 1), "rows": results}
+
+
+def _set_tf32(on: bool) -> None:
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+def _variant_fn(G, autocast, device):  # type: ignore[no-untyped-def]
+    import torch
+
+    def fn(z):  # type: ignore[no-untyped-def]
+        if autocast is None:
+            return G(z, noise_mode="const")
+        with torch.autocast(device.type, dtype=getattr(torch, autocast)):
+            return G(z, noise_mode="const")
+
+    return fn
+
+
+def _stats(t: float, batch: int, flops: float) -> dict:
+    return {
+        "ms_per_batch": round(t * 1000, 3),
+        "ms_per_image": round(t * 1000 / batch, 3),
+        "images_per_s": round(batch / t, 2),
+        "gflop_per_s": round(flops * batch / t / 1e9, 1),
+    }
 
 
 def _time(fn, device, repeats: int) -> float:  # type: ignore[no-untyped-def]
@@ -140,7 +189,8 @@ def main() -> None:
     p.add_argument("--batches", default="1,16")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's default)")
-    p.add_argument("--tf32", action="store_true", help="allow TF32 matrix units on CUDA (report the difference)")
+    p.add_argument("--variants", default="fp32", help="comma list of " + ", ".join(VARIANTS)
+                   + " (all but fp32 need CUDA; each reports its max abs difference to fp32)")
     p.add_argument("--official-root", default="", help="checkout of stylegan2-ada-pytorch to time side by side")
     p.add_argument("--config", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -159,7 +209,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "threads": args.threads or torch.get_num_threads(),
-        "dtype": "float32" + (" (tf32 allowed)" if args.tf32 else ""),
+        "variants": args.variants,
         "results": [],
     }
     for config in args.configs.split(","):

@@ -100,16 +100,26 @@ def train(
     resume: bool = True,
     progress: bool = True,
     max_steps_this_run: int | None = None,
+    max_minutes: float | None = None,
 ) -> FactorPredictor:
     """Train (or resume) a predictor; the checkpoint `out`.state.pt is rewritten atomically.
 
-    Stops after cfg.steps in total, or after max_steps_this_run (for chunked runs).
+    Stops after cfg.steps in total, after max_steps_this_run, or after max_minutes (chunked
+    runs on a time-limited machine). The predictor file `out` is written when all steps are
+    done; a run stopped by max_minutes also writes it, marked `"complete": false` in its
+    info, so a lease that ran short still returns usable weights.
     """
+    import time
+
     from tqdm import tqdm
 
     out = Path(out)
     state_path = out.with_suffix(".state.pt")
     device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same initial weights for the same config
         model = FactorPredictor(width=cfg.width).to(device)
@@ -126,7 +136,12 @@ def train(
     model.train()
     bar = tqdm(total=end - step, disable=not progress, desc="factor predictor", unit="step")
     last_save = step
+    start = time.time()
+    timed_out = False
     while step < end:
+        if max_minutes is not None and time.time() - start > max_minutes * 60:
+            timed_out = True
+            break
         lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
@@ -143,9 +158,11 @@ def train(
             _save_state(state_path, model, opt, step, cfg)
             last_save = step
     bar.close()
+    if step != last_save:
+        _save_state(state_path, model, opt, step, cfg)
     model.eval()
-    if step >= cfg.steps:
-        save_predictor(out, model, {"train": asdict(cfg), "steps": step})
+    if step >= cfg.steps or timed_out:
+        save_predictor(out, model, {"train": asdict(cfg), "steps": step, "complete": step >= cfg.steps})
     return model
 
 

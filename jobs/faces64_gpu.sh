@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# One GPU lease for the bundled faces64 model, in a fixed time budget:
+#   1. generator throughput benchmark on the quiet GPU (JSON),
+#   2. the factor predictor, trained in the background (weights written even if cut short),
+#   3. a resumable chunk of faces64 StyleGAN2 training (resumes from runs/faces64/portable
+#      when that folder was carried along), then a quick evaluation if time is left.
+# Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
+#   log.txt bench.json factors.safetensors samples.png portable/{G,D,G_ema,train}.safetensors
+# Usage (device tool): carry runs/faces64/portable, then  BUDGET=540 bash jobs/faces64_gpu.sh
+# On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
+#   PRED_STEPS=4 PRED_BATCH=8 OUT=/tmp/out bash jobs/faces64_gpu.sh
+set -u
+OUT=${OUT:?set OUT to the folder that comes back}
+BUDGET=${BUDGET:-540}            # seconds for the whole job
+DEVICE=${DEVICE:-cuda}
+BENCH_CONFIGS=${BENCH_CONFIGS:-64,256,1024}
+BENCH_BATCHES=${BENCH_BATCHES:-1,16,32}
+BENCH_VARIANTS=${BENCH_VARIANTS:-fp32,tf32,bf16,graph,graph-tf32}
+PRED_STEPS=${PRED_STEPS:-12000}
+PRED_BATCH=${PRED_BATCH:-256}
+RUN=${RUN:-runs/faces64}
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+LA="$PY -m latentatlas.cli"
+T0=$SECONDS
+left() { echo $((BUDGET - (SECONDS - T0))); }
+minutes() { $PY -c "print(max(0.1, ($1) / 60))"; }
+LOG=$OUT/log.txt
+mkdir -p "$OUT/portable" "$RUN" runs
+{ date; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
+
+echo "== benchmark ($(left) s left)" >>"$LOG"
+timeout 150 $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs "$BENCH_CONFIGS" \
+  --batches "$BENCH_BATCHES" --variants "$BENCH_VARIANTS" >"$OUT/bench.json" 2>>"$LOG" || echo "benchmark failed: $?" >>"$LOG"
+
+echo "== factor predictor in the background ($(left) s left)" >>"$LOG"
+PRED_MIN=$(minutes "$(left) - 120")
+( $LA train-predictor --out runs/factors.safetensors --steps "$PRED_STEPS" --batch "$PRED_BATCH" \
+    --max-minutes "$PRED_MIN" --device "$DEVICE" >"$OUT/predictor.txt" 2>&1; echo "predictor exit $?" >>"$OUT/predictor.txt" ) &
+PRED_PID=$!
+
+echo "== faces64 training ($(left) s left)" >>"$LOG"
+TRAIN_MIN=$(minutes "$(left) - 75")
+$LA train --out "$RUN" --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 --max-minutes "$TRAIN_MIN" \
+  --device "$DEVICE" 2>"$OUT/train_err.txt" >>"$LOG" || { echo "training failed: $?" >>"$LOG"; tail -30 "$OUT/train_err.txt" >>"$LOG"; }
+tail -c 600 "$OUT/train_err.txt" | tr '\r' '\n' | tail -3 >>"$LOG"
+rm -f "$OUT/train_err.txt"
+wait $PRED_PID
+tr '\r' '\n' <"$OUT/predictor.txt" | grep -v '^factor predictor:' | tail -8 >>"$LOG"
+tr '\r' '\n' <"$OUT/predictor.txt" | grep '^factor predictor:' | tail -1 >>"$LOG"
+rm -f "$OUT/predictor.txt"
+
+cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
+last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"
+[ -f runs/factors.safetensors ] && cp runs/factors.safetensors "$OUT/"
+if [ "$(left)" -gt 50 ] && [ -f runs/factors.safetensors ] && [ -f "$RUN/model.safetensors" ]; then
+  echo "== evaluate ($(left) s left)" >>"$LOG"
+  timeout $(( $(left) - 15 )) $LA evaluate "$RUN/model.safetensors" --predictor runs/factors.safetensors \
+    --num 5000 --ppl-samples 2000 --device "$DEVICE" >>"$LOG" 2>&1 || echo "evaluate stopped: $?" >>"$LOG"
+fi
+echo "== done after $((SECONDS - T0)) s" >>"$LOG"
+ls -la "$OUT" "$OUT/portable" >>"$LOG"
+cat "$LOG"
