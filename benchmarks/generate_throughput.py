@@ -77,6 +77,9 @@ def run_one(args: argparse.Namespace) -> dict:
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
+    from latentatlas.models import ops
+
+    ops.RESAMPLE_IMPL = args.resample
     device = torch.device(args.device)
     variants = args.variants.split(",")
     for v in variants:
@@ -191,6 +194,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: PyTorch's default)")
     p.add_argument("--variants", default="fp32", help="comma list of " + ", ".join(VARIANTS)
                    + " (all but fp32 need CUDA; each reports its max abs difference to fp32)")
+    p.add_argument("--resample", default="auto", choices=["auto", "fir", "composite"],
+                   help="x2 resampling convolutions: separate FIR pass or filter folded into the weight (ops.RESAMPLE_IMPL)")
     p.add_argument("--official-root", default="", help="checkout of stylegan2-ada-pytorch to time side by side")
     p.add_argument("--config", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -210,6 +215,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": args.threads or torch.get_num_threads(),
         "variants": args.variants,
+        "resample": args.resample,
         "results": [],
     }
     for config in args.configs.split(","):

@@ -6,14 +6,15 @@
 #      when that folder was carried along), then a quick evaluation if time is left.
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
 #   log.txt bench.json factors.safetensors samples.png portable/{G,D,G_ema,train}.safetensors
-# Usage (device tool): carry runs/faces64/portable, then  BUDGET=540 bash jobs/faces64_gpu.sh
+# Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
+# PRED_STEPS=0 the predictor; the checkpoint in runs/faces64/portable travels with the repo).
 # On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
 #   PRED_STEPS=4 PRED_BATCH=8 OUT=/tmp/out bash jobs/faces64_gpu.sh
 set -u
 OUT=${OUT:?set OUT to the folder that comes back}
 BUDGET=${BUDGET:-540}            # seconds for the whole job
 DEVICE=${DEVICE:-cuda}
-BENCH_CONFIGS=${BENCH_CONFIGS:-64,256,1024}
+BENCH_CONFIGS=${BENCH_CONFIGS-64,256,1024}
 BENCH_BATCHES=${BENCH_BATCHES:-1,16,32}
 BENCH_VARIANTS=${BENCH_VARIANTS:-fp32,tf32,bf16,graph,graph-tf32}
 PRED_STEPS=${PRED_STEPS:-12000}
@@ -29,15 +30,20 @@ LOG=$OUT/log.txt
 mkdir -p "$OUT/portable" "$RUN" runs
 { date; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
 
-echo "== benchmark ($(left) s left)" >>"$LOG"
-timeout 150 $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs "$BENCH_CONFIGS" \
-  --batches "$BENCH_BATCHES" --variants "$BENCH_VARIANTS" >"$OUT/bench.json" 2>>"$LOG" || echo "benchmark failed: $?" >>"$LOG"
+if [ -n "$BENCH_CONFIGS" ]; then
+  echo "== benchmark ($(left) s left)" >>"$LOG"
+  timeout 150 $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs "$BENCH_CONFIGS" \
+    --batches "$BENCH_BATCHES" --variants "$BENCH_VARIANTS" >"$OUT/bench.json" 2>>"$LOG" || echo "benchmark failed: $?" >>"$LOG"
+fi
 
+PRED_PID=
+if [ "$PRED_STEPS" -gt 0 ]; then
 echo "== factor predictor in the background ($(left) s left)" >>"$LOG"
 PRED_MIN=$(minutes "$(left) - 120")
 ( $LA train-predictor --out runs/factors.safetensors --steps "$PRED_STEPS" --batch "$PRED_BATCH" \
     --max-minutes "$PRED_MIN" --device "$DEVICE" >"$OUT/predictor.txt" 2>&1; echo "predictor exit $?" >>"$OUT/predictor.txt" ) &
 PRED_PID=$!
+fi
 
 echo "== faces64 training ($(left) s left)" >>"$LOG"
 TRAIN_MIN=$(minutes "$(left) - 75")
@@ -45,10 +51,12 @@ $LA train --out "$RUN" --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 --max
   --device "$DEVICE" 2>"$OUT/train_err.txt" >>"$LOG" || { echo "training failed: $?" >>"$LOG"; tail -30 "$OUT/train_err.txt" >>"$LOG"; }
 tail -c 600 "$OUT/train_err.txt" | tr '\r' '\n' | tail -3 >>"$LOG"
 rm -f "$OUT/train_err.txt"
-wait $PRED_PID
-tr '\r' '\n' <"$OUT/predictor.txt" | grep -v '^factor predictor:' | tail -8 >>"$LOG"
-tr '\r' '\n' <"$OUT/predictor.txt" | grep '^factor predictor:' | tail -1 >>"$LOG"
-rm -f "$OUT/predictor.txt"
+if [ -n "$PRED_PID" ]; then
+  wait $PRED_PID
+  tr '\r' '\n' <"$OUT/predictor.txt" | grep -v '^factor predictor:' | tail -8 >>"$LOG"
+  tr '\r' '\n' <"$OUT/predictor.txt" | grep '^factor predictor:' | tail -1 >>"$LOG"
+  rm -f "$OUT/predictor.txt"
+fi
 
 cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
 last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"

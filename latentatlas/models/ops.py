@@ -92,6 +92,37 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
 
 
+# How a 3x3 convolution with x2 resampling is computed; both give the official function.
+#   "fir":       stride-2 (transposed) convolution plus a separate depthwise FIR pass, the
+#                official arrangement: fewest multiply-adds, the fastest on CPU;
+#   "composite": the FIR filter folded into the weight (a 6x6 kernel), one dense stride-2
+#                convolution: 4x the multiply-adds of the convolution but no depthwise pass,
+#                which GPUs run poorly;
+#   "auto":      composite on CUDA, fir elsewhere.
+RESAMPLE_IMPL = "auto"
+
+
+def _use_composite(x: torch.Tensor) -> bool:
+    if RESAMPLE_IMPL == "auto":
+        return x.device.type == "cuda"
+    if RESAMPLE_IMPL not in ("fir", "composite"):
+        raise ValueError(f"RESAMPLE_IMPL must be 'auto', 'fir' or 'composite', got {RESAMPLE_IMPL!r}")
+    return RESAMPLE_IMPL == "composite"
+
+
+def _fold_filter(weight: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
+    """Full 2-D correlation of every kernel of `weight` [A, B, k, k] with `f` (gain applied).
+
+    Running a stride-2 (transposed) convolution with the result equals the (transposed)
+    convolution with `weight` followed or preceded by FIR filtering with `f`.
+    """
+    a, b, k, _ = weight.shape
+    fw = f.shape[-1]
+    g = (f * gain).to(weight.dtype)[None, None]
+    w = F.pad(weight.reshape(a * b, 1, k, k), [fw - 1] * 4)
+    return F.conv2d(w, g).reshape(a, b, k + fw - 1, k + fw - 1)
+
+
 def conv2d_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     """3x3 convolution with x2 upsampling, as the official conv2d_resample (up=2, padding=1).
 
@@ -102,6 +133,10 @@ def conv2d_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.
     fw = f.shape[-1]
     p0 = 1 + (fw + 1) // 2 - (kh - 1)
     p1 = 1 + (fw - 2) // 2 - (kh - 2)
+    if _use_composite(x) and p0 == p1:
+        # upfirdn2d convolves with f (correlates with its flip); fold the flipped filter.
+        kernel = _fold_filter(weight.transpose(0, 1), f.flip([0, 1]), 4.0)
+        return F.conv_transpose2d(x, kernel, stride=2, padding=fw - 1 - p0)
     x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
     return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=4)
 
@@ -228,6 +263,10 @@ def downsample_conv2d(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, pa
     fw = f.shape[-1]
     p0 = padding + (fw - 2 + 1) // 2
     p1 = padding + (fw - 2) // 2
+    if _use_composite(x) and p0 == p1:
+        # FIR (a true convolution with f), then a correlation with the weight: one
+        # correlation with each kernel fully correlated with f.
+        return F.conv2d(x, _fold_filter(weight, f, 1.0), stride=2, padding=p0)
     if weight.shape[-1] == 1:
         x = upfirdn2d(x, f, down=2, padding=(p0, p1, p0, p1))
         return F.conv2d(x, weight)
