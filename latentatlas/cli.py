@@ -374,7 +374,7 @@ def project(
     loss: Annotated[str, typer.Option(help="auto, lpips (needs --vgg, --lpips-lin), factor (needs --predictor) or mse.")] = "auto",
     vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth).")] = None,
     lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth).")] = None,
-    predictor: Annotated[Path | None, typer.Option(help="synthfaces factor predictor (.safetensors).")] = None,
+    predictor: Annotated[Path | None, typer.Option(help="synthfaces factor predictor (.safetensors), or 'factors' (bundled).")] = None,
     mse_weight: Annotated[float | None, typer.Option(help="Pixel MSE weight (default: 1 with factor or mse loss, 0 with lpips).")] = None,
     batch: Annotated[int, typer.Option(help="Images projected at once.")] = 8,
     video: Annotated[bool, typer.Option(help="Also write an MP4 of the optimisation per image.")] = False,
@@ -487,6 +487,221 @@ def project(
             typer.echo(f"{f.name}: mse {errors['mse'][i]:.4f} -> {out / (f.stem + '.npz')}, {out / (f.stem + '_compare.png')}")
 
 
+directions_app = typer.Typer(no_args_is_help=True, help="Find, and score, edit directions in W.")
+app.add_typer(directions_app, name="directions")
+
+
+def _layer_range(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)-(\d+)", text.strip())
+    if not m or int(m.group(2)) <= int(m.group(1)):
+        raise UserError(f"--layers {text!r}: give a range start-end with end > start, e.g. 0-4 (end excluded)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _check_layers(layers: tuple[int, int] | None, generator) -> None:  # type: ignore[no-untyped-def]
+    if layers is not None and layers[1] > generator.num_ws:
+        raise UserError(f"--layers {layers[0]}-{layers[1]}: this model has {generator.num_ws} layers")
+
+
+@directions_app.command("pca")
+def directions_pca(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option(help="Directions file (.safetensors).")],
+    samples: Annotated[int, typer.Option(help="W samples for the incremental PCA.")] = 300_000,
+    components: Annotated[int, typer.Option()] = 80,
+    layers: Annotated[str | None, typer.Option(help="W+ layers the edits apply to, e.g. 0-4 (default: all).")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """GANSpace: principal components of W. Example: latentatlas directions pca faces64 --out pca.safetensors"""
+    from latentatlas.directions.files import save_directions
+    from latentatlas.directions.pca import ganspace
+    from latentatlas.models.bundled import load_generator
+
+    _outputs([out], force)
+    generator, _ = load_generator(model, pick_device(device))
+    rng = _layer_range(layers)
+    _check_layers(rng, generator)
+    d = ganspace(generator, num_samples=samples, components=components, layers=rng, batch=max(components, min(10_000, samples)))
+    save_directions(out, d)
+    typer.echo(f"{len(d)} GANSpace directions: {out}")
+
+
+@directions_app.command("sefa")
+def directions_sefa(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option(help="Directions file (.safetensors).")],
+    layers: Annotated[str | None, typer.Option(help="Layers whose affine weights are factorised (and edited), e.g. 0-4.")] = None,
+    components: Annotated[int, typer.Option()] = 80,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """SeFa: eigenvectors of the stacked style-affine weights. Example: latentatlas directions sefa faces64 --out sefa.safetensors"""
+    from latentatlas.directions.files import save_directions
+    from latentatlas.directions.sefa import sefa
+    from latentatlas.models.bundled import load_generator
+
+    _outputs([out], force)
+    generator, _ = load_generator(model, pick_device(device))
+    rng = _layer_range(layers)
+    _check_layers(rng, generator)
+    d = sefa(generator, layers=rng, components=min(components, generator.w_dim))
+    save_directions(out, d)
+    typer.echo(f"{len(d)} SeFa directions: {out}")
+
+
+@directions_app.command("supervised")
+def directions_supervised(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option(help="Directions file (.safetensors).")],
+    predictor: Annotated[Path | None, typer.Option(help="Factor predictor ('factors': bundled): scores sampled codes by synthfaces factors.")] = None,
+    scores: Annotated[Path | None, typer.Option(help="Or an .npz with 'latents' (w, [N, D]), 'scores' [N, F] and 'names' [F].")] = None,
+    samples: Annotated[int, typer.Option(help="Codes to sample and score (with --predictor).")] = 10_000,
+    method: Annotated[str, typer.Option(help="svm (InterFaceGAN) or mean (vector arithmetic).")] = "svm",
+    fraction: Annotated[float, typer.Option(help="Top and bottom fraction used.")] = 0.1,
+    conditional: Annotated[str | None, typer.Option(help="Comma-separated attributes to hold fixed, e.g. yaw,light.")] = None,
+    layers: Annotated[str | None, typer.Option(help="W+ layers the edits apply to (default: all).")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
+    import numpy as np
+    import torch
+
+    from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
+    from latentatlas.directions.supervised import supervised
+    from latentatlas.models.bundled import load_generator
+
+    if (predictor is None) == (scores is None):
+        raise UserError("give exactly one of --predictor or --scores")
+    if not 0 < fraction <= 0.5:
+        raise UserError(f"--fraction {fraction}: use a value in (0, 0.5]")
+    _outputs([out], force)
+    generator, _ = load_generator(model, pick_device(device))
+    if predictor is not None:
+        from latentatlas.data.synthfaces import FACTOR_NAMES
+        from latentatlas.training.attributes import load_predictor
+
+        pred = load_predictor(predictor, generator.device)
+        codes = sample_w(generator, samples, progress=True)
+        with torch.no_grad():
+            sc = torch.cat([pred.predict(generator.synthesis(codes[i : i + 256].to(generator.device).unsqueeze(1).repeat(1, generator.num_ws, 1))).cpu() for i in range(0, len(codes), 256)])
+        names = list(FACTOR_NAMES)
+    else:
+        try:
+            with np.load(scores, allow_pickle=False) as data:
+                codes, sc, names = torch.from_numpy(data["latents"]).float(), torch.from_numpy(data["scores"]).float(), [str(n) for n in data["names"]]
+        except (OSError, KeyError, ValueError) as e:
+            raise UserError(f"{scores}: needs arrays latents [N, D], scores [N, F], names [F] ({e})") from None
+        if codes.ndim != 2 or codes.shape[1] != generator.w_dim:
+            raise UserError(f"{scores}: latents must be w codes [N, {generator.w_dim}]")
+        sc = sc.reshape(len(sc), -1)
+    rng = _layer_range(layers)
+    _check_layers(rng, generator)
+    cond = [c.strip() for c in conditional.split(",")] if conditional else None
+    d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
+    save_directions(out, d)
+    typer.echo(f"{len(d)} supervised directions ({d.method}): {out}")
+
+
+@directions_app.command("score")
+def directions_score(
+    model: ModelArg,
+    directions: Annotated[Path, typer.Argument(help="Directions file.")],
+    predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors), or 'factors' (bundled).")] = Path("factors"),
+    out: Annotated[Path, typer.Option(help="Output folder: score.json and heatmap.png.")] = Path("score"),
+    starts: Annotated[int, typer.Option(help="Start codes per path.")] = 64,
+    steps: Annotated[int, typer.Option(help="Frames per path.")] = 9,
+    length: Annotated[float, typer.Option(help="Half path length in units of w_std (typical distance of w from its mean).")] = 0.5,
+    top: Annotated[int, typer.Option(help="Score the first N directions.")] = 20,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Score directions against the synthfaces ground truth: response heat-map, disentanglement, completeness."""
+    import torch
+
+    from latentatlas.directions.files import load_directions, sample_w
+    from latentatlas.inversion.projector import w_statistics
+    from latentatlas.io.atomic import atomic_path
+    from latentatlas.metrics.paths import heatmap, linear_path, path_responses, summarize
+    from latentatlas.models.bundled import load_generator
+    from latentatlas.training.attributes import load_predictor
+
+    _outputs([out / "score.json", out / "heatmap.png"], force)
+    generator, _ = load_generator(model, pick_device(device))
+    d = load_directions(directions)
+    d.check_model(generator)
+    if d.space != "w":
+        raise UserError("scoring walks paths in W: these directions are in z")
+    pred = load_predictor(predictor, generator.device)
+    _, w_std = w_statistics(generator, 5000)
+    w0 = sample_w(generator, starts, seed=7)
+    k = min(top, len(d))
+    slopes, signed, pearson = path_responses(generator, pred, [linear_path(d.vectors[i]) for i in range(k)], w0, length * w_std, steps)
+    summary = summarize(slopes, signed)
+    summary.update({"method": d.method, "length_w_units": length * w_std, "slopes": slopes.tolist(), "pearson": pearson.tolist()})
+    heatmap(slopes, [f"{d.names[i]}: {p['name']}" for i, p in enumerate(summary["paths"])], str(out / "heatmap.png"), d.method)
+    with atomic_path(out / "score.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    typer.echo(f"{'path':<12}{'main factor':<18}{'steep':>8}{'drift':>8}")
+    for i, p in enumerate(summary["paths"]):
+        typer.echo(f"{d.names[i]:<12}{p['name']:<18}{p['steepness']:>8.3f}{p['off_target_drift']:>8.3f}")
+    typer.echo(f"disentanglement {summary['disentanglement']:.3f}  completeness {summary['completeness']:.3f}")
+    typer.echo(f"json: {out / 'score.json'}  heat-map: {out / 'heatmap.png'}")
+
+
+@app.command()
+def traverse(
+    model: ModelArg,
+    directions: Annotated[Path, typer.Argument(help="Directions file.")],
+    path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
+    seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
+    strength: Annotated[str, typer.Option(help="Range of strengths in stds, e.g. -3,3.")] = "-3,3",
+    steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
+    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Walk one direction from several seeds: a strip PNG (a row per seed) and a GIF.
+
+    Example: latentatlas traverse faces64 pca.safetensors --path 3 --seeds 0-5 --strength -2,2
+    """
+    import torch
+
+    from latentatlas.directions.files import load_directions
+    from latentatlas.io.images import make_grid, save_animation, save_image, side_by_side
+    from latentatlas.latent.codes import synthesize, to_w, to_wplus, z_from_seeds
+    from latentatlas.models.bundled import load_generator
+
+    m = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*", strength)
+    if not m:
+        raise UserError(f"--strength {strength!r}: give two numbers like -3,3")
+    lo, hi = float(m.group(1)), float(m.group(2))
+    if steps < 2 or steps > 200:
+        raise UserError(f"--steps {steps}: use 2..200")
+    seed_list = parse_seeds(seeds)
+    d = load_directions(directions)
+    k = d.index(path)
+    stem = f"traverse_{d.names[k]}"
+    _outputs([out / f"{stem}.png", out / f"{stem}.gif"], force)
+    generator, _ = load_generator(model, pick_device(device))
+    d.check_model(generator)
+    z = z_from_seeds(seed_list, generator.z_dim, generator.device)
+    base = z if d.space == "z" else to_wplus(to_w(z, generator, truncation_psi=truncation), generator)
+    ts = torch.linspace(lo, hi, steps)
+    frames = []
+    for t in ts:
+        code = d.apply(base, k, float(t))
+        frames.append(synthesize(code, generator, truncation_psi=truncation if code.space == "z" else 1.0).cpu())
+    grid = torch.stack(frames, dim=1).reshape(-1, *frames[0].shape[1:])  # row per seed
+    save_image(out / f"{stem}.png", make_grid(grid, cols=steps))
+    save_animation(out / f"{stem}.gif", torch.stack([side_by_side(f) for f in frames]), fps=8)
+    typer.echo(f"strip: {out / (stem + '.png')}  animation: {out / (stem + '.gif')}")
+
+
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: state.pt (resumable), sample grids, model.safetensors.")],
@@ -529,10 +744,45 @@ def train(
     typer.echo(json.dumps(result))
 
 
+@app.command("train-predictor")
+def train_predictor(
+    out: Annotated[Path, typer.Option(help="Predictor file (.safetensors); OUT.state.pt holds the resumable state.")],
+    steps: Annotated[int, typer.Option(help="Total optimisation steps (the cosine schedule spans them).")] = 20_000,
+    batch: Annotated[int, typer.Option(help="Rendered faces per step.")] = 128,
+    lr: Annotated[float, typer.Option()] = 2e-3,
+    width: Annotated[int, typer.Option(help="Channels of the first layer (doubled at each of 4 stages).")] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after N minutes; writes the weights anyway (marked incomplete).")] = None,
+    eval_num: Annotated[int, typer.Option(help="Held-out renders for the per-factor R^2 / accuracy report (0: skip).")] = 2000,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train the synthfaces factor predictor on fresh renders; run again to resume.
+
+    It scores every method against the ground-truth factors, and its features define the
+    factor-feature FID. Prints per-factor R^2 (continuous) and accuracy (binary) as JSON.
+
+    Example: latentatlas train-predictor --out runs/factors.safetensors --steps 12000 --batch 256
+    """
+    from latentatlas.training.attributes import TrainConfig, evaluate
+    from latentatlas.training.attributes import train as run_training
+
+    if steps < 1 or batch < 2 or width < 1:
+        raise UserError("--steps must be >= 1, --batch >= 2 and --width >= 1")
+    dev = pick_device(device)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = run_training(out, TrainConfig(steps=steps, batch=batch, lr=lr, width=width, seed=seed), dev, max_minutes=max_minutes)
+    if not out.exists():
+        typer.echo(f"stopped before the last step; run the same command again to resume from {out.with_suffix('.state.pt')}")
+        return
+    typer.echo(f"predictor: {out}")
+    if eval_num > 0:
+        typer.echo(json.dumps({"held_out_scores": evaluate(model.eval(), n=eval_num)}))
+
+
 @app.command()
 def evaluate(
     model: ModelArg,
-    predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces.")],
+    predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces, or 'factors' (bundled).")] = Path("factors"),
     num: Annotated[int, typer.Option(help="Images per side of each FID.")] = 10_000,
     ppl_samples: Annotated[int, typer.Option(help="Samples for the path length.")] = 10_000,
     inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional).")] = None,
@@ -543,7 +793,7 @@ def evaluate(
 ) -> None:
     """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
 
-    Example: latentatlas evaluate faces64 --predictor factors.safetensors --num 10000 --json-out eval.json
+    Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
     """
     from latentatlas.io.atomic import atomic_path
     from latentatlas.metrics.evaluate import evaluate_model
@@ -611,22 +861,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     device: DeviceOpt = "auto",
 ) -> None:
-    """Run the main job end to end: sample grid, interpolation and style mixing.
-
-    No trained model is bundled yet, so the demo uses a tiny randomly initialised generator
-    (the pictures are abstract patterns, not faces) and says so.
-    """
-    from latentatlas.io.checkpoints import save_model
-    from latentatlas.models.bundled import BUNDLED, tiny_random_generator
+    """Run the main job end to end on the bundled faces64: sample grid, interpolation, style mixing."""
+    from latentatlas.models.bundled import DEFAULT_MODEL
 
     out.mkdir(parents=True, exist_ok=True)
-    if BUNDLED:
-        model = sorted(BUNDLED)[0]
-    else:
-        typer.echo("No trained model is bundled yet: the demo runs a tiny RANDOM generator (abstract patterns, not faces).")
-        model = str(out / "tiny-random.safetensors")
-        save_model(model, tiny_random_generator(), metadata={"note": "random weights, for the demo"})
-    generate(model, seeds="0-15", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)
+    model = DEFAULT_MODEL
+    generate(model, seeds="0-31", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)
     interpolate(model, start="0", end="1", frames=12, method="slerp", space="z", truncation=1.0, fps=12, out=out, device=device, force=True)
     mix(model, rows="0-3", cols="10-13", cutoff=4, truncation=1.0, out=out / "mix.png", device=device, force=True)
     typer.echo(f"demo done: see {out}/")

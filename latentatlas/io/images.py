@@ -50,6 +50,11 @@ def save_image(path: str | Path, array: np.ndarray) -> Path:
     return path
 
 
+def side_by_side(images: torch.Tensor) -> torch.Tensor:
+    """N images [N, C, H, W] as one wide image [C, H, N*W]: one frame of several animations."""
+    return images.permute(1, 2, 0, 3).reshape(images.shape[1], images.shape[2], -1)
+
+
 def save_animation(path: str | Path, frames: torch.Tensor, fps: int = 12) -> Path:
     """Write frames [T, C, H, W] as an animated GIF or an MP4 (H.264 via imageio-ffmpeg)."""
     import imageio.v3 as iio

@@ -17,13 +17,25 @@ from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
-# name -> file under latentatlas/weights/. Filled as models are trained (see issue on faces64).
-BUNDLED: dict[str, str] = {}
+# name -> file under latentatlas/weights/ (jobs/bundle_faces64.py writes them after training).
+BUNDLED: dict[str, str] = {"faces64": "faces64.safetensors"}
+# The synthfaces factor predictor that scores faces64 (and anything trained on synthfaces).
+BUNDLED_PREDICTORS: dict[str, str] = {"factors": "factors.safetensors"}
+DEFAULT_MODEL = "faces64"
+DEFAULT_PREDICTOR = "factors"
 
 
 def bundled_path(name: str) -> Path | None:
     file = BUNDLED.get(name)
     return None if file is None else WEIGHTS_DIR / file
+
+
+def resolve_predictor(predictor: str | Path) -> Path:
+    """Path of a bundled predictor name ('factors'), or the given path."""
+    name = str(predictor)
+    if name in BUNDLED_PREDICTORS:
+        return WEIGHTS_DIR / BUNDLED_PREDICTORS[name]
+    return Path(predictor)
 
 
 def resolve_model(model: str) -> Path:

@@ -184,9 +184,12 @@ def save_predictor(path: str | Path, model: FactorPredictor, info: dict[str, Any
 
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> FactorPredictor:
+    """Load a predictor file, or the bundled one by name ('factors')."""
     from safetensors import safe_open
 
-    path = Path(path)
+    from latentatlas.models.bundled import resolve_predictor
+
+    path = resolve_predictor(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     with safe_open(str(path), framework="pt") as f:

@@ -1,0 +1,152 @@
+"""A set of linear edit directions, how to apply them, and their files.
+
+Every method (GANSpace, SeFa, supervised) produces the same object: unit vectors in a named
+space, a scale per direction (the std of the samples along it, so strength 1 means one
+standard deviation for every method), a name per direction, an optional layer range for W+
+edits, and the fingerprint of the model it was made for. Files are safetensors with JSON
+metadata; a file made for another model or space is refused with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+from latentatlas.latent.codes import LatentCode
+from latentatlas.models.stylegan2 import Generator
+
+KIND = "directions"
+
+
+def model_fingerprint(generator: Generator) -> str:
+    """Identifies a model across fp16/fp32 copies: its config and a slice of its weights in fp16.
+
+    Rounding to fp16 is idempotent, so an fp32 model and its fp16 file hash alike (decimal
+    rounding is not: values near a rounding boundary fall either way).
+    """
+    h = hashlib.sha1(json.dumps(generator.config.to_dict(), sort_keys=True).encode())
+    sample = generator.mapping.fc0.weight.detach().flatten()[:256].to(torch.float16).cpu().numpy()
+    h.update(sample.tobytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class Directions:
+    vectors: torch.Tensor  # [K, D], unit norm
+    scales: torch.Tensor  # [K]: std of sample codes along each vector
+    names: list[str]
+    space: str  # "w" (edits apply to w and to every layer of w+) or "z"
+    method: str
+    model: str  # fingerprint
+    layers: tuple[int, int] | None = None  # [start, end) of w+ layers to edit; None = all
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or self.scales.shape != (self.vectors.shape[0],) or len(self.names) != self.vectors.shape[0]:
+            raise UserError("directions: vectors [K, D], scales [K] and K names must agree")
+        if self.space not in ("w", "z"):
+            raise UserError(f"directions live in w or z, not {self.space!r}")
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def check_model(self, generator: Generator) -> None:
+        fp = model_fingerprint(generator)
+        if fp != self.model:
+            raise UserError(
+                f"these directions were made for another model (fingerprint {self.model}, this one is {fp}): "
+                "compute them again for this model"
+            )
+
+    def index(self, path: int | str) -> int:
+        if isinstance(path, str) and not path.lstrip("-").isdigit():
+            if path not in self.names:
+                raise UserError(f"no direction named {path!r}; have: {', '.join(self.names[:12])}")
+            return self.names.index(path)
+        k = int(path)
+        if not 0 <= k < len(self):
+            raise UserError(f"direction {k} does not exist: this file has {len(self)} (0..{len(self) - 1})")
+        return k
+
+    def apply(self, code: LatentCode, path: int | str, strength: float | torch.Tensor, num_ws: int | None = None) -> LatentCode:
+        """code + strength * scale * vector; strength may be [N] (one per code) or a scalar.
+
+        In w+ only the layers in self.layers move. z directions need z codes; w directions
+        take w or w+ codes.
+        """
+        k = self.index(path)
+        v = (self.vectors[k] * self.scales[k]).to(code.tensor)
+        s = torch.as_tensor(strength, dtype=code.tensor.dtype, device=code.tensor.device).reshape(-1)
+        if self.space == "z":
+            code.require("z")
+            return LatentCode("z", code.tensor + s[:, None] * v)
+        code.require("w", "w+")
+        if code.space == "w":
+            if self.layers is not None:
+                raise UserError("these directions edit a layer range: give a w+ code (to_wplus) to edit")
+            return LatentCode("w", code.tensor + s[:, None] * v)
+        start, end = self.layers if self.layers is not None else (0, code.tensor.shape[1])
+        out = code.tensor.clone()
+        out[:, start:end] += s[:, None, None] * v
+        return LatentCode("w+", out)
+
+
+def save_directions(path: str | Path, d: Directions) -> None:
+    meta = {
+        "format": "latentatlas",
+        "kind": KIND,
+        "space": d.space,
+        "method": d.method,
+        "model": d.model,
+        "names": json.dumps(d.names),
+        "layers": json.dumps(list(d.layers) if d.layers is not None else None),
+        "info": json.dumps(d.info),
+    }
+    with atomic_path(path) as tmp:
+        save_file({"vectors": d.vectors.float().contiguous(), "scales": d.scales.float().contiguous()}, str(tmp), metadata=meta)
+
+
+def load_directions(path: str | Path) -> Directions:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        t = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable directions file ({e})") from None
+    if meta.get("kind") != KIND:
+        raise UserError(f"{path}: not a latentatlas directions file")
+    layers = json.loads(meta["layers"])
+    return Directions(
+        vectors=t["vectors"], scales=t["scales"], names=json.loads(meta["names"]), space=meta["space"],
+        method=meta["method"], model=meta["model"], layers=tuple(layers) if layers else None, info=json.loads(meta["info"]),
+    )
+
+
+@torch.no_grad()
+def sample_w(generator: Generator, num: int, seed: int = 0, batch: int = 4096, progress: bool = False) -> torch.Tensor:
+    """num w vectors [num, w_dim] on the CPU, in batches."""
+    from tqdm import tqdm
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in tqdm(range(0, num, batch), disable=not progress, desc="sampling w", unit="batch"):
+        z = torch.randn(min(batch, num - i), generator.z_dim, generator=g).to(generator.device)
+        out.append(generator.mapping(z)[:, 0].cpu())
+    return torch.cat(out)
+
+
+def scales_along(vectors: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """Std of the samples projected on each (unit) vector."""
+    return (samples.double() @ vectors.double().T).std(dim=0).float()

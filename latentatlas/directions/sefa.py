@@ -1,0 +1,45 @@
+"""SeFa (Shen & Zhou 2021): closed-form directions from the style-affine weights.
+
+The affine layers map w to per-channel styles; the directions that change the styles most
+are the top eigenvectors of A^T A, where A stacks the (column-normalised) affine weights of
+the chosen layers. No sampling is needed for the directions; samples only set each
+direction's scale (std of w along it), so strengths compare with the other methods.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from latentatlas.directions.files import Directions, model_fingerprint, sample_w, scales_along
+from latentatlas.io.errors import UserError
+from latentatlas.models.stylegan2 import Generator
+
+
+def affine_layers(generator: Generator) -> list[torch.nn.Module]:
+    """The style-affine layers in w+ order (conv layers and ToRGB share a w; ToRGBs excluded)."""
+    return [layer.affine for _, layer in generator.synthesis.noise_layers()]
+
+
+@torch.no_grad()
+def sefa(
+    generator: Generator,
+    layers: tuple[int, int] | None = None,
+    components: int = 80,
+    scale_samples: int = 20_000,
+    seed: int = 0,
+) -> Directions:
+    affines = affine_layers(generator)
+    start, end = layers if layers is not None else (0, len(affines))
+    if not 0 <= start < end <= len(affines):
+        raise UserError(f"SeFa layers must lie in 0..{len(affines)}, got {start}..{end}")
+    a = torch.cat([m.weight.detach().double().cpu() for m in affines[start:end]], dim=0)  # [sum C, w_dim]
+    a = a / a.norm(dim=1, keepdim=True)  # each style channel's weight vector to unit norm
+    eigvals, eigvecs = torch.linalg.eigh(a.T @ a)
+    order = eigvals.argsort(descending=True)[:components]
+    vectors = eigvecs[:, order].T.float()
+    samples = sample_w(generator, scale_samples, seed=seed)
+    return Directions(
+        vectors=vectors, scales=scales_along(vectors, samples), names=[f"sefa{k}" for k in range(len(order))],
+        space="w", method="sefa", model=model_fingerprint(generator), layers=layers,
+        info={"eigenvalues": eigvals[order].tolist()},
+    )

@@ -1,0 +1,91 @@
+"""Supervised directions: InterFaceGAN boundaries, conditional directions, vector arithmetic.
+
+Given codes and one score per code for each named attribute (synthfaces factors predicted by
+the factor predictor, or any user-given scores), an attribute's direction is
+- "svm": the unit normal of a linear SVM separating the top and the bottom fraction of the
+  codes by score (InterFaceGAN), or
+- "mean": the difference of the means of the top and bottom groups (vector arithmetic);
+and a conditional direction removes the components along the directions of other named
+attributes, so editing one leaves those alone (to first order).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from latentatlas.directions.files import Directions, scales_along
+from latentatlas.io.errors import UserError
+
+
+def _groups(scores: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    n = len(scores)
+    k = max(int(n * fraction), 2)
+    if 2 * k > n:
+        raise UserError(f"need more codes: top and bottom {fraction:.0%} overlap with {n} codes")
+    order = scores.argsort()
+    return order[-k:], order[:k]
+
+
+def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fraction: float = 0.1, seed: int = 0) -> torch.Tensor:
+    """Unit direction in which the score grows, from codes [N, D] and scores [N]."""
+    if codes.shape[0] != scores.shape[0]:
+        raise UserError(f"{codes.shape[0]} codes but {scores.shape[0]} scores")
+    if not torch.isfinite(scores).all():
+        raise UserError("scores hold NaN or infinite values")
+    top, bottom = _groups(scores, fraction)
+    if method == "mean":
+        d = codes[top].double().mean(0) - codes[bottom].double().mean(0)
+    elif method == "svm":
+        from sklearn.svm import LinearSVC
+
+        x = torch.cat([codes[top], codes[bottom]]).double().numpy()
+        y = [1] * len(top) + [0] * len(bottom)
+        mu, sd = x.mean(0), x.std(0) + 1e-12
+        clf = LinearSVC(C=1.0, max_iter=20_000, random_state=seed).fit((x - mu) / sd, y)
+        d = torch.from_numpy(clf.coef_[0] / sd)  # normal in the original (unstandardised) coordinates
+    else:
+        raise UserError(f"unknown method {method!r}: use svm or mean")
+    return (d / d.norm()).float()
+
+
+def condition(direction: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """Remove from `direction` its component in the span of `others` [M, D]; unit result."""
+    if others.numel() == 0:
+        return direction
+    b = others.double().T  # [D, M]
+    d = direction.double()
+    coef = torch.linalg.lstsq(b, d.unsqueeze(1)).solution
+    out = d - (b @ coef).squeeze(1)
+    if out.norm() < 1e-6:
+        raise UserError("the direction lies within the span of the conditioning directions")
+    return (out / out.norm()).float()
+
+
+def supervised(
+    codes: torch.Tensor,
+    scores: torch.Tensor,
+    names: list[str],
+    model: str,
+    method: str = "svm",
+    fraction: float = 0.1,
+    conditional_on: list[str] | None = None,
+    layers: tuple[int, int] | None = None,
+) -> Directions:
+    """One direction per attribute column of scores [N, F]; conditioned on the named others if asked."""
+    if scores.ndim != 2 or scores.shape[1] != len(names):
+        raise UserError(f"scores must be [N, {len(names)}] for the {len(names)} names")
+    raw = torch.stack([boundary(codes, scores[:, j], method, fraction) for j in range(len(names))])
+    vectors = raw
+    if conditional_on:
+        unknown = [c for c in conditional_on if c not in names]
+        if unknown:
+            raise UserError(f"cannot condition on {', '.join(unknown)}: not among the attributes")
+        cond_idx = [names.index(c) for c in conditional_on]
+        vectors = torch.stack(
+            [condition(raw[j], raw[[i for i in cond_idx if i != j]]) for j in range(len(names))]
+        )
+    return Directions(
+        vectors=vectors, scales=scales_along(vectors, codes), names=list(names), space="w",
+        method=f"supervised-{method}" + ("-conditional" if conditional_on else ""), model=model, layers=layers,
+        info={"fraction": fraction, "conditional_on": conditional_on or [], "num_codes": int(codes.shape[0])},
+    )

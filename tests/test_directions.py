@@ -1,0 +1,216 @@
+"""Linear edit directions (GANSpace, SeFa, supervised), their files and their scoring."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentatlas.data.synthfaces import FACTOR_NAMES, NUM_FACTORS
+from latentatlas.directions.files import Directions, load_directions, model_fingerprint, sample_w, save_directions
+from latentatlas.directions.pca import ganspace
+from latentatlas.directions.sefa import affine_layers, sefa
+from latentatlas.directions.supervised import boundary, condition, supervised
+from latentatlas.io.checkpoints import save_model
+from latentatlas.io.errors import UserError
+from latentatlas.latent.codes import LatentCode
+from latentatlas.metrics.paths import linear_path, path_responses, summarize
+from latentatlas.models.stylegan2 import Generator
+from latentatlas.training.attributes import FactorPredictor, save_predictor
+
+from conftest import randomize, tiny_config
+
+
+def _orthonormal(v: torch.Tensor) -> bool:
+    return torch.allclose(v @ v.T, torch.eye(len(v)), atol=1e-4)
+
+
+def test_ganspace_matches_a_direct_pca(tiny_generator):
+    d = ganspace(tiny_generator, num_samples=6000, components=6, batch=2000, progress=False)
+    assert _orthonormal(d.vectors) and d.space == "w" and d.names[0] == "pc0"
+    assert (d.scales[:-1] >= d.scales[1:]).all()
+    # The same samples through a plain eigen-decomposition of the covariance.
+    w = sample_w(tiny_generator, 6000, seed=0, batch=2000).double()
+    evals, evecs = torch.linalg.eigh(torch.cov(w.T))
+    top = evecs[:, -1].float()
+    assert abs(float(top @ d.vectors[0])) > 0.99
+    assert math.isclose(float(d.scales[0]), float(evals[-1].sqrt()), rel_tol=0.05)
+
+
+def test_sefa_is_the_top_eigenvector_of_the_affine_weights(tiny_generator):
+    d = sefa(tiny_generator, layers=(0, 3), components=5, scale_samples=2000)
+    assert _orthonormal(d.vectors) and d.layers == (0, 3)
+    a = torch.cat([m.weight.double() for m in affine_layers(tiny_generator)[0:3]])
+    a = a / a.norm(dim=1, keepdim=True)
+    _, _, vh = torch.linalg.svd(a)
+    assert abs(float(vh[0].float() @ d.vectors[0])) > 0.999
+    # Moving along the top SeFa direction changes the styles of those layers more than a random direction.
+    gain = lambda v: float((a.float() @ v).norm())  # noqa: E731
+    rand = torch.randn(tiny_generator.w_dim)
+    assert gain(d.vectors[0]) > gain(rand / rand.norm())
+    with pytest.raises(UserError, match="layers"):
+        sefa(tiny_generator, layers=(2, 99))
+
+
+def test_supervised_boundaries_find_a_planted_direction():
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(4000, 12, generator=g)
+    u = torch.randn(12, generator=g)
+    u /= u.norm()
+    score = codes @ u + 0.1 * torch.randn(4000, generator=g)
+    for method in ("svm", "mean"):
+        d = boundary(codes, score, method=method)
+        assert float(d @ u) > 0.95, method
+    with pytest.raises(UserError, match="NaN"):
+        boundary(codes, torch.full((4000,), float("nan")))
+    with pytest.raises(UserError, match="unknown method"):
+        boundary(codes, score, method="lasso")
+
+
+def test_conditional_direction_is_orthogonal_to_the_others():
+    g = torch.Generator().manual_seed(1)
+    codes = torch.randn(3000, 10, generator=g)
+    a, b = torch.zeros(10), torch.zeros(10)
+    a[0], b[0], b[1] = 1.0, 0.6, 0.8  # correlated attributes
+    scores = torch.stack([codes @ a, codes @ b], 1)
+    d = supervised(codes, scores, ["a", "b"], model="m", method="mean", conditional_on=["b"])
+    assert abs(float(d.vectors[0] @ (codes.T @ scores[:, 1]) / (codes.T @ scores[:, 1]).norm())) < 0.05
+    assert "conditional" in d.method
+    assert abs(float(condition(a, b[None]) @ b)) < 1e-6
+    with pytest.raises(UserError, match="cannot condition"):
+        supervised(codes, scores, ["a", "b"], model="m", conditional_on=["c"])
+
+
+def test_apply_moves_codes_by_strength_times_scale(tiny_generator):
+    v = torch.zeros(2, 16)
+    v[0, 0] = v[1, 1] = 1
+    d = Directions(v, torch.tensor([2.0, 3.0]), ["x", "y"], "w", "test", model_fingerprint(tiny_generator))
+    w = LatentCode("w", torch.zeros(3, 16))
+    moved = d.apply(w, "y", torch.tensor([1.0, 0.0, -1.0]))
+    assert moved.tensor[:, 1].tolist() == [3.0, 0.0, -3.0] and moved.tensor[:, 0].abs().sum() == 0
+    layered = Directions(v, torch.ones(2), ["x", "y"], "w", "test", "fp", layers=(1, 3))
+    wp = LatentCode("w+", torch.zeros(2, 6, 16))
+    out = layered.apply(wp, 0, 1.0)
+    assert out.tensor[:, 1:3, 0].eq(1).all() and out.tensor[:, [0, 3, 4, 5], 0].eq(0).all()
+    with pytest.raises(UserError, match="w\\+ code"):
+        layered.apply(w, 0, 1.0)
+    zdir = Directions(v, torch.ones(2), ["x", "y"], "z", "test", "fp")
+    with pytest.raises(UserError, match="needs a code in z"):
+        zdir.apply(w, 0, 1.0)
+    with pytest.raises(UserError, match="no direction named"):
+        d.apply(w, "nose", 1.0)
+    with pytest.raises(UserError, match="does not exist"):
+        d.apply(w, 5, 1.0)
+
+
+def test_directions_file_round_trip_and_model_check(tmp_path, tiny_generator):
+    d = sefa(tiny_generator, components=4, scale_samples=500)
+    path = tmp_path / "sefa.safetensors"
+    save_directions(path, d)
+    back = load_directions(path)
+    assert torch.equal(back.vectors, d.vectors) and back.names == d.names and back.method == "sefa"
+    back.check_model(tiny_generator)
+    fp16 = Generator(tiny_generator.config)
+    fp16.load_state_dict({k: v.half().float() for k, v in tiny_generator.state_dict().items()})
+    back.check_model(fp16)  # an fp16 copy of the same model is the same model
+    other = randomize(Generator(tiny_config()), seed=5)
+    with pytest.raises(UserError, match="made for another model"):
+        back.check_model(other)
+    save_model(tmp_path / "model.safetensors", tiny_generator)
+    with pytest.raises(UserError, match="not a latentatlas directions file"):
+        load_directions(tmp_path / "model.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
+    with pytest.raises(UserError, match="not a readable directions file"):
+        load_directions(tmp_path / "junk.safetensors")
+
+
+def test_summarize_scores_disentanglement_and_completeness():
+    perfect = torch.eye(4, NUM_FACTORS) * 2
+    signed = perfect.clone()
+    signed[1, 1] = -2
+    s = summarize(perfect, signed)
+    assert s["disentanglement"] == pytest.approx(1.0) and s["completeness"] == pytest.approx(1.0, abs=1e-6)
+    assert [p["name"] for p in s["paths"][:2]] == [f"{FACTOR_NAMES[0]}+", f"{FACTOR_NAMES[1]}-"]
+    assert s["paths"][0]["off_target_drift"] == 0
+    mixed = summarize(torch.ones(4, NUM_FACTORS), torch.ones(4, NUM_FACTORS))
+    assert mixed["disentanglement"] == pytest.approx(0.0, abs=1e-6)
+    assert mixed["paths"][1]["name"].endswith("+2")  # repeated names are numbered
+
+
+class ColourPredictor(nn.Module):
+    """Stand-in predictor: 'factors' are the image's mean R, G, B (the rest zero)."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(images.shape[0], NUM_FACTORS)
+        out[:, :3] = images.mean([2, 3])
+        return out
+
+
+def test_path_responses_measure_a_path_effect(tiny_generator):
+    starts = sample_w(tiny_generator, 6, seed=3)
+    v = torch.randn(16)
+    slopes, signed, pearson = path_responses(tiny_generator, ColourPredictor(), [linear_path(v), linear_path(-v)], starts, 1.0, steps=5)
+    assert slopes.shape == (2, NUM_FACTORS) and (slopes >= 0).all()
+    assert slopes[:, :3].sum() > 0 and slopes[:, 3:].abs().sum() == 0
+    assert torch.allclose(signed[0], -signed[1], atol=1e-5)  # reversing the path flips the sign
+    assert ((pearson >= 0) & (pearson <= 1 + 1e-6)).all()
+
+
+@pytest.fixture
+def model_file(tmp_path, tiny_generator):
+    path = tmp_path / "tiny.safetensors"
+    save_model(path, tiny_generator)
+    return path
+
+
+def test_directions_commands_end_to_end(run_cli, model_file, tmp_path):
+    pca = tmp_path / "pca.safetensors"
+    code, out, err = run_cli("directions", "pca", model_file, "--out", pca, "--samples", "600", "--components", "4", "--device", "cpu")
+    assert code == 0, err
+    assert len(load_directions(pca)) == 4
+    sefa_file = tmp_path / "sefa.safetensors"
+    code, out, err = run_cli("directions", "sefa", model_file, "--out", sefa_file, "--layers", "0-2", "--components", "3", "--device", "cpu")
+    assert code == 0, err
+    assert load_directions(sefa_file).layers == (0, 2)
+    code, out, err = run_cli("traverse", model_file, sefa_file, "--path", "1", "--seeds", "0-1", "--steps", "3", "--out", tmp_path / "t", "--device", "cpu")
+    assert code == 0, err
+    assert (tmp_path / "t" / "traverse_sefa1.png").stat().st_size > 0 and (tmp_path / "t" / "traverse_sefa1.gif").exists()
+    # Supervised from user scores.
+    w = np.random.RandomState(0).randn(400, 16).astype(np.float32)
+    npz = tmp_path / "scores.npz"
+    np.savez(npz, latents=w, scores=w[:, :2] * 2, names=np.array(["first", "second"]))
+    sup = tmp_path / "sup.safetensors"
+    code, out, err = run_cli("directions", "supervised", model_file, "--scores", npz, "--out", sup, "--method", "mean", "--device", "cpu")
+    assert code == 0, err
+    d = load_directions(sup)
+    assert d.names == ["first", "second"] and float(d.vectors[0, 0]) > 0.9
+    # Scoring against a (here untrained) factor predictor writes the JSON and the heat-map.
+    pred = tmp_path / "pred.safetensors"
+    torch.manual_seed(0)
+    save_predictor(pred, FactorPredictor(width=4, feature_dim=8), {"note": "untrained"})
+    code, out, err = run_cli("directions", "score", model_file, pca, "--predictor", pred, "--starts", "4", "--steps", "3", "--top", "2", "--out", tmp_path / "s", "--device", "cpu")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "s" / "score.json").read_text())
+    assert len(summary["paths"]) == 2 and 0 <= summary["disentanglement"] <= 1
+    assert (tmp_path / "s" / "heatmap.png").stat().st_size > 0
+
+
+def test_directions_commands_refuse_bad_input(run_cli, model_file, tmp_path):
+    other = tmp_path / "other.safetensors"
+    save_model(other, randomize(Generator(tiny_config()), seed=9))
+    pca = tmp_path / "pca.safetensors"
+    assert run_cli("directions", "pca", other, "--out", pca, "--samples", "300", "--components", "3", "--device", "cpu")[0] == 0
+    code, out, err = run_cli("traverse", model_file, pca, "--out", tmp_path / "t", "--device", "cpu")
+    assert code == 2 and "another model" in err and not (tmp_path / "t").exists()
+    code, _, err = run_cli("directions", "sefa", model_file, "--out", tmp_path / "s.safetensors", "--layers", "3-1")
+    assert code == 2 and "--layers" in err
+    code, _, err = run_cli("directions", "pca", model_file, "--out", tmp_path / "p.safetensors", "--components", "99", "--samples", "300")
+    assert code == 2 and "components" in err and not (tmp_path / "p.safetensors").exists()
+    code, _, err = run_cli("traverse", model_file, pca, "--strength", "big", "--out", tmp_path / "t")
+    assert code == 2 and "--strength" in err
+    code, _, err = run_cli("directions", "supervised", model_file, "--out", tmp_path / "x.safetensors")
+    assert code == 2 and "exactly one" in err
