@@ -1,0 +1,557 @@
+"""WarpedGANSpace (Tzelepis, Tzimiropoulos & Patras, ICCV 2021): non-linear paths from RBF warpings.
+
+Each path k is the gradient flow of a warping function f_k(z) = sum_i a_i exp(-g_k ||z - v_i||^2)
+over a support set of N dipoles (v, -v around the centre of the latent distribution, alphas
++1/-1). A code moves along path k by small steps z += eps * grad f_k(z) / ||grad f_k(z)||, so the
+direction bends with the position: the same path turns where the latent space does. Support
+sets and a reconstructor (reconstructor.py) are trained together: the reconstructor must tell,
+from G(z) and G(z + shift), which path moved the code and how far, which pushes the paths to
+make distinct, recognisable changes.
+
+`linear=True` is the paper's linear baseline: one dipole per set in the limit of a vanishing
+gamma, where grad f_k is the constant v_+ - v_- (computed exactly, not with a tiny gamma that
+would underflow).
+
+Paths live in Z or W (a w code drives every synthesis layer). Files: safetensors with JSON
+metadata, kind "warped-directions"; the jointly trained reconstructor's weights ride along
+in the same file under the "reconstructor." prefix. `load_paths` opens linear and warped files
+alike for the commands that walk and score paths.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from latentatlas.directions.files import Directions, load_directions, model_fingerprint
+from latentatlas.directions.reconstructor import (
+    Field,
+    Reconstructor,
+    check_space,
+    latent_codes,
+    pair_loss,
+    sample_shifts,
+    step_seed,
+)
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+from latentatlas.latent.codes import LatentCode, to_wplus
+from latentatlas.metrics.paths import PathFn, linear_path
+from latentatlas.models.stylegan2 import Generator
+
+KIND = "warped-directions"
+LINEAR_GAMMA = 1e-4  # the linear baseline's nominal gamma (x 1/scale^2); its field is the gamma -> 0 limit
+
+
+@dataclass
+class WarpedConfig:
+    """Everything that defines a training run (a resumed run must match it, `steps` aside)."""
+
+    sets: int = 32  # K paths
+    dipoles: int = 16  # N dipoles per set
+    space: str = "w"
+    linear: bool = False
+    learn_alphas: bool = False
+    learn_gammas: bool = True
+    gamma: float = 1.0  # initial gamma, x 1/scale^2 (= the paper's 1/d in Z, where scale^2 = d)
+    radius_min: float = 0.8  # dipoles on spheres of radius r_k in [min, max) x scale (the official init)
+    radius_max: float = 0.9
+    shift_min: float = 0.1  # |eps| ~ U[min, max], x scale
+    shift_max: float = 0.25
+    step: float = 0.05  # traversal step, x scale
+    batch: int = 12
+    lr: float = 1e-4  # Adam, for support sets and reconstructor (the paper's)
+    lambda_reg: float = 0.25
+    width: int = 32  # reconstructor width
+    steps: int = 20_000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.space not in ("z", "w"):
+            raise UserError(f"warped paths live in z or w, not {self.space!r}")
+        if self.sets < 1 or self.dipoles < 1:
+            raise UserError("need at least one support set and one dipole per set")
+        if self.linear and self.dipoles != 1:
+            raise UserError("the linear baseline has exactly one dipole per set (--dipoles 1)")
+        if self.linear and self.learn_alphas:
+            raise UserError("the linear baseline keeps its alphas at +1/-1 (learnt alphas would make it position-dependent)")
+        if not 0 < self.shift_min <= self.shift_max:
+            raise UserError(f"shift range [{self.shift_min}, {self.shift_max}]: need 0 < min <= max")
+        if self.step <= 0 or self.gamma <= 0 or self.batch < 1 or self.lr <= 0 or self.steps < 0:
+            raise UserError("step, gamma and lr must be positive; batch >= 1 and steps >= 0")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WarpedConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class SupportSets(nn.Module):
+    """K support sets of N dipoles in a D-dim latent space; the warping functions and their gradient fields."""
+
+    def __init__(
+        self,
+        sets: int,
+        dipoles: int,
+        dim: int,
+        scale: float = 1.0,
+        center: torch.Tensor | None = None,
+        gamma: float = 1.0,
+        radius: tuple[float, float] = (0.8, 0.9),
+        linear: bool = False,
+        learn_alphas: bool = False,
+        learn_gammas: bool = True,
+    ) -> None:
+        super().__init__()
+        self.sets, self.dipoles, self.dim, self.linear = sets, dipoles, dim, linear
+        center = torch.zeros(dim) if center is None else center.detach().float().cpu().reshape(dim)
+        self.register_buffer("center", center.clone())
+        self.register_buffer("scale", torch.tensor(float(scale)))
+        # Radii spaced like the official arange(r_min, r_max, (r_max - r_min) / K).
+        radii = scale * (radius[0] + (radius[1] - radius[0]) * torch.arange(sets, dtype=torch.float32) / sets)
+        u = torch.randn(sets, dipoles, dim)
+        u = u / u.norm(dim=2, keepdim=True)
+        poles = torch.stack([u, -u], dim=2).reshape(sets, 2 * dipoles, dim)  # v_1, -v_1, v_2, -v_2, ...
+        self.support = nn.Parameter(center + radii[:, None, None] * poles)
+        self.alphas = nn.Parameter(torch.tensor([1.0, -1.0]).repeat(sets, dipoles), requires_grad=learn_alphas)
+        g0 = (LINEAR_GAMMA if linear else gamma) / scale**2
+        self.log_gamma = nn.Parameter(torch.full((sets,), math.log(g0)), requires_grad=learn_gammas and not linear)
+
+    @property
+    def gammas(self) -> torch.Tensor:
+        return self.log_gamma.exp()
+
+    def _gather(self, z: torch.Tensor, k: int | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Squared distances [B, 2N] from each code to its set's poles, poles, alphas, gammas [B, 1]."""
+        if z.ndim != 2 or z.shape[1] != self.dim:
+            raise UserError(f"these paths need {self.dim}-d codes [N, {self.dim}], got shape {list(z.shape)}")
+        if isinstance(k, int):
+            if not 0 <= k < self.sets:
+                raise UserError(f"path {k} does not exist: there are {self.sets} (0..{self.sets - 1})")
+            v, a, g = self.support[k], self.alphas[k].expand(len(z), -1), self.gammas[k].expand(len(z), 1)
+            d = (z * z).sum(1, keepdim=True) - 2 * z @ v.T + (v * v).sum(1)
+        else:
+            k = k.to(z.device)
+            v, a, g = self.support[k], self.alphas[k], self.gammas[k].unsqueeze(1)
+            d = (z * z).sum(1, keepdim=True) - 2 * torch.einsum("bd,bnd->bn", z, v) + (v * v).sum(2)
+        return d.clamp_min(0), v, a, g
+
+    def warping(self, z: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+        """f_k(z) [B]."""
+        d, _, a, g = self._gather(z, k)
+        return (a * torch.exp(-g * d)).sum(1)
+
+    def gradient(self, z: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+        """grad f_k(z) [B, D] in closed form: -2 g sum_i a_i exp(-g ||z - v_i||^2) (z - v_i)."""
+        d, v, a, g = self._gather(z, k)
+        e = a * torch.exp(-g * d)  # [B, 2N]
+        ev = e @ v if v.ndim == 2 else torch.einsum("bn,bnd->bd", e, v)
+        return 2 * g * (ev - e.sum(1, keepdim=True) * z)
+
+    def direction(self, z: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
+        """Unit grad f_k(z) [B, D]; the exponents are shifted by their minimum first (a common positive
+        factor leaves the unit vector as it is), so large gammas or far codes never underflow to 0/0."""
+        if self.linear:
+            if z.ndim != 2 or z.shape[1] != self.dim:
+                raise UserError(f"these paths need {self.dim}-d codes [N, {self.dim}], got shape {list(z.shape)}")
+            idx = torch.full((len(z),), k, device=z.device) if isinstance(k, int) else k.to(z.device)
+            u = (self.alphas.unsqueeze(2) * self.support).sum(1)  # [K, D]: v_+ - v_-
+            return (u / u.norm(dim=1, keepdim=True).clamp_min(1e-12))[idx].to(z.dtype)
+        d, v, a, g = self._gather(z, k)
+        e = a * torch.exp(-g * (d - d.min(1, keepdim=True).values.detach()))
+        ev = e @ v if v.ndim == 2 else torch.einsum("bn,bnd->bd", e, v)
+        grad = ev - e.sum(1, keepdim=True) * z
+        return grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def walk(self, k: int, step: float) -> PathFn:
+        """Path k as a metrics.paths.PathFn: t is signed arc length; |t| is walked in Euler steps of
+        `step` (the last one shorter) towards sign(t), re-reading the direction at every step.
+
+        Each t is reached from the start code alone (full steps, then its own remainder), so a
+        frame does not depend on which other frames were asked for.
+        """
+        if step <= 0:
+            raise UserError(f"the traversal step must be positive, got {step}")
+
+        def fn(w0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            ts = [float(x) for x in t.reshape(-1)]
+            out = torch.empty(len(ts), *w0.shape, dtype=w0.dtype, device=w0.device)
+            for sign in (1.0, -1.0):
+                order = sorted((j for j in range(len(ts)) if ts[j] * sign > 0), key=lambda j: abs(ts[j]))
+                cur, done = w0, 0
+                for j in order:
+                    full = int(math.floor(abs(ts[j]) / step + 1e-6))
+                    while done < full:
+                        cur = cur + sign * step * self.direction(cur, k)
+                        done += 1
+                    rest = abs(ts[j]) - full * step
+                    out[j] = cur + sign * rest * self.direction(cur, k) if rest > 1e-9 * step else cur
+            for j, tj in enumerate(ts):
+                if tj == 0:
+                    out[j] = w0
+            return out
+
+        return fn
+
+
+@dataclass
+class WarpedPaths:
+    """Trained support sets plus what a user needs to walk them: space, model, names, step, provenance."""
+
+    support: SupportSets
+    names: list[str]
+    space: str
+    model: str  # fingerprint
+    config: WarpedConfig
+    steps: int  # training steps done
+    info: dict[str, Any] = field(default_factory=dict)
+    reconstructor: dict[str, torch.Tensor] | None = None  # state dict of the jointly trained reconstructor
+
+    @property
+    def method(self) -> str:
+        return "warpedganspace-linear" if self.config.linear else "warpedganspace"
+
+    @property
+    def scale(self) -> float:
+        return float(self.support.scale)
+
+    @property
+    def dim(self) -> int:
+        return self.support.dim
+
+    def __len__(self) -> int:
+        return self.support.sets
+
+    def check_model(self, generator: Generator) -> None:
+        fp = model_fingerprint(generator)
+        if fp != self.model:
+            raise UserError(
+                f"these warped paths were made for another model (fingerprint {self.model}, this one is {fp}): "
+                "train them again for this model"
+            )
+
+    def index(self, path: int | str) -> int:
+        if isinstance(path, str) and not path.lstrip("-").isdigit():
+            if path not in self.names:
+                raise UserError(f"no path named {path!r}; have: {', '.join(self.names[:12])}")
+            return self.names.index(path)
+        k = int(path)
+        if not 0 <= k < len(self):
+            raise UserError(f"path {k} does not exist: this file has {len(self)} (0..{len(self) - 1})")
+        return k
+
+    def check_code(self, code: LatentCode) -> None:
+        if code.space != self.space:
+            raise UserError(f"these warped paths live in {self.space}: give a {self.space} code, not a {code.space} code")
+        if code.tensor.shape[-1] != self.dim:
+            raise UserError(f"these warped paths need {self.dim}-d {self.space} codes, got width {code.tensor.shape[-1]}")
+
+    def walk(self, path: int | str, step: float | None = None) -> PathFn:
+        """A PathFn in this space: (codes [M, D], signed arc lengths [T]) -> [T, M, D]."""
+        return self.support.walk(self.index(path), self.config.step * self.scale if step is None else step)
+
+    def field(self, codes: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return self.support.direction(codes, index)
+
+    @torch.no_grad()
+    def traverse(self, code: LatentCode, path: int | str, num_steps: int, step: float | None = None) -> list[LatentCode]:
+        """2 num_steps + 1 code batches, from num_steps steps back to num_steps steps on; frame t is G(codes[t])."""
+        self.check_code(code)
+        step = self.config.step * self.scale if step is None else step
+        device = self.support.center.device
+        t = step * torch.arange(-num_steps, num_steps + 1, dtype=torch.float32, device=device)
+        return [LatentCode(self.space, c) for c in self.walk(path, step)(code.tensor.to(device), t)]
+
+    @torch.no_grad()
+    def apply(self, code: LatentCode, path: int | str, arc_length: float) -> LatentCode:
+        """Codes moved along the path by `arc_length` (signed, in latent units)."""
+        self.check_code(code)
+        device = self.support.center.device
+        return LatentCode(self.space, self.walk(path)(code.tensor.to(device), torch.tensor([float(arc_length)], device=device))[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def save_warped(path: str | Path, p: WarpedPaths) -> None:
+    meta = {
+        "format": "latentatlas",
+        "kind": KIND,
+        "space": p.space,
+        "method": p.method,
+        "model": p.model,
+        "sets": str(len(p)),
+        "dipoles": str(p.support.dipoles),
+        "dim": str(p.dim),
+        "scale": repr(p.scale),
+        "steps": str(p.steps),
+        "config": json.dumps(asdict(p.config)),
+        "names": json.dumps(p.names),
+        "info": json.dumps(p.info),
+    }
+    tensors = {
+        "support": p.support.support.detach().float().cpu().contiguous(),
+        "alphas": p.support.alphas.detach().float().cpu().contiguous(),
+        "log_gamma": p.support.log_gamma.detach().float().cpu().contiguous(),
+        "center": p.support.center.detach().float().cpu().contiguous(),
+    }
+    for k, v in (p.reconstructor or {}).items():
+        tensors[f"reconstructor.{k}"] = v.detach().float().cpu().contiguous()
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return meta, load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable directions file ({e})") from None
+
+
+def load_warped(path: str | Path, device: str | torch.device = "cpu") -> WarpedPaths:
+    path = Path(path)
+    meta, t = _read(path)
+    if meta.get("kind") != KIND:
+        raise UserError(f"{path}: not a latentatlas warped-directions file")
+    return _warped_from(meta, t, device)
+
+
+def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str | torch.device) -> WarpedPaths:
+    cfg = WarpedConfig.from_dict(json.loads(meta["config"]))
+    k, two_n, dim = t["support"].shape
+    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
+        support = SupportSets(k, two_n // 2, dim, scale=float(meta["scale"]), center=t["center"], linear=cfg.linear,
+                              learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas)
+    with torch.no_grad():
+        support.support.copy_(t["support"])
+        support.alphas.copy_(t["alphas"])
+        support.log_gamma.copy_(t["log_gamma"])
+    recon = {n[len("reconstructor."):]: v for n, v in t.items() if n.startswith("reconstructor.")} or None
+    return WarpedPaths(
+        support=support.to(device).requires_grad_(False), names=json.loads(meta["names"]), space=meta["space"],
+        model=meta["model"], config=cfg, steps=int(meta["steps"]), info=json.loads(meta["info"]), reconstructor=recon,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Linear or warped, one interface for the commands
+
+
+class PathSet:
+    """Linear directions or warped paths behind one interface: names, space, model check, walk, edit, field.
+
+    Linear directions keep their own semantics (strength in stds of the samples along the
+    vector, W+ layer ranges) by delegating to `Directions`; warped paths walk their field, with
+    strength in units of scale / sqrt(dim) (the per-dimension spread of the latent codes).
+    """
+
+    def __init__(self, source: Directions | WarpedPaths) -> None:
+        self.source = source
+
+    @property
+    def kind(self) -> str:
+        return KIND if isinstance(self.source, WarpedPaths) else "directions"
+
+    @property
+    def names(self) -> list[str]:
+        return self.source.names
+
+    @property
+    def space(self) -> str:
+        return self.source.space
+
+    @property
+    def method(self) -> str:
+        return self.source.method
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def check_model(self, generator: Generator) -> None:
+        self.source.check_model(generator)
+
+    def index(self, path: int | str) -> int:
+        return self.source.index(path)
+
+    def walk(self, k: int) -> PathFn:
+        """Path k by signed arc length in its space (what metrics.paths.path_responses takes)."""
+        if isinstance(self.source, WarpedPaths):
+            return self.source.walk(k)
+        return linear_path(self.source.vectors[k])
+
+    def field(self, codes: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Unit directions [B, D] of the paths `index` at `codes` (constant for linear directions)."""
+        if isinstance(self.source, WarpedPaths):
+            return self.source.field(codes, index)
+        v = self.source.vectors.to(codes)
+        return (v / v.norm(dim=1, keepdim=True))[index.to(codes.device)]
+
+    def to(self, device: str | torch.device) -> "PathSet":
+        if isinstance(self.source, WarpedPaths):
+            self.source.support.to(device)
+        return self
+
+    def frames(self, base: LatentCode, k: int, strengths: torch.Tensor, generator: Generator) -> list[LatentCode]:
+        """The codes of a traversal strip: one code batch per strength (base in this set's space; w for w paths)."""
+        if isinstance(self.source, WarpedPaths):
+            unit = self.source.scale / math.sqrt(self.source.dim)
+            walked = self.source.walk(k)(base.tensor.to(self.source.support.center.device), strengths.to(self.source.support.center.device) * unit)
+            return [LatentCode(self.space, w) for w in walked]
+        if base.space == "w":
+            base = to_wplus(base, generator)
+        return [self.source.apply(base, k, float(s)) for s in strengths]
+
+
+def load_paths(path: str | Path, device: str | torch.device = "cpu") -> PathSet:
+    """Open a linear directions file or a warped-directions file."""
+    path = Path(path)
+    meta, t = _read(path)
+    if meta.get("kind") == KIND:
+        return PathSet(_warped_from(meta, t, device))
+    if meta.get("kind") == "directions":
+        return PathSet(load_directions(path))
+    raise UserError(f"{path}: not a latentatlas directions file (linear or warped)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def latent_stats(generator: Generator, space: str) -> tuple[torch.Tensor, float]:
+    """Centre and scale of the code distribution: (0, sqrt(z_dim)) in Z; (mean w, sqrt E||w - mean||^2) in W."""
+    if space == "z":
+        return torch.zeros(generator.z_dim), math.sqrt(generator.z_dim)
+    from latentatlas.inversion.projector import w_statistics
+
+    with torch.no_grad():
+        center, scale = w_statistics(generator, 10_000)
+    return center.cpu(), scale
+
+
+@dataclass
+class TrainResult:
+    paths: WarpedPaths
+    step: int
+    complete: bool
+    state: Path
+    stats: dict[str, float]
+
+
+def state_path(out: str | Path) -> Path:
+    """FILE.safetensors -> FILE.state.pt: optimiser, reconstructor and step, to resume from."""
+    return Path(out).with_suffix(".state.pt")
+
+
+def init_training(generator: Generator, cfg: WarpedConfig) -> tuple[SupportSets, Reconstructor]:
+    """Fresh support sets and reconstructor on the generator's device, the same for the same config and model."""
+    dim = generator.z_dim if cfg.space == "z" else generator.w_dim
+    center, scale = latent_stats(generator, cfg.space)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # the same initial support sets and reconstructor for the same config
+        support = SupportSets(
+            cfg.sets, cfg.dipoles, dim, scale=scale, center=center, gamma=cfg.gamma, radius=(cfg.radius_min, cfg.radius_max),
+            linear=cfg.linear, learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas,
+        )
+        recon = Reconstructor(cfg.sets, generator.img_resolution, generator.img_channels, cfg.width)
+    return support.to(generator.device), recon.to(generator.device)
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k != "steps"}  # more steps may be asked for on resume
+
+
+def train_warped(
+    generator: Generator,
+    out: str | Path,
+    cfg: WarpedConfig,
+    resume: bool = True,
+    progress: bool = True,
+    max_steps_this_run: int | None = None,
+    max_minutes: float | None = None,
+    save_every: int = 500,
+) -> TrainResult:
+    """Train (or resume) support sets and reconstructor on the frozen generator; writes `out` at the end of every run.
+
+    The state `out`.state.pt is rewritten atomically every `save_every` steps and at the end;
+    a resumed run draws the same batches as a straight run (batch seeds follow the step), so
+    it ends with the same parameters. `out` is marked `"complete": false` in its info until
+    cfg.steps are done.
+    """
+    from tqdm import tqdm
+
+    check_space(cfg.space, generator)
+    out = Path(out)
+    spath = state_path(out)
+    generator.eval().requires_grad_(False)  # frozen, but the graph through it stays differentiable w.r.t. codes
+    fingerprint = model_fingerprint(generator)
+    support, recon = init_training(generator, cfg)
+    params = [p for p in support.parameters() if p.requires_grad] + list(recon.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    step = 0
+    if resume and spath.exists():
+        try:
+            state = torch.load(spath, map_location=generator.device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
+            raise UserError(f"{spath}: not a readable training state ({e}); remove it to start again") from None
+        if _comparable(state.get("config", {})) != _comparable(asdict(cfg)):
+            raise UserError(f"{spath} was trained with another config {state.get('config')}: remove it or match it")
+        if state.get("model") != fingerprint:
+            raise UserError(f"{spath} was trained for another model (fingerprint {state.get('model')}): remove it")
+        support.load_state_dict(state["support"])
+        recon.load_state_dict(state["reconstructor"])
+        opt.load_state_dict(state["opt"])
+        step = int(state["step"])
+    end = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
+    scale = float(support.scale)
+    support.train()
+    recon.train()
+    bar = tqdm(total=max(end - step, 0), disable=not progress, desc="WarpedGANSpace", unit="step")
+    running: dict[str, float] = {}
+    last_save, start = step, time.time()
+    while step < end:
+        if max_minutes is not None and time.time() - start > max_minutes * 60:
+            break
+        z, k, eps = sample_shifts(step_seed(cfg.seed, step), cfg.batch, cfg.sets, generator.z_dim, cfg.shift_min, cfg.shift_max)
+        loss, stats = pair_loss(generator, recon, support.direction, latent_codes(generator, z, cfg.space), k, eps, scale, cfg.space, cfg.lambda_reg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        running = {n: v if n not in running else 0.95 * running[n] + 0.05 * v for n, v in stats.items()}
+        bar.update(1)
+        if step % 10 == 0 or step == end:
+            bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.2f}")
+        if step - last_save >= save_every:
+            _save_state(spath, support, recon, opt, step, cfg, fingerprint)
+            last_save = step
+    bar.close()
+    if step != last_save or not spath.exists():
+        _save_state(spath, support, recon, opt, step, cfg, fingerprint)
+    complete = step >= cfg.steps
+    paths = WarpedPaths(
+        support=support.eval(), names=[f"warp{i}" for i in range(cfg.sets)], space=cfg.space, model=fingerprint,
+        config=cfg, steps=step, info={"complete": complete, "running": running, "scale": scale},
+        reconstructor={n: v.detach().cpu() for n, v in recon.state_dict().items()},
+    )
+    save_warped(out, paths)
+    return TrainResult(paths=paths, step=step, complete=complete, state=spath, stats=running)
+
+
+def _save_state(path: Path, support: SupportSets, recon: Reconstructor, opt: torch.optim.Optimizer, step: int, cfg: WarpedConfig, model: str) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"support": support.state_dict(), "reconstructor": recon.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "config": asdict(cfg), "model": model}, tmp)
