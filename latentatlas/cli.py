@@ -606,32 +606,86 @@ def directions_supervised(
     typer.echo(f"{len(d)} supervised directions ({d.method}): {out}")
 
 
+@directions_app.command("warped")
+def directions_warped(
+    model: ModelArg,
+    out: Annotated[Path, typer.Option(help="Warped-directions file (.safetensors); OUT.state.pt holds the resumable state.")],
+    sets: Annotated[int, typer.Option(help="K: support sets, one path each.")] = 32,
+    dipoles: Annotated[int | None, typer.Option(help="N: dipoles per support set (default 16; 1 with --linear).")] = None,
+    steps: Annotated[int, typer.Option(help="Total training steps (a resumed run continues the count).")] = 20_000,
+    space: Annotated[str, typer.Option(help="z or w.")] = "w",
+    linear: Annotated[bool, typer.Option("--linear", help="The paper's linear baseline: one dipole per set, constant directions.")] = False,
+    learn_alphas: Annotated[bool, typer.Option("--learn-alphas", help="Learn the RBF weights too (fixed at +1/-1 by default).")] = False,
+    batch: Annotated[int, typer.Option(help="Image pairs per step.")] = 12,
+    lr: Annotated[float, typer.Option(help="Adam learning rate for support sets and reconstructor.")] = 1e-4,
+    width: Annotated[int, typer.Option(help="Reconstructor width (channels of its first stage).")] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after N minutes (state saved; run again to resume).")] = None,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """WarpedGANSpace: non-linear paths along the gradients of RBF warpings, found with a reconstructor.
+
+    Run the same command again to resume from OUT.state.pt (the file is rewritten at the end of
+    every run, marked incomplete until all steps are done). With --linear it trains the
+    paper's linear baseline (one dipole per set) the same way. The reconstructor's weights are stored in
+    OUT too (tensors prefixed "reconstructor.").
+
+    Example: latentatlas directions warped faces64 --out warped.safetensors --sets 20 --dipoles 16 --steps 5000
+    """
+    from latentatlas.directions.warped import WarpedConfig, state_path, train_warped
+    from latentatlas.models.bundled import load_generator
+
+    if dipoles is None:
+        dipoles = 1 if linear else 16
+    cfg = WarpedConfig(sets=sets, dipoles=dipoles, steps=steps, space=space, linear=linear, learn_alphas=learn_alphas,
+                       batch=batch, lr=lr, width=width, seed=seed)
+    if not state_path(out).exists():
+        _outputs([out], force)
+    generator, _ = load_generator(model, pick_device(device))
+    res = train_warped(generator, out, cfg, max_minutes=max_minutes)
+    done = "done" if res.complete else f"stopped at step {res.step}/{steps}; run the same command again to resume"
+    acc = f", running accuracy {res.stats['accuracy']:.2f}" if res.stats else ""
+    typer.echo(f"{sets} {res.paths.method} paths in {space} ({done}{acc}): {out}  state: {res.state}")
+
+
 @directions_app.command("score")
 def directions_score(
     model: ModelArg,
-    directions: Annotated[Path, typer.Argument(help="Directions file.")],
+    directions: Annotated[Path, typer.Argument(help="Directions file: linear (pca, sefa, supervised) or warped.")],
     predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors), or 'factors' (bundled).")] = Path("factors"),
     out: Annotated[Path, typer.Option(help="Output folder: score.json and heatmap.png.")] = Path("score"),
     starts: Annotated[int, typer.Option(help="Start codes per path.")] = 64,
     steps: Annotated[int, typer.Option(help="Frames per path.")] = 9,
     length: Annotated[float, typer.Option(help="Half path length in units of w_std (typical distance of w from its mean).")] = 0.5,
     top: Annotated[int, typer.Option(help="Score the first N directions.")] = 20,
+    reconstructor_steps: Annotated[int, typer.Option(help="Also train a fresh reconstructor on the frozen paths for N steps and report its held-out accuracy (0: skip).")] = 0,
+    reconstructor_batch: Annotated[int, typer.Option(help="Image pairs per reconstructor step.")] = 16,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
-    """Score directions against the synthfaces ground truth: response heat-map, disentanglement, completeness."""
+    """Score directions against the synthfaces ground truth: response heat-map, disentanglement, completeness.
+
+    With --reconstructor-steps, also the accuracy of a freshly trained reconstructor at telling
+    the paths apart (the same budget for every method makes the figures comparable).
+
+    Example: latentatlas directions score faces64 warped.safetensors --top 10 --reconstructor-steps 500
+    """
     import torch
 
-    from latentatlas.directions.files import load_directions, sample_w
+    from latentatlas.directions.files import sample_w
+    from latentatlas.directions.warped import load_paths
     from latentatlas.inversion.projector import w_statistics
     from latentatlas.io.atomic import atomic_path
-    from latentatlas.metrics.paths import heatmap, linear_path, path_responses, summarize
+    from latentatlas.metrics.paths import heatmap, path_responses, summarize
     from latentatlas.models.bundled import load_generator
     from latentatlas.training.attributes import load_predictor
 
+    if reconstructor_steps < 0 or reconstructor_batch < 1:
+        raise UserError("--reconstructor-steps must be >= 0 and --reconstructor-batch >= 1")
     _outputs([out / "score.json", out / "heatmap.png"], force)
     generator, _ = load_generator(model, pick_device(device))
-    d = load_directions(directions)
+    d = load_paths(directions, generator.device)
     d.check_model(generator)
     if d.space != "w":
         raise UserError("scoring walks paths in W: these directions are in z")
@@ -639,9 +693,13 @@ def directions_score(
     _, w_std = w_statistics(generator, 5000)
     w0 = sample_w(generator, starts, seed=7)
     k = min(top, len(d))
-    slopes, signed, pearson = path_responses(generator, pred, [linear_path(d.vectors[i]) for i in range(k)], w0, length * w_std, steps)
+    slopes, signed, pearson = path_responses(generator, pred, [d.walk(i) for i in range(k)], w0, length * w_std, steps)
     summary = summarize(slopes, signed)
     summary.update({"method": d.method, "length_w_units": length * w_std, "slopes": slopes.tolist(), "pearson": pearson.tolist()})
+    if reconstructor_steps > 0:
+        from latentatlas.directions.reconstructor import reconstructor_accuracy
+
+        summary["reconstructor"] = reconstructor_accuracy(generator, d.field, k, d.space, w_std, reconstructor_steps, reconstructor_batch)
     heatmap(slopes, [f"{d.names[i]}: {p['name']}" for i, p in enumerate(summary["paths"])], str(out / "heatmap.png"), d.method)
     with atomic_path(out / "score.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
@@ -649,16 +707,19 @@ def directions_score(
     for i, p in enumerate(summary["paths"]):
         typer.echo(f"{d.names[i]:<12}{p['name']:<18}{p['steepness']:>8.3f}{p['off_target_drift']:>8.3f}")
     typer.echo(f"disentanglement {summary['disentanglement']:.3f}  completeness {summary['completeness']:.3f}")
+    if "reconstructor" in summary:
+        r = summary["reconstructor"]
+        typer.echo(f"reconstructor accuracy {r['accuracy']:.3f} (chance {r['chance']:.3f}, {r['steps']} steps x {r['batch']})")
     typer.echo(f"json: {out / 'score.json'}  heat-map: {out / 'heatmap.png'}")
 
 
 @app.command()
 def traverse(
     model: ModelArg,
-    directions: Annotated[Path, typer.Argument(help="Directions file.")],
+    directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
     seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
-    strength: Annotated[str, typer.Option(help="Range of strengths in stds, e.g. -3,3.")] = "-3,3",
+    strength: Annotated[str, typer.Option(help="Range of strengths in stds, e.g. -3,3 (warped paths: arc length in units of the per-dimension std).")] = "-3,3",
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
     truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
@@ -671,9 +732,9 @@ def traverse(
     """
     import torch
 
-    from latentatlas.directions.files import load_directions
+    from latentatlas.directions.warped import load_paths
     from latentatlas.io.images import make_grid, save_animation, save_image, side_by_side
-    from latentatlas.latent.codes import synthesize, to_w, to_wplus, z_from_seeds
+    from latentatlas.latent.codes import synthesize, to_w, z_from_seeds
     from latentatlas.models.bundled import load_generator
 
     m = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*", strength)
@@ -683,18 +744,17 @@ def traverse(
     if steps < 2 or steps > 200:
         raise UserError(f"--steps {steps}: use 2..200")
     seed_list = parse_seeds(seeds)
-    d = load_directions(directions)
+    d = load_paths(directions)
     k = d.index(path)
     stem = f"traverse_{d.names[k]}"
     _outputs([out / f"{stem}.png", out / f"{stem}.gif"], force)
     generator, _ = load_generator(model, pick_device(device))
     d.check_model(generator)
+    d.to(generator.device)
     z = z_from_seeds(seed_list, generator.z_dim, generator.device)
-    base = z if d.space == "z" else to_wplus(to_w(z, generator, truncation_psi=truncation), generator)
-    ts = torch.linspace(lo, hi, steps)
+    base = z if d.space == "z" else to_w(z, generator, truncation_psi=truncation)
     frames = []
-    for t in ts:
-        code = d.apply(base, k, float(t))
+    for code in d.frames(base, k, torch.linspace(lo, hi, steps), generator):
         frames.append(synthesize(code, generator, truncation_psi=truncation if code.space == "z" else 1.0).cpu())
     grid = torch.stack(frames, dim=1).reshape(-1, *frames[0].shape[1:])  # row per seed
     save_image(out / f"{stem}.png", make_grid(grid, cols=steps))
