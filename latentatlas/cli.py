@@ -917,6 +917,42 @@ def synthfaces(
 
 
 @app.command()
+def serve(
+    models: Annotated[list[str] | None, typer.Argument(help="Models to offer: bundled names or model files (default: faces64).")] = None,
+    directions: Annotated[list[Path] | None, typer.Option("--directions", help="Extra directions file(s) for the first model.")] = None,
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 7860,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 10.0,
+    max_pixels: Annotated[int, typer.Option(help="Largest image (width x height) decoded.")] = 4096 * 4096,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The web app: explore a model with sliders, interpolate, project your images.
+
+    Example: latentatlas serve faces64 mymodel.pkl --port 7860
+    """
+    from latentatlas.models.bundled import DEFAULT_MODEL, resolve_model
+
+    names = models or [DEFAULT_MODEL]
+    table: dict[str, str] = {}
+    for m in names:
+        resolve_model(m)  # a missing file is an error now, not in the page
+        table[Path(m).stem if Path(m).suffix else m] = m
+    if max_upload_mb <= 0 or max_pixels <= 0:
+        raise UserError("--max-upload-mb and --max-pixels must be positive")
+    from latentatlas.app.server import Sessions
+    from latentatlas.app.server import serve as run_server
+    from latentatlas.app.uploads import UploadLimits
+
+    first = next(iter(table))
+    sessions = Sessions(table, pick_device(device), {first: [str(d) for d in directions or []]})
+    sessions.get(first)  # load (and check directions) before serving
+    if host not in ("127.0.0.1", "localhost"):
+        typer.echo(f"warning: binding {host}: anyone who can reach this machine can use the app", err=True)
+    typer.echo(f"serving {', '.join(table)} at http://{host}:{port} (Ctrl+C to stop)")
+    run_server(sessions, host, port, UploadLimits(int(max_upload_mb * 2**20), max_pixels))
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     device: DeviceOpt = "auto",

@@ -92,8 +92,15 @@ def project(
     prior: GaussianPrior | None = None,
     seed: int = 0,
     progress: Callable[[int, dict[str, float]], bool | None] | None = None,
+    preview: Callable[[int, torch.Tensor], None] | None = None,
+    preview_every: int = 10,
 ) -> Projection:
-    """Project target images [N, C, H, W] in [-1, 1]; `progress(step, mean losses)` may return True to stop."""
+    """Project target images [N, C, H, W] in [-1, 1].
+
+    `progress(step, mean losses)` is called every step and may return True to stop early;
+    `preview(step, images)` gets the current reconstructions every `preview_every` steps
+    (and at the last step), for live displays.
+    """
     if targets.ndim != 4 or targets.shape[1:] != (generator.img_channels, generator.img_resolution, generator.img_resolution):
         raise UserError(
             f"targets must be [N, {generator.img_channels}, {generator.img_resolution}, {generator.img_resolution}], "
@@ -151,6 +158,8 @@ def project(
             history[name].append([float(v) for v in value.detach().cpu()])
         if cfg.record_every and step % cfg.record_every == 0:
             frames.append(synth.detach().cpu())
+        if preview is not None and (step % max(preview_every, 1) == 0 or step == cfg.steps - 1):
+            preview(step, synth.detach().cpu())
         if progress is not None:
             stop = progress(step, {k: float(np.mean(v[-1])) for k, v in history.items()})
             if stop:

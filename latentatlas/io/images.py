@@ -82,7 +82,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
 
 
-def read_image(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
+def read_image(path: str | Path, resolution: int, max_pixels: int = MAX_PIXELS) -> tuple[torch.Tensor, list[str]]:
     """One image as [3, R, R] in [-1, 1] plus notes on what was changed to get there.
 
     Grey, palette and RGBA images are converted to RGB, non-square ones centre-cropped, and
@@ -96,8 +96,8 @@ def read_image(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[st
     Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise UserError(f"{path}: {im.width}x{im.height} is too large (limit {MAX_PIXELS} pixels)")
+            if im.width * im.height > max_pixels:
+                raise UserError(f"{path.name}: {im.width}x{im.height} is too large (limit {max_pixels:,} pixels)")
             if im.mode != "RGB":
                 notes.append(f"converted {im.mode} to RGB")
                 im = im.convert("RGB")
@@ -116,7 +116,7 @@ def read_image(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[st
     except UserError:
         raise
     except Image.DecompressionBombError:
-        raise UserError(f"{path}: too many pixels (limit {MAX_PIXELS})") from None
+        raise UserError(f"{path.name}: the image is too large (limit {max_pixels:,} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({type(e).__name__}); is the file complete?") from None
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous() / 127.5 - 1, notes

@@ -21,6 +21,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BUNDLED: dict[str, str] = {"faces64": "faces64.safetensors"}
 # The synthfaces factor predictor that scores faces64 (and anything trained on synthfaces).
 BUNDLED_PREDICTORS: dict[str, str] = {"factors": "factors.safetensors"}
+# Direction files made for a bundled model (jobs/bundle_faces64.py): the app's sliders.
+BUNDLED_DIRECTIONS: dict[str, list[str]] = {"faces64": ["faces64_ganspace.safetensors", "faces64_supervised.safetensors"]}
 DEFAULT_MODEL = "faces64"
 DEFAULT_PREDICTOR = "factors"
 

@@ -1,0 +1,38 @@
+"""Checks on files that web users upload, before anything decodes them.
+
+The server caps the request size too (Gradio's max_file_size); this is the second line: the
+byte size on disk, then the pixel count read from the header (a 20000 x 20000 PNG is a few
+hundred kilobytes but gigabytes once decoded), then decoding with the library's own reader.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latentatlas.io.errors import UserError
+from latentatlas.io.images import read_image
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int = 10 * 2**20
+    max_pixels: int = 4096 * 4096
+
+
+def load_upload(path: str | Path | None, resolution: int, limits: UploadLimits) -> tuple[torch.Tensor, list[str]]:
+    """An uploaded image as [1, 3, R, R] in [-1, 1] and notes on the conversions made."""
+    if path is None:
+        raise UserError("upload an image first")
+    path = Path(path)
+    size = os.path.getsize(path)
+    if size > limits.max_bytes:
+        raise UserError(f"{path.name}: {size / 2**20:.1f} MB is over the {limits.max_bytes / 2**20:.0f} MB upload limit")
+    try:
+        image, notes = read_image(path, resolution, max_pixels=limits.max_pixels)
+    except UserError as e:  # name the file as the user knows it, not the server's temp path
+        raise UserError(str(e).replace(str(path), path.name)) from None
+    return image.unsqueeze(0), notes

@@ -1,0 +1,190 @@
+"""The web app in a real browser (Debian's chromium driven by Playwright), on faces64.
+
+Each test acts as a user would: move a slider, upload a face, press buttons, and checks what
+the page shows. The server runs in this process on a free port bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("gradio")
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = os.environ.get("LATENTATLAS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():  # `make test` installs it; fail loudly rather than skip silently
+    raise RuntimeError(f"no chromium at {CHROMIUM}: run `make test` (it installs Debian's chromium) or set LATENTATLAS_CHROMIUM")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    from latentatlas.app.server import Sessions, serve
+    from latentatlas.app.uploads import UploadLimits
+
+    sessions = Sessions({"faces64": "faces64"}, "cpu", {})
+    demo, url = serve(sessions, port=_free_port(), limits=UploadLimits(max_bytes=10 * 2**20, max_pixels=4096 * 4096), block=False)
+    assert url.startswith("http://127.0.0.1:")
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, app_url):
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.goto(app_url)
+    page.wait_for_selector("#explore-image img", timeout=60_000)
+    yield page
+    page.close()
+
+
+def _image_src(page, elem: str = "#explore-image") -> str:
+    return page.locator(f"{elem} img").first.get_attribute("src") or ""
+
+
+def _set_number(page, elem: str, value: float) -> None:
+    box = page.locator(f"{elem} input[type=number]").first
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def _wait_change(page, before: str, elem: str = "#explore-image", timeout: float = 30.0) -> float:
+    t = time.perf_counter()
+    while time.perf_counter() - t < timeout:
+        src = _image_src(page, elem)
+        if src and src != before:
+            return time.perf_counter() - t
+        page.wait_for_timeout(10)
+    raise AssertionError(f"{elem} did not change within {timeout} s")
+
+
+def _open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name, exact=True).click()
+    page.wait_for_timeout(300)
+
+
+def _screenshot(page, name: str) -> None:
+    """LATENTATLAS_SCREENSHOTS=docs pytest tests/test_app_browser.py refreshes the README's pictures."""
+    folder = os.environ.get("LATENTATLAS_SCREENSHOTS")
+    if folder:
+        page.screenshot(path=str(Path(folder) / f"app_{name}.png"), full_page=True)
+
+
+def _toast(page, text: str, timeout: float = 20_000) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+
+
+def test_direction_slider_changes_the_image(page):
+    names = page.locator("#dir-0-0 label").first.inner_text()
+    assert names.startswith("pc0"), names  # GANSpace sliders carry their automatic names
+    latencies = []
+    for value in (2.5, -2.5, 1.0, 0.0, 3.0):
+        before = _image_src(page)
+        _set_number(page, "#dir-0-0", value)
+        latencies.append(_wait_change(page, before))
+    print(f"\nslider move -> new image in the browser: median {statistics.median(latencies) * 1000:.0f} ms, "
+          f"max {max(latencies) * 1000:.0f} ms over {len(latencies)} moves (faces64, CPU)")
+    assert statistics.median(latencies) < 3.0
+    assert "seed 0" in page.locator("#source").inner_text()
+    _screenshot(page, "explore")
+
+
+def test_interpolate_tab_makes_a_strip_and_an_animation(page):
+    _open_tab(page, "Interpolate")
+    _set_number(page, "#frames", 4)
+    page.locator("#interpolate-btn").click()
+    page.wait_for_selector("#strip img", timeout=60_000)
+    page.wait_for_selector("#animation img", timeout=60_000)
+    assert ".gif" in (_image_src(page, "#animation"))
+    _screenshot(page, "interpolate")
+
+
+def _face_png(path: Path) -> Path:
+    from latentatlas.data.synthfaces import sample
+    from latentatlas.io.images import save_image, to_uint8
+
+    images, _ = sample(1, seed=4242, resolution=64)
+    save_image(path, to_uint8(images)[0])
+    return path
+
+
+def test_project_an_uploaded_face_then_edit_it(page, tmp_path):
+    _open_tab(page, "Project")
+    page.locator("#upload input[type=file]").set_input_files(str(_face_png(tmp_path / "face.png")))
+    page.wait_for_selector("#target img", timeout=30_000)
+    _set_number(page, "#steps", 20)
+    page.locator("#project-btn").click()
+    page.get_by_text("done", exact=False).first.wait_for(timeout=120_000)
+    status = page.locator("#proj-status").inner_text()
+    assert "20 steps" in status and "pixel MSE" in status
+    page.wait_for_selector("#recon img")
+    _screenshot(page, "project")
+    page.locator("#to-explore").click()
+    page.get_by_text("a projected image", exact=False).first.wait_for(timeout=30_000)
+    before = _image_src(page)
+    _set_number(page, "#dir-0-1", 2.0)  # edit the projected face with a direction
+    _wait_change(page, before)
+
+
+def test_bad_uploads_get_a_message_and_the_server_keeps_serving(page, tmp_path):
+    from PIL import Image
+
+    _open_tab(page, "Project")
+    upload = page.locator("#upload input[type=file]")
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is text, not a picture")
+    upload.set_input_files(str(not_image))
+    _toast(page, "not a readable image")
+    huge = tmp_path / "huge.png"
+    Image.new("1", (20_000, 20_000)).save(huge)  # tiny file, 400 M pixels once decoded
+    upload.set_input_files(str(huge))
+    _toast(page, "too large")
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom(50 * 2**20))
+    upload.set_input_files(str(big))
+    page.get_by_text("exceed", exact=False).first.wait_for(timeout=20_000)  # Gradio's own max_file_size refusal
+    # Still serving: a slider move still renders.
+    _open_tab(page, "Explore")
+    before = _image_src(page)
+    _set_number(page, "#psi", 0.5)
+    _wait_change(page, before)
+
+
+def test_session_render_is_deterministic_and_edits_move_the_code():
+    """The app's computation itself, without the browser."""
+    from latentatlas.app.session import ExploreParams, ModelSession
+
+    sess = ModelSession("faces64", "faces64")
+    a, code_a = sess.render(ExploreParams(seed=3))
+    b, _ = sess.render(ExploreParams(seed=3))
+    assert (a == b).all() and a.shape == (64, 64, 3)
+    _, moved = sess.render(ExploreParams(seed=3, strengths={(0, 0): 2.0}))
+    d = sess.sets[0].directions
+    assert torch.allclose(moved.tensor - code_a.tensor, 2.0 * d.scales[0] * d.vectors[0], atol=1e-4)
+    _, layered = sess.render(ExploreParams(seed=3, strengths={(0, 0): 2.0}, layers=(0, 2)))
+    assert layered.tensor[0, 2:].sub(code_a.tensor[0, 2:]).abs().max() == 0
+    _, mixed = sess.render(ExploreParams(seed=3, mix_seed=9, mix_cutoff=4))
+    assert torch.equal(mixed.tensor[0, :4], code_a.tensor[0, :4]) and not torch.equal(mixed.tensor[0, 4:], code_a.tensor[0, 4:])
+    _, squeezed = sess.render(ExploreParams(seed=3, tau=0.5))
+    assert sess.prior is not None and sess.prior.mahalanobis(squeezed.tensor[0]).sum() < sess.prior.mahalanobis(code_a.tensor[0]).sum()
