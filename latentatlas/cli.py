@@ -919,7 +919,7 @@ def synthfaces(
 @app.command()
 def serve(
     models: Annotated[list[str] | None, typer.Argument(help="Models to offer: bundled names or model files (default: faces64).")] = None,
-    directions: Annotated[list[Path] | None, typer.Option("--directions", help="Extra directions file(s) for the first model.")] = None,
+    directions: Annotated[list[Path] | None, typer.Option("--directions", help="Extra directions files (linear or warped) for the first model: more slider sets.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 7860,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 10.0,

@@ -180,7 +180,7 @@ def test_session_render_is_deterministic_and_edits_move_the_code():
     b, _ = sess.render(ExploreParams(seed=3))
     assert (a == b).all() and a.shape == (64, 64, 3)
     _, moved = sess.render(ExploreParams(seed=3, strengths={(0, 0): 2.0}))
-    d = sess.sets[0].directions
+    d = sess.sets[0].paths.source
     assert torch.allclose(moved.tensor - code_a.tensor, 2.0 * d.scales[0] * d.vectors[0], atol=1e-4)
     _, layered = sess.render(ExploreParams(seed=3, strengths={(0, 0): 2.0}, layers=(0, 2)))
     assert layered.tensor[0, 2:].sub(code_a.tensor[0, 2:]).abs().max() == 0
@@ -188,3 +188,26 @@ def test_session_render_is_deterministic_and_edits_move_the_code():
     assert torch.equal(mixed.tensor[0, :4], code_a.tensor[0, :4]) and not torch.equal(mixed.tensor[0, 4:], code_a.tensor[0, 4:])
     _, squeezed = sess.render(ExploreParams(seed=3, tau=0.5))
     assert sess.prior is not None and sess.prior.mahalanobis(squeezed.tensor[0]).sum() < sess.prior.mahalanobis(code_a.tensor[0]).sum()
+
+
+def test_session_takes_warped_paths(tmp_path):
+    """A warped-paths file given to the app becomes a slider set that walks each layer's w."""
+    from latentatlas.app.session import ExploreParams, ModelSession
+    from latentatlas.directions.files import model_fingerprint
+    from latentatlas.directions.warped import WarpedConfig, WarpedPaths, init_training, save_warped
+    from latentatlas.models.bundled import load_generator
+
+    g, _ = load_generator("faces64")
+    cfg = WarpedConfig(sets=3, dipoles=2, space="w", steps=0)
+    support, _ = init_training(g, cfg)
+    save_warped(tmp_path / "warped.safetensors", WarpedPaths(support, ["a", "b", "c"], "w", model_fingerprint(g), cfg, 0))
+    sess = ModelSession("faces64", "faces64", directions=[tmp_path / "warped.safetensors"])
+    assert sess.sets[-1].names == ["a", "b", "c"] and "warped" in sess.sets[-1].title
+    s = len(sess.sets) - 1
+    _, base = sess.render(ExploreParams(seed=5))
+    _, moved = sess.render(ExploreParams(seed=5, strengths={(s, 1): 2.0}))
+    _, part = sess.render(ExploreParams(seed=5, strengths={(s, 1): 2.0}, layers=(0, 3)))
+    step = (moved.tensor - base.tensor)[0]
+    assert step.norm(dim=1).min() > 0  # every layer moved
+    assert torch.allclose(step[0], step[-1], atol=1e-5)  # an unmixed code: all layers walk alike
+    assert part.tensor[0, 3:].sub(base.tensor[0, 3:]).abs().max() == 0 and part.tensor[0, :3].ne(base.tensor[0, :3]).any()

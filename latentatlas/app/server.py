@@ -108,7 +108,7 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
                         accordions.append(acc)
                         with gr.Row():
                             for k in range(MAX_SLIDERS):
-                                name = ds.directions.names[k] if ds and k < len(ds.directions) else ""
+                                name = ds.names[k] if ds and k < len(ds) else ""
                                 sliders.append(gr.Slider(-3, 3, value=0, step=0.1, label=name, visible=bool(name),
                                                          min_width=160, elem_id=f"dir-{s}-{k}"))
             # ---------------------------------------------------------------- Interpolate
@@ -175,7 +175,7 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
             for s in range(MAX_SETS):
                 ds = sess.sets[s] if s < len(sess.sets) else None
                 for k in range(MAX_SLIDERS):
-                    name_k = ds.directions.names[k] if ds and k < len(ds.directions) else ""
+                    name_k = ds.names[k] if ds and k < len(ds) else ""
                     updates.append(gr.update(label=name_k, visible=bool(name_k), value=0))
             n = sess.num_ws
             has_prior = sess.prior is not None

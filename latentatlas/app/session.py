@@ -9,6 +9,7 @@ costs one mapping pass and one synthesis pass at batch 1.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentatlas.directions.files import Directions, load_directions
+from latentatlas.directions.files import Directions
+from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
 from latentatlas.io.errors import UserError
 from latentatlas.latent.codes import LatentCode, synthesize, to_w, to_wplus, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
@@ -30,8 +32,17 @@ MAX_SEED = 2**32 - 1
 
 @dataclass
 class DirectionSet:
+    """Linear directions (strength in stds, layer ranges) or warped paths (strength in latent spread units)."""
+
     title: str
-    directions: Directions
+    paths: PathSet
+
+    @property
+    def names(self) -> list[str]:
+        return self.paths.names
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
 
 @dataclass
@@ -62,10 +73,10 @@ class ModelSession:
         files = [f for f in bundled if f.is_file()] + [Path(p) for p in directions or []]
         self.sets: list[DirectionSet] = []
         for path in files:
-            d = load_directions(path)
-            d.check_model(self.generator)
-            if d.space == "w":  # sliders edit w / w+ codes
-                self.sets.append(DirectionSet(f"{d.method} ({path.stem})", d))
+            ps = load_paths(path, device).to(device)
+            ps.check_model(self.generator)
+            if ps.space == "w":  # sliders edit w / w+ codes
+                self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))
         self.lock = threading.Lock()  # one synthesis at a time per model (torch threads are shared anyway)
 
     @property
@@ -91,10 +102,12 @@ class ModelSession:
         for (s, k), strength in sorted(p.strengths.items()):
             if strength == 0 or s >= len(self.sets):
                 continue
-            d = self.sets[s].directions
-            if p.layers is not None:
-                d = dataclasses.replace(d, layers=p.layers)
-            code = d.apply(code, k, float(strength))
+            source = self.sets[s].paths.source
+            if isinstance(source, Directions):
+                d = source if p.layers is None else dataclasses.replace(source, layers=p.layers)
+                code = d.apply(code, k, float(strength))
+            else:
+                code = walk_layers(source, code, k, float(strength), p.layers)
         if p.tau > 0:
             if self.prior is None:
                 raise UserError(f"{self.name} has no Gaussian prior: run `latentatlas stats` to add one")
@@ -125,6 +138,22 @@ class ModelSession:
         else:
             raise UserError(f"space {space!r}: use z or w")
         return np.stack([to_rgb8(f) for f in out])
+
+
+def walk_layers(paths: WarpedPaths, code: LatentCode, k: int, strength: float, layers: tuple[int, int] | None) -> LatentCode:
+    """Walk each w of a w+ code (in the layer range) along warped path k.
+
+    The field depends on where a code is, so each layer's w follows its own path; for an
+    unmixed code all layers are equal and this is the plain w traversal. Strength is in units
+    of the latent spread per dimension, as `traverse` takes it.
+    """
+    code.require("w+")
+    start, end = layers if layers is not None else (0, code.tensor.shape[1])
+    arc = strength * paths.scale / math.sqrt(paths.dim)
+    out = code.tensor.clone()
+    moved = paths.apply(LatentCode("w", out[0, start:end]), k, arc).tensor
+    out[0, start:end] = moved.to(out)
+    return LatentCode("w+", out)
 
 
 def to_rgb8(img: torch.Tensor) -> np.ndarray:
