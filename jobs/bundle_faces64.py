@@ -67,7 +67,7 @@ def bundle_directions(generator: Generator, predictor) -> None:  # type: ignore[
     from latentatlas.directions.supervised import supervised
     from latentatlas.directions.files import model_fingerprint
     from latentatlas.inversion.projector import w_statistics
-    from latentatlas.metrics.paths import linear_path, path_responses, summarize
+    from latentatlas.metrics.paths import factors_of_w, linear_path, path_responses, summarize
 
     pca = ganspace(generator, num_samples=100_000, components=10)
     _, w_std = w_statistics(generator, 5000)
@@ -79,11 +79,7 @@ def bundle_directions(generator: Generator, predictor) -> None:  # type: ignore[
     save_directions(WEIGHTS / "faces64_ganspace.safetensors", pca)
     print("GANSpace:", ", ".join(pca.names))
     codes = sample_w(generator, 8000, seed=11)
-    with torch.no_grad():
-        scores = torch.cat([
-            predictor.predict(generator.synthesis(codes[i : i + 250].unsqueeze(1).repeat(1, generator.num_ws, 1)))
-            for i in range(0, len(codes), 250)
-        ])
+    scores = factors_of_w(generator, predictor, codes)
     sup = supervised(codes, scores, list(FACTOR_NAMES), model_fingerprint(generator), method="svm")
     save_directions(WEIGHTS / "faces64_supervised.safetensors", sup)
     print(f"supervised: {len(sup)} directions")

@@ -582,12 +582,12 @@ def directions_supervised(
     generator, _ = load_generator(model, pick_device(device))
     if predictor is not None:
         from latentatlas.data.synthfaces import FACTOR_NAMES
+        from latentatlas.metrics.paths import factors_of_w
         from latentatlas.training.attributes import load_predictor
 
         pred = load_predictor(predictor, generator.device)
         codes = sample_w(generator, samples, progress=True)
-        with torch.no_grad():
-            sc = torch.cat([pred.predict(generator.synthesis(codes[i : i + 256].to(generator.device).unsqueeze(1).repeat(1, generator.num_ws, 1))).cpu() for i in range(0, len(codes), 256)])
+        sc = factors_of_w(generator, pred, codes)
         names = list(FACTOR_NAMES)
     else:
         try:

@@ -35,6 +35,16 @@ def linear_path(vector: torch.Tensor) -> PathFn:
 
 
 @torch.no_grad()
+def factors_of_w(generator: Generator, predictor: FactorPredictor, w: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Predicted factors [N, F] (on the CPU) of the images of w codes [N, D], in batches."""
+    out = []
+    for i in range(0, len(w), batch):
+        chunk = w[i : i + batch].to(generator.device)
+        out.append(predictor.predict(generator.synthesis(chunk.unsqueeze(1).repeat(1, generator.num_ws, 1))).cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def path_responses(
     generator: Generator,
     predictor: FactorPredictor,
@@ -50,13 +60,7 @@ def path_responses(
     for walk in paths:
         w = walk(starts.to(generator.device), t.to(generator.device))  # [T, M, D]
         T, M, D = w.shape
-        flat = w.reshape(T * M, D)
-        preds = []
-        for i in range(0, len(flat), batch):
-            chunk = flat[i : i + batch]
-            img = generator.synthesis(chunk.unsqueeze(1).repeat(1, generator.num_ws, 1))
-            preds.append(predictor.predict(img).cpu())
-        y = torch.cat(preds).reshape(T, M, -1).double()  # [T, M, F]
+        y = factors_of_w(generator, predictor, w.reshape(T * M, D), batch).reshape(T, M, -1).double()  # [T, M, F]
         tc = (t - t.mean()).double().reshape(T, 1, 1)
         yc = y - y.mean(0, keepdim=True)
         slope = (tc * yc).sum(0) / tc.square().sum()  # [M, F]
