@@ -5,7 +5,8 @@
 #   3. a resumable chunk of faces64 StyleGAN2 training (resumes from runs/faces64/portable
 #      when that folder was carried along), then a quick evaluation if time is left.
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
-#   log.txt bench.json factors.safetensors samples.png portable/{G,D,G_ema,train}.safetensors
+#   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
+# Then, here: copy $OUT/portable/* to runs/faces64/portable/, python jobs/bundle_faces64.py, commit both.
 # Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
 # PRED_STEPS=0 the predictor; the checkpoint in runs/faces64/portable travels with the repo).
 # On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
@@ -17,7 +18,7 @@ DEVICE=${DEVICE:-cuda}
 BENCH_CONFIGS=${BENCH_CONFIGS-64,256,1024}
 BENCH_BATCHES=${BENCH_BATCHES:-1,16,32}
 BENCH_VARIANTS=${BENCH_VARIANTS:-fp32,tf32,bf16,graph,graph-tf32}
-PRED_STEPS=${PRED_STEPS:-12000}
+PRED_STEPS=${PRED_STEPS:-0}      # the predictor is bundled (latentatlas/weights/factors.safetensors); >0 retrains it
 PRED_BATCH=${PRED_BATCH:-256}
 RUN=${RUN:-runs/faces64}
 PY=${PY:-python3}
@@ -61,9 +62,10 @@ fi
 cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
 last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"
 [ -f runs/factors.safetensors ] && cp runs/factors.safetensors "$OUT/"
-if [ "$(left)" -gt 50 ] && [ -f runs/factors.safetensors ] && [ -f "$RUN/model.safetensors" ]; then
+PRED=factors; [ -f runs/factors.safetensors ] && PRED=runs/factors.safetensors
+if [ "$(left)" -gt 50 ] && [ -f "$RUN/model.safetensors" ]; then
   echo "== evaluate ($(left) s left)" >>"$LOG"
-  timeout $(( $(left) - 15 )) $LA evaluate "$RUN/model.safetensors" --predictor runs/factors.safetensors \
+  timeout $(( $(left) - 15 )) $LA evaluate "$RUN/model.safetensors" --predictor "$PRED" \
     --num 5000 --ppl-samples 2000 --device "$DEVICE" >>"$LOG" 2>&1 || echo "evaluate stopped: $?" >>"$LOG"
 fi
 echo "== done after $((SECONDS - T0)) s" >>"$LOG"
