@@ -673,11 +673,10 @@ def directions_score(
     """
     import torch
 
-    from latentatlas.directions.files import sample_w
+    from latentatlas.directions.score import score_paths
     from latentatlas.directions.warped import load_paths
-    from latentatlas.inversion.projector import w_statistics
     from latentatlas.io.atomic import atomic_path
-    from latentatlas.metrics.paths import heatmap, path_responses, summarize
+    from latentatlas.metrics.paths import heatmap
     from latentatlas.models.bundled import load_generator
     from latentatlas.training.attributes import load_predictor
 
@@ -687,19 +686,10 @@ def directions_score(
     generator, _ = load_generator(model, pick_device(device))
     d = load_paths(directions, generator.device)
     d.check_model(generator)
-    if d.space != "w":
-        raise UserError("scoring walks paths in W: these directions are in z")
     pred = load_predictor(predictor, generator.device)
-    _, w_std = w_statistics(generator, 5000)
-    w0 = sample_w(generator, starts, seed=7)
-    k = min(top, len(d))
-    slopes, signed, pearson = path_responses(generator, pred, [d.walk(i) for i in range(k)], w0, length * w_std, steps)
-    summary = summarize(slopes, signed)
-    summary.update({"method": d.method, "length_w_units": length * w_std, "slopes": slopes.tolist(), "pearson": pearson.tolist()})
-    if reconstructor_steps > 0:
-        from latentatlas.directions.reconstructor import reconstructor_accuracy
-
-        summary["reconstructor"] = reconstructor_accuracy(generator, d.field, k, d.space, w_std, reconstructor_steps, reconstructor_batch)
+    summary = score_paths(generator, pred, d, starts=starts, steps=steps, length=length, top=top,
+                          reconstructor_steps=reconstructor_steps, reconstructor_batch=reconstructor_batch)
+    slopes = torch.tensor(summary["slopes"])
     heatmap(slopes, [f"{d.names[i]}: {p['name']}" for i, p in enumerate(summary["paths"])], str(out / "heatmap.png"), d.method)
     with atomic_path(out / "score.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
@@ -802,6 +792,173 @@ def train(
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)
     typer.echo(json.dumps(result))
+
+
+@app.command("train-stylemap")
+def train_stylemap(
+    out: Annotated[Path, typer.Option(help="Run folder: state.pt (resumable), portable/, sample sheets, model.safetensors (G_ema + E_ema).")],
+    data: Annotated[str, typer.Option(help="'synthfaces' (rendered on the fly) or a folder of images.")] = "synthfaces",
+    resolution: Annotated[int, typer.Option(help="Image size.")] = 64,
+    kimg: Annotated[float, typer.Option(help="Total training images, in thousands.")] = 1000.0,
+    batch: Annotated[int, typer.Option(help="Total batch over all processes.")] = 16,
+    latent_spatial_size: Annotated[int, typer.Option(help="Stylemap size S (S x S).")] = 8,
+    style_dim: Annotated[int, typer.Option(help="Stylemap channels (and z size).")] = 64,
+    mapping_layers: Annotated[int, typer.Option()] = 8,
+    channel_base: Annotated[int, typer.Option(help="Channels at r px: min(base * multiplier / r, max).")] = 2048,
+    channel_multiplier: Annotated[int, typer.Option()] = 1,
+    channel_max: Annotated[int, typer.Option()] = 64,
+    small_generator: Annotated[bool, typer.Option(help="Per-layer stylemaps keep style_dim channels (official option).")] = False,
+    lr: Annotated[float, typer.Option()] = 0.002,
+    gamma: Annotated[float, typer.Option(help="R1 weight.")] = 10.0,
+    perceptual: Annotated[str, typer.Option(help="auto (lpips with --vgg/--lpips-lin, factors for synthfaces, else none), factors, lpips, none.")] = "auto",
+    vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights, for LPIPS.")] = None,
+    lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG, for LPIPS.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
+    sample_kimg: Annotated[float, typer.Option(help="Sample sheet every N kimg.")] = 50.0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume).")] = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a StyleMapGAN (generator + encoder); run the same command again to resume. Several GPUs: torchrun.
+
+    The defaults are the faces64-stylemap config (64 px, 8x8x64 stylemap).
+
+    Example: latentatlas train-stylemap --out runs/faces64-stylemap --kimg 2000 --max-minutes 8
+    """
+    from latentatlas.training.common import init_distributed
+    from latentatlas.training.stylemap import StyleMapTrainConfig
+    from latentatlas.training.stylemap import train as run_training
+
+    if resolution < 8 or resolution & (resolution - 1):
+        raise UserError(f"--resolution {resolution}: use a power of two >= 8")
+    if perceptual not in ("auto", "factors", "lpips", "none"):
+        raise UserError(f"--perceptual {perceptual}: use auto, factors, lpips or none")
+    for f in (vgg, lpips_lin):
+        if f is not None and not f.is_file():
+            raise UserError(f"{f}: no such file")
+    cfg = StyleMapTrainConfig(
+        data=data, resolution=resolution, batch=batch, total_kimg=kimg, latent_spatial_size=latent_spatial_size,
+        style_dim=style_dim, mapping_layers=mapping_layers, channel_base=channel_base, channel_multiplier=channel_multiplier,
+        channel_max=channel_max, small_generator=small_generator, lr=lr, r1_gamma=gamma, perceptual=perceptual,
+        vgg=str(vgg) if vgg else None, lpips_lin=str(lpips_lin) if lpips_lin else None, seed=seed,
+        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
+    )
+    dev = init_distributed(pick_device(device))
+    result = run_training(cfg, out, dev, max_minutes=max_minutes)
+    typer.echo(json.dumps(result))
+
+
+StyleMapArg = Annotated[str, typer.Argument(help="A StyleMapGAN model: our .safetensors (train-stylemap) or an official naver-ai/StyleMapGAN .pt.")]
+
+
+def _read_for_model(path: Path, resolution: int) -> "object":
+    from latentatlas.io.images import read_image
+
+    img, notes = read_image(path, resolution)
+    for n in notes:
+        typer.echo(f"note: {path.name}: {n}", err=True)
+    return img
+
+
+@app.command()
+def encode(
+    model: StyleMapArg,
+    images: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoded"),
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Encode images into stylemaps in one forward pass; write each code (.npz), its reconstruction, and a comparison sheet.
+
+    Example: latentatlas encode runs/faces64-stylemap/model.safetensors photos/ --out codes
+    """
+    import torch
+
+    from latentatlas.editing.local import encode as encode_images
+    from latentatlas.editing.local import save_stylemaps
+    from latentatlas.io.checkpoints import load_stylemap_any
+    from latentatlas.io.images import list_images, make_grid, save_image
+
+    files, skipped = list_images(images)
+    for s in skipped:
+        typer.echo(f"note: skipped {s} (not an image)", err=True)
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        raise UserError("two images share a file name stem; their outputs would collide: rename one")
+    outputs = [out / f"{s}.npz" for s in stems] + [out / f"{s}_rec.png" for s in stems] + [out / "comparison.png"]
+    _outputs(outputs, force)
+    generator, encoder, _ = load_stylemap_any(model, pick_device(device))
+    res = generator.img_resolution
+    x = torch.stack([_read_for_model(f, res) for f in files])  # type: ignore[misc]
+    codes = encode_images(encoder, x)
+    with torch.no_grad():
+        rec = torch.cat([generator(codes[i : i + 16]) for i in range(0, len(codes), 16)]).cpu()
+    for i, s in enumerate(stems):
+        save_stylemaps(out / f"{s}.npz", codes[i : i + 1], model=model, names=[files[i].name])
+        save_image(out / f"{s}_rec.png", make_grid(rec[i : i + 1]))
+    save_image(out / "comparison.png", make_grid(torch.stack([x, rec], 1).reshape(-1, *x.shape[1:]), cols=2))
+    err = float((rec - x).square().mean())
+    typer.echo(json.dumps({"images": len(files), "stylemap_shape": list(codes.shape[1:]), "mse": round(err, 5), "out": str(out)}))
+
+
+@app.command("edit-local")
+def edit_local(
+    model: StyleMapArg,
+    source: Annotated[Path, typer.Option(help="The image to edit.")],
+    reference: Annotated[Path, typer.Option(help="The image the region comes from.")],
+    mask: Annotated[str, typer.Option(help="A mask PNG (white = take from the reference; square) or a synthfaces region: eyes, mouth, hair.")],
+    shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
+    per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edit"),
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+) -> None:
+    """Local editing: the masked region of the reference, blended into the source in stylemap space.
+
+    Writes strip.png (source, reference, mask, result) and result.png. An empty mask is refused (the
+    result would be the source); a mask covering everything gives the reference's reconstruction.
+
+    Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask eyes --out edit
+    Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask m.png --shift 8,-4
+    """
+    import torch
+
+    from latentatlas.editing.local import encode as encode_images
+    from latentatlas.editing.local import local_edit, mask_coverage_note, region_or_file_mask, transplant
+    from latentatlas.io.checkpoints import load_stylemap_any
+    from latentatlas.io.images import make_grid, save_image
+
+    d = None
+    if shift is not None:
+        m = re.fullmatch(r"\s*(-?\d+)\s*,\s*(-?\d+)\s*", shift)
+        if not m:
+            raise UserError(f"--shift {shift!r}: give two integers dx,dy in pixels, e.g. 8,-4")
+        d = (int(m.group(1)), int(m.group(2)))
+    _outputs([out / "strip.png", out / "result.png"], force)
+    generator, encoder, _ = load_stylemap_any(model, pick_device(device))
+    res = generator.img_resolution
+    if d is not None and (abs(d[0]) >= res or abs(d[1]) >= res):
+        raise UserError(f"--shift {shift}: moves the region out of the {res} px image")
+    m_img, notes = region_or_file_mask(mask, res)
+    for n in notes:
+        typer.echo(f"note: {n}", err=True)
+    frac, degenerate = mask_coverage_note(m_img, generator.latent_spatial_size)
+    if degenerate and frac == 0:
+        raise UserError(f"{degenerate}; draw a region in white on black")
+    if degenerate:
+        typer.echo(f"note: {degenerate}", err=True)
+    x = torch.stack([_read_for_model(source, res), _read_for_model(reference, res)])  # type: ignore[misc]
+    codes = encode_images(encoder, x)
+    m_img = m_img.to(codes.device)
+    if d is not None:
+        result, _ = transplant(generator, codes[:1], codes[1:], m_img, shift=d)
+    else:
+        result, _ = local_edit(generator, codes[:1], codes[1:], m_img, per_layer=per_layer)
+    result = result.cpu()
+    strip = torch.cat([x, (m_img.cpu() * 2 - 1).expand(1, 3, res, res), result])
+    save_image(out / "strip.png", make_grid(strip, cols=4, pad=2))
+    save_image(out / "result.png", make_grid(result))
+    typer.echo(json.dumps({"strip": str(out / "strip.png"), "result": str(out / "result.png"), "mask_fraction": round(frac, 4)}))
 
 
 @app.command("train-predictor")

@@ -1,0 +1,134 @@
+"""Issue 5's table: GANSpace, SeFa, supervised, linear-RBF and warped paths on one model, one budget.
+
+For each training seed, every method makes K paths in W of faces64 (the same K for all), and
+each set is scored by `directions.score.score_paths` with the same start codes, path length,
+frames and reconstructor budget: disentanglement, completeness, mean steepness, mean off-target
+drift, and the held-out accuracy of a reconstructor trained afresh on the frozen paths. Prints
+JSON (per method: the mean and std over seeds of each figure, and every run), and writes the
+response heat-maps of the first seed when --heatmaps is given.
+
+    python benchmarks/directions_table.py --device cuda --seeds 0,1,2 --paths 20 --warped-steps 3000 \\
+        --reconstructor-steps 1000 --heatmaps docs
+    python benchmarks/directions_table.py --paths 4 --warped-steps 2 --reconstructor-steps 2 --starts 4 --samples 2000  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+FIGURES = ("disentanglement", "completeness", "mean_steepness", "mean_off_target_drift", "reconstructor_accuracy")
+
+
+def make_paths(method: str, generator, predictor, k: int, seed: int, args, tmp: str):  # type: ignore[no-untyped-def]
+    """K paths of one method as a PathSet, and the seconds it took to find them."""
+    import torch
+
+    from latentatlas.directions.files import model_fingerprint, sample_w
+    from latentatlas.directions.pca import ganspace
+    from latentatlas.directions.sefa import sefa
+    from latentatlas.directions.supervised import supervised
+    from latentatlas.directions.warped import PathSet, WarpedConfig, train_warped
+    from latentatlas.data.synthfaces import FACTOR_NAMES
+    from latentatlas.metrics.paths import factors_of_w
+
+    t = time.perf_counter()
+    if method == "ganspace":
+        paths = PathSet(ganspace(generator, num_samples=args.samples, components=k, batch=max(k, min(10_000, args.samples)),
+                                 seed=seed, progress=False))
+    elif method == "sefa":
+        paths = PathSet(sefa(generator, components=k, scale_samples=min(args.samples, 20_000), seed=seed))
+    elif method == "supervised":
+        codes = sample_w(generator, args.supervised_samples, seed=1000 + seed)
+        scores = factors_of_w(generator, predictor, codes)
+        d = supervised(codes, scores, list(FACTOR_NAMES), model_fingerprint(generator), method="svm")
+        order = torch.arange(len(d))[:k]  # the first k factors
+        d.vectors, d.scales, d.names = d.vectors[order], d.scales[order], [d.names[i] for i in order]
+        paths = PathSet(d)
+    elif method in ("linear-rbf", "warped"):
+        linear = method == "linear-rbf"
+        cfg = WarpedConfig(sets=k, dipoles=1 if linear else args.dipoles, space="w", linear=linear, steps=args.warped_steps,
+                           batch=args.warped_batch, seed=seed)
+        result = train_warped(generator, os.path.join(tmp, f"{method}-{seed}.safetensors"), cfg, resume=False, progress=False)
+        paths = PathSet(result.paths)
+    else:
+        raise SystemExit(f"unknown method {method}")
+    return paths, time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="faces64")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--methods", default="ganspace,sefa,supervised,linear-rbf,warped")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--paths", type=int, default=20, help="K: paths per method")
+    p.add_argument("--samples", type=int, default=100_000, help="W samples for GANSpace (SeFa scales use at most 20k)")
+    p.add_argument("--supervised-samples", type=int, default=8000)
+    p.add_argument("--warped-steps", type=int, default=3000)
+    p.add_argument("--warped-batch", type=int, default=12)
+    p.add_argument("--dipoles", type=int, default=16)
+    p.add_argument("--starts", type=int, default=64)
+    p.add_argument("--frames", type=int, default=9)
+    p.add_argument("--length", type=float, default=0.5, help="half path length in units of w_std")
+    p.add_argument("--reconstructor-steps", type=int, default=1000)
+    p.add_argument("--reconstructor-batch", type=int, default=16)
+    p.add_argument("--heatmaps", default="", help="folder for the first seed's heat-maps (directions_<method>.png)")
+    args = p.parse_args()
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    import torch
+
+    from latentatlas.directions.score import score_paths
+    from latentatlas.metrics.paths import heatmap
+    from latentatlas.models.bundled import load_generator
+    from latentatlas.training.attributes import load_predictor
+
+    if args.device == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    generator, _ = load_generator(args.model, args.device)
+    predictor = load_predictor("factors", args.device)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    runs: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for method in args.methods.split(","):
+                paths, seconds = make_paths(method, generator, predictor, args.paths, seed, args, tmp)
+                s = score_paths(generator, predictor, paths, starts=args.starts, steps=args.frames, length=args.length,
+                                top=args.paths, reconstructor_steps=args.reconstructor_steps,
+                                reconstructor_batch=args.reconstructor_batch, seed=7 + seed)
+                row = {k: s[k] for k in FIGURES if k in s}
+                if "reconstructor" in s:
+                    row["reconstructor_accuracy"] = s["reconstructor"]["accuracy"]
+                    row["chance"] = s["reconstructor"]["chance"]
+                row.update({"seed": seed, "seconds_to_find": round(seconds, 1), "names": [q["name"] for q in s["paths"]]})
+                runs.setdefault(method, []).append(row)
+                print(f"seed {seed} {method:<11} " + " ".join(f"{k}={row[k]:.3f}" for k in FIGURES if k in row), file=sys.stderr)
+                if args.heatmaps and seed == seeds[0]:
+                    heatmap(torch.tensor(s["slopes"]), [f"{paths.names[i]}: {q['name']}" for i, q in enumerate(s["paths"])],
+                            os.path.join(args.heatmaps, f"directions_{method}.png"), f"{method} (faces64, seed {seed})")
+    table = {}
+    for method, rows in runs.items():
+        table[method] = {}
+        for k in FIGURES:
+            vals = [r[k] for r in rows if k in r]
+            if vals:
+                table[method][k] = {"mean": round(statistics.fmean(vals), 4), "std": round(statistics.pstdev(vals), 4)}
+    print(json.dumps({
+        "benchmark": "directions_table",
+        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "model": args.model,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("heatmaps",)},
+        "table": table,
+        "runs": runs,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Score a set of paths (linear or warped) against the synthfaces ground truth.
+
+One function for the `directions score` command and the method-comparison benchmark, so every
+method is measured the same way: the same start codes, path length (in units of w_std, the
+typical distance of w from its mean), frames, and reconstructor budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from latentatlas.directions.files import sample_w
+from latentatlas.directions.warped import PathSet
+from latentatlas.inversion.projector import w_statistics
+from latentatlas.io.errors import UserError
+from latentatlas.metrics.paths import path_responses, summarize
+from latentatlas.models.stylegan2 import Generator
+from latentatlas.training.attributes import FactorPredictor
+
+
+def score_paths(
+    generator: Generator,
+    predictor: FactorPredictor,
+    paths: PathSet,
+    starts: int = 64,
+    steps: int = 9,
+    length: float = 0.5,
+    top: int = 20,
+    reconstructor_steps: int = 0,
+    reconstructor_batch: int = 16,
+    seed: int = 7,
+) -> dict[str, Any]:
+    """Per-path main factor, steepness and drift; disentanglement, completeness; optional reconstructor accuracy."""
+    if paths.space != "w":
+        raise UserError("scoring walks paths in W: these directions are in z")
+    if reconstructor_steps < 0 or reconstructor_batch < 1:
+        raise UserError("reconstructor steps must be >= 0 and the batch >= 1")
+    _, w_std = w_statistics(generator, 5000)
+    w0 = sample_w(generator, starts, seed=seed)
+    k = min(top, len(paths))
+    slopes, signed, pearson = path_responses(generator, predictor, [paths.walk(i) for i in range(k)], w0, length * w_std, steps)
+    summary = summarize(slopes, signed)
+    summary.update({"method": paths.method, "length_w_units": length * w_std, "slopes": slopes.tolist(), "pearson": pearson.tolist()})
+    if reconstructor_steps > 0:
+        from latentatlas.directions.reconstructor import reconstructor_accuracy
+
+        summary["reconstructor"] = reconstructor_accuracy(
+            generator, paths.field, k, paths.space, w_std, reconstructor_steps, reconstructor_batch, seed=seed, progress=False
+        )
+    return summary
