@@ -62,12 +62,14 @@ def generator_flops(generator) -> float:  # type: ignore[no-untyped-def]
 
 
 VARIANTS = {
-    # name: (allow TF32, autocast dtype, CUDA graph)
+    # name: (allow TF32, autocast dtype, CUDA graph or "compile")
     "fp32": (False, None, False),
     "tf32": (True, None, False),
     "bf16": (False, "bfloat16", False),
     "graph": (False, None, True),
     "graph-tf32": (True, None, True),
+    # torch.compile (inductor) fuses the elementwise epilogues; compile time is not timed.
+    "compile-tf32": (True, None, "compile"),
 }
 
 
@@ -103,7 +105,9 @@ def run_one(args: argparse.Namespace) -> dict:
             tf32, autocast, graph = VARIANTS[variant]
             _set_tf32(tf32)
             fn = _variant_fn(G, autocast, device)
-            if graph:
+            if graph == "compile":
+                fn = torch.compile(fn, dynamic=False)
+            elif graph:
                 from latentatlas.models.cuda_graph import CudaGraphed
 
                 fn = CudaGraphed(fn, z)
