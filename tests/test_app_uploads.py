@@ -30,3 +30,10 @@ def test_upload_converts_and_says_what_it_changed(tmp_path):
     image, notes = load_upload(rgba, 16, UploadLimits())
     assert image.shape == (1, 3, 16, 16) and image.min() >= -1 and image.max() <= 1
     assert any("RGBA" in n for n in notes) and any("centre-cropped" in n for n in notes) and any("resized" in n for n in notes)
+
+
+def test_serve_refuses_bad_arguments_before_starting(run_cli, tmp_path):
+    code, _, err = run_cli("serve", tmp_path / "missing.safetensors")
+    assert code == 2 and "no such file" in err
+    code, _, err = run_cli("serve", "faces64", "--max-upload-mb", "0")
+    assert code == 2 and "must be positive" in err
