@@ -245,3 +245,61 @@ def render(factors: torch.Tensor, resolution: int = 64) -> torch.Tensor:
         cv.paint(cv.coverage(glasses) * _col(g), torch.tensor([[0.10, 0.10, 0.12]], device=f.device).expand(n, 3))
 
     return (cv.rgb.clamp(0, 1) * 2 - 1).contiguous()
+
+
+REGIONS = ("eyes", "mouth", "hair")
+
+
+def region_mask(region: str, resolution: int = 64, factors: torch.Tensor | None = None, margin: float = 0.06) -> torch.Tensor:
+    """Where a face part lies, from the renderer's geometry: masks [N, R, R] in {0, 1}.
+
+    `factors` [N, NUM_FACTORS] gives the faces (default: one face with every factor at 0.5, no
+    glasses, i.e. the average layout). Regions, grown by `margin` (image half-size units):
+    "eyes": both eyes with their brows; "mouth": the mouth with room for smile and opening;
+    "hair": long hair, crown and the fringe area of the forehead.
+    """
+    if region not in REGIONS:
+        raise ValueError(f"unknown region {region!r}: use one of {', '.join(REGIONS)}")
+    if factors is None:
+        factors = torch.full((1, NUM_FACTORS), 0.5)
+        factors[:, BINARY] = 0
+    f = factors.float().clamp(0, 1)
+    F = {name: f[:, i] for name, i in _IDX.items()}
+    cv = _Canvas(f.shape[0], resolution, f.device)
+    roll = _col(_lerp(-15.0, 15.0, F["roll"]) * math.pi / 180)
+    yaw = _col(_lerp(-1.0, 1.0, F["yaw"]))
+    cy_head = 0.05
+    x = cv.x * torch.cos(roll) + (cv.y - cy_head) * torch.sin(roll)
+    y = -cv.x * torch.sin(roll) + (cv.y - cy_head) * torch.cos(roll) + cy_head
+    face_rx = _col(_lerp(0.40, 0.58, F["face_width"])) * (1 - 0.08 * yaw.abs())
+    face_ry = torch.full_like(face_rx, 0.66)
+    face_cx = 0.10 * yaw
+    fx = face_cx + 0.14 * yaw
+    if region == "eyes":
+        eye_y = cy_head - 0.10
+        spacing = _col(_lerp(0.15, 0.27, F["eye_spacing"])) * (face_rx / 0.49)
+        eye_r = _col(_lerp(0.07, 0.13, F["eye_size"]))
+        open_ = _col(_lerp(0.35, 1.0, F["eye_openness"]))
+        brow_y = eye_y - eye_r * open_ - _col(_lerp(0.03, 0.20, F["brow_height"])) - 0.02
+        inside = torch.zeros_like(x, dtype=torch.bool)
+        for side in (-1.0, 1.0):
+            ex = fx + side * spacing
+            inside |= ((x - ex).abs() < eye_r + 0.03 + margin) & (y > brow_y - 0.03 - margin) & (y < eye_y + eye_r * open_ + margin)
+        return inside.float()
+    if region == "mouth":
+        mw = _col(_lerp(0.12, 0.30, F["mouth_width"]))
+        my = cy_head + 0.36
+        inside = ((x - fx).abs() < mw + margin) & (y > my - 0.13 - margin) & (y < my + 0.03 + 0.14 + margin)
+        return inside.float()
+    hair_bottom = _col(_lerp(0.05, 1.15, F["hair_length"]))
+    hair_top = cy_head - face_ry - 0.10
+    corner = 0.18
+    hx = (x - face_cx).abs() - (face_rx + 0.10 - corner)
+    hy = torch.maximum(hair_top + corner - y, y - hair_bottom + corner)
+    back_hair = torch.maximum(hx, hy).clamp(max=0) + torch.sqrt(hx.clamp(min=0) ** 2 + hy.clamp(min=0) ** 2) - corner
+    crown = _ellipse(x, y, face_cx, cy_head - 0.08, face_rx + 0.10, face_ry + 0.04)
+    face = torch.where(y < cy_head, _ellipse(x, y, face_cx, cy_head, face_rx, face_ry),
+                       _superellipse(x, y, face_cx, cy_head, face_rx, face_ry, _col(_lerp(2.0, 4.0, F["jaw"]))))
+    fringe_line = _col(_lerp(cy_head - 0.66 * 0.75, cy_head - 0.10 - 0.21, F["fringe"]))
+    hair = (torch.minimum(back_hair, crown) < margin) & ~((face < -margin) & (y > fringe_line + margin))
+    return hair.float()

@@ -98,6 +98,8 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
     """Load one of our model files: the generator (eval mode, float32) and the file's info."""
     tensors, meta = read_model_file(path)
+    if meta.get("kind") == "stylemap":
+        raise UserError(f"{path}: a StyleMapGAN model: use it with `latentatlas encode` or `latentatlas edit-local`")
     try:
         cfg = GeneratorConfig.from_dict(json.loads(meta["generator_config"]))
     except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
@@ -289,6 +291,8 @@ def import_rosinality(path: str | Path) -> Generator:
     ckpt = _rosinality_state(path)
     if "g_ema" not in ckpt:
         raise UserError(f"{path}: no 'g_ema' in the checkpoint (keys: {', '.join(map(str, list(ckpt)[:6]))})")
+    if "e_ema" in ckpt:
+        raise UserError(f"{path}: a StyleMapGAN checkpoint: use it with `latentatlas encode` or `latentatlas edit-local`")
     cfg, state = convert_rosinality_state(ckpt["g_ema"], ckpt.get("latent_avg"))
     return build_generator(cfg, state, source=str(path))
 
@@ -348,3 +352,149 @@ def describe(generator: Generator) -> dict[str, Any]:
         "w_avg_norm": round(float(generator.mapping.w_avg.norm()), 4),
         "log2_resolution": int(math.log2(cfg.img_resolution)),
     }
+
+
+# ---------------------------------------------------------------------------------------
+# StyleMapGAN: our files (kind "stylemap": generator + encoder) and official checkpoints
+
+STYLEMAP_KIND = "stylemap"
+ENCODER_PREFIX = "encoder."
+
+
+def save_stylemap_model(path: str | Path, generator: Any, encoder: Any, metadata: dict[str, Any] | None = None,
+                        dtype: torch.dtype | None = None) -> None:
+    """A StyleMapGAN generator and its encoder in one safetensors file (official names under
+    `generator.` and `encoder.`), the config as JSON metadata; written atomically."""
+    tensors = {}
+    for prefix, module in ((GENERATOR_PREFIX, generator), (ENCODER_PREFIX, encoder)):
+        for name, t in module.state_dict().items():
+            t = t.detach().cpu()
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
+            tensors[prefix + name] = t.contiguous()
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "kind": STYLEMAP_KIND,
+        "stylemap_config": json.dumps(generator.config.to_dict()),
+        "info": json.dumps(metadata or {}),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def _check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        raise UserError(f"{source}: the {what} weights do not fit the StyleMapGAN config: {'; '.join(parts)}")
+    for name, t in state.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise UserError(f"{source}: {what} tensor {name} has shape {list(t.shape)}, the config needs {list(expected[name].shape)}")
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise UserError(f"{source}: {what} tensor {name} holds NaN or infinite values")
+
+
+def build_stylemap(cfg: Any, g_state: dict[str, torch.Tensor], e_state: dict[str, torch.Tensor], source: str) -> tuple[Any, Any]:
+    """Generator and Encoder from a StyleMapConfig and official-named state dicts; every key must match."""
+    from latentatlas.models.stylemap import Encoder
+    from latentatlas.models.stylemap import Generator as StyleMapGenerator
+
+    generator, encoder = StyleMapGenerator(cfg), Encoder(cfg)
+    _check_state(generator, g_state, source, "generator")
+    _check_state(encoder, e_state, source, "encoder")
+    generator.load_state_dict({k: v.to(torch.float32) for k, v in g_state.items()})
+    encoder.load_state_dict({k: v.to(torch.float32) for k, v in e_state.items()})
+    return generator.eval().requires_grad_(False), encoder.eval().requires_grad_(False)
+
+
+def load_stylemap_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """One of our StyleMapGAN files: (generator, encoder, info), eval mode, float32."""
+    from latentatlas.models.stylemap import StyleMapConfig
+
+    tensors, meta = read_model_file(path)
+    if meta.get("kind") != STYLEMAP_KIND:
+        raise UserError(f"{path}: a {meta.get('kind', 'stylegan2')} model, not a StyleMapGAN model (train one with `latentatlas train-stylemap`)")
+    try:
+        cfg = StyleMapConfig.from_dict(json.loads(meta["stylemap_config"]))
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: the StyleMapGAN config in the file is missing or invalid ({e})") from None
+    g = {k[len(GENERATOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
+    e = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    generator, encoder = build_stylemap(cfg, g, e, str(path))
+    info = json.loads(meta.get("info") or "{}")
+    info["source_format"] = "latentatlas"
+    return generator.to(device), encoder.to(device), info
+
+
+def stylemap_config_from_state(g: dict[str, torch.Tensor], train_args: dict[str, Any] | None = None) -> Any:
+    """StyleMapConfig of an official `g_ema` state dict: sizes from the tensor shapes, the settings
+    that shapes do not show (mapping lr multiplier, normalisation) from train_args or the official defaults."""
+    from latentatlas.models.stylemap import StyleMapConfig
+
+    args = dict(train_args or {})
+    try:
+        ids = sorted(int(m.group(1)) for k in g if (m := re.fullmatch(r"mapping_z\.(\d+)\.weight", k)))
+        style_dim = g[f"mapping_z.{ids[0]}.weight"].shape[1]
+        s = math.isqrt(g[f"mapping_z.{ids[-1]}.weight"].shape[0] // style_dim)
+        blocks = len({m.group(1) for k in g if (m := re.fullmatch(r"decoder\.convs\.(\d+)\.conv1\.conv\.weight", k))})
+        res = s * 2**blocks
+        chans = {s: g["decoder.input.input"].shape[1]}
+        for i in range(blocks):
+            chans[s * 2 ** (i + 1)] = g[f"decoder.convs.{i}.conv2.conv.weight"].shape[1]
+        small = g["decoder.convs_latent.0.0.weight"].shape[0] == style_dim and chans[s] != style_dim
+    except (KeyError, IndexError) as e:
+        raise UserError(f"not a StyleMapGAN generator state dict (no {e})") from None
+    cm = int(args.get("channel_multiplier", 0)) or None
+    candidates = [(16384, cm or m, 512) for m in ((cm,) if cm else (1, 2, 4, 8))]
+    cmax = max(chans.values())
+    candidates += [(c * r, 1, cmax) for r, c in chans.items()]  # other tables: smallest fitting base
+    for base, mult, cmax_ in candidates:
+        if all(min(base * mult // r, cmax_) == c for r, c in chans.items()):
+            break
+    else:
+        raise UserError(f"the generator's channel counts {chans} do not follow min(base * multiplier / r, max)")
+    try:
+        return StyleMapConfig(
+            resolution=res, latent_spatial_size=s, style_dim=style_dim, mapping_layers=len(ids),
+            mapping_lr_multiplier=float(args.get("lr_mul", 0.01)), channel_base=base, channel_multiplier=mult,
+            channel_max=cmax_, small_generator=bool(args.get("small_generator", small)),
+            normalize_mode=str(args.get("normalize_mode", "LayerNorm")),
+        )
+    except ValueError as e:
+        raise UserError(f"the StyleMapGAN checkpoint's config is not supported: {e}") from None
+
+
+def import_stylemapgan(path: str | Path) -> tuple[Any, Any]:
+    """(generator, encoder) from an official naver-ai/StyleMapGAN checkpoint (`g_ema`, `e_ema`,
+    `train_args`), read with torch.load(weights_only=True): nothing in the file is executed."""
+    path = Path(path)
+    ckpt = _rosinality_state(path)
+    g = ckpt.get("g_ema", ckpt.get("generator"))
+    e = ckpt.get("e_ema", ckpt.get("encoder"))
+    if not isinstance(g, dict) or not isinstance(e, dict):
+        raise UserError(f"{path}: not a StyleMapGAN checkpoint: it needs 'g_ema' and 'e_ema' (keys: {', '.join(map(str, list(ckpt)[:8]))})")
+    args = ckpt.get("train_args")
+    args = vars(args) if isinstance(args, argparse.Namespace) else (args if isinstance(args, dict) else None)
+    try:
+        cfg = stylemap_config_from_state(g, args)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
+    return build_stylemap(cfg, g, e, str(path))
+
+
+def load_stylemap_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """A StyleMapGAN model from our file or an official checkpoint."""
+    kind = sniff_format(path)
+    if kind == "latentatlas":
+        return load_stylemap_model(path, device)
+    if kind == "torch":
+        generator, encoder = import_stylemapgan(path)
+        return generator.to(device), encoder.to(device), {"source": str(path), "source_format": "stylemapgan"}
+    raise UserError(f"{path}: a pickle; StyleMapGAN models are our .safetensors files or official .pt checkpoints")

@@ -1,0 +1,333 @@
+"""StyleMapGAN training as in the paper (Kim et al. 2021) and naver-ai/StyleMapGAN's train.py.
+
+Per step, in the official order:
+1. G: non-saturating adversarial loss on G(z);
+2. E: latent cycle MSE(w, E(G(w))) (w the stylemap, G(w) detached);
+3. D: logistic loss on reals and fakes, plus the domain-guided term softplus(D(G(E(x))));
+4. D: lazy R1 on reals every `d_reg_interval` steps;
+5. E and G together: image cycle MSE(x, G(E(x))) + perceptual distance + softplus(-D(G(E(x))));
+6. EMA (0.999) of G and E.
+The perceptual distance is LPIPS-VGG when its two weight files are given, else (synthfaces) the
+mean squared difference of the factor predictor's features, or none.
+
+Resumable (`state.pt` written atomically), portable checkpoints (`portable/`, files under
+16 MiB for the faces64-stylemap config), `model.safetensors` (G_ema + E_ema), sample sheets,
+torchrun-capable: the machinery is `training.common`, shared with the StyleGAN2 trainer.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from latentatlas.data import synthfaces
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+from latentatlas.io.images import make_grid, save_image
+from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig
+from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig, faces64_stylemap_config
+from latentatlas.training import common
+
+STATE_FILE = "state.pt"
+MODEL_FILE = "model.safetensors"
+PORTABLE_DIR = "portable"
+_F64 = faces64_stylemap_config()
+
+
+@dataclass
+class StyleMapTrainConfig:
+    data: str = "synthfaces"  # or a folder of images
+    resolution: int = 64
+    batch: int = 16  # official: 16
+    total_kimg: float = 1000.0
+    latent_spatial_size: int = _F64.latent_spatial_size  # defaults: the faces64-stylemap config
+    style_dim: int = _F64.style_dim
+    mapping_layers: int = _F64.mapping_layers
+    channel_base: int = _F64.channel_base
+    channel_multiplier: int = _F64.channel_multiplier
+    channel_max: int = _F64.channel_max
+    small_generator: bool = _F64.small_generator
+    lr: float = 0.002
+    r1_gamma: float = 10.0
+    d_reg_interval: int = 16
+    ema_beta: float = 0.999
+    mbstd_group: int = 4
+    perceptual: str = "auto"  # auto (factors for synthfaces, else none), factors, lpips, none
+    vgg: str | None = None  # LPIPS: torchvision vgg16 weights
+    lpips_lin: str | None = None  # LPIPS: lpips' linear heads
+    lambda_adv: float = 1.0
+    lambda_w_rec: float = 1.0
+    lambda_d: float = 1.0
+    lambda_indomain_d: float = 1.0
+    lambda_x_rec: float = 1.0
+    lambda_perceptual: float = 1.0
+    lambda_indomain_e: float = 1.0
+    seed: int = 0
+    snapshot_kimg: float = 50.0
+    sample_kimg: float = 50.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def model_config(self) -> StyleMapConfig:
+        return StyleMapConfig(
+            resolution=self.resolution, latent_spatial_size=self.latent_spatial_size, style_dim=self.style_dim,
+            mapping_layers=self.mapping_layers, channel_base=self.channel_base, channel_multiplier=self.channel_multiplier,
+            channel_max=self.channel_max, small_generator=self.small_generator,
+        )
+
+    def discriminator_config(self) -> DiscriminatorConfig:
+        # The StyleGAN2 residual discriminator (the same network as StyleMapGAN's), with G's channels.
+        return DiscriminatorConfig(img_resolution=self.resolution, channel_base=self.channel_base * self.channel_multiplier,
+                                   channel_max=self.channel_max, mbstd_group_size=self.mbstd_group)
+
+    def perceptual_kind(self) -> str:
+        if self.perceptual == "auto":
+            if self.vgg or self.lpips_lin:
+                return "lpips"
+            return "factors" if self.data == "synthfaces" else "none"
+        return self.perceptual
+
+
+def perceptual_loss(kind: str, cfg: StyleMapTrainConfig, device: torch.device):  # type: ignore[no-untyped-def]
+    """(a, b) -> per-image distance, or None."""
+    if kind == "none":
+        return None
+    if kind == "lpips":
+        if not (cfg.vgg and cfg.lpips_lin):
+            raise UserError("the LPIPS loss needs both --vgg and --lpips-lin files")
+        from latentatlas.inversion.losses import LPIPSVGG
+
+        net = LPIPSVGG.from_files(cfg.vgg, cfg.lpips_lin).to(device).eval().requires_grad_(False)
+        return lambda a, b: net(a, b).reshape(a.shape[0], -1).mean(1)
+    if kind == "factors":
+        from latentatlas.training.attributes import load_predictor
+
+        pred = load_predictor("factors", device)
+        return lambda a, b: (pred.features(a) - pred.features(b)).square().mean(1)
+    raise UserError(f"perceptual loss {kind!r}: use auto, factors, lpips or none")
+
+
+class StyleMapTrainer:
+    def __init__(self, cfg: StyleMapTrainConfig, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        if cfg.batch % self.world:
+            raise UserError(f"--batch {cfg.batch} must be divisible by the number of processes ({self.world})")
+        self.batch_gpu = cfg.batch // self.world
+        if self.batch_gpu % min(cfg.mbstd_group, self.batch_gpu):
+            raise UserError(f"the per-process batch {self.batch_gpu} must be divisible by the minibatch-std group {cfg.mbstd_group}")
+        try:
+            model_cfg = cfg.model_config()
+        except ValueError as e:
+            raise UserError(f"bad StyleMapGAN settings: {e}") from None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.G = Generator(model_cfg).to(self.device).train().requires_grad_(False)
+            self.E = Encoder(model_cfg).to(self.device).train().requires_grad_(False)
+            self.D = Discriminator(cfg.discriminator_config()).to(self.device).train().requires_grad_(False)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        self.E_ema = copy.deepcopy(self.E).eval()
+        self.opt_G = common.adam(self.G.parameters(), cfg.lr)
+        self.opt_E = common.adam(self.E.parameters(), cfg.lr)
+        self.opt_D = common.adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
+        self.percept = perceptual_loss(cfg.perceptual_kind(), cfg, self.device)
+        self.step = 0
+        self.nimg = 0
+        self.data_gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
+        self.folder = None
+        if cfg.data != "synthfaces":
+            from latentatlas.data.folder import FolderImages
+
+            self.folder = FolderImages(cfg.data, cfg.resolution, self.rank, self.world)
+        torch.manual_seed(cfg.seed * 1000 + self.rank + 1)
+        if self.world > 1:
+            for module in self.networks().values():
+                for t in list(module.parameters()) + list(module.buffers()):
+                    dist.broadcast(t.data, src=0)
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G, "D": self.D, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema}
+
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]]:
+        return {"G": (self.opt_G, self.G), "D": (self.opt_D, self.D), "E": (self.opt_E, self.E)}
+
+    def real_batch(self) -> torch.Tensor:
+        if self.folder is not None:
+            return self.folder.batch(self.batch_gpu, self.data_gen).to(self.device)
+        seed = (self.cfg.seed * 1_000_003 + self.step) * self.world + self.rank
+        images, _ = synthfaces.sample(self.batch_gpu, seed=seed, resolution=self.cfg.resolution, device=self.device)
+        return images
+
+    def train_step(self) -> dict[str, float]:
+        cfg, stats, world = self.cfg, {}, self.world
+        n = self.batch_gpu
+        real = self.real_batch()
+        # 1. G adversarial; 2. E latent cycle on the (detached) fakes.
+        self.G.requires_grad_(True)
+        code = self.G.mapping(torch.randn(n, self.G.z_dim, device=self.device))
+        fake = self.G(code)
+        adv = F.softplus(-self.D(fake)).mean()
+        common.optimise([(self.G, self.opt_G)], adv * cfg.lambda_adv, world)
+        self.G.requires_grad_(False)
+        self.E.requires_grad_(True)
+        w_rec = F.mse_loss(self.E(fake.detach()), code.detach())
+        common.optimise([(self.E, self.opt_E)], w_rec * cfg.lambda_w_rec, world)
+        self.E.requires_grad_(False)
+        stats["G_adv"], stats["w_rec"] = adv.item(), w_rec.item()
+        # 3. D: reals, fakes, and the domain-guided term on reconstructions.
+        self.D.requires_grad_(True)
+        with torch.no_grad():
+            fake = self.G(self.G.mapping(torch.randn(n, self.G.z_dim, device=self.device)))
+            rec = self.G(self.E(real))
+        loss_d = F.softplus(self.D(fake)).mean() + F.softplus(-self.D(real)).mean()
+        indomain_d = F.softplus(self.D(rec)).mean()
+        common.optimise([(self.D, self.opt_D)], loss_d * cfg.lambda_d + indomain_d * cfg.lambda_indomain_d, world)
+        stats["D"], stats["D_rec"] = loss_d.item(), indomain_d.item()
+        # 4. Lazy R1.
+        if cfg.r1_gamma > 0 and self.step % cfg.d_reg_interval == 0:
+            r = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.D(r).sum(), r, create_graph=True)
+            r1 = grad.square().sum([1, 2, 3]).mean()
+            common.optimise([(self.D, self.opt_D)], r1 * (cfg.r1_gamma / 2) * cfg.d_reg_interval, world)
+            stats["R1"] = r1.item()
+        self.D.requires_grad_(False)
+        # 5. Image cycle through E and G, both updated.
+        self.E.requires_grad_(True)
+        self.G.requires_grad_(True)
+        rec = self.G(self.E(real))
+        x_rec = F.mse_loss(rec, real)
+        perc = self.percept(real, rec).mean() if self.percept is not None else torch.zeros([], device=self.device)
+        indomain_e = F.softplus(-self.D(rec)).mean()
+        total = x_rec * cfg.lambda_x_rec + perc * cfg.lambda_perceptual + indomain_e * cfg.lambda_indomain_e
+        common.optimise([(self.E, self.opt_E), (self.G, self.opt_G)], total, world)
+        self.E.requires_grad_(False)
+        self.G.requires_grad_(False)
+        stats["x_rec"], stats["percept"], stats["E_adv"] = x_rec.item(), perc.item(), indomain_e.item()
+        # 6. EMA.
+        common.ema_update(self.G_ema, self.G, cfg.ema_beta)
+        common.ema_update(self.E_ema, self.E, cfg.ema_beta)
+        self.nimg += cfg.batch
+        self.step += 1
+        return stats
+
+    # ------------------------------------------------------------------ files
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: m.state_dict() for k, m in self.networks().items()}
+        out.update({f"opt_{k}": opt.state_dict() for k, (opt, _) in self.optimizers().items()})
+        out.update({
+            "config": asdict(self.cfg), "step": self.step, "nimg": self.nimg, "world": self.world,
+            "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
+        })
+        return out
+
+    def save(self) -> Path:
+        path = self.run_dir / STATE_FILE
+        if self.rank == 0:
+            with atomic_path(path) as tmp:
+                torch.save(self.state_dict(), tmp)
+        return path
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        common.check_config(state["config"], asdict(self.cfg), int(state["world"]), self.world, path)
+        for k, m in self.networks().items():
+            m.load_state_dict(state[k])
+        for k, (opt, _) in self.optimizers().items():
+            opt.load_state_dict(state[f"opt_{k}"])
+        self.step, self.nimg = int(state["step"]), int(state["nimg"])
+        if self.rank == 0:
+            torch.set_rng_state(state["rng"].cpu())
+            self.data_gen.set_state(state["data_rng"].cpu())
+            if self.device.type == "cuda" and state["cuda_rng"].numel():
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+
+    def save_portable(self) -> Path:
+        folder = self.run_dir / PORTABLE_DIR
+        if self.rank == 0:
+            common.save_portable(folder, self.networks(), {k: opt for k, (opt, _) in self.optimizers().items()},
+                                 {"rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()},
+                                 common.portable_meta(asdict(self.cfg), self.step, self.nimg, self.world))
+        return folder
+
+    def load_portable(self, folder: Path) -> None:
+        import json
+
+        meta = common.read_portable_meta(folder)
+        common.check_config(json.loads(meta["config"]), asdict(self.cfg), int(meta["world"]), self.world, folder)
+        t = common.load_portable(folder, self.networks(), self.optimizers(), self.device)
+        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
+        if self.rank == 0:
+            torch.set_rng_state(t["rng"])
+            self.data_gen.set_state(t["data_rng"])
+
+    def write_samples(self) -> Path:
+        """Row 1-2: random samples (G_ema); row 3: fixed renders; row 4: their reconstructions G_ema(E_ema(x))."""
+        path = self.run_dir / f"samples-{self.nimg:09d}.png"
+        if self.rank == 0:
+            g = torch.Generator().manual_seed(123)
+            z = torch.randn(16, self.G.z_dim, generator=g).to(self.device)
+            real, _ = synthfaces.sample(8, seed=424242, resolution=self.cfg.resolution, device=self.device)
+            if self.folder is not None:
+                real = self.folder.batch(8, torch.Generator().manual_seed(424242)).to(self.device)
+            with torch.no_grad():
+                img = torch.cat([self.G_ema(self.G_ema.mapping(z)), real, self.G_ema(self.E_ema(real))])
+            save_image(path, make_grid(img.cpu(), cols=8))
+        return path
+
+    def export(self) -> Path:
+        from latentatlas.io.checkpoints import save_stylemap_model
+
+        path = self.run_dir / MODEL_FILE
+        if self.rank == 0:
+            save_stylemap_model(path, self.G_ema, self.E_ema,
+                                metadata={"trained_on": self.cfg.data, "kimg": self.nimg / 1000, "train_config": asdict(self.cfg)})
+        return path
+
+
+def train(
+    cfg: StyleMapTrainConfig,
+    run_dir: str | Path,
+    device: str | torch.device = "cpu",
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train until total_kimg (or max_minutes of this run), resuming from run_dir/state.pt or run_dir/portable."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    common.setup_cuda(device)
+    trainer = StyleMapTrainer(cfg, run_dir, device)
+    if trainer.rank == 0:
+        common.clean_stale_temp_files(run_dir)
+    state_path, portable = run_dir / STATE_FILE, run_dir / PORTABLE_DIR
+    resumed_from = 0
+    if state_path.exists():
+        trainer.load(state_path)
+        resumed_from = trainer.nimg
+    elif (portable / "train.safetensors").exists():
+        trainer.load_portable(portable)
+        resumed_from = trainer.nimg
+    if trainer.world > 1:
+        dist.barrier()
+    stats, stopped_early, elapsed = common.run_loop(trainer, max_minutes, progress)
+    checksum = float(sum(p.double().sum() for m in (trainer.G_ema, trainer.E_ema) for p in m.parameters()))
+    return {
+        "rank": trainer.rank,
+        "world": trainer.world,
+        "kimg": trainer.nimg / 1000,
+        "resumed_from_kimg": resumed_from / 1000,
+        "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
+        "finished": not stopped_early and trainer.nimg >= int(cfg.total_kimg * 1000),
+        "model": str(run_dir / MODEL_FILE),
+        "state": str(state_path),
+        "last_losses": stats,
+        "ema_checksum": checksum,
+    }

@@ -1,0 +1,277 @@
+"""StyleMapGAN: shapes, spatial locality, local editing, training and resume, files, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentatlas.editing.local import check_mask, encode, local_edit, resize_mask, transplant
+from latentatlas.io.checkpoints import load_stylemap_any, load_stylemap_model, save_stylemap_model
+from latentatlas.io.errors import UserError
+from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig
+from latentatlas.training.stylemap import STATE_FILE, StyleMapTrainConfig, StyleMapTrainer, train
+
+TINY64 = dict(resolution=64, style_dim=8, mapping_layers=2, channel_base=256, channel_max=16)
+TINY_TRAIN = dict(resolution=16, batch=4, latent_spatial_size=4, style_dim=8, mapping_layers=2, channel_base=128,
+                  channel_max=16, perceptual="none", snapshot_kimg=0.004, sample_kimg=0.008)
+
+
+def randomized(cfg: StyleMapConfig, seed: int = 0) -> tuple[Generator, Encoder]:
+    """Generator and encoder with random non-default biases (official init leaves them 0 / 1)."""
+    torch.manual_seed(seed)
+    g, e = Generator(cfg), Encoder(cfg)
+    with torch.no_grad():
+        for m in (g, e):
+            for name, p in m.named_parameters():
+                if name.endswith("bias"):
+                    p.add_(0.1 * torch.randn_like(p))
+    return g.eval().requires_grad_(False), e.eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("s", [8, 4])
+def test_shapes_at_64px(s):
+    cfg = StyleMapConfig(latent_spatial_size=s, **TINY64)
+    g, e = randomized(cfg)
+    code = g.mapping(torch.randn(2, 8))
+    assert code.shape == (2, 8, s, s)
+    sizes = [m.shape[-1] for m in g.stylemaps(code)]
+    res = [s * 2**i for i in range(int(np.log2(64 // s)) + 1)]
+    assert sizes == [r for r in res for _ in range(2)] and len(sizes) == g.num_stylemaps
+    img = g(code)
+    assert img.shape == (2, 3, 64, 64) and torch.isfinite(img).all()
+    assert e(img).shape == (2, 8, s, s)
+    with pytest.raises(ValueError, match="power of two"):
+        StyleMapConfig(latent_spatial_size=6, **TINY64)
+    with pytest.raises(ValueError, match="stylemap must have shape"):
+        g(torch.zeros(1, 8, 2 * s, 2 * s))
+
+
+def test_changing_one_region_of_the_stylemap_changes_mostly_that_region_of_the_image():
+    g, _ = randomized(StyleMapConfig(latent_spatial_size=8, **TINY64))
+    w = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(1)))
+    d = w.clone()
+    d[:, :, :2, :2] += 2 * torch.randn(1, 8, 2, 2, generator=torch.Generator().manual_seed(2))  # pixels 0..15
+    change = (g(d) - g(w)).square().sum(1)[0]
+    total = change.sum()
+    assert total > 0
+    assert change[:32, :32].sum() / total > 0.6  # the quadrant is a quarter of the image
+    assert change[32:, 32:].sum() / total < 0.1  # LayerNorm statistics are global: a little leaks everywhere
+
+
+def test_local_edit_zero_and_one_masks_give_source_and_reference_exactly():
+    g, _ = randomized(StyleMapConfig(latent_spatial_size=4, **TINY64))
+    src = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(3)))
+    ref = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(4)))
+    zeros, ones = torch.zeros(64, 64), torch.ones(64, 64)
+    img, code = local_edit(g, src, ref, zeros)
+    assert torch.equal(code, src) and torch.equal(img, g(src))
+    img, code = local_edit(g, src, ref, ones)
+    assert torch.equal(code, ref) and torch.equal(img, g(ref))
+    img, layers = local_edit(g, src, ref, ones, per_layer=True)
+    assert all(torch.equal(a, b) for a, b in zip(layers, g.stylemaps(ref)))
+    _, layers = local_edit(g, src, ref, zeros, per_layer=True)
+    assert all(torch.equal(a, b) for a, b in zip(layers, g.stylemaps(src)))
+    # Half mask: the left half of the stylemap from the reference, the right half from the source.
+    half = torch.zeros(64, 64)
+    half[:, :32] = 1
+    _, code = local_edit(g, src, ref, half)
+    assert torch.equal(code[..., :2], ref[..., :2]) and torch.equal(code[..., 2:], src[..., 2:])
+    # Transplanting the left half 16 px to the right: the reference's cells land one cell over.
+    _, layers = transplant(g, src, ref, half, shift=(16, 0))
+    r0, s0 = g.stylemaps(ref)[0], g.stylemaps(src)[0]
+    assert torch.equal(layers[0][..., 1:3], r0[..., 0:2]) and torch.equal(layers[0][..., 0], s0[..., 0])
+    assert torch.equal(layers[0][..., 3], s0[..., 3])
+    assert resize_mask(half[None, None], 4).tolist() == [[[[1.0, 1.0, 0.0, 0.0]] * 4]]
+
+
+def test_bad_inputs_are_user_errors():
+    g, e = randomized(StyleMapConfig(latent_spatial_size=4, **TINY64))
+    with pytest.raises(UserError, match="model takes 64x64"):
+        encode(e, torch.zeros(1, 3, 32, 32))
+    with pytest.raises(UserError, match="the mask is 32x32"):
+        check_mask(torch.zeros(32, 32), 64)
+    with pytest.raises(UserError, match=r"in \[0, 1\]"):
+        check_mask(torch.full((64, 64), 2.0), 64)
+
+
+def test_training_runs_and_resume_reproduces_an_uninterrupted_run(tmp_path):
+    straight = train(StyleMapTrainConfig(total_kimg=0.012, **TINY_TRAIN), tmp_path / "a", progress=False)
+    assert straight["finished"] and straight["kimg"] == 0.012
+    losses = straight["last_losses"]
+    assert {"G_adv", "w_rec", "D", "D_rec", "x_rec", "E_adv"} <= set(losses)
+    assert all(np.isfinite(v) for v in losses.values())
+    part = train(StyleMapTrainConfig(total_kimg=0.008, **TINY_TRAIN), tmp_path / "b", progress=False)
+    assert part["kimg"] == 0.008
+    resumed = train(StyleMapTrainConfig(total_kimg=0.012, **TINY_TRAIN), tmp_path / "b", progress=False)
+    assert resumed["resumed_from_kimg"] == 0.008 and resumed["finished"]
+    ga, ea, _ = load_stylemap_model(tmp_path / "a" / "model.safetensors")
+    gb, eb, _ = load_stylemap_model(tmp_path / "b" / "model.safetensors")
+    for x, y in ((ga, gb), (ea, eb)):
+        for (k, u), (_, v) in zip(x.state_dict().items(), y.state_dict().items()):
+            assert torch.equal(u, v), k
+    state = torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)
+    assert state["step"] == 3 and set(state) >= {"G", "D", "E", "G_ema", "E_ema", "opt_E"}
+    portable = tmp_path / "a" / "portable"
+    assert all(p.stat().st_size < 16 * 2**20 for p in portable.iterdir())
+    assert {p.name for p in portable.iterdir()} >= {"G.safetensors", "E.safetensors", "train.safetensors"}
+    with pytest.raises(UserError, match="other settings"):
+        train(StyleMapTrainConfig(total_kimg=0.02, **{**TINY_TRAIN, "lr": 0.001}), tmp_path / "a", progress=False)
+
+
+def test_one_step_with_the_factor_perceptual_loss_is_finite(tmp_path):
+    trainer = StyleMapTrainer(StyleMapTrainConfig(**{**TINY_TRAIN, "perceptual": "factors"}), tmp_path)
+    before = [p.clone() for p in trainer.E.parameters()]
+    stats = trainer.train_step()
+    assert stats["percept"] > 0 and all(np.isfinite(v) for v in stats.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.E.parameters()))
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+
+
+def official_state_dicts(size: int, s: int, sd: int, n_map: int, ch: dict[int, int]) -> tuple[dict, dict]:
+    """g_ema and e_ema state dicts named and shaped as naver-ai/StyleMapGAN's training/model.py
+    writes them (non-small generator), written out here independently of latentatlas' modules."""
+    gen = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen) * 0.5
+
+    blur = torch.tensor([1.0, 3, 3, 1])
+    k = torch.outer(blur, blur) / 64
+    g: dict[str, torch.Tensor] = {}
+    for i in range(1, n_map + 1):
+        out = sd * s * s if i == n_map else sd
+        g[f"mapping_z.{i}.weight"], g[f"mapping_z.{i}.bias"] = r(out, sd), r(out)
+
+    def styled(prefix, cin, cout, kk, code, up=False):
+        g[f"{prefix}.conv.weight"] = r(1, cout, cin, kk, kk)
+        if up:
+            g[f"{prefix}.conv.blur.kernel"] = k * 4
+        g[f"{prefix}.conv.gamma.weight"], g[f"{prefix}.conv.gamma.bias"] = r(cin, code, 3, 3), 1 + 0.1 * r(cin)
+        g[f"{prefix}.conv.beta.weight"], g[f"{prefix}.conv.beta.bias"] = r(cin, code, 3, 3), r(cin)
+        g[f"{prefix}.activate.bias"] = r(cout)
+
+    g["decoder.input.input"] = r(1, ch[s], s, s)
+    styled("decoder.conv1", ch[s], ch[s], 3, ch[s])
+    g["decoder.convs_latent.0.0.weight"], g["decoder.convs_latent.0.1.bias"] = r(ch[s], sd, 3, 3), r(ch[s])
+    g["decoder.convs_latent.1.0.weight"], g["decoder.convs_latent.1.1.bias"] = r(ch[s], ch[s], 3, 3), r(ch[s])
+    res, i = s * 2, 0
+    while res <= size:
+        a, b = ch[res // 2], ch[res]
+        j = 2 + 2 * i
+        g[f"decoder.convs_latent.{j}.0.weight"], g[f"decoder.convs_latent.{j}.1.kernel"] = r(b, a, 3, 3), k * 4
+        g[f"decoder.convs_latent.{j}.2.bias"] = r(b)
+        g[f"decoder.convs_latent.{j + 1}.0.weight"], g[f"decoder.convs_latent.{j + 1}.1.bias"] = r(b, b, 3, 3), r(b)
+        styled(f"decoder.convs.{i}.conv1", a, b, 3, a, up=True)
+        styled(f"decoder.convs.{i}.conv2", b, b, 3, b)
+        g[f"decoder.convs.{i}.skip.0.weight"], g[f"decoder.convs.{i}.skip.1.kernel"] = r(b, a, 1, 1), k * 4
+        res, i = res * 2, i + 1
+    styled("decoder.to_rgb", ch[size], 3, 1, ch[size])
+    e: dict[str, torch.Tensor] = {"from_rgb.0.weight": r(ch[size], 3, 1, 1), "from_rgb.1.bias": r(ch[size])}
+    res, i = size, 0
+    while res > s:
+        a, b = ch[res], ch[res // 2]
+        e[f"convs.{i}.conv1.0.weight"], e[f"convs.{i}.conv1.1.bias"] = r(a, a, 3, 3), r(a)
+        e[f"convs.{i}.conv2.0.kernel"], e[f"convs.{i}.conv2.1.weight"], e[f"convs.{i}.conv2.2.bias"] = k, r(b, a, 3, 3), r(b)
+        e[f"convs.{i}.skip.0.kernel"], e[f"convs.{i}.skip.1.weight"] = k, r(b, a, 1, 1)
+        res, i = res // 2, i + 1
+    e["final_conv.0.weight"], e["final_conv.1.bias"] = r(sd, ch[s], 3, 3), r(sd)
+    return g, e
+
+
+def test_official_checkpoint_imports_by_name_and_our_file_round_trips(tmp_path):
+    g_sd, e_sd = official_state_dicts(64, 8, 8, 3, {8: 32, 16: 32, 32: 16, 64: 8})
+    args = argparse.Namespace(size=64, latent_channel_size=8, latent_spatial_size=8, lr_mul=0.01, normalize_mode="LayerNorm",
+                              small_generator=False, channel_multiplier=1, mapping_layer_num=3)
+    ckpt = tmp_path / "000100.pt"
+    torch.save({"g_ema": g_sd, "e_ema": e_sd, "train_args": args, "d_optim": {}}, ckpt)
+    g, e, info = load_stylemap_any(ckpt)
+    assert info["source_format"] == "stylemapgan"
+    assert g.config.resolution == 64 and g.config.latent_spatial_size == 8 and g.config.mapping_layers == 3
+    for ours, theirs in ((g.state_dict(), g_sd), (e.state_dict(), e_sd)):
+        assert set(ours) == set(theirs)
+        assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    code = e(x)
+    assert code.shape == (2, 8, 8, 8) and torch.isfinite(g(code)).all()
+    # Our file: same tensors, same images.
+    path = tmp_path / "m.safetensors"
+    save_stylemap_model(path, g, e, metadata={"note": "t"})
+    g2, e2, info2 = load_stylemap_model(path)
+    assert info2["note"] == "t" and g2.config == g.config
+    assert torch.equal(g2(e2(x)), g(e(x)))
+    # A missing key is named.
+    del g_sd["decoder.convs.1.conv2.conv.gamma.weight"]
+    torch.save({"g_ema": g_sd, "e_ema": e_sd, "train_args": args}, ckpt)
+    with pytest.raises(UserError, match=r"1 missing \(e\.g\. decoder\.convs\.1\.conv2\.conv\.gamma\.weight\)"):
+        load_stylemap_any(ckpt)
+    torch.save({"g_ema": g_sd}, ckpt)
+    with pytest.raises(UserError, match="needs 'g_ema' and 'e_ema'"):
+        load_stylemap_any(ckpt)
+
+
+# ---------------------------------------------------------------------------------------
+# CLI
+
+
+def _png(path, array):
+    Image.fromarray(array).save(path)
+    return path
+
+
+def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
+    from latentatlas.data import synthfaces
+
+    run = tmp_path / "run"
+    code, out, err = run_cli("train-stylemap", "--out", run, "--kimg", "0.008", "--resolution", "16", "--batch", "4",
+                             "--latent-spatial-size", "4", "--style-dim", "8", "--mapping-layers", "2", "--channel-base", "128",
+                             "--channel-max", "16", "--perceptual", "none", "--device", "cpu")
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["kimg"] == 0.008
+    model = run / "model.safetensors"
+    imgs, _ = synthfaces.sample(2, seed=5, resolution=16)
+    arr = ((imgs.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+    a, b = _png(tmp_path / "a.png", arr[0]), _png(tmp_path / "b.png", arr[1])
+    big = _png(tmp_path / "big.png", np.repeat(np.repeat(arr[0], 2, 0), 2, 1))  # 32 px: resized, with a note
+    code, out, err = run_cli("encode", model, a, b, big, "--out", tmp_path / "enc", "--device", "cpu")
+    assert code == 0, err
+    assert "resized 32 px to 16 px" in err
+    assert json.loads(out)["stylemap_shape"] == [8, 4, 4]
+    saved = np.load(tmp_path / "enc" / "a.npz")
+    assert saved["stylemap"].shape == (1, 8, 4, 4) and str(saved["space"]) == "stylemap"
+    assert Image.open(tmp_path / "enc" / "comparison.png").size == (32, 48)
+    code, out, err = run_cli("encode", model, a, "--out", tmp_path / "enc", "--device", "cpu")
+    assert code == 2 and "already exists" in err
+
+    for i, extra in enumerate([["--mask", "eyes"], ["--mask", "mouth", "--per-layer"], ["--mask", "hair", "--shift", "4,-2"]]):
+        dst = tmp_path / f"edit{i}"
+        code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, *extra, "--out", dst, "--device", "cpu")
+        assert code == 0, err
+        assert Image.open(dst / "strip.png").size == (4 * 16 + 3 * 2, 16)
+        assert Image.open(dst / "result.png").size == (16, 16)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[:8] = 255
+    code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, "--mask", _png(tmp_path / "m.png", mask),
+                             "--out", tmp_path / "edit_png", "--device", "cpu")
+    assert code == 0 and json.loads(out)["mask_fraction"] == 0.5
+
+    bad = [
+        (["--mask", _png(tmp_path / "empty.png", np.zeros((16, 16), np.uint8))], "the mask is empty"),
+        (["--mask", _png(tmp_path / "wide.png", np.zeros((16, 24), np.uint8))], "must be square"),
+        (["--mask", "nose"], "no such mask file"),
+        (["--mask", "eyes", "--shift", "1,2,3"], "two integers"),
+        (["--mask", "eyes", "--shift", "40,0"], "out of the 16 px image"),
+    ]
+    for extra, message in bad:
+        code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, *extra, "--out", tmp_path / "x",
+                                 "--device", "cpu", "--force")
+        assert code == 2 and message in err, (extra, err)
+    code, _, err = run_cli("info", model)
+    assert code == 2 and "StyleMapGAN model" in err
