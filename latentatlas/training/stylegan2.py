@@ -20,8 +20,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from latentatlas.io.checkpoints import save_model
 from latentatlas.io.errors import UserError
 from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from latentatlas.training import common
 
 STATE_FILE = "state.pt"
 MODEL_FILE = "model.safetensors"
@@ -86,9 +85,7 @@ class TrainConfig:
         )
 
 
-def _adam(params, lr: float, reg_interval: int) -> torch.optim.Adam:  # type: ignore[no-untyped-def]
-    ratio = reg_interval / (reg_interval + 1)
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
+_adam = common.adam
 
 
 class Trainer:
@@ -147,22 +144,8 @@ class Trainer:
         ws = self._mapping(z)
         return self.G.synthesis(ws, noise_mode="random"), ws
 
-    def _reduce_grads(self, module: torch.nn.Module) -> None:
-        if self.world == 1:
-            return
-        for p in module.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-                p.grad /= self.world
-
     def _optimise(self, module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self._reduce_grads(module)
-        for p in module.parameters():
-            if p.grad is not None:
-                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-        opt.step()
+        common.optimise([(module, opt)], loss, self.world)
 
     def train_step(self) -> dict[str, float]:
         cfg, stats = self.cfg, {}
@@ -206,11 +189,7 @@ class Trainer:
         if cfg.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.nimg * cfg.ema_rampup)
         beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
-        with torch.no_grad():
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+        common.ema_update(self.G_ema, self.G, beta)
         self.step += 1
         return stats
 
@@ -261,44 +240,19 @@ class Trainer:
         Small enough to carry between machines (a GPU lease, a laptop); the first moments are
         not kept: with beta1 = 0 (StyleGAN2's Adam) they are just the last gradient.
         """
-        from safetensors.torch import save_file
-
         folder = self.run_dir / PORTABLE_DIR
-        if self.rank != 0:
-            return folder
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            with atomic_path(folder / f"{name}.safetensors") as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
-        tensors: dict[str, torch.Tensor] = {"pl_mean": self.pl_mean.detach().cpu().reshape(1), "rng": torch.get_rng_state(),
-                                            "data_rng": self.data_gen.get_state()}
-        for tag, opt in (("G", self.opt_G), ("D", self.opt_D)):
-            for i, st in opt.state_dict()["state"].items():
-                tensors[f"opt_{tag}.{i}.exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().to(torch.bfloat16).contiguous()
-                tensors[f"opt_{tag}.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
-        meta = {"config": json.dumps(asdict(self.cfg)), "step": str(self.step), "nimg": str(self.nimg), "world": str(self.world)}
-        with atomic_path(folder / "train.safetensors") as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        if self.rank == 0:
+            common.save_portable(folder, {"G": self.G, "D": self.D, "G_ema": self.G_ema}, {"G": self.opt_G, "D": self.opt_D},
+                                 {"pl_mean": self.pl_mean.detach().cpu().reshape(1), "rng": torch.get_rng_state(),
+                                  "data_rng": self.data_gen.get_state()},
+                                 common.portable_meta(asdict(self.cfg), self.step, self.nimg, self.world))
         return folder
 
     def load_portable(self, folder: Path) -> None:
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(folder / "train.safetensors"), framework="pt") as f:
-            meta = f.metadata() or {}
+        meta = common.read_portable_meta(folder)
         self._check_config(json.loads(meta["config"]), int(meta["world"]), folder)
-        for name, module in (("G", self.G), ("D", self.D), ("G_ema", self.G_ema)):
-            module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(self.device)))
-        t = load_file(str(folder / "train.safetensors"))
-        for tag, opt, module in (("G", self.opt_G, self.G), ("D", self.opt_D, self.D)):
-            state = opt.state_dict()
-            for i, p in enumerate(module.parameters()):
-                key = f"opt_{tag}.{i}.exp_avg_sq"
-                if key in t:
-                    sq = t[key].float().to(self.device)
-                    state["state"][i] = {"step": t[f"opt_{tag}.{i}.step"].reshape([]), "exp_avg": torch.zeros_like(sq), "exp_avg_sq": sq}
-            opt.load_state_dict(state)
+        t = common.load_portable(folder, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
+                                 {"G": (self.opt_G, self.G), "D": (self.opt_D, self.D)}, self.device)
         self.pl_mean = t["pl_mean"].reshape([]).to(self.device)
         self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
         if self.rank == 0:
@@ -306,14 +260,7 @@ class Trainer:
             self.data_gen.set_state(t["data_rng"])
 
     def _check_config(self, saved_cfg: dict[str, Any], saved_world: int, source: Path) -> None:
-        ignore = ("total_kimg", "snapshot_kimg", "sample_kimg")
-        saved = {k: v for k, v in saved_cfg.items() if k not in ignore}
-        mine = {k: v for k, v in asdict(self.cfg).items() if k not in ignore}
-        if saved != mine:
-            diff = sorted(k for k in mine if saved.get(k) != mine[k])
-            raise UserError(f"{source} was trained with other settings ({', '.join(diff)}): use another --out or the same settings")
-        if saved_world != self.world:
-            raise UserError(f"{source} was trained with {saved_world} processes, now {self.world}: resume with the same count")
+        common.check_config(saved_cfg, asdict(self.cfg), saved_world, self.world, source)
 
     def write_samples(self) -> Path:
         path = self.run_dir / f"samples-{self.nimg:09d}.png"
@@ -331,10 +278,8 @@ class Trainer:
         return path
 
 
-def clean_stale_temp_files(run_dir: Path) -> None:
-    """A process killed while writing leaves a temp file; the complete checkpoint is intact."""
-    for p in run_dir.glob(".*.tmp*"):
-        p.unlink(missing_ok=True)
+clean_stale_temp_files = common.clean_stale_temp_files
+init_distributed = common.init_distributed
 
 
 def train(
@@ -345,17 +290,9 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train until total_kimg (or max_minutes of this run), resuming from run_dir/state.pt."""
-    from tqdm import tqdm
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if torch.device(device).type == "cuda":
-        # Fixed shapes: let cuDNN pick the fastest kernels. TF32 matrix units: about 1e-3
-        # relative error per product, far below the noise of GAN training (the official code
-        # disables TF32 for bit-stable comparisons, not for quality).
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    common.setup_cuda(device)
     trainer = Trainer(cfg, run_dir, device)
     if trainer.rank == 0:
         clean_stale_temp_files(run_dir)
@@ -370,33 +307,8 @@ def train(
         resumed_from = trainer.nimg
     if trainer.world > 1:
         dist.barrier()
-    total = int(cfg.total_kimg * 1000)
-    start = time.time()
-    next_snapshot = (trainer.nimg // int(cfg.snapshot_kimg * 1000) + 1) * int(cfg.snapshot_kimg * 1000)
-    next_sample = (trainer.nimg // int(cfg.sample_kimg * 1000) + 1) * int(cfg.sample_kimg * 1000)
-    bar = tqdm(total=total / 1000, initial=trainer.nimg / 1000, unit="kimg", disable=not progress or trainer.rank != 0,
-               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}")
-    stats: dict[str, float] = {}
-    stopped_early = False
-    while trainer.nimg < total:
-        stats = trainer.train_step()
-        bar.update(cfg.batch / 1000)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-        if trainer.nimg >= next_sample:
-            trainer.write_samples()
-            next_sample += int(cfg.sample_kimg * 1000)
-        if trainer.nimg >= next_snapshot:
-            trainer.save()
-            next_snapshot += int(cfg.snapshot_kimg * 1000)
-        if max_minutes is not None and time.time() - start > max_minutes * 60:
-            stopped_early = trainer.nimg < total
-            break
-    bar.close()
-    trainer.save()
-    trainer.save_portable()
-    trainer.write_samples()
-    model_path = trainer.export()
-    elapsed = time.time() - start
+    stats, stopped_early, elapsed = common.run_loop(trainer, max_minutes, progress)
+    model_path = run_dir / MODEL_FILE
     checksum = float(sum(p.double().sum() for p in trainer.G_ema.parameters()))
     return {
         "rank": trainer.rank,
@@ -404,23 +316,9 @@ def train(
         "kimg": trainer.nimg / 1000,
         "resumed_from_kimg": resumed_from / 1000,
         "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
-        "finished": not stopped_early and trainer.nimg >= total,
+        "finished": not stopped_early and trainer.nimg >= int(cfg.total_kimg * 1000),
         "model": str(model_path),
         "state": str(state_path),
         "last_losses": stats,
         "g_ema_checksum": checksum,
     }
-
-
-def init_distributed(device: str) -> str:
-    """Join the torchrun process group if there is one; return this rank's device."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
-        return device
-    backend = "nccl" if device.startswith("cuda") else "gloo"
-    dist.init_process_group(backend=backend)
-    if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    return device
-
