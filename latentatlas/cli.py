@@ -804,7 +804,7 @@ def train_stylemap(
     latent_spatial_size: Annotated[int, typer.Option(help="Stylemap size S (S x S).")] = 8,
     style_dim: Annotated[int, typer.Option(help="Stylemap channels (and z size).")] = 64,
     mapping_layers: Annotated[int, typer.Option()] = 8,
-    channel_base: Annotated[int, typer.Option(help="Channels at r px: min(base * multiplier / r, max).")] = 2048,
+    channel_base: Annotated[int, typer.Option(help="Channels at r px: min(base * multiplier / r, max).")] = 1024,
     channel_multiplier: Annotated[int, typer.Option()] = 1,
     channel_max: Annotated[int, typer.Option()] = 64,
     small_generator: Annotated[bool, typer.Option(help="Per-layer stylemaps keep style_dim channels (official option).")] = False,

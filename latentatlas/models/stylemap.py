@@ -444,4 +444,4 @@ class Encoder(nn.Module):
 def faces64_stylemap_config() -> StyleMapConfig:
     """The CPU-sized default for 64 px synthfaces (see benchmarks in the README)."""
     return StyleMapConfig(resolution=64, latent_spatial_size=8, style_dim=64, mapping_layers=8,
-                          channel_base=2048, channel_multiplier=1, channel_max=64, small_generator=False)
+                          channel_base=1024, channel_multiplier=1, channel_max=64, small_generator=False)
