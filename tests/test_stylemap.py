@@ -275,3 +275,21 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
         assert code == 2 and message in err, (extra, err)
     code, _, err = run_cli("info", model)
     assert code == 2 and "StyleMapGAN model" in err
+
+
+def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "latentatlas.cli",
+           "train-stylemap", "--out", str(tmp_path / "ddp"), "--kimg", "0.016", "--resolution", "16", "--batch", "8",
+           "--latent-spatial-size", "4", "--style-dim", "8", "--mapping-layers", "2", "--channel-base", "128",
+           "--channel-max", "16", "--perceptual", "none", "--device", "cpu"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in results) == [0, 1] and all(r["world"] == 2 for r in results)
+    assert results[0]["ema_checksum"] == results[1]["ema_checksum"]
+    assert (tmp_path / "ddp" / "model.safetensors").exists()
