@@ -293,3 +293,47 @@ def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
     assert sorted(r["rank"] for r in results) == [0, 1] and all(r["world"] == 2 for r in results)
     assert results[0]["ema_checksum"] == results[1]["ema_checksum"]
     assert (tmp_path / "ddp" / "model.safetensors").exists()
+
+
+def test_layers_compute_what_the_official_modules_compute():
+    """Official arithmetic (training/model.py), written out: transposed conv then Blur(pad) for
+    up-sampling, Blur(pad) then stride-2 conv for down-sampling, LayerNorm * gamma + beta."""
+    import math
+
+    import torch.nn.functional as F
+
+    from latentatlas.models.ops import upfirdn2d
+    from latentatlas.models.stylemap import ConvLayer, StyledConv
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 8, 8)
+
+    def blur(t, kernel, pad):
+        return upfirdn2d(t, kernel, padding=(pad[0], pad[1], pad[0], pad[1]))
+
+    for k in (3, 1):
+        up = ConvLayer(5, 4, k, upsample=True, activate=False, bias=False)
+        w = up.conv.weight * (1 / math.sqrt(5 * k * k))
+        p = 2 - (k - 1)
+        ref = blur(F.conv_transpose2d(x, w.transpose(0, 1), stride=2), up.blur.kernel, ((p + 1) // 2 + 1, p // 2 + 1))
+        assert ref.shape[-1] == 16 and torch.allclose(up(x), ref, atol=1e-5)
+        down = ConvLayer(5, 4, k, downsample=True)
+        with torch.no_grad():
+            down.act.bias.normal_()
+        w = down.conv.weight * (1 / math.sqrt(5 * k * k))
+        p = 2 + (k - 1)
+        ref = F.conv2d(blur(x, down.blur.kernel, ((p + 1) // 2, p // 2)), w, stride=2)
+        ref = F.leaky_relu(ref + down.act.bias.reshape(1, -1, 1, 1), 0.2) * math.sqrt(2)
+        assert torch.allclose(down(x), ref, atol=1e-5)
+    sc = StyledConv(5, 4, 3, 6, "LayerNorm", [1, 3, 3, 1], upsample=True)
+    s = torch.randn(2, 6, 8, 8)
+    with torch.no_grad():
+        for t in (sc.conv.gamma.bias, sc.conv.beta.bias, sc.activate.bias):
+            t.normal_()
+    g = F.conv2d(s, sc.conv.gamma.weight / math.sqrt(6 * 9), sc.conv.gamma.bias, padding=1)
+    b = F.conv2d(s, sc.conv.beta.weight / math.sqrt(6 * 9), sc.conv.beta.bias, padding=1)
+    h = torch.nn.LayerNorm(x.shape[1:], elementwise_affine=False)(x) * g + b
+    h = F.conv_transpose2d(h, (sc.conv.weight[0] / math.sqrt(5 * 9)).transpose(0, 1), stride=2)
+    h = blur(h, sc.conv.blur.kernel, (1, 1))
+    ref = F.leaky_relu(h + sc.activate.bias.reshape(1, -1, 1, 1), 0.2) * math.sqrt(2)
+    assert torch.allclose(sc(x, s), ref, atol=1e-5)
