@@ -1,0 +1,113 @@
+"""Projection speed of faces64 on the current device: seconds per image and images per minute.
+
+For each batch size in `--batches` (default 1,4,8,16) the projector (`latentatlas project
+--loss factor` setup: factor-feature distance + pixel MSE, W+, prior lambda `--prior`, default
+1e-6; its value does not change the cost) runs `--steps` steps (default 20) on that many
+held-out synthfaces renders, for real:
+- measured: wall seconds of the whole projection call (w_avg statistics, all steps, the final
+  render), seconds per image (= wall / batch) and images per minute at that step count;
+- per step: median wall time of one step (from the progress callback, first 3 steps skipped);
+- per_1000_steps: seconds per image and images per minute for a 1000-step projection (the
+  official step count), *computed* from the measured median step time (1000 x step time +
+  the measured fixed cost), not run.
+Model loading is not counted. Prints one JSON object with the device, torch version and the
+machine's load average at start and end (on a shared machine, other jobs slow every figure).
+
+    python benchmarks/projection_speed.py > benchmarks/results_cpu_projection_speed.json
+    python benchmarks/projection_speed.py --device cuda --steps 1000 --batches 1,8,32,128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from projection_quality import IN_DOMAIN_SEED, device_name, log, setup  # noqa: E402
+
+from latentatlas.data import synthfaces  # noqa: E402
+from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
+from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--batches", default="1,4,8,16")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--space", default="w+")
+    ap.add_argument("--prior", type=float, default=1e-6)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    generator, info, predictor, prior = setup(device)
+    dist = factor_feature_distance(predictor.features)
+    batches = [int(b) for b in args.batches.split(",")]
+    images, _ = synthfaces.sample(max(batches), seed=IN_DOMAIN_SEED, resolution=generator.img_resolution)
+    images = images.to(device)
+    cfg = ProjectorConfig(space=args.space, steps=args.steps, prior_weight=args.prior, mse_weight=1.0)
+    # Warm-up (allocator, kernels): a few steps at the smallest batch, not reported.
+    project(generator, images[:1], dist, ProjectorConfig(space=args.space, steps=3, prior_weight=args.prior, mse_weight=1.0), prior=prior)
+
+    load_start = os.getloadavg()
+    rows = []
+    for b in batches:
+        stamps: list[float] = []
+
+        def tick(step: int, losses: dict[str, float]) -> None:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            stamps.append(time.perf_counter())
+
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        project(generator, images[:b], dist, cfg, prior=prior if args.prior > 0 else None, progress=tick)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        step_times = [y - x for x, y in zip(stamps, stamps[1:])][3:] or [y - x for x, y in zip(stamps, stamps[1:])]
+        step = statistics.median(step_times)
+        fixed = max(wall - step * args.steps, 0.0)
+        rows.append({
+            "batch": b,
+            "measured": {
+                "steps": args.steps,
+                "wall_seconds": wall,
+                "seconds_per_image": wall / b,
+                "images_per_minute": 60 * b / wall,
+            },
+            "median_step_seconds": step,
+            "fixed_seconds": fixed,
+            "per_1000_steps_computed_from_step_time": {
+                "seconds_per_image": (1000 * step + fixed) / b,
+                "images_per_minute": 60 * b / (1000 * step + fixed),
+            },
+        })
+        log(json.dumps(rows[-1]))
+    print(json.dumps({
+        "benchmark": "projection_speed",
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "model": "faces64",
+        "space": args.space,
+        "prior_lambda": args.prior,
+        "loss": "factor-feature distance + pixel MSE, noise maps optimised",
+        "load_average_1_5_15min": {"start": load_start, "end": os.getloadavg()},
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()
