@@ -204,9 +204,9 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
         # ---------------------------------------------------------------- Interpolate events
         @_user_errors
         def run_interpolation(name, a, b, n, meth, sp, p):  # type: ignore[no-untyped-def]
-            from latentatlas.io.images import save_animation
-
             import torch
+
+            from latentatlas.io.images import save_animation
 
             sess = sessions.get(name)
             with sess.lock:
@@ -261,7 +261,7 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
             yield (target_arr, enlarge(to_rgb8(proj.images[0].cpu()), DISPLAY),
                    f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{note}", gr.update(interactive=True))
 
-        proj_event = proj_btn.click(run_projection, [model, upload, pspace, prior_w, steps, proj_ctl],
+        proj_btn.click(run_projection, [model, upload, pspace, prior_w, steps, proj_ctl],
                                     [target_view, recon_view, status, to_explore], concurrency_id="projection", concurrency_limit=1)
 
         def stop_projection(ctl):  # type: ignore[no-untyped-def]
@@ -285,7 +285,6 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
             return ctl["w"], gr.Tabs(selected="explore")
 
         to_explore.click(send_to_explore, proj_ctl, [base_state, tabs]).then(render, explore_inputs, [image, source])
-        _ = proj_event
     return demo
 
 
