@@ -185,6 +185,38 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     return stats, stopped_early, time.time() - start
 
 
+def train_run(trainer: Any, run_dir: Path, state_file: str, portable_dir: str, model_file: str,
+              max_minutes: float | None, progress: bool) -> dict[str, Any]:
+    """Resume (state file first, else the portable folder), run the loop, report the run.
+
+    Both trainers go through here; each adds its own checksum of the EMA networks.
+    """
+    if trainer.rank == 0:
+        clean_stale_temp_files(run_dir)
+    state_path, portable = run_dir / state_file, run_dir / portable_dir
+    resumed_from = 0
+    if state_path.exists():
+        trainer.load(state_path)
+        resumed_from = trainer.nimg
+    elif (portable / "train.safetensors").exists():
+        trainer.load_portable(portable)
+        resumed_from = trainer.nimg
+    if trainer.world > 1:
+        dist.barrier()
+    stats, stopped_early, elapsed = run_loop(trainer, max_minutes, progress)
+    return {
+        "rank": trainer.rank,
+        "world": trainer.world,
+        "kimg": trainer.nimg / 1000,
+        "resumed_from_kimg": resumed_from / 1000,
+        "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
+        "finished": not stopped_early and trainer.nimg >= int(trainer.cfg.total_kimg * 1000),
+        "model": str(run_dir / model_file),
+        "state": str(state_path),
+        "last_losses": stats,
+    }
+
+
 def init_distributed(device: str) -> str:
     """Join the torchrun process group if there is one; return this rank's device."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():

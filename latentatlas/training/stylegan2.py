@@ -278,7 +278,6 @@ class Trainer:
         return path
 
 
-clean_stale_temp_files = common.clean_stale_temp_files
 init_distributed = common.init_distributed
 
 
@@ -289,36 +288,11 @@ def train(
     max_minutes: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train until total_kimg (or max_minutes of this run), resuming from run_dir/state.pt."""
+    """Train until total_kimg (or max_minutes of this run), resuming from run_dir/state.pt or run_dir/portable."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     common.setup_cuda(device)
     trainer = Trainer(cfg, run_dir, device)
-    if trainer.rank == 0:
-        clean_stale_temp_files(run_dir)
-    state_path = run_dir / STATE_FILE
-    portable = run_dir / PORTABLE_DIR
-    resumed_from = 0
-    if state_path.exists():
-        trainer.load(state_path)
-        resumed_from = trainer.nimg
-    elif (portable / "train.safetensors").exists():
-        trainer.load_portable(portable)
-        resumed_from = trainer.nimg
-    if trainer.world > 1:
-        dist.barrier()
-    stats, stopped_early, elapsed = common.run_loop(trainer, max_minutes, progress)
-    model_path = run_dir / MODEL_FILE
-    checksum = float(sum(p.double().sum() for p in trainer.G_ema.parameters()))
-    return {
-        "rank": trainer.rank,
-        "world": trainer.world,
-        "kimg": trainer.nimg / 1000,
-        "resumed_from_kimg": resumed_from / 1000,
-        "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
-        "finished": not stopped_early and trainer.nimg >= int(cfg.total_kimg * 1000),
-        "model": str(model_path),
-        "state": str(state_path),
-        "last_losses": stats,
-        "g_ema_checksum": checksum,
-    }
+    result = common.train_run(trainer, run_dir, STATE_FILE, PORTABLE_DIR, MODEL_FILE, max_minutes, progress)
+    result["g_ema_checksum"] = float(sum(p.double().sum() for p in trainer.G_ema.parameters()))
+    return result

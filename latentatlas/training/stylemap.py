@@ -305,29 +305,6 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     common.setup_cuda(device)
     trainer = StyleMapTrainer(cfg, run_dir, device)
-    if trainer.rank == 0:
-        common.clean_stale_temp_files(run_dir)
-    state_path, portable = run_dir / STATE_FILE, run_dir / PORTABLE_DIR
-    resumed_from = 0
-    if state_path.exists():
-        trainer.load(state_path)
-        resumed_from = trainer.nimg
-    elif (portable / "train.safetensors").exists():
-        trainer.load_portable(portable)
-        resumed_from = trainer.nimg
-    if trainer.world > 1:
-        dist.barrier()
-    stats, stopped_early, elapsed = common.run_loop(trainer, max_minutes, progress)
-    checksum = float(sum(p.double().sum() for m in (trainer.G_ema, trainer.E_ema) for p in m.parameters()))
-    return {
-        "rank": trainer.rank,
-        "world": trainer.world,
-        "kimg": trainer.nimg / 1000,
-        "resumed_from_kimg": resumed_from / 1000,
-        "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
-        "finished": not stopped_early and trainer.nimg >= int(cfg.total_kimg * 1000),
-        "model": str(run_dir / MODEL_FILE),
-        "state": str(state_path),
-        "last_losses": stats,
-        "ema_checksum": checksum,
-    }
+    result = common.train_run(trainer, run_dir, STATE_FILE, PORTABLE_DIR, MODEL_FILE, max_minutes, progress)
+    result["ema_checksum"] = float(sum(p.double().sum() for m in (trainer.G_ema, trainer.E_ema) for p in m.parameters()))
+    return result
