@@ -136,6 +136,18 @@ def _segment(x, y, ax, ay, bx, by, radius) -> torch.Tensor:  # type: ignore[no-u
     return torch.sqrt((pax - bax * h) ** 2 + (pay - bay * h) ** 2 + 1e-12) - radius
 
 
+def _hair_sdf(x, y, hair_length, cy_head, face_cx, face_rx, face_ry) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """Long hair behind the head (a rounded slab from the crown down to the hair length) and the crown."""
+    hair_bottom = _col(_lerp(0.05, 1.15, hair_length))
+    hair_top = cy_head - face_ry - 0.10
+    corner = 0.18
+    hx = (x - face_cx).abs() - (face_rx + 0.10 - corner)
+    hy = torch.maximum(hair_top + corner - y, y - hair_bottom + corner)
+    back_hair = torch.maximum(hx, hy).clamp(max=0) + torch.sqrt(hx.clamp(min=0) ** 2 + hy.clamp(min=0) ** 2) - corner
+    crown = _ellipse(x, y, face_cx, cy_head - 0.08, face_rx + 0.10, face_ry + 0.04)
+    return torch.minimum(back_hair, crown)
+
+
 def render(factors: torch.Tensor, resolution: int = 64) -> torch.Tensor:
     """Images [N, 3, R, R] in [-1, 1] from factors [N, NUM_FACTORS] in [0, 1]."""
     if factors.ndim != 2 or factors.shape[1] != NUM_FACTORS:
@@ -169,14 +181,7 @@ def render(factors: torch.Tensor, resolution: int = 64) -> torch.Tensor:
     hair = _palette(F["hair_colour"], [(0.08, 0.07, 0.07), (0.35, 0.20, 0.10), (0.62, 0.28, 0.12), (0.93, 0.80, 0.45)])
 
     # Long hair behind the head: a rounded slab from the crown down to the hair length.
-    hair_bottom = _col(_lerp(0.05, 1.15, F["hair_length"]))
-    hair_top = cy_head - face_ry - 0.10
-    corner = 0.18
-    hx = (x - face_cx).abs() - (face_rx + 0.10 - corner)
-    hy = torch.maximum(hair_top + corner - y, y - hair_bottom + corner)
-    back_hair = torch.maximum(hx, hy).clamp(max=0) + torch.sqrt(hx.clamp(min=0) ** 2 + hy.clamp(min=0) ** 2) - corner
-    crown = _ellipse(x, y, face_cx, cy_head - 0.08, face_rx + 0.10, face_ry + 0.04)
-    cv.paint(cv.coverage(torch.minimum(back_hair, crown)), hair)
+    cv.paint(cv.coverage(_hair_sdf(x, y, F["hair_length"], cy_head, face_cx, face_rx, face_ry)), hair)
 
     # Neck and face. The lower half of the face is a super-ellipse: jaw 0 round, 1 square.
     neck = _segment(x, y, face_cx, cy_head + 0.4, face_cx, 1.3, _col(0.17 + 0.05 * F["face_width"]))
@@ -291,15 +296,8 @@ def region_mask(region: str, resolution: int = 64, factors: torch.Tensor | None 
         my = cy_head + 0.36
         inside = ((x - fx).abs() < mw + margin) & (y > my - 0.13 - margin) & (y < my + 0.03 + 0.14 + margin)
         return inside.float()
-    hair_bottom = _col(_lerp(0.05, 1.15, F["hair_length"]))
-    hair_top = cy_head - face_ry - 0.10
-    corner = 0.18
-    hx = (x - face_cx).abs() - (face_rx + 0.10 - corner)
-    hy = torch.maximum(hair_top + corner - y, y - hair_bottom + corner)
-    back_hair = torch.maximum(hx, hy).clamp(max=0) + torch.sqrt(hx.clamp(min=0) ** 2 + hy.clamp(min=0) ** 2) - corner
-    crown = _ellipse(x, y, face_cx, cy_head - 0.08, face_rx + 0.10, face_ry + 0.04)
     face = torch.where(y < cy_head, _ellipse(x, y, face_cx, cy_head, face_rx, face_ry),
                        _superellipse(x, y, face_cx, cy_head, face_rx, face_ry, _col(_lerp(2.0, 4.0, F["jaw"]))))
     fringe_line = _col(_lerp(cy_head - 0.66 * 0.75, cy_head - 0.10 - 0.21, F["fringe"]))
-    hair = (torch.minimum(back_hair, crown) < margin) & ~((face < -margin) & (y > fringe_line + margin))
+    hair = (_hair_sdf(x, y, F["hair_length"], cy_head, face_cx, face_rx, face_ry) < margin) & ~((face < -margin) & (y > fringe_line + margin))
     return hair.float()

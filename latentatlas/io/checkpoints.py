@@ -111,10 +111,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ge
     return generator.to(device), info
 
 
-def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source: str) -> Generator:
-    """A Generator from a config and an official-named state dict; every key must match."""
-    generator = Generator(cfg)
-    expected = generator.state_dict()
+def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, misfit: str, tensor: str) -> None:
+    """Every key of `module` present, nothing extra, shapes equal, values finite; else one UserError.
+
+    `misfit` opens the message for wrong key sets, `tensor` names a tensor in the others.
+    """
+    expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -123,14 +125,18 @@ def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source
             parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise UserError(f"{source}: the weights do not fit the generator config: {'; '.join(parts)}")
+        raise UserError(f"{source}: {misfit}: {'; '.join(parts)}")
     for name, t in state.items():
         if tuple(t.shape) != tuple(expected[name].shape):
-            raise UserError(
-                f"{source}: tensor {name} has shape {list(t.shape)}, the config needs {list(expected[name].shape)}"
-            )
+            raise UserError(f"{source}: {tensor} {name} has shape {list(t.shape)}, the config needs {list(expected[name].shape)}")
         if t.is_floating_point() and not torch.isfinite(t).all():
-            raise UserError(f"{source}: tensor {name} holds NaN or infinite values")
+            raise UserError(f"{source}: {tensor} {name} holds NaN or infinite values")
+
+
+def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source: str) -> Generator:
+    """A Generator from a config and an official-named state dict; every key must match."""
+    generator = Generator(cfg)
+    check_state(generator, state, source, "the weights do not fit the generator config", "tensor")
     generator.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     return generator.eval().requires_grad_(False)
 
@@ -384,21 +390,7 @@ def save_stylemap_model(path: str | Path, generator: Any, encoder: Any, metadata
 
 
 def _check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
-        raise UserError(f"{source}: the {what} weights do not fit the StyleMapGAN config: {'; '.join(parts)}")
-    for name, t in state.items():
-        if tuple(t.shape) != tuple(expected[name].shape):
-            raise UserError(f"{source}: {what} tensor {name} has shape {list(t.shape)}, the config needs {list(expected[name].shape)}")
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise UserError(f"{source}: {what} tensor {name} holds NaN or infinite values")
+    check_state(module, state, source, f"the {what} weights do not fit the StyleMapGAN config", f"{what} tensor")
 
 
 def build_stylemap(cfg: Any, g_state: dict[str, torch.Tensor], e_state: dict[str, torch.Tensor], source: str) -> tuple[Any, Any]:
