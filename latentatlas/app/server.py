@@ -309,10 +309,9 @@ def _project(sess: ModelSession, target, space: str, lam: float, steps: int, sto
     """The library projector with the loss the CLI picks for synthfaces models (factor features + MSE)."""
     from latentatlas.inversion.losses import factor_feature_distance
     from latentatlas.inversion.projector import ProjectorConfig, project
-    from latentatlas.training.attributes import load_predictor
 
     g = sess.generator
-    predictor = load_predictor("factors", g.device)
+    predictor = sess.predictor()
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, w_avg_samples=5000)
     last: dict[str, float] = {"total": 0.0}
 

@@ -13,7 +13,6 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -78,6 +77,15 @@ class ModelSession:
             if ps.space == "w":  # sliders edit w / w+ codes
                 self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))
         self.lock = threading.Lock()  # one synthesis at a time per model (torch threads are shared anyway)
+        self._predictor = None
+
+    def predictor(self):  # type: ignore[no-untyped-def]
+        """The bundled factor predictor on this model's device, loaded on first use (projections)."""
+        if self._predictor is None:
+            from latentatlas.training.attributes import load_predictor
+
+            self._predictor = load_predictor("factors", self.generator.device)
+        return self._predictor
 
     @property
     def num_ws(self) -> int:
@@ -168,7 +176,3 @@ def enlarge(arr: np.ndarray, size: int = 256) -> np.ndarray:
     """Nearest-neighbour enlargement of small images for display (shows the true pixels)."""
     f = max(1, size // arr.shape[0])
     return arr.repeat(f, axis=0).repeat(f, axis=1) if f > 1 else arr
-
-
-def code_info(code: LatentCode) -> dict[str, Any]:
-    return {"space": code.space, "shape": list(code.tensor.shape)}
