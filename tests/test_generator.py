@@ -28,6 +28,25 @@ def test_batch_matches_single_images(tiny_generator):
     assert torch.allclose(batch, single, atol=1e-5)
 
 
+def test_code_gradient_is_the_same_on_both_batch1_paths(tiny_generator):
+    # With frozen weights a batch-1 backward takes the input-scaled path (no weight gradient);
+    # with trainable weights it takes the folded one. Images and code gradients must agree.
+    ws = tiny_generator.mapping(torch.randn(1, 16), None).detach()
+
+    def image_and_grad(train_weights: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        tiny_generator.requires_grad_(train_weights)
+        w = ws.clone().requires_grad_(True)
+        img = tiny_generator.synthesis(w)
+        (img * torch.linspace(-1, 1, img.numel()).reshape(img.shape)).sum().backward()
+        return img.detach(), w.grad
+
+    img_scaled, grad_scaled = image_and_grad(False)
+    img_folded, grad_folded = image_and_grad(True)
+    assert torch.allclose(img_scaled, img_folded, atol=1e-5)
+    assert grad_folded.abs().max() > 0
+    assert torch.allclose(grad_scaled, grad_folded, atol=1e-5, rtol=1e-4)
+
+
 def test_noise_modes(tiny_generator):
     z = torch.randn(2, 16)
     with torch.no_grad():

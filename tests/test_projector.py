@@ -120,3 +120,30 @@ def test_project_command_end_to_end(run_cli, tiny_generator, tmp_path):
     assert code == 2 and "no Gaussian prior" in err
     code, _, err = run_cli("project", model, imgs / "a.png", "--out", tmp_path / "o4")
     assert code == 2 and "choose a loss" in err
+
+
+def test_target_features_are_computed_once_and_refreshed_on_change():
+    from latentatlas.inversion.losses import LastTargetFeatures, factor_feature_distance
+
+    calls = []
+
+    def features(x):
+        calls.append(x.shape[0])
+        return x.flatten(1) * 2
+
+    cached = LastTargetFeatures(features)
+    target = torch.ones(2, 3)
+    first = cached(target)
+    assert cached(target) is first and len(calls) == 1
+    target.mul_(3)  # an in-place change is a new target
+    assert torch.equal(cached(target), torch.full((2, 3), 6.0)) and len(calls) == 2
+    assert torch.equal(cached(torch.ones(2, 3)), torch.full((2, 3), 2.0)) and len(calls) == 3  # another tensor
+    live = torch.ones(2, 3, requires_grad=True)
+    cached(live), cached(live)
+    assert len(calls) == 5  # never cached when it needs a gradient
+
+    dist = factor_feature_distance(features)
+    a, b = torch.zeros(2, 3), torch.ones(2, 3)
+    calls.clear()
+    assert torch.equal(dist(a, b), torch.full((2,), 12.0)) and torch.equal(dist(a, b), torch.full((2,), 12.0))
+    assert len(calls) == 3  # a twice, b once

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,29 @@ _LPIPS_SCALE = (0.458, 0.448, 0.450)
 PerceptualFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+class LastTargetFeatures:
+    """Features of a distance's second argument, kept while the same unchanged tensor returns.
+
+    The projector compares every step against the same targets; recomputing their features
+    cost a tenth of each step. The cache holds the tensor itself (so its identity cannot be
+    reused) and its version counter (so an in-place change is seen); a tensor that needs a
+    gradient is never cached. Meant for frozen feature networks.
+    """
+
+    def __init__(self, feature_fn: Callable[[torch.Tensor], Any]) -> None:
+        self.feature_fn = feature_fn
+        self._key: tuple[torch.Tensor, int] | None = None
+        self._value: Any = None
+
+    def __call__(self, b: torch.Tensor) -> Any:
+        if b.requires_grad:
+            return self.feature_fn(b)
+        if self._key is None or self._key[0] is not b or self._key[1] != b._version:
+            self._value = self.feature_fn(b)
+            self._key = (b, b._version)
+        return self._value
+
+
 class LPIPSVGG(nn.Module):
     """LPIPS distance with the VGG16 backbone: images in [-1, 1] -> one distance per pair."""
 
@@ -47,6 +71,7 @@ class LPIPSVGG(nn.Module):
         self.lins = nn.ParameterList([nn.Parameter(torch.ones(1, c, 1, 1)) for c in (64, 128, 256, 512, 512)])
         self.register_buffer("shift", torch.tensor(_LPIPS_SHIFT).reshape(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(_LPIPS_SCALE).reshape(1, 3, 1, 1))
+        self.target_taps = LastTargetFeatures(self.taps)
 
     def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Unit-normalised (over channels) features at the five LPIPS taps."""
@@ -61,7 +86,7 @@ class LPIPSVGG(nn.Module):
         return out
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        fb = self.taps(b)
+        fb = self.target_taps(b)
         fa = self.taps(a)
         total = torch.zeros(a.shape[0], device=a.device, dtype=a.dtype)
         for x, y, lin in zip(fa, fb, self.lins):
@@ -121,7 +146,10 @@ def noise_regularizer(noise_maps: list[torch.Tensor]) -> torch.Tensor:
 
 
 def factor_feature_distance(feature_fn: Callable[[torch.Tensor], torch.Tensor]) -> PerceptualFn:
+    """Squared distance of factor-predictor features; the targets' features are computed once."""
+    target_features = LastTargetFeatures(feature_fn)
+
     def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (feature_fn(a) - feature_fn(b)).square().sum(dim=1)
+        return (feature_fn(a) - target_features(b)).square().sum(dim=1)
 
     return dist

@@ -159,9 +159,10 @@ def modulated_conv2d(
     """Modulated convolution followed by the layer's epilogue (noise, bias, activation, clamp).
 
     Same function as the official modulated_conv2d + bias_act, arranged for speed: for one
-    sample, styles and demodulation are folded into the weight (the official "fused" form);
-    for a batch, the input is scaled by the styles, one ordinary convolution serves the whole
-    batch, and demodulation, noise, bias and gain are applied in a single fused pass. The
+    sample, styles and demodulation are folded into the weight (the official "fused" form),
+    except when a gradient flows to the styles but not the weight (projection); otherwise the
+    input is scaled by the styles, one ordinary convolution serves the whole batch, and
+    demodulation, noise, bias and gain are applied in a single fused pass. The
     activation gain is folded in before the leaky ReLU (valid because the gain is positive).
     """
     batch = x.shape[0]
@@ -183,7 +184,11 @@ def modulated_conv2d(
         scale = torch.full((batch, out_ch), float(gain), device=x.device)
     bias_term = None if bias is None else (bias.to(torch.float32) * gain)
     noise_term = None if noise is None else (noise.to(torch.float32) * gain).reshape(-1, 1, *noise.shape[-2:])
-    if batch == 1:
+    # Folding the styles into the weight makes the weight depend on the styles, so a backward
+    # pass must compute the weight gradient: when only the styles (the code) need one, as in
+    # projection and path search, the input-scaled form halves the backward pass.
+    codes_only_grad = torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad
+    if batch == 1 and not codes_only_grad:
         w = weight32 * styles.reshape(1, -1, 1, 1) * scale.reshape(-1, 1, 1, 1)
         b = None if bias_term is None else bias_term.to(x.dtype)
         x = _conv(x, w.to(x.dtype), up, padding, resample_filter, bias=b)
