@@ -14,7 +14,8 @@ Per frame, averaged over pairs:
 - out_of_range: mean over the 19 continuous factors of how far the prediction lies outside [0, 1].
 Per path: step distances d_k = factor-feature distance between frames k and k+1;
 smoothness = max_k d_k / mean_k d_k (1 = evenly paced; large = a jump), and the mean d_k.
-Side by side: lambda 0 and the chosen lambda, in W and W+; as a reference, the same figures for
+Side by side: lambda 0 and the chosen lambda, in W and W+ (and the whitened projections'
+codes, `project --whiten`, when the .npz holds them); as a reference, the same figures for
 lerp in W between pairs of sampled (in-distribution) codes, seeds 0..2*pairs.
 
     python benchmarks/projection_quality.py --save-codes /tmp/codes.npz > benchmarks/results_cpu_projection_quality.json
@@ -131,10 +132,11 @@ def main() -> None:
         "settings": [],
     }
     for key, w in codes.items():
-        space, lam_s = key.split("_lambda")
+        lam_s = key.split("_lambda")[1].removesuffix("_whitened")
         space = "w+" if w.ndim == 3 else "w"
         paths = [path_figures(generator, predictor, prior, w[i], w[j], space, args.frames) for i, j in pairs]
-        out["settings"].append({"space": space, "lambda": float(lam_s), **aggregate(paths, args.frames)})
+        setting = {"space": space, "lambda": float(lam_s), "whitened": key.endswith("_whitened")}
+        out["settings"].append(setting | aggregate(paths, args.frames))
         log(f"{key}: smoothness {out['settings'][-1]['smoothness_max_over_mean']['mean']:.3f}")
     # Reference: sampled codes, lerp in W.
     with torch.no_grad():

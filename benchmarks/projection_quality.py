@@ -13,7 +13,9 @@ Every image is projected with the library's projector (`project`, optimised nois
 official one) and the loss of `latentatlas project --loss factor`: factor-feature distance of the
 bundled predictor + pixel MSE (weight 1), in W and in W+, with lambda = 0 and with a chosen
 lambda for the Gaussian prior (`--prior` of the CLI: lambda * squared Mahalanobis distance in
-leaky_relu(w, 5), summed over the layers in W+).
+leaky_relu(w, 5), summed over the layers in W+), and with whitened prior coordinates
+(`--whiten` of the CLI: optimise c = U^T (v - mu) / sigma from the prior's mode) at the lambdas
+of `--whiten-lambdas` (default 0 and 1e-3; there the prior term is lambda * ||c||^2).
 
 Choosing lambda: a sweep over `--sweep` (default 1e-7, 1e-6, 1e-5) and 0, in W+, on separate
 images (`--sweep-num` per domain, default 1: in-domain from seed 10_900_000, out-of-domain from
@@ -166,10 +168,10 @@ def score(generator, predictor, prior, res, targets: torch.Tensor, truth: torch.
     return out
 
 
-def run(generator, predictor, prior, targets: torch.Tensor, space: str, lam: float, steps: int, seed: int):  # type: ignore[no-untyped-def]
-    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0)
+def run(generator, predictor, prior, targets: torch.Tensor, space: str, lam: float, steps: int, seed: int, whiten: bool = False):  # type: ignore[no-untyped-def]
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, whiten=whiten)
     t0 = time.perf_counter()
-    res = project(generator, targets, factor_feature_distance(predictor.features), cfg, prior=prior if lam > 0 else None, seed=seed)
+    res = project(generator, targets, factor_feature_distance(predictor.features), cfg, prior=prior if (lam > 0 or whiten) else None, seed=seed)
     return res, time.perf_counter() - t0
 
 
@@ -227,6 +229,7 @@ def main() -> None:
     ap.add_argument("--prior", type=float, default=None, help="use this lambda, skip the sweep")
     ap.add_argument("--ood", default=",".join(OOD_KINDS), help="out-of-domain edits, cycled over the images")
     ap.add_argument("--spaces", default="w,w+")
+    ap.add_argument("--whiten-lambdas", default="0,1e-3", help="also project with whitened prior coordinates (`project --whiten`) at these lambdas ('' for none)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-codes", default=None, help="write the out-of-domain codes per setting to this .npz")
@@ -269,20 +272,21 @@ def main() -> None:
     out["images"] = {"in_domain_seed": IN_DOMAIN_SEED, "out_of_domain_seed": OOD_SEED, "out_of_domain_kinds": ood_kinds}
     n = args.num
     settings, codes = [], {}
+    whiten_lambdas = [float(x) for x in args.whiten_lambdas.split(",") if x.strip()]
     for space in [s.strip() for s in args.spaces.split(",")]:
-        for lam_s in (0.0, lam):
-            log(f"project: {space}, lambda {lam_s:g}, {args.steps} steps, {2 * n} images")
-            res, secs = run(generator, predictor, prior, targets, space, lam_s, args.steps, seed=0)
+        for whiten, lam_s in [(False, 0.0), (False, lam)] + [(True, x) for x in whiten_lambdas]:
+            log(f"project: {space}, lambda {lam_s:g}{', whitened' if whiten else ''}, {args.steps} steps, {2 * n} images")
+            res, secs = run(generator, predictor, prior, targets, space, lam_s, args.steps, seed=0, whiten=whiten)
             s = score(generator, predictor, prior, res, targets, torch.cat([truth, torch.zeros_like(truth)]))
             ind_s = split(s, slice(0, n))
             ood_s = {k: v for k, v in split(s, slice(n, 2 * n)).items() if k not in ("factor_mae_vs_truth", "predictor_floor_mae")}
             settings.append({
-                "space": space, "lambda": lam_s, "seconds": secs,
+                "space": space, "lambda": lam_s, "whitened": whiten, "seconds": secs,
                 "in_domain": summarise(ind_s), "out_of_domain": summarise(ood_s),
                 "per_image": {"in_domain": ind_s, "out_of_domain": ood_s},
             })
-            codes[f"{space}_lambda{lam_s:g}"] = res.w[n:].cpu().numpy()
-            log(json.dumps({k: settings[-1][k] for k in ("space", "lambda", "in_domain", "out_of_domain")}))
+            codes[f"{space}_lambda{lam_s:g}{'_whitened' if whiten else ''}"] = res.w[n:].cpu().numpy()
+            log(json.dumps({k: settings[-1][k] for k in ("space", "lambda", "whitened", "in_domain", "out_of_domain")}))
     out["settings"] = settings
     out["total_seconds"] = time.perf_counter() - t_start
     if args.save_codes:

@@ -370,6 +370,7 @@ def project(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("projected"),
     space: Annotated[str, typer.Option(help="w (one w for all layers) or w+ (one per layer).")] = "w",
     prior: Annotated[float, typer.Option("--prior", help="Weight lambda of the Gaussian prior (0: plain projector).")] = 0.0,
+    whiten: Annotated[bool, typer.Option(help="Optimise whitened prior coordinates instead of w, from the prior's mode (needs the prior).")] = False,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
     loss: Annotated[str, typer.Option(help="auto, lpips (needs --vgg, --lpips-lin), factor (needs --predictor) or mse.")] = "auto",
     vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth).")] = None,
@@ -402,7 +403,7 @@ def project(
     from latentatlas.latent.gaussian import GaussianPrior
     from latentatlas.models.bundled import load_generator
 
-    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, record_every=max(steps // 100, 1) if video else 0)
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, record_every=max(steps // 100, 1) if video else 0)
     files, skipped = list_images(images)
     if skipped:
         typer.echo(f"warning: skipped {len(skipped)} non-image files (e.g. {skipped[0]})", err=True)
@@ -443,7 +444,7 @@ def project(
         perceptual = perceptual.to(dev)
     elif loss == "factor":
         pred.to(dev)
-    gprior = GaussianPrior.from_model_info(info, model) if prior > 0 else None
+    gprior = GaussianPrior.from_model_info(info, model) if (prior > 0 or whiten) else None
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
         targets = []

@@ -82,6 +82,26 @@ def test_prior_pulls_codes_in_distribution(tiny_generator):
         project(tiny_generator, targets[:, :, :8], None, ProjectorConfig(**base))
 
 
+def test_whitened_projection_fits_and_its_prior_term_is_the_mahalanobis_distance(tiny_generator):
+    prior = GaussianPrior.fit(tiny_generator, num_samples=4000, progress=False)
+    with torch.no_grad():
+        for name, p in tiny_generator.named_parameters():
+            if name.endswith("noise_strength"):
+                p.mul_(0.1)
+        targets = tiny_generator.synthesis(tiny_generator.mapping(torch.randn(2, 16, generator=torch.Generator().manual_seed(3))))
+    cfg = ProjectorConfig(space="w+", steps=120, mse_weight=1.0, perceptual_weight=0.0, whiten=True, prior_weight=1e-4, noise_factor=0.0)
+    res = project(tiny_generator, targets, None, cfg, prior=prior)
+    start, end = res.losses["mse"][0], res.losses["mse"][-1]
+    assert all(e < 0.25 * s for s, e in zip(start, end)), (start, end)
+    assert res.losses["prior"][0] == pytest.approx([0.0, 0.0], abs=1e-6)  # starts at the prior's mode
+    # The optimised ||c||^2 is the prior's Mahalanobis distance of the w it returns.
+    final = torch.tensor(res.losses["prior"][-1])
+    assert (final > 0).all()
+    assert torch.allclose(prior.mahalanobis(res.w).float(), final, rtol=0.05)
+    with pytest.raises(UserError, match="whitened optimisation needs a model with a Gaussian prior"):
+        project(tiny_generator, targets, None, ProjectorConfig(space="w", steps=2, mse_weight=1.0, perceptual_weight=0.0, whiten=True))
+
+
 def test_project_command_end_to_end(run_cli, tiny_generator, tmp_path):
     import json
 

@@ -12,7 +12,14 @@ step. Differences, each deliberate:
   Gaussianized space (summed over layers) keeps codes in-distribution (lambda = 0 is the plain
   projector);
 - the optimised noise maps are returned and used for the reconstruction (the official
-  code discards them in its outputs).
+  code discards them in its outputs);
+- `whiten` (needs the prior) optimises the whitened principal coordinates
+  c = U^T (leaky_relu(w, 5) - mu) / sigma instead of w, starting at the prior's mode c = 0.
+  The objective is the same function of w, but Adam moves every coordinate by about the
+  learning rate whatever its gradient, so in w it drifts as far along directions the mapping
+  network never uses (variance 1e-6 on faces64) as along the main ones, and a prior term on
+  those directions is stiff; in c each direction moves in proportion to its own spread and
+  the prior is simply lambda * ||c||^2, evenly conditioned.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class ProjectorConfig:
     perceptual_weight: float = 1.0
     w_avg_samples: int = 10_000
     optimize_noise: bool = True
+    whiten: bool = False  # optimise whitened prior coordinates instead of w (needs the prior)
     record_every: int = 0  # keep a frame every N steps (for a video); 0 = none
 
     def __post_init__(self) -> None:
@@ -108,8 +116,9 @@ def project(
         )
     if not torch.isfinite(targets).all():
         raise UserError("target images hold NaN or infinite values")
-    if cfg.prior_weight > 0 and prior is None:
-        raise UserError("a prior weight needs a model with a Gaussian prior: run `latentatlas stats` first")
+    if (cfg.prior_weight > 0 or cfg.whiten) and prior is None:
+        what = "a prior weight" if cfg.prior_weight > 0 else "whitened optimisation"
+        raise UserError(f"{what} needs a model with a Gaussian prior: run `latentatlas stats` first")
     if perceptual is None and cfg.mse_weight == 0:
         raise UserError("no loss: give a perceptual distance or a pixel MSE weight")
     device = generator.device
@@ -117,14 +126,22 @@ def project(
     targets = targets.to(device)
     gen = torch.Generator(device="cpu").manual_seed(seed)
 
-    w_avg, w_std = w_statistics(generator, cfg.w_avg_samples)
     layers = 1 if cfg.space == "w" else num_ws
-    w_opt = w_avg.reshape(1, 1, -1).repeat(n, layers, 1).clone().requires_grad_(True)
+    if cfg.whiten:
+        assert prior is not None
+        # The prior's mode, and the spread of whitened samples: sqrt(E ||c||^2) = sqrt(rank).
+        start = torch.zeros(prior.dim, device=device)
+        x_std = float((prior.eigvals > 1e-12 * prior.eigvals[0]).sum()) ** 0.5
+        to_w: Callable[[torch.Tensor], torch.Tensor] = prior.from_pca
+    else:
+        start, x_std = w_statistics(generator, cfg.w_avg_samples)
+        to_w = _identity
+    x_opt = start.reshape(1, 1, -1).repeat(n, layers, 1).clone().requires_grad_(True)
     noise_maps = [
         torch.randn(n, 1, layer.resolution, layer.resolution, generator=gen).to(device).requires_grad_(cfg.optimize_noise)
         for _, layer in generator.synthesis.noise_layers()
     ]
-    params = [w_opt] + (noise_maps if cfg.optimize_noise else [])
+    params = [x_opt] + (noise_maps if cfg.optimize_noise else [])
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
     target_small = downsample_to(targets)
     history: dict[str, list[list[float]]] = {"total": [], "perceptual": [], "mse": [], "prior": [], "noise": []}
@@ -133,17 +150,22 @@ def project(
 
     for step in range(cfg.steps):
         t = step / cfg.steps
-        noise_scale = w_std * cfg.noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp) ** 2
+        noise_scale = x_std * cfg.noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp) ** 2
         for group in opt.param_groups:
             group["lr"] = learning_rate(t, cfg)
-        w_noise = torch.randn(w_opt.shape, generator=gen).to(device) * noise_scale
-        ws = (w_opt + w_noise).expand(n, num_ws, -1) if layers == 1 else w_opt + w_noise
+        x_noise = torch.randn(x_opt.shape, generator=gen).to(device) * noise_scale
+        w_noisy = to_w(x_opt + x_noise)
+        ws = w_noisy.expand(n, num_ws, -1) if layers == 1 else w_noisy
         synth = generator.synthesis(ws, noise_maps=noise_maps)
         synth_small = downsample_to(synth)
         zeros = torch.zeros(n, device=device)
         perc = perceptual(synth_small, target_small) if perceptual is not None else zeros
         mse = (synth - targets).square().mean(dim=(1, 2, 3)) if cfg.mse_weight > 0 else zeros
-        pri = prior.mahalanobis(w_opt if layers > 1 else w_opt[:, 0]) if (prior is not None and cfg.prior_weight > 0) else zeros
+        if prior is not None and cfg.prior_weight > 0:
+            # Whitened, the squared Mahalanobis distance is ||c||^2 (summed over w+ layers).
+            pri = x_opt.square().sum(dim=(1, 2)) if cfg.whiten else prior.mahalanobis(x_opt if layers > 1 else x_opt[:, 0])
+        else:
+            pri = zeros
         reg = noise_regularizer(noise_maps) if cfg.optimize_noise else zeros
         per_image = cfg.perceptual_weight * perc + cfg.mse_weight * mse + cfg.prior_weight * pri.to(perc.dtype) + cfg.noise_weight * reg
         opt.zero_grad(set_to_none=True)
@@ -166,7 +188,7 @@ def project(
                 break
 
     with torch.no_grad():
-        w_final = w_opt.detach()
+        w_final = to_w(x_opt.detach())
         ws_final = w_final.expand(n, num_ws, -1).clone() if layers == 1 else w_final.clone()
         maps = [m.detach() for m in noise_maps]
         images = generator.synthesis(ws_final, noise_maps=maps)
@@ -178,6 +200,10 @@ def project(
         losses=history,
         frames=frames,
     )
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def reconstruction_errors(images: torch.Tensor, targets: torch.Tensor, perceptual: PerceptualFn | None = None) -> dict[str, list[float]]:

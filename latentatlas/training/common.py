@@ -165,8 +165,9 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     stats: dict[str, float] = {}
     stopped_early = False
     while trainer.nimg < total:
+        before = trainer.nimg
         stats = trainer.train_step()
-        bar.update(cfg.batch / 1000)
+        bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
         bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
         if trainer.nimg >= next_sample:
             trainer.write_samples()
