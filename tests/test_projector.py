@@ -138,6 +138,8 @@ def test_project_command_end_to_end(run_cli, tiny_generator, tmp_path):
     assert code == 2 and "not a readable image" in err and "Traceback" not in err
     code, _, err = run_cli("project", model, imgs / "a.png", "--loss", "mse", "--prior", "0.1", "--out", tmp_path / "o3")
     assert code == 2 and "no Gaussian prior" in err
+    code, _, err = run_cli("project", model, imgs / "a.png", "--loss", "mse", "--whiten", "--out", tmp_path / "o3")
+    assert code == 2 and "no Gaussian prior" in err and not (tmp_path / "o3").exists()
     code, _, err = run_cli("project", model, imgs / "a.png", "--out", tmp_path / "o4")
     assert code == 2 and "choose a loss" in err
 
