@@ -200,12 +200,20 @@ def main() -> None:
                    + " (all but fp32 need CUDA; each reports its max abs difference to fp32)")
     p.add_argument("--resample", default="auto", choices=["auto", "fir", "composite"],
                    help="x2 resampling convolutions: separate FIR pass or filter folded into the weight (ops.RESAMPLE_IMPL)")
+    p.add_argument("--malloc", default="keep", choices=["keep", "default"],
+                   help="keep: freed CPU memory stays in the process, as the CLI sets it (latentatlas.runtime); default: glibc's")
     p.add_argument("--official-root", default="", help="checkout of stylegan2-ada-pytorch to time side by side")
     p.add_argument("--config", help=argparse.SUPPRESS)
     args = p.parse_args()
     args.batch_list = [int(b) for b in args.batches.split(",")]
     if args.config:  # child process: one config
         import torch
+
+        if args.malloc == "keep":
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+            from latentatlas.runtime import keep_freed_cpu_memory
+
+            keep_freed_cpu_memory()
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -220,6 +228,7 @@ def main() -> None:
         "threads": args.threads or torch.get_num_threads(),
         "variants": args.variants,
         "resample": args.resample,
+        "malloc": args.malloc,
         "results": [],
     }
     for config in args.configs.split(","):

@@ -36,6 +36,7 @@ from projection_quality import IN_DOMAIN_SEED, device_name, log, setup  # noqa: 
 from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
+from latentatlas.runtime import keep_freed_cpu_memory  # noqa: E402
 
 
 def main() -> None:
@@ -46,8 +47,11 @@ def main() -> None:
     ap.add_argument("--prior", type=float, default=1e-6)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--malloc", default="keep", choices=["keep", "default"], help="keep: freed CPU memory stays in the process, as the CLI sets it")
     args = ap.parse_args()
 
+    if args.malloc == "keep":
+        keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
     generator, info, predictor, prior = setup(device)
@@ -99,6 +103,7 @@ def main() -> None:
         "benchmark": "projection_speed",
         "device": device_name(device),
         "torch": torch.__version__,
+        "malloc": args.malloc,
         "model": "faces64",
         "space": args.space,
         "prior_lambda": args.prior,

@@ -1127,6 +1127,9 @@ def demo(
 
 
 def main() -> None:
+    from latentatlas.runtime import keep_freed_cpu_memory
+
+    keep_freed_cpu_memory()
     try:
         app()
     except UserError as e:
