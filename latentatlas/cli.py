@@ -388,7 +388,7 @@ def project(
     Writes per image: NAME.npz (code, its space, the optimised noise maps), NAME_projected.png,
     NAME_compare.png (target | projection) and NAME_losses.json. Under torchrun each process takes
     a shard of the images. Example:
-    latentatlas project ffhq.safetensors photos/ --space w+ --prior 0.001 --vgg vgg16.pth --lpips-lin vgg.pth
+    latentatlas project ffhq.safetensors photos/ --space w+ --whiten --vgg vgg16.pth --lpips-lin vgg.pth
     """
     import os
 
