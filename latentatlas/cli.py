@@ -154,21 +154,19 @@ def generate(
 
 def _endpoint(text: str, generator, space: str, truncation: float):  # type: ignore[no-untyped-def]
     """A seed number or a .npz file -> one code in `space` ('z' or 'w'; w+ from files stays w+)."""
-    from latentatlas.latent.codes import LatentCode, check_fits, load_codes, to_w, z_from_seeds
+    from latentatlas.latent.codes import code_for_model, z_from_seeds
+    from latentatlas.latent.paths import endpoint
 
     if re.fullmatch(r"\d+", text):
         code = z_from_seeds([int(text)], generator.z_dim, generator.device)
-        return to_w(code, generator, truncation_psi=truncation) if space == "w" else code
-    if not text.endswith(".npz"):
+    elif text.endswith(".npz"):
+        code = code_for_model(text, generator).to(generator.device)
+    else:
         raise UserError(f"{text!r}: give a seed number or a .npz file of latent codes")
-    code, _ = load_codes(text)
-    code = code[0].to(generator.device)
-    check_fits(code, generator)
-    if code.space == "z" and space == "w":
-        return to_w(code, generator, truncation_psi=truncation)
-    if code.space != "z" and space == "z":
-        raise UserError(f"{text} holds a {code.space} code; interpolate it with --space w")
-    return code
+    try:
+        return endpoint(code, generator, space, truncation)
+    except UserError as e:
+        raise UserError(f"{text}: {e} (--space w)") from None
 
 
 @app.command()
@@ -190,8 +188,8 @@ def interpolate(
     Example: latentatlas interpolate ffhq.pkl --from 3 --to 8 --method slerp --space z --frames 24
     """
     from latentatlas.io.images import make_grid, save_animation, save_image
-    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_wplus
-    from latentatlas.latent.paths import interpolate as interp
+    from latentatlas.latent.codes import LatentCode, save_codes
+    from latentatlas.latent.paths import travel
     from latentatlas.models.bundled import load_generator
 
     if space not in ("z", "w"):
@@ -203,10 +201,8 @@ def interpolate(
     generator, meta = load_generator(model, pick_device(device))
     a = _endpoint(start, generator, space, truncation)
     b = _endpoint(end, generator, space, truncation)
-    if a.space != b.space:
-        a, b = to_wplus(a, generator), to_wplus(b, generator)
-    path = interp(a, b, frames, method)
-    images = synthesize(path, generator, truncation_psi=truncation if path.space == "z" else 1.0).cpu()
+    path, images = travel(a, b, generator, frames, method, truncation)
+    images = images.cpu()
     save_image(out / "interpolation.png", make_grid(images, cols=frames))
     save_animation(out / "interpolation.gif", images, fps=fps)
     save_animation(out / "interpolation.mp4", images, fps=fps)
@@ -910,6 +906,7 @@ def edit_local(
     mask: Annotated[str, typer.Option(help="A mask PNG (white = take from the reference; square) or a synthfaces region: eyes, mouth, hair.")],
     shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
     per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
+    strength: Annotated[float, typer.Option(help="Blend strength in [0, 1]: the mask is scaled by it (1: take the region, 0: keep the source).")] = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edit"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -924,8 +921,8 @@ def edit_local(
     """
     import torch
 
+    from latentatlas.editing.local import check_shift, check_strength, edit, mask_coverage_note, region_or_file_mask
     from latentatlas.editing.local import encode as encode_images
-    from latentatlas.editing.local import local_edit, mask_coverage_note, region_or_file_mask, transplant
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.io.images import make_grid, save_image
 
@@ -935,11 +932,12 @@ def edit_local(
         if not m:
             raise UserError(f"--shift {shift!r}: give two integers dx,dy in pixels, e.g. 8,-4")
         d = (int(m.group(1)), int(m.group(2)))
+    check_strength(strength)
     _outputs([out / "strip.png", out / "result.png"], force)
     generator, encoder, _ = load_stylemap_any(model, pick_device(device))
     res = generator.img_resolution
-    if d is not None and (abs(d[0]) >= res or abs(d[1]) >= res):
-        raise UserError(f"--shift {shift}: moves the region out of the {res} px image")
+    if d is not None:
+        check_shift(d, res)
     m_img, notes = region_or_file_mask(mask, res)
     for n in notes:
         typer.echo(f"note: {n}", err=True)
@@ -951,11 +949,7 @@ def edit_local(
     x = torch.stack([_read_for_model(source, res), _read_for_model(reference, res)])  # type: ignore[misc]
     codes = encode_images(encoder, x)
     m_img = m_img.to(codes.device)
-    if d is not None:
-        result, _ = transplant(generator, codes[:1], codes[1:], m_img, shift=d)
-    else:
-        result, _ = local_edit(generator, codes[:1], codes[1:], m_img, per_layer=per_layer)
-    result = result.cpu()
+    result = edit(generator, codes[:1], codes[1:], m_img, shift=d, per_layer=per_layer, strength=strength).cpu()
     strip = torch.cat([x, (m_img.cpu() * 2 - 1).expand(1, 3, res, res), result])
     save_image(out / "strip.png", make_grid(strip, cols=4, pad=2))
     save_image(out / "result.png", make_grid(result))

@@ -81,3 +81,46 @@ def test_code_files_round_trip(tmp_path):
     np.savez(tmp_path / "nan.npz", latents=np.full((1, 4), np.nan, np.float32), space=np.array("w"))
     with pytest.raises(UserError, match="NaN"):
         load_codes(tmp_path / "nan.npz")
+
+
+def test_code_for_model_checks_the_model_it_names_and_its_shape(tmp_path, tiny_generator):
+    from latentatlas.latent.codes import code_for_model, same_model
+
+    assert same_model("faces64", {"faces64"}) and same_model("/x/faces64.safetensors", {"faces64", ""})
+    assert not same_model("ffhq", {"faces64", "latentatlas/weights/faces64.safetensors"})
+    code = to_wplus(z_from_seeds([3], 16), tiny_generator)
+    save_codes(tmp_path / "a.npz", LatentCode("w+", code.tensor.repeat(2, 1, 1)), model="runs/tiny.safetensors")
+    got = code_for_model(tmp_path / "a.npz", tiny_generator, {"tiny"})
+    assert got.space == "w+" and torch.equal(got.tensor, code.tensor)  # the first code of the file
+    with pytest.raises(UserError, match="a.npz is a code of the model 'runs/tiny.safetensors', not of faces64"):
+        code_for_model(tmp_path / "a.npz", tiny_generator, {"faces64"})
+    assert code_for_model(tmp_path / "a.npz", tiny_generator).space == "w+"  # no names: shapes only
+    save_codes(tmp_path / "b.npz", LatentCode("w", torch.zeros(1, 8)), model="tiny")
+    with pytest.raises(UserError, match="b.npz: the w code has width 8, this model needs 16"):
+        code_for_model(tmp_path / "b.npz", tiny_generator, {"tiny"})
+    save_codes(tmp_path / "c.npz", LatentCode("w", torch.zeros(0, 16)), model="tiny")
+    with pytest.raises(UserError, match="holds no code"):
+        code_for_model(tmp_path / "c.npz", tiny_generator)
+
+
+def test_interpolation_ends_and_travel(tiny_generator):
+    from latentatlas.latent.paths import endpoint, travel
+
+    g = tiny_generator
+    za, zb = z_from_seeds([1], 16), z_from_seeds([2], 16)
+    assert endpoint(za, g, "z").space == "z"
+    wa = endpoint(za, g, "w", truncation_psi=0.5)
+    assert wa.space == "w" and torch.allclose(wa.tensor, to_w(za, g, truncation_psi=0.5).tensor)
+    wplus = to_wplus(zb, g)
+    assert endpoint(wplus, g, "w") is wplus
+    with pytest.raises(UserError, match="a w\\+ code \\(saved or projected\\) has no z"):
+        endpoint(wplus, g, "z")
+    with pytest.raises(UserError, match="space 'x'"):
+        endpoint(za, g, "x")
+    # Ends in w and w+ meet in w+; the frames start and end at the ends' images.
+    path, images = travel(wa, wplus, g, 5, "lerp")
+    assert path.space == "w+" and images.shape == (5, 3, 16, 16)
+    assert torch.allclose(images[0], synthesize(wa, g)[0], atol=1e-5) and torch.allclose(images[-1], synthesize(wplus, g)[0], atol=1e-5)
+    # A z path takes the truncation when synthesising.
+    _, zi = travel(za, zb, g, 3, "slerp", truncation_psi=0.5)
+    assert torch.allclose(zi[0], synthesize(za, g, truncation_psi=0.5)[0], atol=1e-5)

@@ -99,6 +99,56 @@ def test_bad_inputs_are_user_errors():
         check_mask(torch.full((64, 64), 2.0), 64)
 
 
+def test_strength_scales_the_mask_and_edit_is_local_edit_or_transplant():
+    from latentatlas.editing.local import edit
+
+    g, _ = randomized(StyleMapConfig(latent_spatial_size=4, **TINY64))
+    src = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(3)))
+    ref = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(4)))
+    ones, half = torch.ones(64, 64), torch.zeros(64, 64)
+    half[:, :32] = 1
+    _, code = local_edit(g, src, ref, ones, strength=0.0)
+    assert torch.equal(code, src)
+    _, code = local_edit(g, src, ref, ones, strength=0.25)
+    assert torch.allclose(code, 0.75 * src + 0.25 * ref, atol=1e-6)
+    _, code = local_edit(g, src, ref, half, strength=0.5)
+    assert torch.equal(code[..., 2:], src[..., 2:]) and torch.allclose(code[..., :2], (src[..., :2] + ref[..., :2]) / 2, atol=1e-6)
+    _, layers = transplant(g, src, ref, half, shift=(16, 0), strength=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(layers, g.stylemaps(src)))
+    # edit: no shift is the local edit (per layer or not), a shift (even 0, 0) the transplantation.
+    assert torch.equal(edit(g, src, ref, half), local_edit(g, src, ref, half)[0])
+    assert torch.equal(edit(g, src, ref, half, per_layer=True, strength=0.5), local_edit(g, src, ref, half, per_layer=True, strength=0.5)[0])
+    assert torch.equal(edit(g, src, ref, half, shift=(0, 0)), transplant(g, src, ref, half)[0])
+    assert torch.equal(edit(g, src, ref, half, shift=(16, -8)), transplant(g, src, ref, half, shift=(16, -8))[0])
+    with pytest.raises(UserError, match=r"strength must lie in \[0, 1\]"):
+        edit(g, src, ref, half, strength=1.5)
+    with pytest.raises(UserError, match="the shift 64,0 moves the region out of the 64 px image"):
+        edit(g, src, ref, half, shift=(64, 0))
+
+
+def test_masks_from_grey_images_and_face_regions():
+    from latentatlas.editing.local import mask_from_grey, region_mask
+
+    drawn = np.zeros((256, 256), np.uint8)  # strokes painted on the app's 4x enlarged display
+    drawn[:, :128] = 255
+    mask, notes = mask_from_grey(drawn, 64)
+    assert mask.shape == (1, 1, 64, 64) and notes == ["mask resized from 256 px to 64 px"]
+    assert mask[..., :32].eq(1).all() and mask[..., 32:].eq(0).all()
+    soft = np.full((64, 64), 0.25, np.float32)
+    mask, notes = mask_from_grey(soft, 64)
+    assert notes == [] and torch.allclose(mask, torch.full((1, 1, 64, 64), 0.25), atol=1 / 255)
+    for bad, message in ((np.zeros((64, 32)), "must be square"), (np.full((64, 64), 2.0), r"in \[0, 1\]"),
+                         (np.zeros((64, 64, 3)), "grey image")):
+        with pytest.raises(UserError, match=message):
+            mask_from_grey(bad, 64, name="the drawn mask")
+    eyes, notes = region_mask("eyes", 64)
+    assert eyes.shape == (1, 1, 64, 64) and 0 < float(eyes.mean()) < 0.3 and "eyes" in notes[0]
+    with pytest.raises(UserError, match="unknown face region 'nose'"):
+        region_mask("nose", 64)
+    with pytest.raises(UserError, match="at least 16 px"):
+        region_mask("eyes", 8)
+
+
 def test_training_runs_and_resume_reproduces_an_uninterrupted_run(tmp_path):
     straight = train(StyleMapTrainConfig(total_kimg=0.012, **TINY_TRAIN), tmp_path / "a", progress=False)
     assert straight["finished"] and straight["kimg"] == 0.012
@@ -217,6 +267,22 @@ def test_official_checkpoint_imports_by_name_and_our_file_round_trips(tmp_path):
         load_stylemap_any(ckpt)
 
 
+def test_model_kind_reads_the_kind_without_building_the_model(tmp_path, tiny_generator):
+    from latentatlas.io.checkpoints import model_kind, save_model
+
+    g, e = randomized(StyleMapConfig(latent_spatial_size=4, **TINY64))
+    save_stylemap_model(tmp_path / "sm.safetensors", g, e)
+    save_model(tmp_path / "sg2.safetensors", tiny_generator)
+    g_sd, e_sd = official_state_dicts(64, 8, 8, 3, {8: 32, 16: 32, 32: 16, 64: 8})
+    torch.save({"g_ema": g_sd, "e_ema": e_sd}, tmp_path / "official.pt")
+    torch.save({"g_ema": {}, "latent_avg": torch.zeros(4)}, tmp_path / "rosinality.pt")
+    kinds = [model_kind(tmp_path / f) for f in ("sm.safetensors", "sg2.safetensors", "official.pt", "rosinality.pt")]
+    assert kinds == ["stylemap", "stylegan2", "stylemap", "stylegan2"]
+    (tmp_path / "junk.bin").write_bytes(b"hello world, no model here")
+    with pytest.raises(UserError, match="unknown model format"):
+        model_kind(tmp_path / "junk.bin")
+
+
 # ---------------------------------------------------------------------------------------
 # CLI
 
@@ -250,7 +316,8 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     code, out, err = run_cli("encode", model, a, "--out", tmp_path / "enc", "--device", "cpu")
     assert code == 2 and "already exists" in err
 
-    for i, extra in enumerate([["--mask", "eyes"], ["--mask", "mouth", "--per-layer"], ["--mask", "hair", "--shift", "4,-2"]]):
+    for i, extra in enumerate([["--mask", "eyes"], ["--mask", "mouth", "--per-layer"], ["--mask", "hair", "--shift", "4,-2"],
+                                   ["--mask", "eyes", "--strength", "0.5"]]):
         dst = tmp_path / f"edit{i}"
         code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, *extra, "--out", dst, "--device", "cpu")
         assert code == 0, err
@@ -268,6 +335,7 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
         (["--mask", "nose"], "no such mask file"),
         (["--mask", "eyes", "--shift", "1,2,3"], "two integers"),
         (["--mask", "eyes", "--shift", "40,0"], "out of the 16 px image"),
+        (["--mask", "eyes", "--strength", "1.5"], "strength must lie in [0, 1]"),
     ]
     for extra, message in bad:
         code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, *extra, "--out", tmp_path / "x",

@@ -11,19 +11,29 @@ Transplantation moves the reference's region by (dx, dy) pixels into the source:
 layer, the source's cells under the shifted mask take the reference's cells under the mask
 (parts shifted out of the image are dropped).
 
-Masks: PNG files (grey value / 255, square; another size is resized to the model's resolution
-with an area filter and said so) or, for synthfaces models, a face region ("eyes", "mouth",
-"hair") from the renderer's geometry.
+Blend strength s in [0, 1] scales the mask (w = s m w_ref + (1 - s m) w_src): s = 1 is the edit
+above, s = 0 the source; in between the region fades from the source to the reference.
+
+Masks: PNG files or drawn strokes (grey value or alpha in [0, 1], square; another size is resized
+to the model's resolution with an area filter and said so) or, for synthfaces models, a face
+region ("eyes", "mouth", "hair") from the renderer's geometry. `edit` is the one entry point the
+CLI (`edit-local`) and the web app (Local edit tab) share: it checks the shift and the strength
+and picks the local edit or the transplantation.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from latentatlas.io.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
 
 POOL_MODES = ("max", "avg")
 
@@ -98,34 +108,59 @@ def check_mask(mask: torch.Tensor, resolution: int) -> torch.Tensor:
     return mask
 
 
-def load_mask(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
-    """A PNG/JPEG mask as [1, 1, R, R] in [0, 1] (grey / 255) plus notes on what was changed.
-
-    Non-square masks are refused (a crop would move the region); square masks of another size
-    are resized to the model's resolution with an area filter.
+def mask_from_grey(grey: Image.Image | np.ndarray, resolution: int, name: str = "the mask") -> tuple[torch.Tensor, list[str]]:
+    """A square grey image (PIL image, or array [H, W] of uint8 0..255 or floats in [0, 1]) as a mask
+    [1, 1, R, R] in [0, 1], plus notes. Another size is resized with an area filter (a stroke drawn
+    on an enlarged display keeps its coverage); non-square masks are refused (a crop would move the region).
     """
     import numpy as np
+    from PIL import Image
+
+    im = grey if isinstance(grey, Image.Image) else None
+    if im is None:
+        arr = np.asarray(grey)
+        if arr.ndim != 2:
+            raise UserError(f"{name} must be a grey image [H, W], got shape {list(arr.shape)}")
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+                raise UserError(f"{name}: float mask values must lie in [0, 1]")
+            arr = np.rint(arr * 255)
+        im = Image.fromarray(arr.astype(np.uint8), mode="L")
+    if im.width != im.height:
+        raise UserError(f"{name} is {im.width}x{im.height}; it must be square like the images ({resolution}x{resolution})")
+    im = im.convert("L")
+    notes = []
+    if im.width != resolution:
+        notes.append(f"mask resized from {im.width} px to {resolution} px")
+        im = im.resize((resolution, resolution), Image.Resampling.BOX)
+    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)[None, None], notes
+
+
+def load_mask(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
+    """A PNG/JPEG mask file as [1, 1, R, R] in [0, 1] (grey / 255) plus notes (see mask_from_grey)."""
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such mask file (or use a region: eyes, mouth, hair)")
-    notes = []
     try:
         with Image.open(path) as im:
-            if im.width != im.height:
-                raise UserError(f"{path.name}: the mask is {im.width}x{im.height}; it must be square like the images "
-                                f"({resolution}x{resolution})")
-            im = im.convert("L")
-            if im.width != resolution:
-                notes.append(f"mask resized from {im.width} px to {resolution} px")
-                im = im.resize((resolution, resolution), Image.Resampling.BOX)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
+            return mask_from_grey(im, resolution, name=path.name)
     except UserError:
         raise
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable mask image ({type(e).__name__})") from None
-    return torch.from_numpy(arr)[None, None], notes
+
+
+def region_mask(region: str, resolution: int) -> tuple[torch.Tensor, list[str]]:
+    """A synthfaces face region ('eyes', 'mouth', 'hair') of the average face as [1, 1, R, R], plus a note."""
+    from latentatlas.data import synthfaces
+
+    if region not in synthfaces.REGIONS:
+        raise UserError(f"unknown face region {region!r}: use one of {', '.join(synthfaces.REGIONS)}")
+    if resolution < 16:
+        raise UserError(f"face-region masks need a model of at least 16 px, this one is {resolution} px")
+    return synthfaces.region_mask(region, resolution)[:, None], [f"mask: synthfaces region {region!r} of the average face"]
 
 
 def region_or_file_mask(spec: str, resolution: int) -> tuple[torch.Tensor, list[str]]:
@@ -133,9 +168,7 @@ def region_or_file_mask(spec: str, resolution: int) -> tuple[torch.Tensor, list[
     from latentatlas.data import synthfaces
 
     if spec in synthfaces.REGIONS:
-        if resolution < 16:
-            raise UserError(f"face-region masks need a model of at least 16 px, this one is {resolution} px")
-        return synthfaces.region_mask(spec, resolution)[:, None], [f"mask: synthfaces region {spec!r} of the average face"]
+        return region_mask(spec, resolution)
     return load_mask(spec, resolution)
 
 
@@ -159,19 +192,34 @@ def blend(src: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return mask * ref + (1 - mask) * src
 
 
+def check_strength(strength: float) -> float:
+    if not 0 <= strength <= 1:
+        raise UserError(f"the blend strength must lie in [0, 1], got {strength}")
+    return float(strength)
+
+
+def check_shift(shift: tuple[int, int], resolution: int) -> tuple[int, int]:
+    """(dx, dy) in pixels; a shift of a whole image or more would move the region out of it."""
+    dx, dy = (int(v) for v in shift)
+    if abs(dx) >= resolution or abs(dy) >= resolution:
+        raise UserError(f"the shift {dx},{dy} moves the region out of the {resolution} px image")
+    return dx, dy
+
+
 @torch.no_grad()
 def local_edit(generator: torch.nn.Module, src: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
-               per_layer: bool = False, mode: str = "max") -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
+               per_layer: bool = False, mode: str = "max", strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | list[torch.Tensor]]:
     """Take the masked region from the reference: (image, blended stylemap or per-layer stylemaps).
 
     src, ref: stylemaps [N, C, S, S] (N = 1 broadcasts); mask [N, 1, R, R] in [0, 1] at the image
-    resolution (check_mask).
+    resolution (check_mask); strength scales the pooled mask.
     """
     mask = check_mask(mask, generator.img_resolution).to(src.device)
+    s = check_strength(strength)
     if not per_layer:
-        code = blend(src, ref, resize_mask(mask, src.shape[-1], mode))
+        code = blend(src, ref, resize_mask(mask, src.shape[-1], mode) * s)
         return generator(code), code
-    layers = [blend(a, b, resize_mask(mask, a.shape[-1], mode))
+    layers = [blend(a, b, resize_mask(mask, a.shape[-1], mode) * s)
               for a, b in zip(generator.stylemaps(src), generator.stylemaps(ref))]
     return generator.synthesize(layers), layers
 
@@ -190,24 +238,38 @@ def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 @torch.no_grad()
 def transplant(generator: torch.nn.Module, src: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
-               shift: tuple[int, int] = (0, 0), mode: str = "avg", threshold: float = 0.5) -> tuple[torch.Tensor, list[torch.Tensor]]:
+               shift: tuple[int, int] = (0, 0), mode: str = "avg", threshold: float = 0.5,
+               strength: float = 1.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Paste the reference's masked region into the source, moved by shift = (dx, dy) pixels.
 
     Every per-layer stylemap: the mask pooled to the layer ('avg' then > threshold, as the official
-    demo), the reference's cells and the mask both moved by round(d * size / R) cells, then blended.
-    With shift (0, 0) this is the per-layer local edit with a thresholded mask.
+    demo), the reference's cells and the mask both moved by round(d * size / R) cells, then blended
+    (the mask scaled by strength). With shift (0, 0) this is the per-layer local edit with a thresholded mask.
     """
     mask = check_mask(mask, generator.img_resolution).to(src.device)
-    dx, dy = shift
+    s = check_strength(strength)
     r = generator.img_resolution
+    dx, dy = check_shift(shift, r)
     layers = []
     for a, b in zip(generator.stylemaps(src), generator.stylemaps(ref)):
         size = a.shape[-1]
         m = resize_mask(mask, size, mode)
         m = (m > threshold).float() if mode == "avg" else m
         cy, cx = round(dy * size / r), round(dx * size / r)
-        layers.append(blend(a, _shift(b, cy, cx), _shift(m, cy, cx)))
+        layers.append(blend(a, _shift(b, cy, cx), _shift(m, cy, cx) * s))
     return generator.synthesize(layers), layers
+
+
+def edit(generator: torch.nn.Module, src: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor,
+         shift: tuple[int, int] | None = None, per_layer: bool = False, strength: float = 1.0) -> torch.Tensor:
+    """The local edit the CLI and the app run: images [N, 3, R, R].
+
+    No shift: `local_edit` (max-pooled mask, optionally per layer). A shift (even 0,0):
+    `transplant`, which always blends per layer.
+    """
+    if shift is not None:
+        return transplant(generator, src, ref, mask, shift=shift, strength=strength)[0]
+    return local_edit(generator, src, ref, mask, per_layer=per_layer, strength=strength)[0]
 
 
 def save_stylemaps(path: str | Path, codes: torch.Tensor, model: str, names: list[str]) -> None:

@@ -338,6 +338,28 @@ def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Gene
     return import_rosinality(path).to(device), {"source": str(path), "source_format": "rosinality"}
 
 
+def model_kind(path: str | Path) -> str:
+    """'stylegan2' or 'stylemap' (StyleMapGAN), read from the file without building the model:
+    our files say it in their metadata, official pickles are StyleGAN2, and among PyTorch
+    checkpoints a StyleMapGAN one carries an encoder ('e_ema')."""
+    fmt = sniff_format(path)
+    if fmt == "pickle":
+        return "stylegan2"
+    if fmt == "latentatlas":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise UserError(f"{path}: not a readable safetensors file ({e}); is it complete?") from None
+        if meta.get("format") != FORMAT_NAME:
+            raise UserError(f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata)")
+        return STYLEMAP_KIND if meta.get("kind") == STYLEMAP_KIND else "stylegan2"
+    ckpt = _rosinality_state(Path(path))
+    return STYLEMAP_KIND if "e_ema" in ckpt or "encoder" in ckpt else "stylegan2"
+
+
 def describe(generator: Generator) -> dict[str, Any]:
     """Facts about a generator for `latentatlas info`."""
     cfg = generator.config

@@ -6,6 +6,8 @@ synthesis network by mistake, and every file records the space and the model it 
 
 from __future__ import annotations
 
+import zipfile
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,6 +140,8 @@ def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):  # np.load would read other files as .npy or pickles and say so
+        raise UserError(f"{path}: not a readable .npz file (it is not a zip archive of arrays)")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "latents" not in data or "space" not in data:
@@ -153,3 +157,32 @@ def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
     if latents.dtype.kind != "f":
         raise UserError(f"{path}: latents must be floating point, got {latents.dtype}")
     return LatentCode(str(info["space"]), torch.from_numpy(latents.astype(np.float32))), info
+
+
+def same_model(recorded: str, names: Collection[str]) -> bool:
+    """Whether the model a code file names is one of `names` (compared by file stem, so the
+    bundled name 'faces64', its file and a copy of it at another path all match)."""
+    stem = Path(recorded).stem
+    return any(stem == Path(n).stem for n in names if n)
+
+
+def code_for_model(path: str | Path, generator: Generator, model_names: Collection[str] | None = None) -> LatentCode:
+    """The first code of a code file, checked against the generator it will drive.
+
+    With `model_names` (the names the model goes by), a file that records another model is
+    refused even when the shapes fit: a code means nothing in another model's space. Without
+    them only the shapes are checked (a file of unknown origin, or a renamed copy of the model).
+    """
+    code, info = load_codes(path)
+    if len(code) == 0:
+        raise UserError(f"{Path(path).name}: the file holds no code")
+    recorded = str(info.get("model") or "")
+    if model_names is not None and recorded and not same_model(recorded, model_names):
+        names = " / ".join(sorted({Path(n).stem for n in model_names if n}))
+        raise UserError(f"{Path(path).name} is a code of the model {recorded!r}, not of {names}: use it with that model")
+    code = code[0]
+    try:
+        check_fits(code, generator)
+    except UserError as e:
+        raise UserError(f"{Path(path).name}: {e} (a code of another model?)") from None
+    return code

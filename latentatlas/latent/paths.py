@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from latentatlas.io.errors import UserError
-from latentatlas.latent.codes import LatentCode
+from latentatlas.latent.codes import LatentCode, check_fits, synthesize, to_w, to_wplus
+from latentatlas.models.stylegan2 import Generator
 
 INTERPOLATIONS = ("lerp", "slerp")
 
@@ -53,6 +54,36 @@ def interpolate(a: LatentCode, b: LatentCode, frames: int, method: str = "lerp")
     eb = b.tensor.expand(frames, *b.tensor.shape[1:])
     fn = slerp if method == "slerp" else lerp
     return LatentCode(a.space, fn(ea, eb, t))
+
+
+def endpoint(code: LatentCode, generator: Generator, space: str, truncation_psi: float = 1.0) -> LatentCode:
+    """One end of an interpolation in `space` ('z' or 'w').
+
+    A z code stays z, or is mapped to w with the truncation; w and w+ codes (saved or projected)
+    stay as they are, and cannot go back to z.
+    """
+    if space not in ("z", "w"):
+        raise UserError(f"interpolation space {space!r}: use z or w")
+    check_fits(code, generator)
+    if code.space == "z":
+        return to_w(code, generator, truncation_psi=truncation_psi) if space == "w" else code
+    if space == "z":
+        raise UserError(f"a {code.space} code (saved or projected) has no z: interpolate it in w")
+    return code
+
+
+@torch.no_grad()
+def travel(a: LatentCode, b: LatentCode, generator: Generator, frames: int, method: str = "lerp",
+           truncation_psi: float = 1.0) -> tuple[LatentCode, torch.Tensor]:
+    """The path from a to b (ends from `endpoint`) and its images [frames, C, H, W].
+
+    Ends in different spaces (w and w+) meet in w+. The truncation applies here only to a z path
+    (w ends were truncated when `endpoint` mapped them).
+    """
+    if a.space != b.space:
+        a, b = to_wplus(a, generator), to_wplus(b, generator)
+    path = interpolate(a, b, frames, method)
+    return path, synthesize(path, generator, truncation_psi=truncation_psi if path.space == "z" else 1.0)
 
 
 def style_mix(coarse: LatentCode, fine: LatentCode, cutoff: int) -> LatentCode:
