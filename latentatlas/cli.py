@@ -1070,17 +1070,19 @@ def synthfaces(
 
 @app.command()
 def serve(
-    models: Annotated[list[str] | None, typer.Argument(help="Models to offer: bundled names or model files (default: faces64).")] = None,
-    directions: Annotated[list[Path] | None, typer.Option("--directions", help="Extra directions files (linear or warped) for the first model: more slider sets.")] = None,
+    models: Annotated[list[str] | None, typer.Argument(help="Models to offer: bundled names or model files, StyleGAN2 or StyleMapGAN (default: faces64).")] = None,
+    directions: Annotated[list[Path] | None, typer.Option("--directions", help="Extra directions files (linear or warped) for the first StyleGAN2 model: more slider sets.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 7860,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 10.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image (width x height) decoded.")] = 4096 * 4096,
     device: DeviceOpt = "auto",
 ) -> None:
-    """The web app: explore a model with sliders, interpolate, project your images.
+    """The web app: explore a model with sliders, interpolate, project your images; local edits with StyleMapGAN models.
 
-    Example: latentatlas serve faces64 mymodel.pkl --port 7860
+    StyleGAN2 models drive the Explore, Interpolate and Project tabs, StyleMapGAN models (train-stylemap's .safetensors, official .pt) the Local edit tab; the kind is read from each file.
+
+    Example: latentatlas serve faces64 mymodel.pkl runs/faces64-stylemap/model.safetensors --port 7860
     """
     from latentatlas.models.bundled import DEFAULT_MODEL, resolve_model
 
@@ -1091,16 +1093,22 @@ def serve(
         table[Path(m).stem if Path(m).suffix else m] = m
     if max_upload_mb <= 0 or max_pixels <= 0:
         raise UserError("--max-upload-mb and --max-pixels must be positive")
-    from latentatlas.app.server import Sessions
+    from latentatlas.app.server import STYLEGAN2, Sessions
     from latentatlas.app.server import serve as run_server
     from latentatlas.app.uploads import UploadLimits
 
-    first = next(iter(table))
-    sessions = Sessions(table, pick_device(device), {first: [str(d) for d in directions or []]})
-    sessions.get(first)  # load (and check directions) before serving
+    sessions = Sessions(table, pick_device(device), {})  # reads each file's kind (headers only for our files)
+    kinds = sessions.kinds
+    gan = sessions.names(STYLEGAN2)
+    if directions and not gan:
+        raise UserError("--directions are for StyleGAN2 models; none is served")
+    if directions:
+        sessions.directions[gan[0]] = [str(d) for d in directions]
+    for kind in set(kinds.values()):  # load (and check directions) before serving
+        sessions.load(next(n for n in table if kinds[n] == kind))
     if host not in ("127.0.0.1", "localhost"):
         typer.echo(f"warning: binding {host}: anyone who can reach this machine can use the app", err=True)
-    typer.echo(f"serving {', '.join(table)} at http://{host}:{port} (Ctrl+C to stop)")
+    typer.echo(f"serving {', '.join(f'{n} ({kinds[n]})' for n in table)} at http://{host}:{port} (Ctrl+C to stop)")
     run_server(sessions, host, port, UploadLimits(int(max_upload_mb * 2**20), max_pixels))
 
 

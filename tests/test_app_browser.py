@@ -1,12 +1,16 @@
-"""The web app in a real browser (Debian's chromium driven by Playwright), on faces64.
+"""The web app in a real browser (Debian's chromium driven by Playwright), on faces64 and a
+StyleMapGAN model of the faces64-stylemap size (random weights, made here: the Local edit tests
+check the flow and that the result follows the mask, not beauty).
 
-Each test acts as a user would: move a slider, upload a face, press buttons, and checks what
-the page shows. The server runs in this process on a free port bound to 127.0.0.1.
+Each test acts as a user would: move a slider, upload a face or a code, paint with the brush,
+press buttons, and checks what the page shows. The server runs in this process on a free port
+bound to 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -30,12 +34,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_stylemap_model(path: Path) -> Path:
+    """A StyleMapGAN generator and encoder of the faces64-stylemap size, random weights, as our file."""
+    from latentatlas.io.checkpoints import save_stylemap_model
+    from latentatlas.models.stylemap import Encoder, Generator, faces64_stylemap_config
+
+    torch.manual_seed(0)
+    cfg = faces64_stylemap_config()
+    save_stylemap_model(path, Generator(cfg), Encoder(cfg), metadata={"name": path.stem})
+    return path
+
+
 @pytest.fixture(scope="module")
-def app_url():
+def app_url(tmp_path_factory):
     from latentatlas.app.server import Sessions, serve
     from latentatlas.app.uploads import UploadLimits
 
-    sessions = Sessions({"faces64": "faces64"}, "cpu", {})
+    stylemap = make_stylemap_model(tmp_path_factory.mktemp("models") / "stylemap64.safetensors")
+    sessions = Sessions({"faces64": "faces64", "stylemap64": str(stylemap)}, "cpu", {})
     demo, url = serve(sessions, port=_free_port(), limits=UploadLimits(max_bytes=10 * 2**20, max_pixels=4096 * 4096), block=False)
     assert url.startswith("http://127.0.0.1:")
     yield url
@@ -117,7 +133,44 @@ def test_interpolate_tab_makes_a_strip_and_an_animation(page):
     page.wait_for_selector("#strip img", timeout=60_000)
     page.wait_for_selector("#animation img", timeout=60_000)
     assert ".gif" in (_image_src(page, "#animation"))
+    assert "seed 0 → seed 1: 4 frames, slerp in w" in page.locator("#interp-status").inner_text()
+
+
+def _status(page, elem: str, text: str, timeout: float = 60_000) -> str:
+    page.locator(elem).get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    return page.locator(elem).inner_text()
+
+
+def test_interpolate_from_a_saved_code_to_a_projected_image(page, tmp_path):
+    from latentatlas.app.session import ModelSession
+    from latentatlas.latent.codes import save_codes
+
+    sess = ModelSession("faces64", "faces64")
+    save_codes(tmp_path / "mine.npz", sess.seed_code(7).to("cpu"), model="faces64")
+    save_codes(tmp_path / "theirs.npz", sess.seed_code(7).to("cpu"), model="ffhq")
+    (tmp_path / "broken.npz").write_text("not a zip")
+    _open_tab(page, "Interpolate")
+    start, end = page.locator("#file-a input[type=file]"), page.locator("#file-b input[type=file]")
+    start.set_input_files(str(tmp_path / "mine.npz"))
+    _status(page, "#interp-status", "mine.npz: a w+ code of this model")
+    end.set_input_files(str(_face_png(tmp_path / "face.png")))
+    _status(page, "#interp-status", "face.png: an image, projected when you interpolate")
+    _set_number(page, "#frames", 6)
+    _set_number(page, "#interp-steps", 10)
+    page.locator("#interpolate-btn").click()
+    status = _status(page, "#interp-status", "→")  # progress lines ("projecting the end image ... step k/10") come first
+    assert status.startswith("mine.npz (saved code) → face.png (projected, 10 steps): 6 frames"), status
+    page.wait_for_selector("#strip img", timeout=30_000)
+    page.wait_for_selector("#animation img", timeout=30_000)
     _screenshot(page, "interpolate")
+    # A code of another model, and a file that is no code: a message each, and the field is cleared.
+    page.locator("#file-a button[aria-label=Clear]").click()
+    playwright_api.expect(page.locator("#interp-status")).to_have_text("")
+    start.set_input_files(str(tmp_path / "theirs.npz"))
+    _toast(page, "is a code of the model 'ffhq', not of faces64")
+    start.set_input_files(str(tmp_path / "broken.npz"))
+    _toast(page, "not a readable .npz file")
+    page.locator("#file-a input[type=file]").wait_for(state="attached")  # cleared: ready for another file
 
 
 def _face_png(path: Path) -> Path:
@@ -169,6 +222,69 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(page, tmp_path):
     before = _image_src(page)
     _set_number(page, "#psi", 0.5)
     _wait_change(page, before)
+
+
+def _editor_canvas_centre(page) -> tuple[float, float]:
+    box = page.locator("#ref-editor canvas").first.bounding_box()
+    assert box is not None
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def _stroke(page, points: list[tuple[float, float]]) -> None:
+    """One brush stroke through the points (few moves: headless chromium paints in software)."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y)
+    page.mouse.up()
+
+
+def test_local_edit_follows_the_painted_mask(page):
+    _open_tab(page, "Local edit")
+    page.wait_for_selector("#local-result img", timeout=60_000)
+    assert "Nothing selected yet" in _status(page, "#local-status", "Nothing selected")
+    cx, cy = _editor_canvas_centre(page)
+    before = _image_src(page, "#local-result")
+    _stroke(page, [(cx - 50, cy - 30), (cx - 10, cy - 10), (cx + 30, cy)])
+    stroke_s = _wait_change(page, before, "#local-result")
+    assert "of the stylemap cells from the reference" in page.locator("#local-status").inner_text()
+    # A second stroke somewhere else changes the mask again, and so the result.
+    before = _image_src(page, "#local-result")
+    _stroke(page, [(cx - 40, cy + 50), (cx + 40, cy + 60)])
+    _wait_change(page, before, "#local-result")
+    latencies, server_ms = [], []
+    for elem, value in (("#strength", 0.5), ("#dx", 8), ("#dy", -4), ("#strength", 1.0), ("#dx", 0)):
+        before, t = _image_src(page, "#local-result"), time.perf_counter()
+        _set_number(page, elem, value)
+        _wait_change(page, before, "#local-result")
+        latencies.append(time.perf_counter() - t)  # from typing the value, Playwright's own steps included
+        server_ms.append(float(re.search(r"· (\d+) ms", page.locator("#local-status").inner_text()).group(1)))
+    assert "moved by 0,-4 px" in page.locator("#local-status").inner_text()
+    print(f"\nlocal edit, new result in the browser: {stroke_s * 1000:.0f} ms after a stroke ends; slider change -> result "
+          f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes, "
+          f"of which the edit itself {statistics.median(server_ms):.0f} ms (64 px StyleMapGAN, faces64-stylemap size, CPU)")
+    assert statistics.median(latencies) < 3.0
+    _screenshot(page, "local_edit")
+    before = _image_src(page, "#local-result")
+    page.locator("#mask-kind").get_by_text("mouth", exact=False).click()
+    _wait_change(page, before, "#local-result")
+
+
+def test_local_edit_takes_an_uploaded_reference_and_refuses_a_bad_one(page, tmp_path):
+    _open_tab(page, "Local edit")
+    page.wait_for_selector("#local-result img", timeout=60_000)
+    page.locator("#ref-kind").get_by_text("an uploaded image").click()
+    _status(page, "#local-status", "upload an image first")
+    upload = page.locator("#ref-file input[type=file]")
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is text, not a picture")
+    upload.set_input_files(str(not_image))
+    _toast(page, "not a readable image")
+    before = _image_src(page, "#local-result")
+    upload.set_input_files(str(_face_png(tmp_path / "face.png")))
+    page.locator("#mask-kind").get_by_text("eyes", exact=False).click()
+    _wait_change(page, before, "#local-result")
+    assert "of the stylemap cells from the reference" in _status(page, "#local-status", "stylemap cells")
 
 
 def test_session_render_is_deterministic_and_edits_move_the_code():

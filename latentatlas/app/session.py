@@ -1,32 +1,89 @@
 """What the web app computes, without the web: one loaded model and the edits on its codes.
 
-The Gradio layer (server.py) only turns widget values into an `ExploreParams` and shows the
-result, so everything here is tested directly, and the app does nothing the library can't.
-Models, priors and directions are loaded once per model and kept; every slider move then
-costs one mapping pass and one synthesis pass at batch 1.
+The Gradio layer (server.py) only turns widget values into an `ExploreParams` (or a `Picture`
+and a mask) and shows the result, so everything here is tested directly, and the app does
+nothing the library can't. Models, priors and directions are loaded once per model and kept;
+every slider move then costs one mapping pass and one synthesis pass at batch 1. StyleMapGAN
+models (`StyleMapSession`) encode each picture once and keep its stylemap, so a local-edit
+update is one generator pass.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 
+from latentatlas.app.uploads import UploadLimits, load_upload
 from latentatlas.directions.files import Directions
 from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
 from latentatlas.io.errors import UserError
-from latentatlas.latent.codes import LatentCode, synthesize, to_w, to_wplus, z_from_seeds
+from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
-from latentatlas.latent.paths import interpolate, style_mix
-from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator
-from latentatlas.models.stylegan2 import Generator
+from latentatlas.latent.paths import endpoint, style_mix, travel
+from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator, resolve_model
 
 MAX_SEED = 2**32 - 1
+MAX_FRAMES = 120
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Recent(Generic[K, V]):
+    """The last `size` values made, by key (encoded pictures, projections): a repeated request is free."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def peek(self, key: K) -> V | None:
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: K, value: V) -> V:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
+
+    def get(self, key: K, make: Callable[[], V]) -> V:
+        """The kept value, or make() kept (two callers racing on a new key may both make it: harmless)."""
+        value = self.peek(key)
+        return self.put(key, make()) if value is None else value
+
+
+def check_seed(seed: int) -> int:
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise UserError(f"seed {seed}: use 0..{MAX_SEED}")
+    return int(seed)
+
+
+def file_key(path: str | Path) -> tuple[str, int, int]:
+    """Identifies an uploaded file cheaply (the server names uploads by their content, so a new
+    upload is a new path) without reading it."""
+    st = os.stat(path)
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def public_error(e: UserError, path: str | Path) -> UserError:
+    """The same message with the server's path of an upload replaced by the file's name."""
+    return UserError(str(e).replace(str(path), Path(path).name))
 
 
 @dataclass
@@ -78,6 +135,8 @@ class ModelSession:
                 self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))
         self.lock = threading.Lock()  # one synthesis at a time per model (torch threads are shared anyway)
         self._predictor = None
+        self.names = {name, str(source), str(self.info.get("name") or "")}  # what code files may call this model
+        self.projections: Recent[Hashable, LatentCode] = Recent(16)  # uploaded image -> projected code (Interpolate)
 
     def predictor(self):  # type: ignore[no-untyped-def]
         """The bundled factor predictor on this model's device, loaded on first use (projections)."""
@@ -91,11 +150,18 @@ class ModelSession:
     def num_ws(self) -> int:
         return self.generator.num_ws
 
+    def seed_z(self, seed: int) -> LatentCode:
+        return z_from_seeds([check_seed(seed)], self.generator.z_dim, self.generator.device)
+
     def seed_code(self, seed: int, psi: float = 1.0) -> LatentCode:
-        if not 0 <= seed <= MAX_SEED:
-            raise UserError(f"seed {seed}: use 0..{MAX_SEED}")
-        z = z_from_seeds([int(seed)], self.generator.z_dim, self.generator.device)
-        return to_wplus(to_w(z, self.generator, truncation_psi=psi), self.generator)
+        return to_wplus(to_w(self.seed_z(seed), self.generator, truncation_psi=psi), self.generator)
+
+    def code_file(self, path: str | Path) -> LatentCode:
+        """The first code of an uploaded .npz, refused when it names another model or does not fit this one."""
+        try:
+            return code_for_model(path, self.generator, self.names).to(self.generator.device)
+        except UserError as e:
+            raise public_error(e, path) from None
 
     def edited_code(self, p: ExploreParams) -> LatentCode:
         """The w+ code the sliders describe: seed (or projected code), truncation, mixing, directions, compression."""
@@ -131,20 +197,14 @@ class ModelSession:
         return to_rgb8(img[0]), code
 
     @torch.no_grad()
-    def interpolation(self, seed_a: int, seed_b: int, frames: int, method: str, space: str, psi: float = 1.0) -> np.ndarray:
-        """Frames [T, H, W, 3] from seed_a to seed_b, in z (then mapped) or in w."""
-        if not 2 <= frames <= 120:
-            raise UserError(f"frames: use 2..120, got {frames}")
+    def interpolation(self, a: int | LatentCode, b: int | LatentCode, frames: int, method: str, space: str,
+                      psi: float = 1.0) -> np.ndarray:
+        """Frames [T, H, W, 3] from a to b (seeds or codes), in z (then mapped) or in w (`latent.paths.travel`)."""
+        if not 2 <= frames <= MAX_FRAMES:
+            raise UserError(f"frames: use 2..{MAX_FRAMES}, got {frames}")
         g = self.generator
-        za, zb = (z_from_seeds([int(s)], g.z_dim, g.device) for s in (seed_a, seed_b))
-        if space == "z":
-            codes = interpolate(za, zb, frames, method)
-            out = synthesize(codes, g, truncation_psi=psi)
-        elif space == "w":
-            wa, wb = (to_w(z, g, truncation_psi=psi) for z in (za, zb))
-            out = synthesize(interpolate(wa, wb, frames, method), g)
-        else:
-            raise UserError(f"space {space!r}: use z or w")
+        ends = [endpoint(self.seed_z(x) if isinstance(x, int) else x, g, space, psi) for x in (a, b)]
+        _, out = travel(ends[0], ends[1], g, frames, method, psi)
         return np.stack([to_rgb8(f) for f in out])
 
 
@@ -176,3 +236,104 @@ def enlarge(arr: np.ndarray, size: int = 256) -> np.ndarray:
     """Nearest-neighbour enlargement of small images for display (shows the true pixels)."""
     f = max(1, size // arr.shape[0])
     return arr.repeat(f, axis=0).repeat(f, axis=1) if f > 1 else arr
+
+
+# ---------------------------------------------------------------------------------------
+# StyleMapGAN: local editing
+
+PICTURE_KINDS = {"synthfaces": "a synthfaces face", "sample": "a sample of the model", "upload": "an uploaded image"}
+MASK_DRAWN = "drawn"
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Where a source or reference image comes from: a synthfaces render or a model sample (from
+    a seed), or an uploaded file (a server path that Gradio made; never one a user typed)."""
+
+    kind: str = "synthfaces"
+    seed: int = 0
+    path: str | None = None
+
+
+@dataclass
+class LocalEdit:
+    image: np.ndarray  # uint8 [R, R, 3]
+    coverage: float  # fraction of stylemap cells taken from the reference
+    note: str | None  # the empty or full mask said in words
+    ms: float
+
+
+class StyleMapSession:
+    """A StyleMapGAN generator and encoder; pictures are encoded once (kept by key), so each change
+    of the mask, shift or strength costs one generator pass (`editing.local.edit`)."""
+
+    def __init__(self, name: str, source: str, device: str = "cpu") -> None:
+        from latentatlas.io.checkpoints import load_stylemap_any
+
+        self.name = name
+        self.generator, self.encoder, self.info = load_stylemap_any(resolve_model(source), device)
+        self.lock = threading.Lock()
+        self._pictures: Recent[Hashable, tuple[torch.Tensor, torch.Tensor]] = Recent(64)
+
+    @property
+    def resolution(self) -> int:
+        return self.generator.img_resolution
+
+    def picture(self, p: Picture, limits: UploadLimits | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image [1, 3, R, R] in [-1, 1], stylemap [1, C, S, S]) of a picture; uploads go through
+        the upload limits (`uploads.load_upload`) and are named by file name in messages."""
+        if p.kind not in PICTURE_KINDS:
+            raise UserError(f"unknown picture kind {p.kind!r}: use one of {', '.join(PICTURE_KINDS)}")
+        if p.kind == "upload":
+            if p.path is None:
+                raise UserError("upload an image first")
+            key: Hashable = ("upload", file_key(p.path))
+        else:
+            key = (p.kind, check_seed(p.seed))
+        return self._pictures.get(key, lambda: self._make_picture(p, limits))
+
+    @torch.no_grad()
+    def _make_picture(self, p: Picture, limits: UploadLimits | None) -> tuple[torch.Tensor, torch.Tensor]:
+        from latentatlas.data import synthfaces
+        from latentatlas.editing.local import encode, random_stylemaps
+
+        g, res = self.generator, self.resolution
+        with self.lock:
+            if p.kind == "sample":
+                code = random_stylemaps(g, [p.seed])
+                return g(code).cpu(), code
+            if p.kind == "synthfaces":
+                image, _ = synthfaces.sample(1, seed=p.seed, resolution=res)
+            else:
+                try:
+                    image, _ = load_upload(p.path, res, limits or UploadLimits())
+                except UserError as e:
+                    raise public_error(e, p.path or "") from None
+            return image, encode(self.encoder, image)
+
+    def mask(self, kind: str, drawn: np.ndarray | None = None) -> torch.Tensor:
+        """[1, 1, R, R] in [0, 1]: the drawn strokes (alpha or grey [H, W], any square size) or a face region."""
+        from latentatlas.editing.local import mask_from_grey, region_mask
+
+        res = self.resolution
+        if kind == MASK_DRAWN:
+            if drawn is None:
+                return torch.zeros(1, 1, res, res)
+            return mask_from_grey(drawn, res, name="the drawn mask")[0]
+        return region_mask(kind, res)[0]
+
+    def edit(self, src: Picture, ref: Picture, mask: torch.Tensor, shift: tuple[int, int] = (0, 0),
+             per_layer: bool = False, strength: float = 1.0, limits: UploadLimits | None = None) -> LocalEdit:
+        """The source with the masked region of the reference; a shift other than (0, 0) transplants it."""
+        import time
+
+        from latentatlas.editing.local import edit, mask_coverage_note
+
+        t = time.perf_counter()
+        _, a = self.picture(src, limits)
+        _, b = self.picture(ref, limits)
+        coverage, note = mask_coverage_note(mask, self.generator.latent_spatial_size)
+        with self.lock:
+            out = edit(self.generator, a, b, mask.to(a.device), shift=None if tuple(shift) == (0, 0) else tuple(shift),
+                       per_layer=per_layer, strength=strength)
+        return LocalEdit(to_rgb8(out[0]), coverage, note, (time.perf_counter() - t) * 1000)

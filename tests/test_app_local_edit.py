@@ -1,0 +1,107 @@
+"""The app's StyleMapGAN side and its model list, without a browser: what the Local edit tab and
+the Interpolate tab's uploaded ends compute (the browser flow is in test_app_browser.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentatlas.io.errors import UserError
+
+pytest.importorskip("gradio")
+
+
+@pytest.fixture(scope="module")
+def stylemap_file(tmp_path_factory):
+    from latentatlas.io.checkpoints import save_stylemap_model
+    from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig
+
+    torch.manual_seed(0)
+    cfg = StyleMapConfig(resolution=64, latent_spatial_size=8, style_dim=8, mapping_layers=2, channel_base=256, channel_max=16)
+    path = tmp_path_factory.mktemp("models") / "tiny-stylemap.safetensors"
+    save_stylemap_model(path, Generator(cfg), Encoder(cfg))
+    return path
+
+
+def test_pictures_are_encoded_once_and_the_edit_follows_the_mask(stylemap_file, tmp_path, monkeypatch):
+    from latentatlas.app.session import Picture, StyleMapSession
+    from latentatlas.app.uploads import UploadLimits
+
+    sess = StyleMapSession("tiny", str(stylemap_file))
+    calls = []
+    forward = sess.encoder.forward
+    monkeypatch.setattr(sess.encoder, "forward", lambda x: calls.append(1) or forward(x))
+    face = tmp_path / "face.png"
+    Image.fromarray(np.full((80, 80, 3), 200, np.uint8)).save(face)
+    src, ref = Picture("synthfaces", 3), Picture("upload", 0, str(face))
+    empty = sess.mask("drawn", None)
+    first = sess.edit(src, ref, empty)
+    assert first.coverage == 0 and "empty" in (first.note or "") and first.image.shape == (64, 64, 3)
+    drawn = np.zeros((256, 256), np.uint8)
+    drawn[:128, :128] = 255  # the top-left quarter, painted on the 4x display
+    mask = sess.mask("drawn", drawn)
+    quarter = sess.edit(src, ref, mask)
+    assert quarter.coverage == 0.25 and not np.array_equal(quarter.image, first.image)
+    half = sess.edit(src, ref, mask, strength=0.5)
+    assert not np.array_equal(half.image, quarter.image)
+    moved = sess.edit(src, ref, mask, shift=(16, 8), per_layer=True)
+    assert not np.array_equal(moved.image, quarter.image)
+    sess.edit(src, ref, sess.mask("mouth"))
+    assert len(calls) == 2  # the synthfaces face and the upload, once each, over five edits
+    sample = sess.edit(Picture("sample", 5), ref, mask)
+    assert len(calls) == 2 and sample.image.shape == (64, 64, 3)  # a model sample needs no encoding
+    with pytest.raises(UserError, match="upload an image first"):
+        sess.picture(Picture("upload", 0, None))
+    with pytest.raises(UserError, match="unknown picture kind"):
+        sess.picture(Picture("camera", 0))
+    with pytest.raises(UserError, match="seed -1"):
+        sess.picture(Picture("synthfaces", -1))
+    big = tmp_path / "big.png"
+    Image.new("1", (400, 400)).save(big)
+    with pytest.raises(UserError, match="big.png: 400x400 is too large") as e:
+        sess.picture(Picture("upload", 0, str(big)), UploadLimits(max_pixels=100 * 100))
+    assert str(tmp_path) not in str(e.value)  # the page never shows server paths
+
+
+def test_sessions_sort_models_by_kind_and_the_tab_says_when_there_is_none(stylemap_file):
+    from latentatlas.app.server import NO_STYLEMAP, Sessions, build_app
+
+    sessions = Sessions({"faces64": "faces64", "tiny": str(stylemap_file)}, "cpu", {})
+    assert sessions.kinds == {"faces64": "stylegan2", "tiny": "stylemap"}
+    assert sessions.names("stylemap") == ["tiny"] and sessions.names("stylegan2") == ["faces64"]
+    with pytest.raises(UserError, match="tiny is a StyleMapGAN model: use it in the Local edit tab"):
+        sessions.get("tiny")
+    with pytest.raises(UserError, match="faces64 is a StyleGAN2 model"):
+        sessions.stylemap("faces64")
+    only_gan = build_app(Sessions({"faces64": "faces64"}, "cpu", {}))
+    texts = [b.value for b in only_gan.blocks.values() if type(b).__name__ == "Markdown"]
+    assert NO_STYLEMAP in texts
+    only_map = build_app(Sessions({"tiny": str(stylemap_file)}, "cpu", {}))  # no StyleGAN2 tabs, no crash
+    labels = [b.label for b in only_map.blocks.values() if type(b).__name__ == "Tab"]
+    assert labels == ["Local edit"]
+
+
+def test_uploaded_interpolation_ends(tmp_path):
+    from latentatlas.app.session import ModelSession
+    from latentatlas.latent.codes import LatentCode, save_codes
+
+    sess = ModelSession("faces64", "faces64")
+    code = sess.seed_code(7)
+    save_codes(tmp_path / "mine.npz", code.to("cpu"), model="latentatlas/weights/faces64.safetensors")
+    loaded = sess.code_file(tmp_path / "mine.npz")
+    assert torch.equal(loaded.tensor.cpu(), code.tensor.cpu())
+    frames = sess.interpolation(loaded, 7, 3, "lerp", "w")
+    assert frames.shape == (3, 64, 64, 3) and np.array_equal(frames[0], frames[-1])  # seed 7 both ways
+    with pytest.raises(UserError, match="has no z"):
+        sess.interpolation(loaded, 1, 3, "lerp", "z")
+    save_codes(tmp_path / "other.npz", LatentCode("w", torch.zeros(1, 8)), model="")
+    with pytest.raises(UserError, match="other.npz: the w code has width 8") as e:
+        sess.code_file(tmp_path / "other.npz")
+    assert str(tmp_path) not in str(e.value)
+
+
+def test_serve_takes_stylemap_models_and_refuses_directions_for_them(run_cli, stylemap_file, tmp_path):
+    code, _, err = run_cli("serve", stylemap_file, "--directions", tmp_path / "d.safetensors")
+    assert code == 2 and "--directions are for StyleGAN2 models" in err
