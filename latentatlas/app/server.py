@@ -33,6 +33,7 @@ from latentatlas.app.session import (  # noqa: E402
     MAX_SEED,
     PICTURE_KINDS,
     ExploreParams,
+    LocalEdit,
     ModelSession,
     Picture,
     StyleMapSession,
@@ -607,7 +608,8 @@ def _drawn_alpha(value: dict[str, Any] | None) -> np.ndarray | None:
     return np.max(np.stack(alphas), axis=0)
 
 
-def _edit_status(out: Any, mask_kind: str, dx: int, dy: int) -> str:
+def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
+    """The status line under the result: how much of the stylemap came from the reference, and the time."""
     if out.note and out.coverage == 0:
         hint = "paint on the reference with the brush" if mask_kind == MASK_DRAWN else "pick another region"
         return f"Nothing selected yet: {hint}. The result is the source as the model rebuilds it · {out.ms:.0f} ms"
