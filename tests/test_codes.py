@@ -83,6 +83,16 @@ def test_code_files_round_trip(tmp_path):
         load_codes(tmp_path / "nan.npz")
 
 
+def test_a_code_file_that_unpacks_too_large_is_refused_before_reading(tmp_path, monkeypatch):
+    import latentatlas.latent.codes as codes
+
+    np.savez_compressed(tmp_path / "zeros.npz", latents=np.zeros((64, 18, 512), np.float32), space=np.array("w+"))
+    assert (tmp_path / "zeros.npz").stat().st_size < 50_000  # 2.4 MB of arrays, packed small
+    monkeypatch.setattr(codes, "MAX_CODE_FILE_BYTES", 2**20)
+    with pytest.raises(UserError, match="unpacks to 2 MB, over the 1 MB"):
+        load_codes(tmp_path / "zeros.npz")
+
+
 def test_code_for_model_checks_the_model_it_names_and_its_shape(tmp_path, tiny_generator):
     from latentatlas.latent.codes import code_for_model, same_model
 

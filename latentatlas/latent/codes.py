@@ -135,6 +135,10 @@ def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] 
             np.savez(f, **arrays)
 
 
+# Unpacked size a code file may have: w+ codes of about 29,000 images of a 1024 px model.
+MAX_CODE_FILE_BYTES = 2**30
+
+
 def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
     """Read a .npz written by save_codes (or by the projector); returns the code and its info."""
     path = Path(path)
@@ -142,6 +146,10 @@ def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
         raise UserError(f"{path}: no such file")
     if not zipfile.is_zipfile(path):  # np.load would read other files as .npy or pickles and say so
         raise UserError(f"{path}: not a readable .npz file (it is not a zip archive of arrays)")
+    with zipfile.ZipFile(path) as archive:  # a small upload can unpack to gigabytes: look first
+        unpacked = sum(member.file_size for member in archive.infolist())
+    if unpacked > MAX_CODE_FILE_BYTES:
+        raise UserError(f"{path}: unpacks to {unpacked / 2**20:.0f} MB, over the {MAX_CODE_FILE_BYTES / 2**20:.0f} MB a code file may hold")
     try:
         with np.load(path, allow_pickle=False) as data:
             if "latents" not in data or "space" not in data:
