@@ -875,6 +875,7 @@ def encode(
     from latentatlas.editing.local import save_stylemaps
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.io.images import list_images, make_grid, save_image
+    from latentatlas.models.bundled import resolve_model
 
     files, skipped = list_images(images)
     for s in skipped:
@@ -884,7 +885,7 @@ def encode(
         raise UserError("two images share a file name stem; their outputs would collide: rename one")
     outputs = [out / f"{s}.npz" for s in stems] + [out / f"{s}_rec.png" for s in stems] + [out / "comparison.png"]
     _outputs(outputs, force)
-    generator, encoder, _ = load_stylemap_any(model, pick_device(device))
+    generator, encoder, _ = load_stylemap_any(resolve_model(model), pick_device(device))
     res = generator.img_resolution
     x = torch.stack([_read_for_model(f, res) for f in files])  # type: ignore[misc]
     codes = encode_images(encoder, x)
@@ -925,6 +926,7 @@ def edit_local(
     from latentatlas.editing.local import encode as encode_images
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.io.images import make_grid, save_image
+    from latentatlas.models.bundled import resolve_model
 
     d = None
     if shift is not None:
@@ -934,7 +936,7 @@ def edit_local(
         d = (int(m.group(1)), int(m.group(2)))
     check_strength(strength)
     _outputs([out / "strip.png", out / "result.png"], force)
-    generator, encoder, _ = load_stylemap_any(model, pick_device(device))
+    generator, encoder, _ = load_stylemap_any(resolve_model(model), pick_device(device))
     res = generator.img_resolution
     if d is not None:
         check_shift(d, res)
