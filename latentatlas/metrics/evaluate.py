@@ -50,7 +50,7 @@ def evaluate_model(
 
     device = generator.device
     res = generator.img_resolution
-    total = 3 * num + (2 * num if inception_path else 0)
+    total = 3 * num + (2 * num if inception_path else 0) + 2 * ppl_samples
     bar = tqdm(total=total, disable=not progress, desc="evaluate", unit="img")
 
     def tracked(it: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
@@ -84,8 +84,8 @@ def evaluate_model(
         a = collect_features(tracked(sample_batches(generator, num, batch, seed=0)), inception)
         b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), inception)
         out["inception_fid_samples_vs_renders"] = fid_from_features(a, b)
-    bar.close()
     out["ppl_w_factor_features"] = perceptual_path_length(
-        generator, feature_distance(predictor.features), space="w", num_samples=ppl_samples, batch=batch
+        generator, feature_distance(predictor.features), space="w", num_samples=ppl_samples, batch=batch, on_batch=bar.update
     )
+    bar.close()
     return out
