@@ -47,6 +47,7 @@ from latentatlas.io.errors import UserError  # noqa: E402
 MAX_SETS = 3  # direction sets shown (e.g. GANSpace, supervised, warped)
 MAX_SLIDERS = 20  # sliders per set
 DISPLAY = 256  # displayed image size (small models are enlarged, nearest neighbour)
+PAINT = 128  # the brush canvas: every stroke is sent as images of this size, so it stays small
 STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
@@ -502,9 +503,9 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 ref_file = gr.File(label=f"Reference image (at most {limits.max_bytes // 2**20} MB)", file_types=["image"], type="filepath",
                                    elem_id="ref-file", visible=False, height=120)
                 editor = gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
-                                        transforms=(), layers=False, canvas_size=(DISPLAY, DISPLAY), format="png", height=DISPLAY + 60,
-                                        brush=gr.Brush(default_size=max(8, DISPLAY // 12), colors=["#ff00ff"], color_mode="fixed"),
-                                        eraser=gr.Eraser(default_size=max(8, DISPLAY // 12)), elem_id="ref-editor")
+                                        transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
+                                        brush=gr.Brush(default_size=max(4, PAINT // 12), colors=["#ff00ff"], color_mode="fixed"),
+                                        eraser=gr.Eraser(default_size=max(4, PAINT // 12)), elem_id="ref-editor")
                 mask_kind = gr.Radio(_mask_choices(res), value=MASK_DRAWN, label="Mask", elem_id="mask-kind")
             with gr.Column(scale=1):
                 result = gr.Image(label="Result", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
@@ -523,17 +524,17 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
     src_inputs, ref_inputs = [lmodel, src_kind, src_seed, src_file], [lmodel, ref_kind, ref_seed, ref_file]
     edit_inputs = [*src_inputs, *ref_inputs[1:], drawn, mask_kind, dx, dy, strength, per_layer]
 
-    def view(name, kind, seed, f):  # type: ignore[no-untyped-def]
+    def view(name, kind, seed, f, size=DISPLAY):  # type: ignore[no-untyped-def]
         """The picture as shown (None until it can be made: the edit's status says why)."""
         try:
             image, _ = sessions.stylemap(name).picture(Picture(kind, int(seed or 0), f), limits)
         except UserError:
             return None
-        return enlarge(to_rgb8(image[0]), DISPLAY)
+        return enlarge(to_rgb8(image[0]), size)
 
     def show_reference(name, kind, seed, f, value):  # type: ignore[no-untyped-def]
         """The reference as the editor's background; strokes already painted stay (same size only)."""
-        background = view(name, kind, seed, f)
+        background = view(name, kind, seed, f, PAINT)
         layers = [layer for layer in (value or {}).get("layers") or []
                   if background is not None and layer is not None and layer.shape[:2] == background.shape[:2]]
         return {"background": background, "layers": layers, "composite": None}, _drawn_alpha({"layers": layers})
