@@ -187,10 +187,15 @@ def test_project_an_uploaded_face_then_edit_it(page, tmp_path):
     page.locator("#upload input[type=file]").set_input_files(str(_face_png(tmp_path / "face.png")))
     page.wait_for_selector("#target img", timeout=30_000)
     _set_number(page, "#steps", 20)
+    page.locator("#proj-whiten input").check()  # from the prior's mode, in whitened coordinates
     page.locator("#project-btn").click()
     page.get_by_text("done", exact=False).first.wait_for(timeout=120_000)
     status = page.locator("#proj-status").inner_text()
     assert "20 steps" in status and "pixel MSE" in status
+    # A whitened code stays where sampled codes are (about 256 for faces64; w_avg, where the
+    # plain projector starts, is at 23,000).
+    d2 = float(re.search(r"Mahalanobis ([\d,]+) per layer", status).group(1).replace(",", ""))
+    assert d2 < 2000, status
     page.wait_for_selector("#recon img")
     _screenshot(page, "project")
     page.locator("#to-explore").click()

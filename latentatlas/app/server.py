@@ -138,8 +138,8 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
             if gan:
                 explore = _explore_tab(demo, sessions, model, base_state, tmpdir)
                 _interpolate_tab(sessions, model, limits, tmpdir)
-                prior_w = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
-                _on_model_change(sessions, model, base_state, explore, prior_w)
+                prior_w, whiten = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
+                _on_model_change(sessions, model, base_state, explore, prior_w, whiten)
             _local_edit_tab(demo, sessions, limits)
     return demo
 
@@ -235,7 +235,8 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
     return _Explore(render, inputs, [image, source], accordions, sliders, mix_cutoff, layer_start, layer_end, tau)
 
 
-def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, explore: _Explore, prior_w: gr.Slider) -> None:
+def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, explore: _Explore, prior_w: gr.Slider,
+                     whiten: gr.Checkbox) -> None:
     """A new StyleGAN2 model: its direction sets, layer count and prior, then a fresh render."""
 
     def on_model(name):  # type: ignore[no-untyped-def]
@@ -252,11 +253,13 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
         n = sess.num_ws
         has_prior = sess.prior is not None
         updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),
-                    gr.update(interactive=has_prior, value=0), gr.update(interactive=has_prior, value=0), None]
+                    gr.update(interactive=has_prior, value=0), gr.update(interactive=has_prior, value=0),
+                    gr.update(interactive=has_prior, value=False), None]
         return updates
 
     e = explore
-    model.change(on_model, model, [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau, prior_w, base_state]).then(
+    model.change(on_model, model, [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau, prior_w, whiten,
+                                   base_state]).then(
         e.render, e.inputs, e.outputs)
 
 
@@ -375,7 +378,7 @@ def _gif(frames: np.ndarray, tmpdir: Path) -> str:
 
 
 def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tabs: gr.Tabs, base_state: gr.State,
-                 proj_ctl: gr.State, explore: _Explore) -> gr.Slider:
+                 proj_ctl: gr.State, explore: _Explore) -> tuple[gr.Slider, gr.Checkbox]:
     first = sessions.get(sessions.names(STYLEGAN2)[0])
     with gr.Tab("Project", id="project"):
         with gr.Row():
@@ -386,6 +389,9 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
                 # benchmarks/projection_quality.py: on faces64, lambda >= 1e-4 wrecks the fit; 1e-6..1e-5 is the useful range.
                 prior_w = gr.Slider(0, 1e-4, value=0.0, step=1e-6, label="Gaussian prior weight lambda (0 = plain)",
                                     interactive=first.prior is not None, elem_id="prior")
+                # `project --whiten`: codes stay where sampled codes are, at a price in fit (README, Measured).
+                whiten = gr.Checkbox(False, label="Whitened prior coordinates (codes stay in distribution)",
+                                     interactive=first.prior is not None, elem_id="proj-whiten")
                 steps = gr.Slider(10, 1000, value=150, step=10, label="Steps", elem_id="steps")
                 with gr.Row():
                     proj_btn = gr.Button("Project", variant="primary", elem_id="project-btn")
@@ -398,7 +404,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
                 to_explore = gr.Button("Edit in Explore", interactive=False, elem_id="to-explore")
 
     @_user_errors
-    def run_projection(name, file, sp, lam, n_steps, ctl):  # type: ignore[no-untyped-def]
+    def run_projection(name, file, sp, lam, white, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
         target, notes = load_upload(file, sess.generator.img_resolution, limits)
         target_arr = enlarge(to_rgb8(target[0]), DISPLAY)
@@ -406,16 +412,20 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
         yield target_arr, None, f"starting{note}", gr.update(interactive=False)
         stop = threading.Event()
         ctl["stop"] = stop
-        for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop):
+        for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
             if proj is None:
                 yield target_arr, enlarge(to_rgb8(img[0]), DISPLAY), f"step {step + 1}/{int(n_steps)} · loss {loss:.4f}", gr.update()
         ctl["w"] = proj.ws[0].cpu().numpy()
         mse = float((proj.images.cpu() - target).square().mean())
         stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
+        where = ""
+        if sess.prior is not None:  # how typical the code is: sampled codes sit near the prior's dimension
+            d2 = float(sess.prior.mahalanobis(proj.w.double().cpu())[0]) / (proj.w.shape[1] if proj.w.ndim == 3 else 1)
+            where = f", Mahalanobis {d2:,.0f} per layer (samples: about {sess.prior.dim})"
         yield (target_arr, enlarge(to_rgb8(proj.images[0].cpu()), DISPLAY),
-               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{note}", gr.update(interactive=True))
+               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{where}{note}", gr.update(interactive=True))
 
-    proj_btn.click(run_projection, [model, upload, pspace, prior_w, steps, proj_ctl],
+    proj_btn.click(run_projection, [model, upload, pspace, prior_w, whiten, steps, proj_ctl],
                    [target_view, recon_view, status, to_explore], concurrency_id="projection", concurrency_limit=1)
 
     def stop_projection(ctl):  # type: ignore[no-untyped-def]
@@ -440,11 +450,11 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
         return ctl["w"], gr.Tabs(selected="explore")
 
     to_explore.click(send_to_explore, proj_ctl, [base_state, tabs]).then(explore.render, explore.inputs, explore.outputs)
-    return prior_w
+    return prior_w, whiten
 
 
 def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps: int,  # type: ignore[no-untyped-def]
-                      stop: threading.Event) -> Iterator[tuple[int, Any, float, Any]]:
+                      stop: threading.Event, whiten: bool = False) -> Iterator[tuple[int, Any, float, Any]]:
     """The projector (`_project`) in a worker thread: yields (step, preview images, loss, None) as it
     runs, then (steps done, None, last loss shown, the projection). Errors come out here as UserErrors;
     `stop`, or closing this generator (the user left the page), ends the worker."""
@@ -453,7 +463,7 @@ def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps:
 
     def work() -> None:
         try:
-            result["projection"] = _project(sess, target, space, lam, steps, stop, updates)
+            result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
         except Exception as e:  # reported to the page below
             result["error"] = e
 
@@ -638,14 +648,15 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
     )
 
 
-def _project(sess: ModelSession, target, space: str, lam: float, steps: int, stop: threading.Event, updates: queue.Queue):  # type: ignore[no-untyped-def]
+def _project(sess: ModelSession, target, space: str, lam: float, steps: int, stop: threading.Event, updates: queue.Queue,  # type: ignore[no-untyped-def]
+             whiten: bool = False):
     """The library projector with the loss the CLI picks for synthfaces models (factor features + MSE)."""
     from latentatlas.inversion.losses import factor_feature_distance
     from latentatlas.inversion.projector import ProjectorConfig, project
 
     g = sess.generator
     predictor = sess.predictor()
-    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, w_avg_samples=5000)
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, w_avg_samples=5000, whiten=whiten)
     last: dict[str, float] = {"total": 0.0}
 
     def progress(step: int, losses: dict[str, float]) -> bool:
@@ -657,7 +668,7 @@ def _project(sess: ModelSession, target, space: str, lam: float, steps: int, sto
 
     with sess.lock:
         return project(g, target.to(g.device), factor_feature_distance(predictor.features), cfg,
-                       prior=sess.prior if lam > 0 else None, progress=progress, preview=preview, preview_every=10)
+                       prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
 
 
 def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits: UploadLimits = UploadLimits(),
