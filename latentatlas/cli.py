@@ -1131,8 +1131,9 @@ def demo(
 
 
 def main() -> None:
-    from latentatlas.runtime import keep_freed_cpu_memory
+    from latentatlas.runtime import keep_freed_cpu_memory, passive_openmp_wait
 
+    passive_openmp_wait()  # before any command imports torch
     keep_freed_cpu_memory()
     try:
         app()
