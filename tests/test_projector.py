@@ -47,6 +47,12 @@ def test_schedule_and_noise_regulariser():
     smooth = torch.ones(1, 1, 16, 16)
     white = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     assert noise_regularizer([smooth]) > 10 * noise_regularizer([white])
+    # Maps of one size are handled together; the sum is still over every map and level.
+    g = torch.Generator().manual_seed(1)
+    maps = [torch.randn(3, 1, r, r, generator=g) for r in (4, 8, 8, 16, 16, 32)]
+    one_by_one = sum(noise_regularizer([m]) for m in maps)
+    assert torch.allclose(noise_regularizer(maps), one_by_one, rtol=1e-5)
+    assert torch.allclose(noise_regularizer([maps[1], maps[2]]), noise_regularizer([maps[1]]) + noise_regularizer([maps[2]]), rtol=1e-5)
 
 
 @pytest.mark.parametrize("space", ["w", "w+"])

@@ -133,12 +133,20 @@ def downsample_to(images: torch.Tensor, size: int = 256) -> torch.Tensor:
 
 
 def noise_regularizer(noise_maps: list[torch.Tensor]) -> torch.Tensor:
-    """Per image: sum over maps and pyramid levels (down to 8 px) of squared auto-correlations."""
+    """Per image: sum over maps and pyramid levels (down to 8 px) of squared auto-correlations.
+
+    Maps of one size are stacked on the channel axis and handled together (each channel its own
+    map, as before): half the small operations, which were 7 % of a 64 px projection step.
+    """
+    by_size: dict[tuple[int, int], list[torch.Tensor]] = {}
+    for m in noise_maps:
+        by_size.setdefault(tuple(m.shape[-2:]), []).append(m)
     total = torch.zeros(noise_maps[0].shape[0], device=noise_maps[0].device)
-    for noise in noise_maps:
+    for maps in by_size.values():
+        noise = torch.cat(maps, dim=1)  # [N, k, r, r]
         while True:
-            total = total + (noise * torch.roll(noise, shifts=1, dims=3)).mean(dim=(1, 2, 3)).square()
-            total = total + (noise * torch.roll(noise, shifts=1, dims=2)).mean(dim=(1, 2, 3)).square()
+            total = total + (noise * torch.roll(noise, shifts=1, dims=3)).mean(dim=(2, 3)).square().sum(1)
+            total = total + (noise * torch.roll(noise, shifts=1, dims=2)).mean(dim=(2, 3)).square().sum(1)
             if noise.shape[2] <= 8:
                 break
             noise = F.avg_pool2d(noise, kernel_size=2)
