@@ -13,8 +13,9 @@ from typing import Any
 import torch
 
 from latentatlas.data import synthfaces
+from latentatlas.inversion.losses import factor_feature_distance
 from latentatlas.metrics.fid import collect_features, fid_from_features, load_inception
-from latentatlas.metrics.ppl import feature_distance, perceptual_path_length
+from latentatlas.metrics.ppl import perceptual_path_length
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.training.attributes import FactorPredictor
 
@@ -85,7 +86,7 @@ def evaluate_model(
         b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), inception)
         out["inception_fid_samples_vs_renders"] = fid_from_features(a, b)
     out["ppl_w_factor_features"] = perceptual_path_length(
-        generator, feature_distance(predictor.features), space="w", num_samples=ppl_samples, batch=batch, on_batch=bar.update
+        generator, factor_feature_distance(predictor.features), space="w", num_samples=ppl_samples, batch=batch, on_batch=bar.update
     )
     bar.close()
     return out

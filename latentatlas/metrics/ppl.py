@@ -20,13 +20,6 @@ from latentatlas.models.stylegan2 import Generator
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def feature_distance(feature_fn: Callable[[torch.Tensor], torch.Tensor]) -> Distance:
-    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return (feature_fn(a) - feature_fn(b)).square().sum(dim=1)
-
-    return dist
-
-
 @torch.no_grad()
 def perceptual_path_length(
     generator: Generator,
