@@ -74,15 +74,14 @@ def save_model(
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of one of our model files, with clear errors for anything else."""
+def read_model_metadata(path: str | Path) -> dict[str, str]:
+    """Metadata of one of our model files, from the header alone, with clear errors for anything else."""
+    from safetensors import safe_open
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        tensors = load_file(str(path))
-        from safetensors import safe_open
-
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as e:
@@ -92,13 +91,23 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata); "
             "import it with `latentatlas convert` from its original checkpoint"
         )
+    return meta
+
+
+def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of one of our model files, with clear errors for anything else."""
+    meta = read_model_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable safetensors file ({e}); is it complete?") from None
     return tensors, meta
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
     """Load one of our model files: the generator (eval mode, float32) and the file's info."""
     tensors, meta = read_model_file(path)
-    if meta.get("kind") == "stylemap":
+    if meta.get("kind") == STYLEMAP_KIND:
         raise UserError(f"{path}: a StyleMapGAN model: use it with `latentatlas encode` or `latentatlas edit-local`")
     try:
         cfg = GeneratorConfig.from_dict(json.loads(meta["generator_config"]))
@@ -346,16 +355,7 @@ def model_kind(path: str | Path) -> str:
     if fmt == "pickle":
         return "stylegan2"
     if fmt == "latentatlas":
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-        except (SafetensorError, OSError, ValueError) as e:
-            raise UserError(f"{path}: not a readable safetensors file ({e}); is it complete?") from None
-        if meta.get("format") != FORMAT_NAME:
-            raise UserError(f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata)")
-        return STYLEMAP_KIND if meta.get("kind") == STYLEMAP_KIND else "stylegan2"
+        return STYLEMAP_KIND if read_model_metadata(path).get("kind") == STYLEMAP_KIND else "stylegan2"
     ckpt = _rosinality_state(Path(path))
     return STYLEMAP_KIND if "e_ema" in ckpt or "encoder" in ckpt else "stylegan2"
 
