@@ -488,18 +488,17 @@ directions_app = typer.Typer(no_args_is_help=True, help="Find, and score, edit d
 app.add_typer(directions_app, name="directions")
 
 
-def _layer_range(text: str | None) -> tuple[int, int] | None:
+def _layer_range(text: str | None, generator) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+    """--layers start-end (end excluded), checked against the model's number of ws."""
     if text is None:
         return None
     m = re.fullmatch(r"(\d+)-(\d+)", text.strip())
     if not m or int(m.group(2)) <= int(m.group(1)):
         raise UserError(f"--layers {text!r}: give a range start-end with end > start, e.g. 0-4 (end excluded)")
-    return int(m.group(1)), int(m.group(2))
-
-
-def _check_layers(layers: tuple[int, int] | None, generator) -> None:  # type: ignore[no-untyped-def]
-    if layers is not None and layers[1] > generator.num_ws:
-        raise UserError(f"--layers {layers[0]}-{layers[1]}: this model has {generator.num_ws} layers")
+    start, end = int(m.group(1)), int(m.group(2))
+    if end > generator.num_ws:
+        raise UserError(f"--layers {start}-{end}: this model has {generator.num_ws} layers")
+    return start, end
 
 
 @directions_app.command("pca")
@@ -519,8 +518,7 @@ def directions_pca(
 
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
-    rng = _layer_range(layers)
-    _check_layers(rng, generator)
+    rng = _layer_range(layers, generator)
     d = ganspace(generator, num_samples=samples, components=components, layers=rng, batch=max(components, min(10_000, samples)))
     save_directions(out, d)
     typer.echo(f"{len(d)} GANSpace directions: {out}")
@@ -542,8 +540,7 @@ def directions_sefa(
 
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
-    rng = _layer_range(layers)
-    _check_layers(rng, generator)
+    rng = _layer_range(layers, generator)
     d = sefa(generator, layers=rng, components=min(components, generator.w_dim))
     save_directions(out, d)
     typer.echo(f"{len(d)} SeFa directions: {out}")
@@ -595,8 +592,7 @@ def directions_supervised(
         if codes.ndim != 2 or codes.shape[1] != generator.w_dim:
             raise UserError(f"{scores}: latents must be w codes [N, {generator.w_dim}]")
         sc = sc.reshape(len(sc), -1)
-    rng = _layer_range(layers)
-    _check_layers(rng, generator)
+    rng = _layer_range(layers, generator)
     cond = [c.strip() for c in conditional.split(",")] if conditional else None
     d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
     save_directions(out, d)
