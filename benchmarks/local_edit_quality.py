@@ -35,13 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from projection_quality import device_name, log  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.editing.local import edit, encode  # noqa: E402
@@ -57,16 +59,6 @@ REGION_FACTORS = {
     "hair": ("hair_colour", "hair_length", "fringe"),
 }
 TRANSFER_MIN_GAP = 0.2
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def device_name(device: torch.device, threads: int) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {threads} threads)"
 
 
 def masked_mse(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -145,7 +137,7 @@ def main() -> None:
     recon_src_pred = run(lambda s: predictor.predict(recon_src[s]), args.pairs)
     out: dict = {
         "benchmark": "local_edit_quality",
-        "device": device_name(device, args.threads),
+        "device": device_name(device),
         "torch": torch.__version__,
         "model": args.model,
         "pairs": args.pairs,
