@@ -15,6 +15,13 @@ machine's load average at start and end (on a shared machine, other jobs slow ev
 
     python benchmarks/projection_speed.py > benchmarks/results_cpu_projection_speed.json
     python benchmarks/projection_speed.py --device cuda --steps 1000 --batches 1,8,32,128
+
+`--config256` times issue 4's GPU case instead: the 256 px config-f generator
+(generate_throughput's "256") with random weights and the LPIPS VGG16 loss with random weights
+(the official projector's loss; the cost of a step does not depend on the weights), projecting
+generated 256 px images, no prior. `--tf32` lets convolutions and matrix products use TF32.
+
+    python benchmarks/projection_speed.py --device cuda --config256 --tf32 --steps 30 --batches 1,32,64,128
 """
 
 from __future__ import annotations
@@ -31,12 +38,26 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from generate_throughput import CONFIGS  # noqa: E402
 from projection_quality import IN_DOMAIN_SEED, device_name, log, setup  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
-from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
+from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance  # noqa: E402
+from latentatlas.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
 from latentatlas.runtime import keep_freed_cpu_memory  # noqa: E402
+
+
+def random_256(device: torch.device, num: int):  # type: ignore[no-untyped-def]
+    """The GPU case: config-f 256 px and LPIPS VGG16, both with seeded random weights, and
+    `num` generated target images (so a fit exists)."""
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(**CONFIGS["256"])).eval().requires_grad_(False).to(device)
+    lpips = LPIPSVGG().eval().requires_grad_(False).to(device)
+    with torch.no_grad():
+        z = torch.randn(num, generator.z_dim, generator=torch.Generator().manual_seed(IN_DOMAIN_SEED)).to(device)
+        images = generator(z, noise_mode="const").clamp(-1, 1)
+    return generator, lpips, images, None, "config-f 256 px, random weights", "LPIPS VGG16 (random weights) + pixel MSE, noise maps optimised"
 
 
 def main() -> None:
@@ -48,17 +69,25 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--malloc", default="keep", choices=["keep", "default"], help="keep: freed CPU memory stays in the process, as the CLI sets it")
+    ap.add_argument("--config256", action="store_true", help="256 px config-f + LPIPS VGG16, random weights (the GPU target)")
+    ap.add_argument("--tf32", action="store_true", help="allow TF32 in convolutions and matrix products (CUDA)")
     args = ap.parse_args()
 
     if args.malloc == "keep":
         keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
-    generator, info, predictor, prior = setup(device)
-    dist = factor_feature_distance(predictor.features)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
     batches = [int(b) for b in args.batches.split(",")]
-    images, _ = synthfaces.sample(max(batches), seed=IN_DOMAIN_SEED, resolution=generator.img_resolution)
-    images = images.to(device)
+    if args.config256:
+        generator, dist, images, prior, model, loss = random_256(device, max(batches))
+        args.prior = 0.0
+    else:
+        generator, info, predictor, prior = setup(device)
+        dist = factor_feature_distance(predictor.features)
+        images, _ = synthfaces.sample(max(batches), seed=IN_DOMAIN_SEED, resolution=generator.img_resolution)
+        images = images.to(device)
+        model, loss = "faces64", "factor-feature distance + pixel MSE, noise maps optimised"
     cfg = ProjectorConfig(space=args.space, steps=args.steps, prior_weight=args.prior, mse_weight=1.0)
     # Warm-up (allocator, kernels): a few steps at the smallest batch, not reported.
     project(generator, images[:1], dist, ProjectorConfig(space=args.space, steps=3, prior_weight=args.prior, mse_weight=1.0), prior=prior)
@@ -104,10 +133,11 @@ def main() -> None:
         "device": device_name(device),
         "torch": torch.__version__,
         "malloc": args.malloc,
-        "model": "faces64",
+        "model": model,
+        "tf32": args.tf32,
         "space": args.space,
         "prior_lambda": args.prior,
-        "loss": "factor-feature distance + pixel MSE, noise maps optimised",
+        "loss": loss,
         "load_average_1_5_15min": {"start": load_start, "end": os.getloadavg()},
         "cpu_count": os.cpu_count(),
         "rows": rows,
