@@ -7,6 +7,11 @@ drift, and the held-out accuracy of a reconstructor trained afresh on the frozen
 JSON (per method: the mean and std over seeds of each figure, and every run), and writes the
 response heat-maps of the first seed when --heatmaps is given.
 
+With `--runs FILE` every finished (seed, method) row is appended to FILE as one JSON line the
+moment it is done, and rows already in FILE are not run again: a run cut short by a time limit
+keeps what it finished, and the same command resumes it (the table is made from every row in
+FILE). Seeds are the outer loop, so whole seeds complete first.
+
     python benchmarks/directions_table.py --device cuda --seeds 0,1,2 --paths 20 --warped-steps 3000 \\
         --reconstructor-steps 1000 --heatmaps docs
     python benchmarks/directions_table.py --paths 4 --warped-steps 2 --reconstructor-steps 2 --starts 4 --samples 2000  # smoke
@@ -22,6 +27,9 @@ import sys
 import tempfile
 import time
 
+# The settings a row was made with: rows of another budget are not mixed into one table.
+BUDGET_KEYS = ("model", "paths", "samples", "supervised_samples", "warped_steps", "warped_batch", "dipoles", "starts",
+               "frames", "length", "reconstructor_steps", "reconstructor_batch")
 FIGURES = ("disentanglement", "completeness", "mean_steepness", "mean_off_target_drift", "reconstructor_accuracy")
 
 
@@ -61,6 +69,49 @@ def make_paths(method: str, generator, predictor, k: int, seed: int, args, tmp: 
     return paths, time.perf_counter() - t
 
 
+def budget(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in BUDGET_KEYS}
+
+
+def read_runs(path: str, seeds: list[int], methods: list[str], want: dict) -> dict[str, list[dict]]:
+    """The finished rows of a --runs file for these seeds, methods and budget, by method."""
+    runs: dict[str, list[dict]] = {}
+    skipped = 0
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    if row.get("budget") != want:
+                        skipped += 1
+                    elif row["seed"] in seeds and row["method"] in methods:
+                        runs.setdefault(row["method"], []).append(row)
+    if skipped:
+        print(f"{path}: {skipped} rows made with other settings are left out", file=sys.stderr)
+    return runs
+
+
+def report(runs: dict[str, list[dict]], device: str, torch_version: str, args: argparse.Namespace) -> dict:
+    """Mean and std over seeds of every figure, per method, with the seeds each covers."""
+    table: dict[str, dict] = {}
+    for method, rows in runs.items():
+        table[method] = {}
+        for k in FIGURES:
+            vals = [r[k] for r in rows if k in r]
+            if vals:
+                table[method][k] = {"mean": round(statistics.fmean(vals), 4), "std": round(statistics.pstdev(vals), 4)}
+        table[method]["seeds"] = sorted(r["seed"] for r in rows)
+    return {
+        "benchmark": "directions_table",
+        "device": device,
+        "torch": torch_version,
+        "model": args.model,
+        "settings": {k: v for k, v in vars(args).items() if k not in ("heatmaps", "runs", "report_only")},
+        "table": table,
+        "runs": runs,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="faces64")
@@ -79,7 +130,18 @@ def main() -> None:
     p.add_argument("--reconstructor-steps", type=int, default=1000)
     p.add_argument("--reconstructor-batch", type=int, default=16)
     p.add_argument("--heatmaps", default="", help="folder for the first seed's heat-maps (directions_<method>.png)")
+    p.add_argument("--runs", default="", help="JSON-lines file: finished rows are appended and not run again")
+    p.add_argument("--report-only", action="store_true", help="print the table of the rows in --runs; run nothing")
     args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    runs = read_runs(args.runs, seeds, methods, budget(args))
+    if args.report_only:
+        if not runs:
+            raise SystemExit(f"{args.runs or '--runs'}: no finished rows for seeds {args.seeds} and methods {args.methods}")
+        device = sorted({r.get("device", "?") for rows in runs.values() for r in rows})
+        print(json.dumps(report(runs, ", ".join(device), "", args), indent=1))
+        return
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import torch
 
@@ -93,11 +155,13 @@ def main() -> None:
         torch.backends.cudnn.allow_tf32 = True
     generator, _ = load_generator(args.model, args.device)
     predictor = load_predictor("factors", args.device)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    runs: dict[str, list[dict]] = {}
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
+    done = {(r["seed"], m) for m, rows in runs.items() for r in rows}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
-            for method in args.methods.split(","):
+            for method in methods:
+                if (seed, method) in done:
+                    continue
                 paths, seconds = make_paths(method, generator, predictor, args.paths, seed, args, tmp)
                 s = score_paths(generator, predictor, paths, starts=args.starts, steps=args.frames, length=args.length,
                                 top=args.paths, reconstructor_steps=args.reconstructor_steps,
@@ -106,28 +170,17 @@ def main() -> None:
                 if "reconstructor" in s:
                     row["reconstructor_accuracy"] = s["reconstructor"]["accuracy"]
                     row["chance"] = s["reconstructor"]["chance"]
-                row.update({"seed": seed, "seconds_to_find": round(seconds, 1), "names": [q["name"] for q in s["paths"]]})
+                row.update({"method": method, "seed": seed, "device": device, "seconds_to_find": round(seconds, 1), "budget": budget(args),
+                            "names": [q["name"] for q in s["paths"]]})
                 runs.setdefault(method, []).append(row)
+                if args.runs:
+                    with open(args.runs, "a") as f:
+                        f.write(json.dumps(row) + "\n")
                 print(f"seed {seed} {method:<11} " + " ".join(f"{k}={row[k]:.3f}" for k in FIGURES if k in row), file=sys.stderr)
                 if args.heatmaps and seed == seeds[0]:
                     heatmap(torch.tensor(s["slopes"]), [f"{paths.names[i]}: {q['name']}" for i, q in enumerate(s["paths"])],
                             os.path.join(args.heatmaps, f"directions_{method}.png"), f"{method} (faces64, seed {seed})")
-    table = {}
-    for method, rows in runs.items():
-        table[method] = {}
-        for k in FIGURES:
-            vals = [r[k] for r in rows if k in r]
-            if vals:
-                table[method][k] = {"mean": round(statistics.fmean(vals), 4), "std": round(statistics.pstdev(vals), 4)}
-    print(json.dumps({
-        "benchmark": "directions_table",
-        "device": torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)",
-        "torch": torch.__version__,
-        "model": args.model,
-        "settings": {k: v for k, v in vars(args).items() if k not in ("heatmaps",)},
-        "table": table,
-        "runs": runs,
-    }, indent=1))
+    print(json.dumps(report(runs, device, torch.__version__, args), indent=1))
 
 
 if __name__ == "__main__":
