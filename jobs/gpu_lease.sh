@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# A whole GPU lease (the device tool: 15 minutes in all, at most 600 s a call, at most 8 files
+# back, each under 16 MiB) in two calls, so that what every open issue still needs from a GPU
+# comes back from one lease:
+#
+# PHASE=train (call 1, BUDGET about 540 s), two jobs side by side on the one GPU (each is
+#   launch-bound at 64 px, so together they get more done than one after the other):
+#   - faces64-stylemap training (jobs/faces64_stylemap_gpu.sh: a resumable chunk, then on the
+#     trained model, on a quiet GPU, the encode check and issue 6's local_edit_quality and
+#     encoder_vs_projector);
+#   - issue 5's method table (benchmarks/directions_table.py --runs): every finished
+#     (seed, method) row is kept, and the next lease resumes from the committed rows. It is
+#     stopped RESERVE seconds before the end, so the stylemap benchmarks run alone.
+# PHASE=bench (call 2, BUDGET about 230 s), speed figures on a quiet GPU, each under its own
+#   timeout: issue 2's 256 px generator with torch.compile (fp32 and graph-tf32 in the same run,
+#   to compare by ratio), issue 4's 256 px projection (config-f + LPIPS VGG16, random weights),
+#   issue 5's WarpedGANSpace iterations/s. (Issue 6's encoder speed at 64 and 256 px is timed
+#   in the train phase, after training, on a quiet GPU.)
+#
+# Back in $OUT: log.txt, results.tar, and (train) portable.tar. results.tar holds its files at
+# their places in the repository, named for the GPU (h100/h200), so after the lease, here:
+#   tar -xf $OUT/results.tar                               # benchmarks/results_*, docs/*.png
+#   tar -xf $OUT/portable.tar -C runs/faces64-stylemap/    # resumable stylemap checkpoint
+#   python benchmarks/directions_table.py --runs benchmarks/results_gpu_directions_runs.jsonl \
+#       --paths 20 --warped-steps 1000 --reconstructor-steps 500 --report-only   # the table so far
+# and commit them. A second lease with the same commands goes on where this one stopped.
+#
+# Usage (device tool):  PHASE=train BUDGET=540 bash jobs/gpu_lease.sh
+#                       PHASE=bench BUDGET=230 bash jobs/gpu_lease.sh
+# Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
+set -u
+OUT=${OUT:?set OUT to the folder that comes back}
+PHASE=${PHASE:-train}
+BUDGET=${BUDGET:-540}
+DEVICE=${DEVICE:-cuda}
+RESERVE=${RESERVE:-130}          # train: seconds kept for the stylemap benchmarks after the table stops
+SMOKE=${SMOKE:-}                 # tiny settings everywhere (CPU check of the plumbing)
+PY=${PY:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+T0=$SECONDS
+left() { echo $((BUDGET - (SECONDS - T0))); }
+LOG=$OUT/log.txt
+WORK=$(mktemp -d)
+mkdir -p "$WORK/benchmarks" "$WORK/docs"
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case "$GPU" in *H100*) DEV=h100 ;; *H200*) DEV=h200 ;; "") DEV=cpu ;; *) DEV=gpu ;; esac
+{ date; echo "phase $PHASE, budget $BUDGET s, device $DEVICE ($GPU)"; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
+
+# `step SECONDS NAME OUTFILE CMD...`: one benchmark under a timeout (never past the budget); its
+# JSON goes to OUTFILE under $WORK, its stderr tail to the log.
+step() {
+  local limit=$1 name=$2 out=$3; shift 3
+  local t=$(( $(left) - 10 )); [ "$limit" -lt "$t" ] && t=$limit
+  if [ "$t" -lt 15 ]; then echo "== $name: skipped, $(left) s left" >>"$LOG"; return; fi
+  echo "== $name (timeout $t s, $(left) s left)" >>"$LOG"
+  local s=$SECONDS
+  timeout "$t" "$@" >"$WORK/$out" 2>"$WORK/err.txt" || { echo "$name stopped: $?" >>"$LOG"; rm -f "$WORK/$out"; }
+  tail -4 "$WORK/err.txt" | cut -c1-300 >>"$LOG"
+  echo "   $((SECONDS - s)) s" >>"$LOG"
+}
+
+RUNS=benchmarks/results_gpu_directions_runs.jsonl
+if [ -n "$SMOKE" ]; then
+  TABLE="--paths 3 --starts 4 --samples 2000 --supervised-samples 200 --warped-steps 2 --reconstructor-steps 2 --frames 3 --seeds 0"
+  export PAIRS=4 EVP="--num 4 --steps 3" BATCH=4 RUN=$WORK/run-smoke   # never the real run folder
+else
+  TABLE="--paths 20 --warped-steps 1000 --reconstructor-steps 500"
+fi
+
+if [ "$PHASE" = train ]; then
+  mkdir -p "$WORK/stylemap"
+  ( OUT=$WORK/stylemap BUDGET=$(( $(left) - 15 )) RESERVE=$RESERVE DEVICE=$DEVICE PY=$PY \
+      bash jobs/faces64_stylemap_gpu.sh >/dev/null 2>&1 ) &
+  SM_PID=$!
+  cp "$RUNS" "$WORK/$RUNS" 2>/dev/null || : >"$WORK/$RUNS"
+  # shellcheck disable=SC2086
+  step $(( $(left) - RESERVE - 15 )) "directions table" directions_table.json \
+    $PY benchmarks/directions_table.py --device "$DEVICE" $TABLE --runs "$WORK/$RUNS" --heatmaps "$WORK/docs"
+  # shellcheck disable=SC2086
+  $PY benchmarks/directions_table.py $TABLE --runs "$WORK/$RUNS" --report-only \
+    >"$WORK/benchmarks/results_${DEV}_directions_table.json" 2>>"$LOG" || rm -f "$WORK/benchmarks/results_${DEV}_directions_table.json"
+  rm -f "$WORK/directions_table.json"
+  echo "== directions rows: $(wc -l <"$WORK/$RUNS") in $RUNS; waiting for the stylemap job ($(left) s left)" >>"$LOG"
+  wait $SM_PID
+  SM=$WORK/stylemap
+  cat "$SM/log.txt" >>"$LOG" 2>/dev/null
+  [ -f "$SM/portable.tar" ] && mv "$SM/portable.tar" "$OUT/portable.tar"
+  [ -f "$SM/samples.png" ] && mv "$SM/samples.png" "$WORK/docs/faces64_stylemap_samples.png"
+  [ -s "$SM/bench.json" ] && mv "$SM/bench.json" "$WORK/benchmarks/results_${DEV}_encoder_vs_projector.json"
+  [ -s "$SM/local_edit.json" ] && mv "$SM/local_edit.json" "$WORK/benchmarks/results_${DEV}_local_edit_quality.json"
+  for f in "$SM"/local_edit_*.png; do [ -f "$f" ] && mv "$f" "$WORK/docs/$(basename "$f")"; done
+elif [ "$PHASE" = bench ]; then
+  if [ -n "$SMOKE" ]; then GEN="--repeats 1"; PROJ="--steps 4 --batches 1"; WARP="--steps 2 --warmup 1"
+  else GEN=""; PROJ="--steps 30 --batches 1,32,128"; WARP="--steps 20"; fi
+  V=fp32,graph-tf32,compile-tf32; [ "$DEVICE" = cpu ] && V=fp32
+  # shellcheck disable=SC2086
+  step 150 "generator 256 px with torch.compile" "benchmarks/results_${DEV}_generate_compile.json" \
+    $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs 256 --batches 32 --variants "$V" $GEN
+  TF=--tf32; [ "$DEVICE" = cpu ] && TF=
+  # shellcheck disable=SC2086
+  step 70 "projection 256 px" "benchmarks/results_${DEV}_projection_speed_256.json" \
+    $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF $PROJ
+  # shellcheck disable=SC2086
+  step 40 "WarpedGANSpace training speed" "benchmarks/results_${DEV}_warped_speed.json" \
+    $PY benchmarks/warped_speed.py --device "$DEVICE" $WARP
+else
+  echo "PHASE must be train or bench" >>"$LOG"
+fi
+rm -rf "$WORK/err.txt" "$WORK/stylemap" "$WORK/run-smoke"
+( cd "$WORK" && find . -type f | sort | tar -cf "$OUT/results.tar" -T - ) 2>>"$LOG"
+rm -rf "$WORK"
+echo "== done after $((SECONDS - T0)) s; results.tar:" >>"$LOG"
+tar -tvf "$OUT/results.tar" >>"$LOG" 2>&1
+ls -la "$OUT" >>"$LOG"
+cat "$LOG"
