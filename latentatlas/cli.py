@@ -868,8 +868,8 @@ def encode(
     import torch
 
     from latentatlas.editing.local import encode as encode_images
-    from latentatlas.editing.local import save_stylemaps
     from latentatlas.io.checkpoints import load_stylemap_any
+    from latentatlas.latent.codes import LatentCode, save_codes
     from latentatlas.io.images import list_images, make_grid, save_image
     from latentatlas.models.bundled import resolve_model
 
@@ -888,18 +888,28 @@ def encode(
     with torch.no_grad():
         rec = torch.cat([generator(codes[i : i + 16]) for i in range(0, len(codes), 16)]).cpu()
     for i, s in enumerate(stems):
-        save_stylemaps(out / f"{s}.npz", codes[i : i + 1], model=model, names=[files[i].name])
+        save_codes(out / f"{s}.npz", LatentCode("stylemap", codes[i : i + 1].cpu()), model=model, images=[files[i].name])
         save_image(out / f"{s}_rec.png", make_grid(rec[i : i + 1]))
     save_image(out / "comparison.png", make_grid(torch.stack([x, rec], 1).reshape(-1, *x.shape[1:]), cols=2))
     err = float((rec - x).square().mean())
     typer.echo(json.dumps({"images": len(files), "stylemap_shape": list(codes.shape[1:]), "mse": round(err, 5), "out": str(out)}))
 
 
+def _stylemap_of(path: Path, generator: "object", encoder: "object", model_names: tuple[str, ...]) -> "object":
+    """[1, C, S, S]: a saved stylemap code (.npz, checked against the model) or an image, encoded."""
+    from latentatlas.editing.local import encode as encode_images
+    from latentatlas.latent.codes import code_for_model
+
+    if path.suffix.lower() == ".npz":
+        return code_for_model(path, generator, model_names).tensor.to(generator.device)  # type: ignore[arg-type, attr-defined]
+    return encode_images(encoder, _read_for_model(path, generator.img_resolution)[None])  # type: ignore[attr-defined, index, arg-type]
+
+
 @app.command("edit-local")
 def edit_local(
     model: StyleMapArg,
-    source: Annotated[Path, typer.Option(help="The image to edit.")],
-    reference: Annotated[Path, typer.Option(help="The image the region comes from.")],
+    source: Annotated[Path, typer.Option(help="The image to edit, or its stylemap (.npz from `encode`).")],
+    reference: Annotated[Path, typer.Option(help="The image the region comes from, or its stylemap (.npz).")],
     mask: Annotated[str, typer.Option(help="A mask PNG (white = take from the reference; square) or a synthfaces region: eyes, mouth, hair.")],
     shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
     per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
@@ -912,6 +922,8 @@ def edit_local(
 
     Writes strip.png (source, reference, mask, result) and result.png. An empty mask is refused (the
     result would be the source); a mask covering everything gives the reference's reconstruction.
+    A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times); the strip
+    then shows its reconstruction.
 
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask eyes --out edit
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask m.png --shift 8,-4
@@ -919,7 +931,6 @@ def edit_local(
     import torch
 
     from latentatlas.editing.local import check_shift, check_strength, edit, mask_coverage_note, region_or_file_mask
-    from latentatlas.editing.local import encode as encode_images
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.io.images import make_grid, save_image
     from latentatlas.models.bundled import resolve_model
@@ -944,8 +955,11 @@ def edit_local(
         raise UserError(f"{degenerate}; draw a region in white on black")
     if degenerate:
         typer.echo(f"note: {degenerate}", err=True)
-    x = torch.stack([_read_for_model(source, res), _read_for_model(reference, res)])  # type: ignore[misc]
-    codes = encode_images(encoder, x)
+    names = (model, str(resolve_model(model)))
+    codes = torch.cat([_stylemap_of(p, generator, encoder, names) for p in (source, reference)])
+    with torch.no_grad():
+        x = torch.stack([_read_for_model(p, res) if p.suffix.lower() != ".npz" else generator(c[None])[0].clamp(-1, 1).cpu()  # type: ignore[misc]
+                         for p, c in zip((source, reference), codes)])
     m_img = m_img.to(codes.device)
     result = edit(generator, codes[:1], codes[1:], m_img, shift=d, per_layer=per_layer, strength=strength).cpu()
     strip = torch.cat([x, (m_img.cpu() * 2 - 1).expand(1, 3, res, res), result])

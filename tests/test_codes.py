@@ -134,3 +134,26 @@ def test_interpolation_ends_and_travel(tiny_generator):
     # A z path takes the truncation when synthesising.
     _, zi = travel(za, zb, g, 3, "slerp", truncation_psi=0.5)
     assert torch.allclose(zi[0], synthesize(za, g, truncation_psi=0.5)[0], atol=1e-5)
+
+
+def test_stylemap_codes_drive_only_stylemap_models_of_their_shape(tmp_path, tiny_generator):
+    from latentatlas.latent.codes import check_fits, code_for_model
+    from latentatlas.models.stylemap import Generator as StyleMapGenerator
+    from latentatlas.models.stylemap import StyleMapConfig
+
+    sm = StyleMapGenerator(StyleMapConfig(resolution=16, latent_spatial_size=4, style_dim=8, mapping_layers=2,
+                                          channel_base=128, channel_max=16))
+    code = LatentCode("stylemap", torch.randn(2, 8, 4, 4))
+    check_fits(code, sm)
+    with pytest.raises(UserError, match="needs a StyleMapGAN model"):
+        check_fits(code, tiny_generator)
+    with pytest.raises(UserError, match="takes stylemap codes"):
+        check_fits(LatentCode("w", torch.randn(1, 8)), sm)
+    with pytest.raises(UserError, match="8x2x2, this model needs 8x4x4"):
+        check_fits(LatentCode("stylemap", torch.randn(1, 8, 2, 2)), sm)
+    with pytest.raises(UserError, match="must have 4 dimensions"):
+        LatentCode("stylemap", torch.randn(1, 8, 4))
+    save_codes(tmp_path / "s.npz", code, model="sm.safetensors", images=["a.png", "b.png"])
+    loaded, info = load_codes(tmp_path / "s.npz")
+    assert loaded.space == "stylemap" and torch.equal(loaded.tensor, code.tensor) and info["images"] == ["a.png", "b.png"]
+    assert torch.equal(code_for_model(tmp_path / "s.npz", sm, ["sm"]).tensor, code.tensor[:1])

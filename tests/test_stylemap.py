@@ -311,7 +311,8 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     assert "resized 32 px to 16 px" in err
     assert json.loads(out)["stylemap_shape"] == [8, 4, 4]
     saved = np.load(tmp_path / "enc" / "a.npz")
-    assert saved["stylemap"].shape == (1, 8, 4, 4) and str(saved["space"]) == "stylemap"
+    assert saved["latents"].shape == (1, 8, 4, 4) and str(saved["space"]) == "stylemap"
+    assert saved["images"].tolist() == ["a.png"]
     assert Image.open(tmp_path / "enc" / "comparison.png").size == (32, 48)
     code, out, err = run_cli("encode", model, a, "--out", tmp_path / "enc", "--device", "cpu")
     assert code == 2 and "already exists" in err
@@ -323,6 +324,20 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
         assert code == 0, err
         assert Image.open(dst / "strip.png").size == (4 * 16 + 3 * 2, 16)
         assert Image.open(dst / "result.png").size == (16, 16)
+    # A saved stylemap stands for its image: the same result as encoding the image again.
+    code, out, err = run_cli("edit-local", model, "--source", tmp_path / "enc" / "a.npz", "--reference", b, "--mask", "eyes",
+                             "--out", tmp_path / "edit_npz", "--device", "cpu")
+    assert code == 0, err
+    from_code = np.asarray(Image.open(tmp_path / "edit_npz" / "result.png"), dtype=np.int16)
+    assert np.abs(from_code - np.asarray(Image.open(tmp_path / "edit0" / "result.png"), dtype=np.int16)).max() <= 1
+    np.savez(tmp_path / "wrong.npz", latents=np.zeros((1, 8, 2, 2), np.float32), space=np.array("stylemap"), model=np.array(str(model)))
+    np.savez(tmp_path / "w.npz", latents=np.zeros((1, 8), np.float32), space=np.array("w"), model=np.array(str(model)))
+    np.savez(tmp_path / "other.npz", latents=np.zeros((1, 8, 4, 4), np.float32), space=np.array("stylemap"), model=np.array("faces64"))
+    for f, message in [("wrong.npz", "the stylemap code is 8x2x2, this model needs 8x4x4"),
+                       ("w.npz", "takes stylemap codes"), ("other.npz", "a code of the model 'faces64'")]:
+        code, out, err = run_cli("edit-local", model, "--source", a, "--reference", tmp_path / f, "--mask", "eyes",
+                                 "--out", tmp_path / "x", "--device", "cpu")
+        assert code == 2 and message in err and "Traceback" not in err, (f, err)
     mask = np.zeros((16, 16), np.uint8)
     mask[:8] = 255
     code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, "--mask", _png(tmp_path / "m.png", mask),

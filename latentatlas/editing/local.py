@@ -270,15 +270,3 @@ def edit(generator: torch.nn.Module, src: torch.Tensor, ref: torch.Tensor, mask:
     if shift is not None:
         return transplant(generator, src, ref, mask, shift=shift, strength=strength)[0]
     return local_edit(generator, src, ref, mask, per_layer=per_layer, strength=strength)[0]
-
-
-def save_stylemaps(path: str | Path, codes: torch.Tensor, model: str, names: list[str]) -> None:
-    """Stylemaps [N, C, S, S] as .npz: `stylemap`, `space` ('stylemap'), `model`, `images`."""
-    import numpy as np
-
-    from latentatlas.io.atomic import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, stylemap=codes.detach().cpu().numpy().astype(np.float32), space=np.array("stylemap"),
-                     model=np.array(model), images=np.array(names))

@@ -1,4 +1,4 @@
-"""Latent codes that know their space (z, w, w+), and their files.
+"""Latent codes that know their space (z, w, w+ of StyleGAN2; stylemap of StyleMapGAN), and their files.
 
 Every function that takes a code checks its space, so a z vector is never fed to the
 synthesis network by mistake, and every file records the space and the model it came from.
@@ -18,12 +18,14 @@ from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.models.stylegan2 import Generator, truncate
 
-SPACES = ("z", "w", "w+")
+SPACES = ("z", "w", "w+", "stylemap")
+# Dimensions of a batch of codes in each space: z, w [N, D]; w+ [N, layers, D]; stylemap [N, C, S, S].
+_NDIM = {"z": 2, "w": 2, "w+": 3, "stylemap": 4}
 
 
 @dataclass
 class LatentCode:
-    """A batch of latent codes: z and w are [N, D]; w+ is [N, num_ws, D]."""
+    """A batch of latent codes: z and w are [N, D]; w+ is [N, num_ws, D]; stylemap is [N, C, S, S]."""
 
     space: str
     tensor: torch.Tensor
@@ -31,7 +33,7 @@ class LatentCode:
     def __post_init__(self) -> None:
         if self.space not in SPACES:
             raise UserError(f"unknown latent space {self.space!r}: use one of {', '.join(SPACES)}")
-        want = 3 if self.space == "w+" else 2
+        want = _NDIM[self.space]
         if self.tensor.ndim != want:
             raise UserError(f"a {self.space} code must have {want} dimensions, got shape {list(self.tensor.shape)}")
         if not torch.isfinite(self.tensor).all():
@@ -55,7 +57,18 @@ class LatentCode:
 
 
 def check_fits(code: LatentCode, generator: Generator) -> None:
-    """The code's width (and layer count for w+) must match the generator."""
+    """The code's width (and layer count for w+) must match the generator; a stylemap code
+    drives only a StyleMapGAN generator, of its stylemap shape, and the other codes only StyleGAN2."""
+    stylemap_model = hasattr(generator, "stylemap_shape")
+    if code.space == "stylemap" and not stylemap_model:
+        raise UserError("a stylemap code (from `latentatlas encode`) needs a StyleMapGAN model, not a StyleGAN2 one")
+    if stylemap_model:
+        if code.space != "stylemap":
+            raise UserError(f"a StyleMapGAN model takes stylemap codes (from `latentatlas encode`), not a {code.space} code")
+        shape, want = list(code.tensor.shape[1:]), list(generator.stylemap_shape)
+        if shape != want:
+            raise UserError(f"the stylemap code is {'x'.join(map(str, shape))}, this model needs {'x'.join(map(str, want))}")
+        return
     dim = generator.z_dim if code.space == "z" else generator.w_dim
     if code.tensor.shape[-1] != dim:
         raise UserError(f"the {code.space} code has width {code.tensor.shape[-1]}, this model needs {dim}")
@@ -121,8 +134,10 @@ def synthesize(
     return torch.cat(out)
 
 
-def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] | None = None) -> None:
-    """Write codes as .npz with their space and model named in it (atomically)."""
+def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] | None = None,
+               images: list[str] | None = None) -> None:
+    """Write codes as .npz with their space and model named in it (atomically); `seeds` or the
+    `images` they were encoded from are kept alongside when given."""
     arrays = {
         "latents": code.tensor.detach().cpu().numpy().astype(np.float32),
         "space": np.array(code.space),
@@ -130,6 +145,8 @@ def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] 
     }
     if seeds is not None:
         arrays["seeds"] = np.array(seeds, dtype=np.int64)
+    if images is not None:
+        arrays["images"] = np.array(images)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -158,6 +175,8 @@ def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
             info: dict[str, object] = {"space": str(data["space"]), "model": str(data["model"]) if "model" in data else ""}
             if "seeds" in data:
                 info["seeds"] = data["seeds"].tolist()
+            if "images" in data:
+                info["images"] = data["images"].tolist()
     except UserError:
         raise
     except (ValueError, OSError, EOFError) as e:
