@@ -74,7 +74,7 @@ def budget(args: argparse.Namespace) -> dict:
 
 
 def read_runs(path: str, seeds: list[int], methods: list[str], want: dict) -> dict[str, list[dict]]:
-    """The finished rows of a --runs file for these seeds, methods and budget, by method."""
+    """The finished rows of a --runs file for these seeds, methods and budget (incl. the model), by method."""
     runs: dict[str, list[dict]] = {}
     skipped = 0
     if path and os.path.exists(path):
@@ -135,25 +135,28 @@ def main() -> None:
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    runs = read_runs(args.runs, seeds, methods, budget(args))
-    if args.report_only:
-        if not runs:
-            raise SystemExit(f"{args.runs or '--runs'}: no finished rows for seeds {args.seeds} and methods {args.methods}")
-        device = sorted({r.get("device", "?") for rows in runs.values() for r in rows})
-        print(json.dumps(report(runs, ", ".join(device), "", args), indent=1))
-        return
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import torch
 
+    from latentatlas.directions.files import model_fingerprint
     from latentatlas.directions.score import score_paths
     from latentatlas.metrics.paths import heatmap
     from latentatlas.models.bundled import load_generator
     from latentatlas.training.attributes import load_predictor
 
+    generator, _ = load_generator(args.model, "cpu" if args.report_only else args.device)
+    # Rows of another model (a retrained faces64 keeps its name) or budget are not mixed in.
+    want = {**budget(args), "model_fingerprint": model_fingerprint(generator)}
+    runs = read_runs(args.runs, seeds, methods, want)
+    if args.report_only:
+        if not runs:
+            raise SystemExit(f"{args.runs or '--runs'}: no finished rows for seeds {args.seeds} and methods {args.methods}")
+        device = sorted({r.get("device", "?") for rows in runs.values() for r in rows})
+        print(json.dumps(report(runs, ", ".join(device), torch.__version__, args), indent=1))
+        return
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    generator, _ = load_generator(args.model, args.device)
     predictor = load_predictor("factors", args.device)
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
     done = {(r["seed"], m) for m, rows in runs.items() for r in rows}
@@ -170,7 +173,7 @@ def main() -> None:
                 if "reconstructor" in s:
                     row["reconstructor_accuracy"] = s["reconstructor"]["accuracy"]
                     row["chance"] = s["reconstructor"]["chance"]
-                row.update({"method": method, "seed": seed, "device": device, "seconds_to_find": round(seconds, 1), "budget": budget(args),
+                row.update({"method": method, "seed": seed, "device": device, "seconds_to_find": round(seconds, 1), "budget": want,
                             "names": [q["name"] for q in s["paths"]]})
                 runs.setdefault(method, []).append(row)
                 if args.runs:
