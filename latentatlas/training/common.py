@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,12 @@ import torch.distributed as dist
 
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
+
+# A run folder: the full resumable state (this machine), the portable checkpoint (small
+# safetensors files that travel between machines) and the model file the commands load.
+STATE_FILE = "state.pt"
+PORTABLE_DIR = "portable"
+MODEL_FILE = "model.safetensors"
 
 CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg")
 
@@ -186,15 +193,20 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     return stats, stopped_early, time.time() - start
 
 
-def train_run(trainer: Any, run_dir: Path, state_file: str, portable_dir: str, model_file: str,
-              max_minutes: float | None, progress: bool) -> dict[str, Any]:
-    """Resume (state file first, else the portable folder), run the loop, report the run.
+def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: str | torch.device,
+              max_minutes: float | None, progress: bool) -> tuple[Any, dict[str, Any]]:
+    """Make the run folder, set up CUDA, build the trainer, resume (state file first, else the
+    portable folder), run the loop, report the run: (trainer, report).
 
-    Both trainers go through here; each adds its own checksum of the EMA networks.
+    Both trainers' train() go through here; each adds its own checksum of the EMA networks.
     """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    setup_cuda(device)
+    trainer = make_trainer(run_dir)
     if trainer.rank == 0:
         clean_stale_temp_files(run_dir)
-    state_path, portable = run_dir / state_file, run_dir / portable_dir
+    state_path, portable = run_dir / STATE_FILE, run_dir / PORTABLE_DIR
     resumed_from = 0
     if state_path.exists():
         trainer.load(state_path)
@@ -205,14 +217,14 @@ def train_run(trainer: Any, run_dir: Path, state_file: str, portable_dir: str, m
     if trainer.world > 1:
         dist.barrier()
     stats, stopped_early, elapsed = run_loop(trainer, max_minutes, progress)
-    return {
+    return trainer, {
         "rank": trainer.rank,
         "world": trainer.world,
         "kimg": trainer.nimg / 1000,
         "resumed_from_kimg": resumed_from / 1000,
         "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
         "finished": not stopped_early and trainer.nimg >= int(trainer.cfg.total_kimg * 1000),
-        "model": str(run_dir / model_file),
+        "model": str(run_dir / MODEL_FILE),
         "state": str(state_path),
         "last_losses": stats,
     }

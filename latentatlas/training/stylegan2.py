@@ -36,9 +36,7 @@ from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from latentatlas.training import common
 
-STATE_FILE = "state.pt"
-MODEL_FILE = "model.safetensors"
-PORTABLE_DIR = "portable"  # compact checkpoint: small safetensors files that travel between machines
+STATE_FILE, MODEL_FILE, PORTABLE_DIR = common.STATE_FILE, common.MODEL_FILE, common.PORTABLE_DIR
 
 
 @dataclass
@@ -289,10 +287,6 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train until total_kimg (or max_minutes of this run), resuming from run_dir/state.pt or run_dir/portable."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    common.setup_cuda(device)
-    trainer = Trainer(cfg, run_dir, device)
-    result = common.train_run(trainer, run_dir, STATE_FILE, PORTABLE_DIR, MODEL_FILE, max_minutes, progress)
+    trainer, result = common.train_run(lambda folder: Trainer(cfg, folder, device), run_dir, device, max_minutes, progress)
     result["g_ema_checksum"] = float(sum(p.double().sum() for p in trainer.G_ema.parameters()))
     return result

@@ -34,9 +34,7 @@ from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig, faces64_stylemap_config
 from latentatlas.training import common
 
-STATE_FILE = "state.pt"
-MODEL_FILE = "model.safetensors"
-PORTABLE_DIR = "portable"
+STATE_FILE, MODEL_FILE, PORTABLE_DIR = common.STATE_FILE, common.MODEL_FILE, common.PORTABLE_DIR
 _F64 = faces64_stylemap_config()
 
 
@@ -301,10 +299,6 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train until total_kimg (or max_minutes of this run), resuming from run_dir/state.pt or run_dir/portable."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    common.setup_cuda(device)
-    trainer = StyleMapTrainer(cfg, run_dir, device)
-    result = common.train_run(trainer, run_dir, STATE_FILE, PORTABLE_DIR, MODEL_FILE, max_minutes, progress)
+    trainer, result = common.train_run(lambda folder: StyleMapTrainer(cfg, folder, device), run_dir, device, max_minutes, progress)
     result["ema_checksum"] = float(sum(p.double().sum() for m in (trainer.G_ema, trainer.E_ema) for p in m.parameters()))
     return result
