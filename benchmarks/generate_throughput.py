@@ -177,6 +177,12 @@ def _time(fn, device, repeats: int) -> float:  # type: ignore[no-untyped-def]
 
 def _official_generator(root: str, cfg, ours, device):  # type: ignore[no-untyped-def]
     """The official Generator with our weights copied in by name (proves the names match too)."""
+    try:
+        import requests  # noqa: F401
+    except ImportError:  # dnnlib.util imports it at module level; only its URL helpers use it
+        import types
+
+        sys.modules["requests"] = types.ModuleType("requests")
     sys.path.insert(0, root)
     from training.networks import Generator as OfficialGenerator  # type: ignore[import-not-found]
 
