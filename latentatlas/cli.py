@@ -10,7 +10,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -116,13 +116,16 @@ def generate(
 ) -> None:
     """Generate images from seeds: a grid, optional per-seed PNGs, and the latents (.npz).
 
+    A StyleMapGAN model gives random stylemaps (truncated towards its mean stylemap by --trunc);
+    its codes are stylemaps, and it has no noise inputs, classes or per-layer cutoff.
+
     Example: latentatlas generate ffhq.pkl --seeds 0-15 --trunc 0.7 --out samples
     """
     import torch
 
-    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.io.checkpoints import STYLEMAP_KIND, load_stylemap_any, model_kind
     from latentatlas.latent.codes import LatentCode, save_codes, z_from_seeds
-    from latentatlas.models.bundled import load_generator
+    from latentatlas.models.bundled import load_generator, resolve_model
 
     seed_list = parse_seeds(seeds)
     if noise_mode not in ("const", "random", "none"):
@@ -130,6 +133,20 @@ def generate(
     files = [out / "latents.npz"] + ([out / "grid.png"] if grid else [])
     files += [out / f"seed{s:04d}.png" for s in seed_list] if per_seed else []
     _outputs(files, force)
+    if model_kind(resolve_model(model)) == STYLEMAP_KIND:
+        if truncation_cutoff is not None or class_idx is not None or noise_mode != "const":
+            raise UserError("a StyleMapGAN model has no --truncation-cutoff, --class or noise inputs: leave them out")
+        from latentatlas.editing.local import random_stylemaps
+
+        sm, _, _ = load_stylemap_any(resolve_model(model), pick_device(device))
+        mean = sm.mean_stylemap() if truncation != 1 else None
+        with torch.no_grad():
+            codes = torch.cat([random_stylemaps(sm, seed_list[i : i + 16], truncation, mean) for i in range(0, len(seed_list), 16)])
+            img = torch.cat([sm(codes[i : i + 16]).cpu() for i in range(0, len(codes), 16)])
+        save_codes(out / "latents.npz", LatentCode("stylemap", codes.cpu()), model=model, seeds=seed_list)
+        _write_samples(out, img, seed_list, grid, per_seed)
+        typer.echo(f"latents (stylemap): {out / 'latents.npz'}")
+        return
     generator, meta = load_generator(model, pick_device(device))
     z = z_from_seeds(seed_list, generator.z_dim, generator.device)
     c = _labels(generator, class_idx, len(seed_list))
@@ -142,14 +159,20 @@ def generate(
             images.append(generator.synthesis(w, noise_mode=noise_mode).cpu())
     img = torch.cat(images)
     save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
+    _write_samples(out, img, seed_list, grid, per_seed)
+    typer.echo(f"latents (w+): {out / 'latents.npz'}")
+
+
+def _write_samples(out: Path, img: "object", seed_list: list[int], grid: bool, per_seed: bool) -> None:
+    from latentatlas.io.images import make_grid, save_image
+
     if grid:
         save_image(out / "grid.png", make_grid(img))
         typer.echo(f"grid: {out / 'grid.png'}")
     if per_seed:
-        for s, im in zip(seed_list, img):
+        for s, im in zip(seed_list, img):  # type: ignore[call-overload]
             save_image(out / f"seed{s:04d}.png", make_grid(im[None]))
         typer.echo(f"{len(seed_list)} images: {out}/seed*.png")
-    typer.echo(f"latents (w+): {out / 'latents.npz'}")
 
 
 def _endpoint(text: str, generator, space: str, truncation: float):  # type: ignore[no-untyped-def]
@@ -172,8 +195,8 @@ def _endpoint(text: str, generator, space: str, truncation: float):  # type: ign
 @app.command()
 def interpolate(
     model: ModelArg,
-    start: Annotated[str, typer.Option("--from", help="Seed number or .npz file (first code used).")] = "0",
-    end: Annotated[str, typer.Option("--to", help="Seed number or .npz file.")] = "1",
+    start: Annotated[str, typer.Option("--from", help="Seed number or .npz file (first code used); StyleMapGAN: also an image.")] = "0",
+    end: Annotated[str, typer.Option("--to", help="Seed number or .npz file; StyleMapGAN: also an image.")] = "1",
     frames: Annotated[int, typer.Option(help="Number of frames, ends included.")] = 16,
     method: Annotated[str, typer.Option(help="lerp or slerp.")] = "lerp",
     space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
@@ -185,12 +208,17 @@ def interpolate(
 ) -> None:
     """Interpolate between two seeds or saved codes: a strip PNG, a GIF and an MP4.
 
+    With a StyleMapGAN model the ends may also be images (encoded in one pass), and the path is
+    linear in stylemap space (--space and slerp do not apply).
+
     Example: latentatlas interpolate ffhq.pkl --from 3 --to 8 --method slerp --space z --frames 24
+    Example: latentatlas interpolate faces64-stylemap --from a.png --to b.png --frames 12
     """
+    from latentatlas.io.checkpoints import STYLEMAP_KIND, load_stylemap_any, model_kind
     from latentatlas.io.images import make_grid, save_animation, save_image
     from latentatlas.latent.codes import LatentCode, save_codes
     from latentatlas.latent.paths import travel
-    from latentatlas.models.bundled import load_generator
+    from latentatlas.models.bundled import load_generator, resolve_model
 
     if space not in ("z", "w"):
         raise UserError(f"--space {space}: use z or w")
@@ -198,10 +226,21 @@ def interpolate(
         raise UserError(f"--frames {frames}: use 2..2000")
     files = [out / "interpolation.png", out / "interpolation.gif", out / "interpolation.mp4", out / "interpolation.npz"]
     _outputs(files, force)
-    generator, meta = load_generator(model, pick_device(device))
-    a = _endpoint(start, generator, space, truncation)
-    b = _endpoint(end, generator, space, truncation)
-    path, images = travel(a, b, generator, frames, method, truncation)
+    if model_kind(resolve_model(model)) == STYLEMAP_KIND:
+        if method != "lerp":
+            raise UserError(f"--method {method}: StyleMapGAN stylemaps are interpolated linearly (lerp)")
+        from latentatlas.editing.local import interpolate as interpolate_stylemaps
+
+        sm, encoder, _ = load_stylemap_any(resolve_model(model), pick_device(device))
+        mean = sm.mean_stylemap() if truncation != 1 else None
+        names = (model, str(resolve_model(model)))
+        a, b = (_stylemap_input(t, sm, encoder, names, truncation, mean)[0] for t in (start, end))
+        codes, images = interpolate_stylemaps(sm, a, b, frames)
+        path, meta = LatentCode("stylemap", codes.cpu()), {"name": model}
+    else:
+        generator, meta = load_generator(model, pick_device(device))
+        path, images = travel(_endpoint(start, generator, space, truncation), _endpoint(end, generator, space, truncation),
+                              generator, frames, method, truncation)
     images = images.cpu()
     save_image(out / "interpolation.png", make_grid(images, cols=frames))
     save_animation(out / "interpolation.gif", images, fps=fps)
@@ -895,21 +934,35 @@ def encode(
     typer.echo(json.dumps({"images": len(files), "stylemap_shape": list(codes.shape[1:]), "mse": round(err, 5), "out": str(out)}))
 
 
-def _stylemap_of(path: Path, generator: "object", encoder: "object", model_names: tuple[str, ...]) -> "object":
-    """[1, C, S, S]: a saved stylemap code (.npz, checked against the model) or an image, encoded."""
+def _stylemap_input(text: str, generator: "object", encoder: "object", model_names: tuple[str, ...],
+                    truncation: float = 1.0, mean: "object" = None) -> tuple["object", "object"]:
+    """A StyleMapGAN input -> (stylemap [1, C, S, S] on the model's device, image [3, R, R] on CPU):
+    a seed number (a model sample, truncated towards `mean`), a stylemap code (.npz from `encode`,
+    checked against the model) or an image file (encoded in one pass). For codes and seeds the
+    image is the model's rendering."""
+    import torch
+
     from latentatlas.editing.local import encode as encode_images
+    from latentatlas.editing.local import random_stylemaps
     from latentatlas.latent.codes import code_for_model
 
-    if path.suffix.lower() == ".npz":
-        return code_for_model(path, generator, model_names).tensor.to(generator.device)  # type: ignore[arg-type, attr-defined]
-    return encode_images(encoder, _read_for_model(path, generator.img_resolution)[None])  # type: ignore[attr-defined, index, arg-type]
+    g: Any = generator
+    if re.fullmatch(r"\d+", text):
+        code = random_stylemaps(g, [int(text)], truncation, mean)
+    elif text.lower().endswith(".npz"):
+        code = code_for_model(text, g, model_names).tensor.to(g.device)
+    else:
+        image = _read_for_model(Path(text), g.img_resolution)
+        return encode_images(encoder, image[None]), image  # type: ignore[index, arg-type]
+    with torch.no_grad():
+        return code, g(code)[0].clamp(-1, 1).cpu()
 
 
 @app.command("edit-local")
 def edit_local(
     model: StyleMapArg,
-    source: Annotated[Path, typer.Option(help="The image to edit, or its stylemap (.npz from `encode`).")],
-    reference: Annotated[Path, typer.Option(help="The image the region comes from, or its stylemap (.npz).")],
+    source: Annotated[str, typer.Option(help="The image to edit: a file, its stylemap (.npz from `encode`) or a seed (a model sample).")],
+    reference: Annotated[str, typer.Option(help="The image the region comes from: a file, a stylemap .npz or a seed.")],
     mask: Annotated[str, typer.Option(help="A mask PNG (white = take from the reference; square) or a synthfaces region: eyes, mouth, hair.")],
     shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
     per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
@@ -922,8 +975,8 @@ def edit_local(
 
     Writes strip.png (source, reference, mask, result) and result.png. An empty mask is refused (the
     result would be the source); a mask covering everything gives the reference's reconstruction.
-    A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times); the strip
-    then shows its reconstruction.
+    A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times), and a seed
+    number stands for a model sample; the strip then shows the model's rendering of them.
 
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask eyes --out edit
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask m.png --shift 8,-4
@@ -956,10 +1009,9 @@ def edit_local(
     if degenerate:
         typer.echo(f"note: {degenerate}", err=True)
     names = (model, str(resolve_model(model)))
-    codes = torch.cat([_stylemap_of(p, generator, encoder, names) for p in (source, reference)])
-    with torch.no_grad():
-        x = torch.stack([_read_for_model(p, res) if p.suffix.lower() != ".npz" else generator(c[None])[0].clamp(-1, 1).cpu()  # type: ignore[misc]
-                         for p, c in zip((source, reference), codes)])
+    inputs = [_stylemap_input(t, generator, encoder, names) for t in (source, reference)]
+    codes = torch.cat([c for c, _ in inputs])
+    x = torch.stack([im for _, im in inputs])  # type: ignore[misc]
     m_img = m_img.to(codes.device)
     result = edit(generator, codes[:1], codes[1:], m_img, shift=d, per_layer=per_layer, strength=strength).cpu()
     strip = torch.cat([x, (m_img.cpu() * 2 - 1).expand(1, 3, res, res), result])

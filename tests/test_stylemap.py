@@ -420,3 +420,43 @@ def test_layers_compute_what_the_official_modules_compute():
     h = blur(h, sc.conv.blur.kernel, (1, 1))
     ref = F.leaky_relu(h + sc.activate.bias.reshape(1, -1, 1, 1), 0.2) * math.sqrt(2)
     assert torch.allclose(sc(x, s), ref, atol=1e-5)
+
+
+def test_cli_generate_interpolate_and_edit_from_seeds_with_a_stylemap_model(tmp_path, run_cli):
+    torch.manual_seed(0)
+    cfg = StyleMapConfig(resolution=16, latent_spatial_size=4, style_dim=8, mapping_layers=2, channel_base=128, channel_max=16)
+    model = tmp_path / "sm.safetensors"
+    save_stylemap_model(model, Generator(cfg), Encoder(cfg))
+    code, out, err = run_cli("generate", model, "--seeds", "0-3", "--per-seed", "--out", tmp_path / "g", "--device", "cpu")
+    assert code == 0, err
+    saved = np.load(tmp_path / "g" / "latents.npz")
+    assert str(saved["space"]) == "stylemap" and saved["latents"].shape == (4, 8, 4, 4) and saved["seeds"].tolist() == [0, 1, 2, 3]
+    assert Image.open(tmp_path / "g" / "seed0002.png").size == (16, 16)
+    code, _, err = run_cli("generate", model, "--seeds", "0-3", "--trunc", "0.5", "--out", tmp_path / "t", "--device", "cpu")
+    assert code == 0, err
+    truncated = np.load(tmp_path / "t" / "latents.npz")["latents"]
+    g, _, _ = load_stylemap_model(model)
+    mean = g.mean_stylemap().numpy()
+    np.testing.assert_allclose(truncated, mean + 0.5 * (saved["latents"] - mean), atol=1e-5)
+
+    # From a seed to a saved code: the ends are exactly the two codes.
+    code, out, err = run_cli("interpolate", model, "--from", "0", "--to", tmp_path / "g" / "latents.npz", "--frames", "5",
+                             "--out", tmp_path / "i", "--device", "cpu")
+    assert code == 0, err
+    path = np.load(tmp_path / "i" / "interpolation.npz")["latents"]
+    assert path.shape == (5, 8, 4, 4)
+    np.testing.assert_allclose(path[0], saved["latents"][0], atol=1e-6)
+    np.testing.assert_allclose(path[-1], saved["latents"][0], atol=1e-6)  # the file's first code is seed 0's
+    png = _png(tmp_path / "a.png", np.full((16, 16, 3), 90, np.uint8))
+    code, out, err = run_cli("interpolate", model, "--from", "1", "--to", png, "--frames", "3", "--out", tmp_path / "j", "--device", "cpu")
+    assert code == 0, err
+    assert (tmp_path / "j" / "interpolation.gif").exists()
+
+    code, out, err = run_cli("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--out", tmp_path / "e",
+                             "--device", "cpu")
+    assert code == 0, err
+    for args, message in [(("generate", model, "--class", "1"), "no --truncation-cutoff, --class"),
+                          (("interpolate", model, "--method", "slerp"), "interpolated linearly"),
+                          (("interpolate", model, "--to", tmp_path / "nope.png"), "nope.png")]:
+        code, _, err = run_cli(*args, "--out", tmp_path / "x", "--device", "cpu", "--force")
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)

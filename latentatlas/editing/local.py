@@ -72,7 +72,7 @@ def interpolate(generator: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, st
         raise UserError("interpolation needs at least 2 steps")
     t = torch.linspace(0, 1, steps, device=a.device).reshape(-1, 1, 1, 1)
     codes = a * (1 - t) + b * t
-    return codes, generator(codes)
+    return codes, torch.cat([generator(codes[i : i + 16]) for i in range(0, steps, 16)])
 
 
 # ---------------------------------------------------------------------------------------
