@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentatlas.models import winograd
+from latentatlas.models import derived, winograd
 
 LRELU_SLOPE = 0.2
 LRELU_GAIN = math.sqrt(2.0)
@@ -212,7 +212,8 @@ def modulated_conv2d(
         raise ValueError(f"unsupported activation {act!r}: use 'lrelu' or 'linear'")
     # Per-sample output scale: demodulation coefficients times the gain.
     if demodulate:
-        scale = (styles.square() @ weight32.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() * gain
+        wsq = derived.cached(weight, "square_sums", lambda t: t.to(torch.float32).square().sum(dim=[2, 3]).t())
+        scale = (styles.square() @ wsq + 1e-8).rsqrt() * gain
     else:
         scale = torch.full((batch, out_ch), float(gain), device=x.device)
     bias_term = None if bias is None else (bias.to(torch.float32) * gain)
@@ -225,7 +226,8 @@ def modulated_conv2d(
     # of folding the styles into the weight, at any batch size.
     winograd_conv = _use_winograd(x, weight, up, padding)
     if batch == 1 and not codes_only_grad and not winograd_conv:
-        w = weight32 * styles.reshape(1, -1, 1, 1) * scale.reshape(-1, 1, 1, 1)
+        base = _conv_weight(weight, x) if x.dtype == torch.float32 else weight32
+        w = base * (styles.reshape(1, -1, 1, 1) * scale.reshape(-1, 1, 1, 1))
         b = None if bias_term is None else bias_term.to(x.dtype)
         x = _conv(x, w.to(x.dtype), up, padding, resample_filter, bias=b)
     else:
@@ -233,7 +235,7 @@ def modulated_conv2d(
         if winograd_conv:
             x = winograd.conv3x3(x, winograd.cached_weight(weight).to(x.dtype))
         else:
-            x = _conv(x, weight.to(x.dtype), up, padding, resample_filter)
+            x = _conv(x, _conv_weight(weight, x), up, padding, resample_filter)
         x = x.mul_(scale.to(x.dtype).reshape(batch, -1, 1, 1))
         if bias_term is not None:
             x = x.add_(bias_term.to(x.dtype).reshape(1, -1, 1, 1))
@@ -244,6 +246,15 @@ def modulated_conv2d(
     if clamp is not None and clamp >= 0:
         x = x.clamp_(-clamp, clamp)
     return x
+
+
+def _conv_weight(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The weight in x's dtype and, for channels-last activations, in channels-last layout, as
+    the convolution would otherwise copy it to on every call."""
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return weight.to(x.dtype)
+    return derived.cached(weight, f"channels_last_{x.dtype}",
+                          lambda t: t.to(x.dtype).contiguous(memory_format=torch.channels_last))
 
 
 def _conv(

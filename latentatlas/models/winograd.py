@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from latentatlas.models import derived
+
 # F(4x4, 3x3): input tiles 6x6, output tiles 4x4.
 _BT = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]
@@ -43,16 +45,7 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
 
 def cached_weight(weight: torch.Tensor) -> torch.Tensor:
     """transform_weight of a frozen weight, kept on the tensor until it changes in place."""
-    key = (weight._version, weight.data_ptr(), weight.dtype)
-    hit = getattr(weight, "_winograd_f43", None)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    u = transform_weight(weight.detach())
-    try:
-        weight._winograd_f43 = (key, u)  # type: ignore[attr-defined]
-    except AttributeError:  # a tensor that takes no attributes: no cache
-        pass
-    return u
+    return derived.cached(weight, "winograd_f43", transform_weight)
 
 
 def conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,32 @@
+"""Values derived from a frozen weight, kept on the weight until it changes in place.
+
+Why: at inference and in projection the generator's weights never change, yet every call
+recomputed what depends only on them (the squared-weight sums behind demodulation, a
+channels-last copy for CPU convolutions, Winograd-transformed filters). Caching them on the
+tensor itself ties their lifetime to the weight and needs no registry. Only CPU tensors that
+need no gradient are cached: on GPU these costs are negligible, and tracing tools
+(torch.compile, CUDA graphs) see plain tensor code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """fn(weight), computed once per (name, weight version) for a frozen CPU weight."""
+    if weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled()):
+        return fn(weight)
+    key = (weight._version, weight.data_ptr(), weight.dtype)
+    store = getattr(weight, "_latentatlas_derived", None)
+    if store is None or store.get("_key") != key:
+        store = {"_key": key}
+        try:
+            weight._latentatlas_derived = store  # type: ignore[attr-defined]
+        except AttributeError:  # a tensor that takes no attributes: no cache
+            return fn(weight)
+    if name not in store:
+        store[name] = fn(weight.detach())
+    return store[name]
