@@ -70,3 +70,18 @@ def test_modulated_conv_picks_winograd_only_where_it_pays(monkeypatch):
     calls.clear()
     run(256, 16, "auto", weight_grad=True)  # training: the direct path computes the weight gradient
     assert not calls
+
+
+def test_frozen_conv_backward_is_the_transposed_convolution():
+    """conv3x3_frozen's own backward (a Winograd convolution with flipped, transposed filters)
+    gives autograd's input gradient of the direct convolution."""
+    torch.manual_seed(5)
+    x = torch.randn(2, 6, 11, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 6, 3, 3, dtype=torch.float64)
+    g = torch.randn(2, 4, 11, 9, dtype=torch.float64)
+    out = winograd.conv3x3_frozen(x, w)
+    ref = F.conv2d(x, w, padding=1)
+    assert (out - ref).abs().max() < 1e-10 * ref.abs().max()
+    (ga,) = torch.autograd.grad(out, x, g)
+    (gb,) = torch.autograd.grad(ref, x, g)
+    assert (ga - gb).abs().max() < 1e-10 * gb.abs().max()

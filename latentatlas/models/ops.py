@@ -127,12 +127,11 @@ def _use_winograd(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int) 
     if CONV3X3_IMPL == "winograd":
         return True
     side = min(x.shape[-2:])
-    # With a gradient to the input (projection) the backward pass through the tiling costs
-    # more: a faces64 projection step took 118-120 ms with this 4x bar and 123-145 ms with 2x
-    # (its 128-channel 64 px layer then used Winograd); a 256-channel 64 px config's forward +
-    # backward 255 ms against 292 ms direct.
-    work = WINOGRAD_MIN_WORK * (4 if torch.is_grad_enabled() and x.requires_grad else 1)
-    return x.device.type == "cpu" and x.dtype == torch.float32 and side >= WINOGRAD_MIN_SIZE and weight.shape[1] * side >= work
+    # With a gradient to the input (projection) the backward pass is a Winograd convolution
+    # too (winograd.conv3x3_frozen): forward + backward of a 256-channel 64 px config took
+    # 214 ms against 288 ms direct; faces64's 128-channel layers 92 against 90 ms (a wash).
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and side >= WINOGRAD_MIN_SIZE
+            and weight.shape[1] * side >= WINOGRAD_MIN_WORK)
 
 
 def _use_composite(x: torch.Tensor) -> bool:
@@ -233,7 +232,7 @@ def modulated_conv2d(
     else:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
         if winograd_conv:
-            x = winograd.conv3x3(x, winograd.cached_weight(weight).to(x.dtype))
+            x = winograd.conv3x3_frozen(x, weight)
         else:
             x = _conv(x, _conv_weight(weight, x), up, padding, resample_filter)
         x = x.mul_(scale.to(x.dtype).reshape(batch, -1, 1, 1))

@@ -48,6 +48,37 @@ def cached_weight(weight: torch.Tensor) -> torch.Tensor:
     return derived.cached(weight, "winograd_f43", transform_weight)
 
 
+def _transposed(weight: torch.Tensor) -> torch.Tensor:
+    """The weight whose padding-1 3x3 convolution is the input gradient of `weight`'s."""
+    return transform_weight(weight.flip(2, 3).transpose(0, 1))
+
+
+def conv3x3_frozen(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """F.conv2d(x, weight, padding=1) for a weight that takes no gradient, differentiable in x.
+
+    The input gradient of a 3x3 padding-1 convolution is again one (with the filters flipped
+    and in and out channels swapped), so the backward pass runs the same Winograd product
+    instead of autograd's way back through the tiling (a scatter-add over overlapping tiles,
+    slower than the forward pass).
+    """
+    u = cached_weight(weight).to(x.dtype)
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return conv3x3(x, u)
+    return _FrozenConv3x3.apply(x, u, derived.cached(weight, "winograd_f43_transposed", _transposed).to(x.dtype))
+
+
+class _FrozenConv3x3(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, u: torch.Tensor, u_transposed: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(u_transposed)
+        return conv3x3(x, u)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        (u_transposed,) = ctx.saved_tensors
+        return conv3x3(grad.contiguous(), u_transposed), None, None
+
+
 def conv3x3(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.conv2d(x, weight, bias, padding=1) for a 3x3 weight given as u = transform_weight(weight)."""
     n, c, h, w = x.shape
