@@ -16,7 +16,7 @@ pixels when both models are 64 px).
    - `--variants` (default fp32) times the same pass with tf32, bf16 (autocast), graph (the whole
      pass replayed as one CUDA graph, latentatlas.models.cuda_graph) or graph-tf32; each with
      its max abs difference to the fp32 images. All but fp32 and bf16 need CUDA.
-   - quality (fp32, the library's `editing.local.encode`, then the generator): per image the
+   - quality (fp32, the library's `inversion.encoder.encode`, then the generator): per image the
      pixel MSE to the target, the factor-feature distance (bundled predictor `factors`, the
      projector's loss term) and the mean abs error of the 20 predicted factors of the
      reconstruction vs the target's true factors (`predictor_floor_mae`: the target's own
@@ -71,7 +71,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from projection_quality import IN_DOMAIN_SEED, device_name, log  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
-from latentatlas.editing.local import encode  # noqa: E402
+from latentatlas.inversion.encoder import encode  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402

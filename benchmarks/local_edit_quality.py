@@ -46,7 +46,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from projection_quality import device_name, log  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
-from latentatlas.editing.local import edit, encode  # noqa: E402
+from latentatlas.editing.local import edit  # noqa: E402
+from latentatlas.inversion.encoder import encode  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.models.bundled import resolve_model  # noqa: E402
 from latentatlas.runtime import keep_freed_cpu_memory  # noqa: E402

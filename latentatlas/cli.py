@@ -432,7 +432,8 @@ def project(
     from tqdm import tqdm
 
     from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance
-    from latentatlas.inversion.projector import ProjectorConfig, project as run_projection, reconstruction_errors
+    from latentatlas.inversion.projector import ProjectorConfig, project as run_projection
+    from latentatlas.metrics.reconstruction import reconstruction_errors
     from latentatlas.io.atomic import atomic_path
     from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
     from latentatlas.latent.gaussian import GaussianPrior
@@ -906,7 +907,7 @@ def encode(
     """
     import torch
 
-    from latentatlas.editing.local import encode as encode_images
+    from latentatlas.inversion.encoder import encode as encode_images
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.latent.codes import LatentCode, save_codes
     from latentatlas.io.images import list_images, make_grid, save_image
@@ -942,7 +943,7 @@ def _stylemap_input(text: str, generator: "object", encoder: "object", model_nam
     image is the model's rendering."""
     import torch
 
-    from latentatlas.editing.local import encode as encode_images
+    from latentatlas.inversion.encoder import encode as encode_images
     from latentatlas.editing.local import random_stylemaps
     from latentatlas.latent.codes import code_for_model
 

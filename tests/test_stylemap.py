@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from latentatlas.editing.local import check_mask, encode, local_edit, resize_mask, transplant
+from latentatlas.editing.local import check_mask, local_edit, resize_mask, transplant
+from latentatlas.inversion.encoder import encode
 from latentatlas.io.checkpoints import load_stylemap_any, load_stylemap_model, save_stylemap_model
 from latentatlas.io.errors import UserError
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig

@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -90,7 +89,7 @@ def test_portable_checkpoint_resumes_without_state_file(tmp_path):
     shutil.copytree(portable, tmp_path / "b" / "portable")  # what travels to another machine
     res = train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "b", progress=False)
     assert res["resumed_from_kimg"] == 0.024 and res["finished"]
-    straight = train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "c", progress=False)
+    train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "c", progress=False)  # the same run, uninterrupted
     # Same data and RNG; only Adam's second moments went through bf16, so close but not equal.
     a, _ = load_model(tmp_path / "b" / "model.safetensors")
     c, _ = load_model(tmp_path / "c" / "model.safetensors")

@@ -15,7 +15,6 @@ from latentatlas.directions.warped import (
     WarpedConfig,
     load_paths,
     load_warped,
-    save_warped,
     state_path,
     train_warped,
 )

@@ -295,7 +295,8 @@ class StyleMapSession:
     @torch.no_grad()
     def _make_picture(self, p: Picture, limits: UploadLimits | None) -> tuple[torch.Tensor, torch.Tensor]:
         from latentatlas.data import synthfaces
-        from latentatlas.editing.local import encode, random_stylemaps
+        from latentatlas.editing.local import random_stylemaps
+        from latentatlas.inversion.encoder import encode
 
         g, res = self.generator, self.resolution
         with self.lock:

@@ -34,7 +34,6 @@ from torch import nn
 
 from latentatlas.directions.files import Directions, load_directions, model_fingerprint
 from latentatlas.directions.reconstructor import (
-    Field,
     Reconstructor,
     check_space,
     latent_codes,

@@ -43,19 +43,6 @@ POOL_MODES = ("max", "avg")
 
 
 @torch.no_grad()
-def encode(encoder: torch.nn.Module, images: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    """Images [N, 3, R, R] in [-1, 1] -> stylemaps [N, C, S, S], one forward pass of the encoder."""
-    res = encoder.img_resolution
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise UserError(f"images must be [N, 3, H, W] RGB, got {list(images.shape)}")
-    if images.shape[-2:] != (res, res):
-        raise UserError(f"the images are {images.shape[-1]}x{images.shape[-2]} px, the model takes {res}x{res}: resize them first "
-                        "(the encode and edit-local commands resize files for you)")
-    device = next(encoder.parameters()).device
-    return torch.cat([encoder(images[i : i + batch].to(device)) for i in range(0, images.shape[0], batch)])
-
-
-@torch.no_grad()
 def random_stylemaps(generator: torch.nn.Module, seeds: list[int], truncation_psi: float = 1.0,
                      mean: torch.Tensor | None = None) -> torch.Tensor:
     """Stylemaps from seeds (z ~ N(0, I) seeded per image); truncation towards the mean stylemap."""

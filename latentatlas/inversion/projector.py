@@ -206,14 +206,6 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def reconstruction_errors(images: torch.Tensor, targets: torch.Tensor, perceptual: PerceptualFn | None = None) -> dict[str, list[float]]:
-    out = {"mse": (images - targets).square().mean(dim=(1, 2, 3)).tolist()}
-    if perceptual is not None:
-        with torch.no_grad():
-            out["perceptual"] = perceptual(downsample_to(images), downsample_to(targets)).tolist()
-    return out
-
-
 def resize_for(generator: Generator, images: torch.Tensor) -> torch.Tensor:
     """Resize a batch to the generator's resolution (area down, bicubic up)."""
     r = generator.img_resolution

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 
 from latentatlas.models.ops import (
-    LRELU_GAIN,
     Conv2dLayer,
     FullyConnectedLayer,
     modulated_conv2d,
