@@ -2,8 +2,9 @@
 
 PyTorch takes CPU tensor memory from malloc. glibc serves large blocks with mmap and hands them
 back to the OS when they are freed, so every forward pass of a generator touches fresh pages
-again: 1,764 page faults per faces64 image at batch 1, 6,465 per projection step, 100,000 per
-batch of 16 for the 64 px benchmark config (measured with getrusage). Keeping freed memory in
+again: 111,000 page faults per 10 faces64 passes at batch 4, 6,465 per projection step, 100,000
+per batch of 16 for the 64 px benchmark config (measured with getrusage; at batch 1 faces64 no
+longer frees blocks that large since its weight terms are cached). Keeping freed memory in
 the process, as jemalloc or tcmalloc would (PyTorch's CPU performance guide suggests preloading
 one), removes them and saves 4 to 8 % of CPU time there. The price is that the process keeps its
 peak memory until it exits, which suits a command or a server.
