@@ -11,13 +11,18 @@
 #   - issue 5's method table (benchmarks/directions_table.py --runs): every finished
 #     (seed, method) row is kept, and the next lease resumes from the committed rows. It is
 #     stopped RESERVE seconds before the end, so the stylemap benchmarks run alone.
+#   - with FACES64=1, a third job: a resumable chunk of faces64 training (jobs/faces64_gpu.sh,
+#     no benchmark, no predictor), stopped in time too. Its checkpoint comes back, but the
+#     bundled faces64 is left as it is: re-bundling changes the model every table is measured on.
 # PHASE=bench (call 2, BUDGET about 230 s), speed figures on a quiet GPU, each under its own
 #   timeout: issue 2's 256 px generator with torch.compile (fp32 and graph-tf32 in the same run,
 #   to compare by ratio), issue 4's 256 px projection (config-f + LPIPS VGG16, random weights),
 #   issue 5's WarpedGANSpace iterations/s. (Issue 6's encoder speed at 64 and 256 px is timed
 #   in the train phase, after training, on a quiet GPU.)
 #
-# Back in $OUT: log.txt, results.tar, and (train) portable.tar. results.tar holds its files at
+# Back in $OUT: log.txt, results.tar, and (train) portable.tar, with FACES64=1 also
+# faces64_{G,D,G_ema,train}.safetensors (copy them to runs/faces64/portable/ without the
+# prefix). results.tar holds its files at
 # their places in the repository, named for the GPU (h100/h200), so after the lease, here:
 #   tar -xf $OUT/results.tar                               # benchmarks/results_*, docs/*.png
 #   tar -xf $OUT/portable.tar -C runs/faces64-stylemap/    # resumable stylemap checkpoint
@@ -34,6 +39,7 @@ PHASE=${PHASE:-train}
 BUDGET=${BUDGET:-540}
 DEVICE=${DEVICE:-cuda}
 RESERVE=${RESERVE:-130}          # train: seconds kept for the stylemap benchmarks after the table stops
+FACES64=${FACES64:-}             # train: 1 = also a faces64 training chunk beside the other two
 SMOKE=${SMOKE:-}                 # tiny settings everywhere (CPU check of the plumbing)
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
@@ -72,6 +78,14 @@ if [ "$PHASE" = train ]; then
   ( OUT=$WORK/stylemap BUDGET=$(( $(left) - 15 )) RESERVE=$RESERVE DEVICE=$DEVICE PY=$PY \
       bash jobs/faces64_stylemap_gpu.sh >/dev/null 2>&1 ) &
   SM_PID=$!
+  F64_PID=
+  if [ -n "$FACES64" ]; then
+    mkdir -p "$WORK/faces64"
+    # Its evaluation at the end needs the GPU too: end it with the table, before the stylemap benchmarks.
+    ( OUT=$WORK/faces64 RUN=${SMOKE:+$WORK/run-smoke-f64} BUDGET=$(( $(left) - RESERVE - 20 )) BENCH_CONFIGS= PRED_STEPS=0 DEVICE=$DEVICE PY=$PY \
+        bash jobs/faces64_gpu.sh >/dev/null 2>&1 ) &
+    F64_PID=$!
+  fi
   cp "$RUNS" "$WORK/$RUNS" 2>/dev/null || : >"$WORK/$RUNS"
   # shellcheck disable=SC2086
   step $(( $(left) - RESERVE - 15 )) "directions table" directions_table.json \
@@ -81,6 +95,12 @@ if [ "$PHASE" = train ]; then
     >"$WORK/benchmarks/results_${DEV}_directions_table.json" 2>>"$LOG" || rm -f "$WORK/benchmarks/results_${DEV}_directions_table.json"
   rm -f "$WORK/directions_table.json"
   echo "== directions rows: $(wc -l <"$WORK/$RUNS") in $RUNS; waiting for the stylemap job ($(left) s left)" >>"$LOG"
+  if [ -n "$F64_PID" ]; then
+    wait $F64_PID
+    echo "== faces64 chunk" >>"$LOG"; cat "$WORK/faces64/log.txt" >>"$LOG" 2>/dev/null
+    for f in "$WORK"/faces64/portable/*.safetensors; do [ -f "$f" ] && mv "$f" "$OUT/faces64_$(basename "$f")"; done
+    [ -f "$WORK/faces64/samples.png" ] && mv "$WORK/faces64/samples.png" "$WORK/docs/faces64_samples_latest.png"
+  fi
   wait $SM_PID
   SM=$WORK/stylemap
   cat "$SM/log.txt" >>"$LOG" 2>/dev/null
@@ -106,7 +126,7 @@ elif [ "$PHASE" = bench ]; then
 else
   echo "PHASE must be train or bench" >>"$LOG"
 fi
-rm -rf "$WORK/err.txt" "$WORK/stylemap" "$WORK/run-smoke"
+rm -rf "$WORK/err.txt" "$WORK/stylemap" "$WORK/faces64" "$WORK/run-smoke" "$WORK/run-smoke-f64"
 ( cd "$WORK" && find . -type f | sort | tar -cf "$OUT/results.tar" -T - ) 2>>"$LOG"
 rm -rf "$WORK"
 echo "== done after $((SECONDS - T0)) s; results.tar:" >>"$LOG"
