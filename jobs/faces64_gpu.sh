@@ -12,22 +12,13 @@
 # On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
 #   PRED_STEPS=4 PRED_BATCH=8 OUT=/tmp/out bash jobs/faces64_gpu.sh
 set -u
-OUT=${OUT:?set OUT to the folder that comes back}
-BUDGET=${BUDGET:-540}            # seconds for the whole job
-DEVICE=${DEVICE:-cuda}
 BENCH_CONFIGS=${BENCH_CONFIGS-64,256,1024}
 BENCH_BATCHES=${BENCH_BATCHES:-1,16,32}
 BENCH_VARIANTS=${BENCH_VARIANTS:-fp32,tf32,bf16,graph,graph-tf32}
 PRED_STEPS=${PRED_STEPS:-0}      # the predictor is bundled (latentatlas/weights/factors.safetensors); >0 retrains it
 PRED_BATCH=${PRED_BATCH:-256}
 RUN=${RUN:-runs/faces64}
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-LA="$PY -m latentatlas.cli"
-T0=$SECONDS
-left() { echo $((BUDGET - (SECONDS - T0))); }
-minutes() { $PY -c "print(max(0.1, ($1) / 60))"; }
-LOG=$OUT/log.txt
+. "$(dirname "$0")/common.sh"
 mkdir -p "$OUT/portable" "$RUN" runs
 { date; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
 

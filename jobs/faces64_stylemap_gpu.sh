@@ -12,21 +12,12 @@
 # Usage (device tool): BUDGET=540 bash jobs/faces64_stylemap_gpu.sh
 # On CPU, for a smoke test: DEVICE=cpu BUDGET=120 RESERVE=90 PAIRS=8 EVP="--num 4 --steps 5" OUT=/tmp/out bash jobs/faces64_stylemap_gpu.sh
 set -u
-OUT=${OUT:?set OUT to the folder that comes back}
-BUDGET=${BUDGET:-540}            # seconds for the whole job
-DEVICE=${DEVICE:-cuda}
 RUN=${RUN:-runs/faces64-stylemap}
 BATCH=${BATCH:-16}
 RESERVE=${RESERVE:-150}         # seconds kept after training for the checks and benchmarks
 PAIRS=${PAIRS:-256}             # local_edit_quality pairs
 EVP=${EVP:---num 64 --steps 200 --projector-batch 64 --config256 --variants fp32,tf32,graph,graph-tf32}
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-LA="$PY -m latentatlas.cli"
-T0=$SECONDS
-left() { echo $((BUDGET - (SECONDS - T0))); }
-minutes() { $PY -c "print(max(0.1, ($1) / 60))"; }
-LOG=$OUT/log.txt
+. "$(dirname "$0")/common.sh"
 mkdir -p "$RUN"
 { date; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
 

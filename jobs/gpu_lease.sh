@@ -34,18 +34,11 @@
 #                       PHASE=bench BUDGET=230 bash jobs/gpu_lease.sh
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
 set -u
-OUT=${OUT:?set OUT to the folder that comes back}
 PHASE=${PHASE:-train}
-BUDGET=${BUDGET:-540}
-DEVICE=${DEVICE:-cuda}
 RESERVE=${RESERVE:-130}          # train: seconds kept for the stylemap benchmarks after the table stops
 FACES64=${FACES64:-}             # train: 1 = also a faces64 training chunk beside the other two
 SMOKE=${SMOKE:-}                 # tiny settings everywhere (CPU check of the plumbing)
-PY=${PY:-python3}
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
-T0=$SECONDS
-left() { echo $((BUDGET - (SECONDS - T0))); }
-LOG=$OUT/log.txt
+. "$(dirname "$0")/common.sh"
 WORK=$(mktemp -d)
 mkdir -p "$WORK/benchmarks" "$WORK/docs"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
