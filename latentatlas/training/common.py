@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 
@@ -29,6 +30,48 @@ PORTABLE_DIR = "portable"
 MODEL_FILE = "model.safetensors"
 
 CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg")
+
+
+class TrainerBase:
+    """What both trainers set up the same way: the processes and the per-process batch, the data
+    source and its seeds, the broadcast of the initial weights, and the real batches."""
+
+    cfg: Any
+
+    def setup_processes(self, cfg: Any, run_dir: str | Path, device: str | torch.device) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        if cfg.batch % self.world:
+            raise UserError(f"--batch {cfg.batch} must be divisible by the number of processes ({self.world})")
+        self.batch_gpu = cfg.batch // self.world
+        if self.batch_gpu % min(cfg.mbstd_group, self.batch_gpu):
+            raise UserError(f"the per-process batch {self.batch_gpu} must be divisible by the minibatch-std group {cfg.mbstd_group}")
+
+    def setup_data(self, modules: list[torch.nn.Module]) -> None:
+        """Data source and seeds (after the networks are built), then rank 0's weights everywhere."""
+        self.step = 0
+        self.nimg = 0
+        self.data_gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + self.rank)
+        self.folder = None
+        if self.cfg.data != "synthfaces":
+            from latentatlas.data.folder import FolderImages
+
+            self.folder = FolderImages(self.cfg.data, self.cfg.resolution, self.rank, self.world)
+        torch.manual_seed(self.cfg.seed * 1000 + self.rank + 1)
+        if self.world > 1:
+            for module in modules:
+                for t in list(module.parameters()) + list(module.buffers()):
+                    dist.broadcast(t.data, src=0)
+
+    def real_batch(self) -> torch.Tensor:
+        if self.folder is not None:
+            return self.folder.batch(self.batch_gpu, self.data_gen).to(self.device)
+        seed = (self.cfg.seed * 1_000_003 + self.step) * self.world + self.rank
+        images, _ = synthfaces.sample(self.batch_gpu, seed=seed, resolution=self.cfg.resolution, device=self.device)
+        return images
 
 
 def adam(params, lr: float, reg_interval: int | None = None) -> torch.optim.Adam:  # type: ignore[no-untyped-def]

@@ -25,13 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.checkpoints import save_model
-from latentatlas.io.errors import UserError
 from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from latentatlas.training import common
@@ -86,18 +83,9 @@ class TrainConfig:
 _adam = common.adam
 
 
-class Trainer:
+class Trainer(common.TrainerBase):
     def __init__(self, cfg: TrainConfig, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.device = torch.device(device)
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        if cfg.batch % self.world:
-            raise UserError(f"--batch {cfg.batch} must be divisible by the number of processes ({self.world})")
-        self.batch_gpu = cfg.batch // self.world
-        if self.batch_gpu % min(cfg.mbstd_group, self.batch_gpu):
-            raise UserError(f"the per-process batch {self.batch_gpu} must be divisible by the minibatch-std group {cfg.mbstd_group}")
+        self.setup_processes(cfg, run_dir, device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.G = Generator(cfg.generator_config()).to(self.device).train().requires_grad_(False)
@@ -106,27 +94,7 @@ class Trainer:
         self.opt_G = _adam(self.G.parameters(), cfg.lr, cfg.g_reg_interval)
         self.opt_D = _adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
         self.pl_mean = torch.zeros([], device=self.device)
-        self.step = 0
-        self.nimg = 0
-        self.data_gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
-        self.folder = None
-        if cfg.data != "synthfaces":
-            from latentatlas.data.folder import FolderImages
-
-            self.folder = FolderImages(cfg.data, cfg.resolution, self.rank, self.world)
-        torch.manual_seed(cfg.seed * 1000 + self.rank + 1)
-        if self.world > 1:
-            for module in (self.G, self.D, self.G_ema):
-                for t in list(module.parameters()) + list(module.buffers()):
-                    dist.broadcast(t.data, src=0)
-
-    # ------------------------------------------------------------------ data
-    def real_batch(self) -> torch.Tensor:
-        if self.folder is not None:
-            return self.folder.batch(self.batch_gpu, self.data_gen).to(self.device)
-        seed = (self.cfg.seed * 1_000_003 + self.step) * self.world + self.rank
-        images, _ = synthfaces.sample(self.batch_gpu, seed=seed, resolution=self.cfg.resolution, device=self.device)
-        return images
+        self.setup_data([self.G, self.D, self.G_ema])
 
     # ------------------------------------------------------------------ losses
     def _mapping(self, z: torch.Tensor, update_w_avg: bool = True) -> torch.Tensor:

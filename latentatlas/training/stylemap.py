@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
 from latentatlas.data import synthfaces
@@ -110,18 +109,9 @@ def perceptual_loss(kind: str, cfg: StyleMapTrainConfig, device: torch.device): 
     raise UserError(f"perceptual loss {kind!r}: use auto, factors, lpips or none")
 
 
-class StyleMapTrainer:
+class StyleMapTrainer(common.TrainerBase):
     def __init__(self, cfg: StyleMapTrainConfig, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        self.device = torch.device(device)
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        if cfg.batch % self.world:
-            raise UserError(f"--batch {cfg.batch} must be divisible by the number of processes ({self.world})")
-        self.batch_gpu = cfg.batch // self.world
-        if self.batch_gpu % min(cfg.mbstd_group, self.batch_gpu):
-            raise UserError(f"the per-process batch {self.batch_gpu} must be divisible by the minibatch-std group {cfg.mbstd_group}")
+        self.setup_processes(cfg, run_dir, device)
         try:
             model_cfg = cfg.model_config()
         except ValueError as e:
@@ -137,32 +127,13 @@ class StyleMapTrainer:
         self.opt_E = common.adam(self.E.parameters(), cfg.lr)
         self.opt_D = common.adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
         self.percept = perceptual_loss(cfg.perceptual_kind(), cfg, self.device)
-        self.step = 0
-        self.nimg = 0
-        self.data_gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.rank)
-        self.folder = None
-        if cfg.data != "synthfaces":
-            from latentatlas.data.folder import FolderImages
-
-            self.folder = FolderImages(cfg.data, cfg.resolution, self.rank, self.world)
-        torch.manual_seed(cfg.seed * 1000 + self.rank + 1)
-        if self.world > 1:
-            for module in self.networks().values():
-                for t in list(module.parameters()) + list(module.buffers()):
-                    dist.broadcast(t.data, src=0)
+        self.setup_data(list(self.networks().values()))
 
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"G": self.G, "D": self.D, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema}
 
     def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]]:
         return {"G": (self.opt_G, self.G), "D": (self.opt_D, self.D), "E": (self.opt_E, self.E)}
-
-    def real_batch(self) -> torch.Tensor:
-        if self.folder is not None:
-            return self.folder.batch(self.batch_gpu, self.data_gen).to(self.device)
-        seed = (self.cfg.seed * 1_000_003 + self.step) * self.world + self.rank
-        images, _ = synthfaces.sample(self.batch_gpu, seed=seed, resolution=self.cfg.resolution, device=self.device)
-        return images
 
     def train_step(self) -> dict[str, float]:
         cfg, stats, world = self.cfg, {}, self.world
