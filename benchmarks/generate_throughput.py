@@ -70,6 +70,11 @@ VARIANTS = {
     "graph-tf32": (True, None, True),
     # torch.compile (inductor) fuses the elementwise epilogues; compile time is not timed.
     "compile-tf32": (True, None, "compile"),
+    # The same with the weights (and so every activation) in channels-last layout, which
+    # tensor-core convolutions take without a transpose.
+    "tf32-cl": (True, None, False),
+    "graph-tf32-cl": (True, None, True),
+    "compile-tf32-cl": (True, None, "compile"),
 }
 
 
@@ -105,7 +110,7 @@ def run_one(args: argparse.Namespace) -> dict:
         for variant in variants:
             tf32, autocast, graph = VARIANTS[variant]
             _set_tf32(tf32)
-            fn = _variant_fn(G, autocast, device)
+            fn = _variant_fn(_channels_last(G) if variant.endswith("-cl") else G, autocast, device)
             if graph == "compile":
                 fn = torch.compile(fn, dynamic=False)
             elif graph:
@@ -128,6 +133,15 @@ def run_one(args: argparse.Namespace) -> dict:
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     )
     return {"config": args.config, "gflop_per_image": round(flops / 1e9, 3), "peak_memory_mib": round(peak, 1), "rows": results}
+
+
+def _channels_last(G):  # type: ignore[no-untyped-def]
+    """A copy of G with its 4-D weights and buffers in channels-last layout."""
+    import copy
+
+    import torch
+
+    return copy.deepcopy(G).to(memory_format=torch.channels_last)
 
 
 def _set_tf32(on: bool) -> None:

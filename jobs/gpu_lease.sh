@@ -14,9 +14,10 @@
 #   - with FACES64=1, a third job: a resumable chunk of faces64 training (jobs/faces64_gpu.sh,
 #     no benchmark, no predictor), stopped in time too. Its checkpoint comes back, but the
 #     bundled faces64 is left as it is: re-bundling changes the model every table is measured on.
-# PHASE=bench (call 2, BUDGET about 230 s), speed figures on a quiet GPU, each under its own
-#   timeout: issue 2's 256 px generator with torch.compile (fp32 and graph-tf32 in the same run,
-#   to compare by ratio), issue 4's 256 px projection (config-f + LPIPS VGG16, random weights),
+# PHASE=bench (call 2, BUDGET about 260 s), speed figures on a quiet GPU, each under its own
+#   timeout: issue 2's 256 px generator at batch 32 (TF32 and CUDA graphs, each also with
+#   channels-last weights, then torch.compile with and without; fp32 in every run, to compare
+#   by ratio), issue 4's 256 px projection (config-f + LPIPS VGG16, random weights),
 #   issue 5's WarpedGANSpace iterations/s. (Issue 6's encoder speed at 64 and 256 px is timed
 #   in the train phase, after training, on a quiet GPU.)
 #
@@ -31,7 +32,7 @@
 # and commit them. A second lease with the same commands goes on where this one stopped.
 #
 # Usage (device tool):  PHASE=train BUDGET=540 bash jobs/gpu_lease.sh
-#                       PHASE=bench BUDGET=230 bash jobs/gpu_lease.sh
+#                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
 set -u
 PHASE=${PHASE:-train}
@@ -103,19 +104,26 @@ if [ "$PHASE" = train ]; then
   [ -s "$SM/local_edit.json" ] && mv "$SM/local_edit.json" "$WORK/benchmarks/results_${DEV}_local_edit_quality.json"
   for f in "$SM"/local_edit_*.png; do [ -f "$f" ] && mv "$f" "$WORK/docs/$(basename "$f")"; done
 elif [ "$PHASE" = bench ]; then
-  if [ -n "$SMOKE" ]; then GEN="--repeats 1"; PROJ="--steps 4 --batches 1"; WARP="--steps 2 --warmup 1"
+  if [ -n "$SMOKE" ]; then GEN="--repeats 1 --configs 64 --batches 1"; PROJ="--steps 3 --batches 1"; WARP="--steps 2 --warmup 1"
   else GEN=""; PROJ="--steps 30 --batches 1,32,128"; WARP="--steps 20"; fi
-  V=fp32,graph-tf32,compile-tf32; [ "$DEVICE" = cpu ] && V=fp32
-  # shellcheck disable=SC2086
-  step 150 "generator 256 px with torch.compile" "benchmarks/results_${DEV}_generate_compile.json" \
-    $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs 256 --batches 32 --variants "$V" $GEN
+  # Quick ones first; the torch.compile variants (minutes of compiling) last, each in its own run
+  # so that one cut short by the budget loses nothing else.
+  gen() {  # gen SECONDS NAME VARIANTS
+    local v=$3; [ "$DEVICE" = cpu ] && v=fp32
+    # shellcheck disable=SC2086
+    step "$1" "generator 256 px, batch 32: $3" "benchmarks/results_${DEV}_generate_$2.json" \
+      $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs 256 --batches 32 --variants "$v" $GEN
+  }
+  gen 60 graph fp32,tf32,graph-tf32,tf32-cl,graph-tf32-cl
   TF=--tf32; [ "$DEVICE" = cpu ] && TF=
   # shellcheck disable=SC2086
-  step 70 "projection 256 px" "benchmarks/results_${DEV}_projection_speed_256.json" \
+  step 60 "projection 256 px" "benchmarks/results_${DEV}_projection_speed_256.json" \
     $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF $PROJ
   # shellcheck disable=SC2086
-  step 40 "WarpedGANSpace training speed" "benchmarks/results_${DEV}_warped_speed.json" \
+  step 35 "WarpedGANSpace training speed" "benchmarks/results_${DEV}_warped_speed.json" \
     $PY benchmarks/warped_speed.py --device "$DEVICE" $WARP
+  gen 110 compile_cl fp32,compile-tf32-cl
+  gen 110 compile fp32,compile-tf32
 else
   echo "PHASE must be train or bench" >>"$LOG"
 fi
