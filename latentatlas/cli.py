@@ -639,7 +639,11 @@ def directions_supervised(
     typer.echo(f"{len(d)} supervised directions ({d.method}): {out}")
 
 
-@directions_app.command("warped")
+warped_app = typer.Typer(no_args_is_help=True, help="WarpedGANSpace: non-linear RBF paths (train them; traverse and score them with the other commands).")
+directions_app.add_typer(warped_app, name="warped")
+
+
+@warped_app.command("train")
 def directions_warped(
     model: ModelArg,
     out: Annotated[Path, typer.Option(help="Warped-directions file (.safetensors); OUT.state.pt holds the resumable state.")],
@@ -664,7 +668,7 @@ def directions_warped(
     paper's linear baseline (one dipole per set) the same way. The reconstructor's weights are stored in
     OUT too (tensors prefixed "reconstructor.").
 
-    Example: latentatlas directions warped faces64 --out warped.safetensors --sets 20 --dipoles 16 --steps 5000
+    Example: latentatlas directions warped train faces64 --out warped.safetensors --sets 20 --dipoles 16 --steps 5000
     """
     from latentatlas.directions.warped import WarpedConfig, state_path, train_warped
     from latentatlas.models.bundled import load_generator

@@ -246,7 +246,7 @@ def model_file(tmp_path, tiny_generator):
 
 def test_warped_commands_end_to_end(run_cli, model_file, tmp_path):
     out = tmp_path / "warped.safetensors"
-    args = ("directions", "warped", model_file, "--out", out, "--sets", "3", "--dipoles", "2", "--space", "w",
+    args = ("directions", "warped", "train", model_file, "--out", out, "--sets", "3", "--dipoles", "2", "--space", "w",
             "--batch", "4", "--width", "8", "--lr", "1e-3", "--device", "cpu")
     code, stdout, err = run_cli(*args, "--steps", "2")
     assert code == 0, err
@@ -269,7 +269,7 @@ def test_warped_commands_end_to_end(run_cli, model_file, tmp_path):
     assert "reconstructor accuracy" in stdout
     # The linear baseline in Z, traversed from z codes.
     lin = tmp_path / "linear.safetensors"
-    code, stdout, err = run_cli("directions", "warped", model_file, "--out", lin, "--sets", "2", "--space", "z", "--linear", "--steps", "1",
+    code, stdout, err = run_cli("directions", "warped", "train", model_file, "--out", lin, "--sets", "2", "--space", "z", "--linear", "--steps", "1",
                                 "--batch", "2", "--width", "8", "--device", "cpu")
     assert code == 0, err
     assert load_warped(lin).method == "warpedganspace-linear" and load_warped(lin).support.dipoles == 1
@@ -280,7 +280,7 @@ def test_warped_commands_end_to_end(run_cli, model_file, tmp_path):
 
 def test_warped_commands_refuse_bad_input(run_cli, model_file, tmp_path, tiny_generator):
     out = tmp_path / "warped.safetensors"
-    base = ("directions", "warped", model_file, "--out", out, "--sets", "2", "--steps", "1", "--batch", "2", "--width", "8", "--device", "cpu")
+    base = ("directions", "warped", "train", model_file, "--out", out, "--sets", "2", "--steps", "1", "--batch", "2", "--width", "8", "--device", "cpu")
     code, _, err = run_cli(*base, "--space", "x")
     assert code == 2 and "z or w" in err and not out.exists()
     code, _, err = run_cli(*base, "--linear", "--dipoles", "3")
