@@ -947,8 +947,8 @@ def _stylemap_input(text: str, generator: "object", encoder: "object", model_nam
     image is the model's rendering."""
     import torch
 
-    from latentatlas.inversion.encoder import encode as encode_images
     from latentatlas.editing.local import random_stylemaps
+    from latentatlas.inversion.encoder import encode as encode_images
     from latentatlas.latent.codes import code_for_model
 
     g: Any = generator
