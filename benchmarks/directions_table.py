@@ -80,15 +80,27 @@ def read_runs(path: str, seeds: list[int], methods: list[str], want: dict) -> di
     if path and os.path.exists(path):
         with open(path) as f:
             for line in f:
-                if line.strip():
+                if not line.strip():
+                    continue
+                try:
                     row = json.loads(line)
-                    if row.get("budget") != want:
-                        skipped += 1
-                    elif row["seed"] in seeds and row["method"] in methods:
-                        runs.setdefault(row["method"], []).append(row)
+                except json.JSONDecodeError:  # a line cut by a time limit: that row runs again
+                    skipped += 1
+                    continue
+                if row.get("budget") != want:
+                    skipped += 1
+                elif row["seed"] in seeds and row["method"] in methods:
+                    runs.setdefault(row["method"], []).append(row)
     if skipped:
-        print(f"{path}: {skipped} rows made with other settings are left out", file=sys.stderr)
+        print(f"{path}: {skipped} rows made with other settings, or cut short, are left out", file=sys.stderr)
     return runs
+
+
+def append_row(path: str, row: dict) -> None:
+    """One JSON line, after a newline if the file ends in a line cut short (so that never joins it)."""
+    cut = os.path.exists(path) and os.path.getsize(path) > 0 and open(path, "rb").read()[-1:] != b"\n"
+    with open(path, "a") as f:
+        f.write(("\n" if cut else "") + json.dumps(row) + "\n")
 
 
 def report(runs: dict[str, list[dict]], device: str, torch_version: str, args: argparse.Namespace) -> dict:
@@ -177,8 +189,7 @@ def main() -> None:
                             "names": [q["name"] for q in s["paths"]]})
                 runs.setdefault(method, []).append(row)
                 if args.runs:
-                    with open(args.runs, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    append_row(args.runs, row)
                 print(f"seed {seed} {method:<11} " + " ".join(f"{k}={row[k]:.3f}" for k in FIGURES if k in row), file=sys.stderr)
                 if args.heatmaps and seed == seeds[0]:
                     heatmap(torch.tensor(s["slopes"]), [f"{paths.names[i]}: {q['name']}" for i, q in enumerate(s["paths"])],
