@@ -294,7 +294,7 @@ class FullyConnectedLayer(nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
+        w = derived.cached(self.weight, f"scaled_{x.dtype}", lambda t: t.to(x.dtype) * self.weight_gain)
         b = self.bias
         if b is not None:
             b = b.to(x.dtype)
