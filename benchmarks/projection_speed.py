@@ -104,8 +104,15 @@ def main() -> None:
 
         if device.type == "cuda":
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        project(generator, images[:b], dist, cfg, prior=prior if args.prior > 0 else None, progress=tick)
+        try:
+            project(generator, images[:b], dist, cfg, prior=prior if args.prior > 0 else None, progress=tick)
+        except torch.OutOfMemoryError:  # a batch too large for the device: say so, keep the other rows
+            rows.append({"batch": b, "out_of_memory": True})
+            log(json.dumps(rows[-1]))
+            torch.cuda.empty_cache()
+            continue
         if device.type == "cuda":
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
@@ -114,6 +121,7 @@ def main() -> None:
         fixed = max(wall - step * args.steps, 0.0)
         rows.append({
             "batch": b,
+            **({"peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)} if device.type == "cuda" else {}),
             "measured": {
                 "steps": args.steps,
                 "wall_seconds": wall,
