@@ -110,18 +110,23 @@ def run_one(args: argparse.Namespace) -> dict:
         for variant in variants:
             tf32, autocast, graph = VARIANTS[variant]
             _set_tf32(tf32)
-            fn = _variant_fn(_channels_last(G) if variant.endswith("-cl") else G, autocast, device)
-            if graph == "compile":
-                fn = torch.compile(fn, dynamic=False)
-            elif graph:
-                from latentatlas.models.cuda_graph import CudaGraphed
-
-                fn = CudaGraphed(fn, z)
             name = "latentatlas" if variant == "fp32" else f"latentatlas_{variant}"
-            row[name] = _stats(_time(lambda: fn(z), device, args.repeats), batch, flops)
-            if variant != "fp32":
-                with torch.no_grad():
-                    row[name]["max_abs_diff_vs_fp32"] = float((fn(z).float() - reference).abs().max())
+            try:
+                fn = _variant_fn(_channels_last(G) if variant.endswith("-cl") else G, autocast, device)
+                if graph == "compile":
+                    fn = torch.compile(fn, dynamic=False)
+                elif graph:
+                    from latentatlas.models.cuda_graph import CudaGraphed
+
+                    fn = CudaGraphed(fn, z)
+                row[name] = _stats(_time(lambda: fn(z), device, args.repeats), batch, flops)
+                if variant != "fp32":
+                    with torch.no_grad():
+                        row[name]["max_abs_diff_vs_fp32"] = float((fn(z).float() - reference).abs().max())
+            except Exception as e:  # noqa: BLE001 - one failing variant (compile, capture, memory) must not lose the others
+                if variant == "fp32":
+                    raise
+                row[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
         _set_tf32(False)
         if official:
             row["official"] = _stats(_time(lambda: official(z, None, noise_mode="const", force_fp32=True), device, args.repeats), batch, flops)
