@@ -6,6 +6,10 @@ channels-last copy for CPU convolutions, Winograd-transformed filters). Caching 
 tensor itself ties their lifetime to the weight and needs no registry. Only CPU tensors that
 need no gradient are cached: on GPU these costs are negligible, and tracing tools
 (torch.compile, CUDA graphs) see plain tensor code.
+
+The price is memory: Winograd filters take 4x the weights of the layers that use them (36
+numbers per 3x3 filter), a channels-last copy 1x; for a 1024 px config-f generator on CPU
+that was 50 M numbers (0.19 GiB) beside its 30 M parameters after one image.
 """
 
 from __future__ import annotations
