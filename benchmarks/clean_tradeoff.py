@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from projection_quality import device_name, log, setup  # noqa: E402
 
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
+from latentatlas.runtime import pick_device  # noqa: E402
 from latentatlas.latent.codes import LatentCode, synthesize, to_w, z_from_seeds  # noqa: E402
 from latentatlas.metrics.evaluate import RENDER_SEED_A, RENDER_SEED_B, render_batches  # noqa: E402
 from latentatlas.metrics.fid import fid_from_features  # noqa: E402
@@ -109,7 +110,7 @@ def main() -> None:
         return
 
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(pick_device(args.device))
     t_start = time.perf_counter()
     generator, info, predictor, prior = setup(device)
     n = args.num

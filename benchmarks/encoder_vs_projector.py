@@ -78,7 +78,7 @@ from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.io.errors import UserError  # noqa: E402
 from latentatlas.models.bundled import load_generator, resolve_model  # noqa: E402
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig, faces64_stylemap_config  # noqa: E402
-from latentatlas.runtime import keep_freed_cpu_memory  # noqa: E402
+from latentatlas.runtime import keep_freed_cpu_memory, pick_device  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
 
 OFFICIAL_STEPS = 1000
@@ -321,7 +321,7 @@ def main() -> None:
     args = parse_args()
     malloc_kept = keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(pick_device(args.device))
     if device.type != "cuda":
         bad = [v for v in args.variants if v not in ("fp32", "bf16")]
         if bad:

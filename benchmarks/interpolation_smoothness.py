@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from projection_quality import OOD_KINDS, OOD_SEED, device_name, log, ood_images, per_layer, run, setup  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
+from latentatlas.runtime import pick_device  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.latent.codes import LatentCode, synthesize  # noqa: E402
 from latentatlas.latent.paths import interpolate  # noqa: E402
@@ -98,7 +99,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(pick_device(args.device))
     t_start = time.perf_counter()
     generator, info, predictor, prior = setup(device)
     if args.codes:

@@ -50,7 +50,7 @@ from latentatlas.editing.local import edit  # noqa: E402
 from latentatlas.inversion.encoder import encode  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.models.bundled import resolve_model  # noqa: E402
-from latentatlas.runtime import keep_freed_cpu_memory  # noqa: E402
+from latentatlas.runtime import keep_freed_cpu_memory, pick_device  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
 
 SOURCE_SEED, REFERENCE_SEED = 11_000_000, 11_500_000
@@ -111,7 +111,7 @@ def main() -> None:
 
     keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(pick_device(args.device))
     regions = [r.strip() for r in args.regions.split(",") if r.strip()]
     for r in regions:
         if r not in REGION_FACTORS:

@@ -65,6 +65,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from latentatlas.data import synthfaces  # noqa: E402
+from latentatlas.runtime import pick_device  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
 from latentatlas.latent.gaussian import GaussianPrior  # noqa: E402
@@ -237,7 +238,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(pick_device(args.device))
     kinds = [k.strip() for k in args.ood.split(",") if k.strip()]
     t_start = time.perf_counter()
     generator, info, predictor, prior = setup(device)

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from latentatlas.io.errors import UserError
+from latentatlas.runtime import pick_device
 
 app = typer.Typer(
     add_completion=False,
@@ -27,17 +28,6 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when presen
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
 ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file (.safetensors, official .pkl, rosinality .pt).")]
 
-
-def pick_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"--device {device}: use auto, cpu or cuda")
-    return device
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -43,3 +43,19 @@ def passive_openmp_wait() -> bool:
     """OMP_WAIT_POLICY=PASSIVE unless set; True when it can still take effect (torch not loaded)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return "torch" not in sys.modules
+
+
+def pick_device(device: str) -> str:
+    """'auto' -> 'cuda' when there is a CUDA device, else 'cpu'; 'cpu' and 'cuda' are checked.
+    Every command's and benchmark's --device goes through here (torch is imported only now)."""
+    import torch
+
+    from latentatlas.io.errors import UserError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: use auto, cpu or cuda")
+    return device
