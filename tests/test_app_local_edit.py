@@ -105,3 +105,25 @@ def test_uploaded_interpolation_ends(tmp_path):
 def test_serve_takes_stylemap_models_and_refuses_directions_for_them(run_cli, stylemap_file, tmp_path):
     code, _, err = run_cli("serve", stylemap_file, "--directions", tmp_path / "d.safetensors")
     assert code == 2 and "--directions are for StyleGAN2 models" in err
+
+
+def test_an_uploaded_stylemap_code_stands_for_its_picture(stylemap_file, tmp_path, run_cli):
+    """A .npz from `latentatlas encode` is used as it is (no encoder pass); a code of another
+    model, or of another stylemap shape, is refused with the file's name."""
+    from latentatlas.app.session import Picture, StyleMapSession
+
+    sess = StyleMapSession("tiny", str(stylemap_file))
+    face = tmp_path / "face.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(face)
+    code, _, err = run_cli("encode", stylemap_file, face, "--out", tmp_path / "enc", "--device", "cpu")
+    assert code == 0, err
+    image, stylemap = sess.picture(Picture("upload", 0, str(tmp_path / "enc" / "face.npz")))
+    _, encoded = sess.picture(Picture("upload", 0, str(face)))
+    assert torch.allclose(stylemap, encoded, atol=1e-6)
+    assert torch.allclose(image, sess.generator(encoded), atol=1e-5)
+    np.savez(tmp_path / "other.npz", latents=np.zeros((1, 8, 8, 8), np.float32), space=np.array("stylemap"), model=np.array("faces64"))
+    np.savez(tmp_path / "small.npz", latents=np.zeros((1, 8, 4, 4), np.float32), space=np.array("stylemap"), model=np.array(""))
+    for name, message in [("other.npz", "a code of the model 'faces64'"), ("small.npz", "8x4x4, this model needs 8x8x8")]:
+        with pytest.raises(UserError, match=message) as e:
+            sess.picture(Picture("upload", 0, str(tmp_path / name)))
+        assert name in str(e.value)

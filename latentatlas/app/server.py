@@ -503,14 +503,14 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
             with gr.Column(scale=1):
                 src_kind = gr.Radio(kinds, value="synthfaces", label="Source: the image to edit", elem_id="src-kind")
                 src_seed = gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed")
-                src_file = gr.File(label=f"Source image (at most {limits.max_bytes // 2**20} MB)", file_types=["image"], type="filepath",
+                src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="src-file", visible=False, height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
             with gr.Column(scale=1):
                 ref_kind = gr.Radio(kinds, value="synthfaces", label="Reference: where the region comes from", elem_id="ref-kind")
                 ref_seed = gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed")
-                ref_file = gr.File(label=f"Reference image (at most {limits.max_bytes // 2**20} MB)", file_types=["image"], type="filepath",
+                ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="ref-file", visible=False, height=120)
                 editor = gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,

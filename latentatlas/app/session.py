@@ -272,6 +272,9 @@ class StyleMapSession:
 
         self.name = name
         self.generator, self.encoder, self.info = load_stylemap_any(resolve_model(source), device)
+        # What an uploaded stylemap code may name as its model (`latentatlas encode` records the
+        # MODEL argument it was given: a bundled name or a path).
+        self.names = (name, str(source), str(resolve_model(source)))
         self.lock = threading.Lock()
         self._pictures: Recent[Hashable, tuple[torch.Tensor, torch.Tensor]] = Recent(64)
 
@@ -305,6 +308,12 @@ class StyleMapSession:
                 return g(code).cpu(), code
             if p.kind == "synthfaces":
                 image, _ = synthfaces.sample(1, seed=p.seed, resolution=res)
+            elif str(p.path).lower().endswith(".npz"):  # a stylemap from `latentatlas encode`: no encoder pass
+                try:
+                    code = code_for_model(str(p.path), g, self.names).tensor.to(g.device)
+                except UserError as e:
+                    raise public_error(e, p.path or "") from None
+                return g(code).cpu(), code
             else:
                 try:
                     image, _ = load_upload(p.path, res, limits or UploadLimits())
