@@ -63,6 +63,8 @@ import sys
 import time
 from collections.abc import Callable
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
+
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
+
 CONFIGS = {
     # The 64 px config named in the issue: 9.3 M parameters.
     "64": dict(img_resolution=64, z_dim=512, w_dim=512, channel_base=16384, channel_max=256),
@@ -226,8 +228,8 @@ def main() -> None:
                    + " (all but fp32 need CUDA; each reports its max abs difference to fp32)")
     p.add_argument("--resample", default="auto", choices=["auto", "fir", "composite"],
                    help="x2 resampling convolutions: separate FIR pass or filter folded into the weight (ops.RESAMPLE_IMPL)")
-    p.add_argument("--conv", default="auto", choices=["auto", "direct", "winograd"],
-                   help="stride-1 3x3 convolutions: PyTorch's or Winograd F(4x4,3x3) (ops.CONV3X3_IMPL; auto: winograd for wide CPU layers)")
+    p.add_argument("--conv", default="auto", choices=["auto", "direct", "winograd", "nnpack"],
+                   help="3x3 convolutions: PyTorch's, Winograd F(4x4,3x3) or NNPACK's F(6x6,3x3) (ops.CONV3X3_IMPL; auto: NNPACK and Winograd for CPU layers where they pay)")
     p.add_argument("--malloc", default="keep", choices=["keep", "default"],
                    help="keep: freed CPU memory stays in the process, as the CLI sets it (latentatlas.runtime); default: glibc's")
     p.add_argument("--official-root", default="", help="checkout of stylegan2-ada-pytorch to time side by side")
@@ -258,6 +260,7 @@ def main() -> None:
         "resample": args.resample,
         "conv3x3": args.conv,
         "malloc": args.malloc,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "results": [],
     }
     for config in args.configs.split(","):

@@ -38,6 +38,8 @@ import os
 import sys
 import time
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
+
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -33,6 +33,8 @@ import statistics
 import sys
 import time
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
+
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -141,6 +143,7 @@ def main() -> None:
         "device": device_name(device),
         "torch": torch.__version__,
         "malloc": args.malloc,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "model": model,
         "tf32": args.tf32,
         "space": args.space,

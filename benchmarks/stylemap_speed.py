@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
-import torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
 
-from latentatlas.models.stylemap import Encoder, Generator, faces64_stylemap_config
+import torch  # noqa: E402
+
+from latentatlas.models.stylemap import Encoder, Generator, faces64_stylemap_config  # noqa: E402
 
 
 def main() -> None:

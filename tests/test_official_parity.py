@@ -6,8 +6,9 @@ force_fp32=True); this test needs nothing of the official code. Per config it bu
 Generator from the official constructor kwargs (through the same conversion the pickle
 importer uses), loads the official state dict by name with strict loading, and compares
 ws (mapping + truncation) and images at psi 1.0 and 0.7 within 1e-4 max abs, once with
-PyTorch's direct convolutions and once with every 3x3 convolution by Winograd's F(4x4, 3x3)
-(models/winograd.py; "auto", the CPU default, uses it for the wide layers).
+PyTorch's direct convolutions, once with every stride-1 3x3 convolution by Winograd's F(4x4, 3x3)
+(models/winograd.py) and once with every 3x3 convolution, the up-sampling ones included, by
+NNPACK's F(6x6, 3x3) ("auto", the CPU default, uses these where they pay).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from latentatlas.io.checkpoints import config_from_official_kwargs
+from latentatlas.models import winograd
 from latentatlas.models.stylegan2 import Generator
 
 FIXTURES = Path(__file__).parent / "fixtures" / "official_parity"
@@ -53,7 +55,8 @@ def reductions(img: torch.Tensor, io: dict[str, np.ndarray], key: str) -> dict[s
     }
 
 
-@pytest.mark.parametrize("conv", ["direct", "winograd"])
+@pytest.mark.parametrize("conv", ["direct", "winograd", pytest.param("nnpack", marks=pytest.mark.skipif(
+    not winograd.nnpack_available(), reason="this PyTorch build or CPU has no NNPACK"))])
 @pytest.mark.parametrize("name", NAMES)
 def test_generator_matches_official(name, conv, monkeypatch):
     from latentatlas.models import ops

@@ -10,6 +10,7 @@ that official weights give the same images.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,16 @@ def upfirdn2d(
     padding is (x0, x1, y0, y1) as in the official op; negative values crop. The filter is
     applied as a true convolution (flipped), which matters only for asymmetric filters.
     """
+    if x.device.type == "cpu" and down == 1 and up in (1, 2) and f.ndim == 2:
+        taps = _separable_taps(f)
+        if taps is not None:
+            # Two 1-D passes, each computed phase by phase from the input itself: no zero
+            # insertion and no depthwise convolution, both slow on CPU (at batch 16 the 4x4
+            # filter after a 32->64 px up-sampling took 10 ms an image, these passes 1.5).
+            rows, cols = (t.flip(0).mul(math.sqrt(gain)).tolist() for t in taps)
+            px0, px1, py0, py1 = padding
+            x = _fir_1d(x, rows, up, py0, py1, dim=2)
+            return _fir_1d(x, cols, up, px0, px1, dim=3)
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -84,6 +95,56 @@ def upfirdn2d(
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
+
+
+def _separable_taps(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(vertical, horizontal) 1-D taps whose outer product is the 2-D filter f, if there are."""
+    def split(t: torch.Tensor) -> torch.Tensor:
+        col, row = t.sum(1), t.sum(0)
+        total = t.sum()
+        if total == 0 or not torch.allclose(torch.outer(col, row) / total, t, rtol=1e-6, atol=1e-9):
+            return t.new_empty(0)
+        return torch.stack([col / total.sqrt(), row / total.sqrt()])
+
+    both = derived.cached(f, "separable", split) if not f.requires_grad else split(f)
+    return None if both.numel() == 0 else (both[0], both[1])
+
+
+def _fir_1d(x: torch.Tensor, taps: list[float], up: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
+    """upfirdn along one dimension: zero insertion by `up`, padding, correlation with `taps`.
+
+    Output sample j reads the zero-inserted, padded signal at j + t for every tap t; only the
+    taps that land on an input sample count, so each output phase (j mod up) is a short sum of
+    shifted slices of the input.
+    """
+    n, count = x.shape[dim], len(taps)
+    length = n * up + pad0 + pad1 - count + 1
+    if length <= 0:
+        raise ValueError(f"upfirdn2d: {n} samples padded by ({pad0}, {pad1}) leave no output for {count} taps")
+    phases = []
+    for r in range(up):
+        terms = [(g, (r + t - pad0) // up) for t, g in enumerate(taps) if (r + t - pad0) % up == 0]
+        phases.append(((length - r + up - 1) // up, terms))
+    lo = min(o for _, terms in phases for _, o in terms)
+    hi = max(k - 1 + o for k, terms in phases for _, o in terms)
+    left, right = max(0, -lo), max(0, hi - (n - 1))
+    pad = [0, 0] * (x.ndim - 1 - dim) + [left, right]
+    xp = F.pad(x, pad) if left or right else x
+    k = phases[0][0]
+    # Phase r of the output is every up-th sample from r: written in place through a view of
+    # an [..., k, up, ...] tensor, which flattens to the interleaved signal without a copy.
+    y = x.new_empty(*x.shape[:dim], k, up, *x.shape[dim + 1 :])
+    for r, (count, terms) in enumerate(phases):
+        view = y.select(dim + 1, r).narrow(dim, 0, count)
+        if not terms:
+            view.zero_()
+        for i, (g, o) in enumerate(terms):
+            part = xp.narrow(dim, o + left, count)
+            if i == 0:
+                view.copy_(part).mul_(g)  # (mul's out= into the view would not record a gradient)
+            else:
+                view.add_(part, alpha=g)
+    return y.flatten(dim, dim + 1).narrow(dim, 0, length)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -108,30 +169,58 @@ RESAMPLE_IMPL = "auto"
 #   "direct":   PyTorch's convolution (oneDNN on CPU, cuDNN on GPU);
 #   "winograd": models/winograd.py's F(4x4, 3x3): 4x fewer multiplications, about 1e-5
 #               relative difference to direct in float32;
-#   "auto":     winograd on CPU for float32 layers where input channels x side >= WINOGRAD_MIN_WORK
-#               and side >= WINOGRAD_MIN_SIZE, direct elsewhere. Measured on 2 cores, one layer
-#               against direct: 256 channels 2.0x at 64 px, 1.7x at 16 px, 0.5x at 8 px;
-#               128 channels 1.1x at 64 and 32 px.
+#   "nnpack":   NNPACK's F(6x6, 3x3), image by image (CPU, float32; models/winograd.py);
+#   "auto":     on CPU in float32: nnpack for layers of side >= NNPACK_MIN_SIZE where this build
+#               has it and it pays (_nnpack_pays), else winograd where input channels x side >= WINOGRAD_MIN_WORK and
+#               side >= WINOGRAD_MIN_SIZE, direct elsewhere (and always on GPU). Measured on 2
+#               cores, one image, against direct: nnpack 2.7x at 256 channels 64 px, 2.4x at
+#               128 channels 64 px, 1.6x at 128 channels 32 px, 1.5x at 32 channels 64 px;
+#               winograd 1.3x at 256 channels 16 px, where nnpack is 0.9x; direct at 8 px.
 CONV3X3_IMPL = "auto"
 WINOGRAD_MIN_WORK = 4096
 WINOGRAD_MIN_SIZE = 16
+NNPACK_MIN_SIZE = 32
+NNPACK_UP_MIN_SIZE = 64
+NNPACK_SPINNING_MIN_BATCH = 8
 
 
-def _use_winograd(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int) -> bool:
-    if CONV3X3_IMPL not in ("auto", "direct", "winograd"):
-        raise ValueError(f"CONV3X3_IMPL must be 'auto', 'direct' or 'winograd', got {CONV3X3_IMPL!r}")
-    if CONV3X3_IMPL == "direct" or up != 1 or padding != 1 or weight.shape[-2:] != (3, 3):
-        return False
+def _nnpack_pays(x: torch.Tensor) -> bool:
+    """NNPACK runs its own thread pool beside PyTorch's OpenMP threads, which by default spin for
+    a while after each operator: between operators at batch 1 the two fight for the cores.
+    With OMP_WAIT_POLICY=PASSIVE (runtime.passive_openmp_wait, set by the CLI, the web app and
+    the benchmarks) NNPACK won at every batch size; with spinning threads it lost 10 % at
+    batch 1 (64 px config: 117-122 against 105-110 ms), broke even at 2 and 4, and won from 16."""
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+    return (passive or x.shape[0] >= NNPACK_SPINNING_MIN_BATCH) and winograd.nnpack_available()
+
+
+def _conv3x3_method(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int) -> str | None:
+    """winograd.conv3x3_frozen's method for this layer, or None for the direct convolution."""
+    if CONV3X3_IMPL not in ("auto", "direct", "winograd", "nnpack"):
+        raise ValueError(f"CONV3X3_IMPL must be 'auto', 'direct', 'winograd' or 'nnpack', got {CONV3X3_IMPL!r}")
+    if CONV3X3_IMPL == "direct" or up not in (1, 2) or padding != 1 or weight.shape[-2:] != (3, 3):
+        return None
     if weight.requires_grad and torch.is_grad_enabled():  # training: the direct path's weight gradient
-        return False
-    if CONV3X3_IMPL == "winograd":
-        return True
+        return None
+    if up == 2:
+        # Up-sampling first, then a stride-1 convolution at the output size (conv2d_up2_frozen):
+        # NNPACK there beat the transposed convolution plus FIR pass only from 64 px outputs
+        # (256 channels, 32 -> 64 px: 24 against 32 ms an image; 16 -> 32 px: 9.4 against 7.5).
+        use = CONV3X3_IMPL == "nnpack" or (
+            CONV3X3_IMPL == "auto" and x.device.type == "cpu" and x.dtype == torch.float32
+            and 2 * min(x.shape[-2:]) >= NNPACK_UP_MIN_SIZE and _nnpack_pays(x))
+        return "nnpack" if use else None
+    if CONV3X3_IMPL != "auto":
+        return {"winograd": "f43", "nnpack": "nnpack"}[CONV3X3_IMPL]
+    if x.device.type != "cpu" or x.dtype != torch.float32:
+        return None
     side = min(x.shape[-2:])
+    if side >= NNPACK_MIN_SIZE and _nnpack_pays(x):
+        return "nnpack"
     # With a gradient to the input (projection) the backward pass is a Winograd convolution
     # too (winograd.conv3x3_frozen): forward + backward of a 256-channel 64 px config took
     # 214 ms against 288 ms direct; faces64's 128-channel layers 92 against 90 ms (a wash).
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and side >= WINOGRAD_MIN_SIZE
-            and weight.shape[1] * side >= WINOGRAD_MIN_WORK)
+    return "f43" if side >= WINOGRAD_MIN_SIZE and weight.shape[1] * side >= WINOGRAD_MIN_WORK else None
 
 
 def _use_composite(x: torch.Tensor) -> bool:
@@ -171,6 +260,23 @@ def conv2d_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.
         return F.conv_transpose2d(x, kernel, stride=2, padding=fw - 1 - p0)
     x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
     return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=4)
+
+
+def conv2d_up2_frozen(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, method: str = "nnpack") -> torch.Tensor:
+    """conv2d_up2 for a frozen weight, differentiable in x: FIR up-sampling, then a stride-1 conv.
+
+    The transposed convolution is zero insertion followed by a correlation with the flipped
+    kernel; the FIR filter is linear and shift-invariant too, so it may run first. Up-sampling
+    first costs 4x the multiply-adds of the convolution, but as a stride-1 3x3 convolution
+    it runs in NNPACK's Winograd kernels, which more than pay for that on CPU.
+    """
+    kh, fw = weight.shape[-1], f.shape[-1]
+    p0 = 1 + (fw + 1) // 2 - (kh - 1)
+    p1 = 1 + (fw - 2) // 2 - (kh - 2)
+    a, b = kh - 1 + p0, kh - 2 + p1
+    x = upfirdn2d(x, f, up=2, padding=(a, b, a, b), gain=4)
+    flipped = derived.cached(weight, "flipped", lambda t: t.flip(2, 3))
+    return winograd.conv3x3_frozen(x, flipped, method, padding=0)
 
 
 def modulated_conv2d(
@@ -223,16 +329,18 @@ def modulated_conv2d(
     codes_only_grad = torch.is_grad_enabled() and styles.requires_grad and not weight.requires_grad
     # Winograd keeps one transformed copy of the (frozen) weight, so it scales the input instead
     # of folding the styles into the weight, at any batch size.
-    winograd_conv = _use_winograd(x, weight, up, padding)
-    if batch == 1 and not codes_only_grad and not winograd_conv:
+    conv3x3_method = _conv3x3_method(x, weight, up, padding) if up == 1 or resample_filter is not None else None
+    if batch == 1 and not codes_only_grad and conv3x3_method is None:
         base = _conv_weight(weight, x) if x.dtype == torch.float32 else weight32
         w = base * (styles.reshape(1, -1, 1, 1) * scale.reshape(-1, 1, 1, 1))
         b = None if bias_term is None else bias_term.to(x.dtype)
         x = _conv(x, w.to(x.dtype), up, padding, resample_filter, bias=b)
     else:
         x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
-        if winograd_conv:
-            x = winograd.conv3x3_frozen(x, weight)
+        if conv3x3_method is not None and up == 2:
+            x = conv2d_up2_frozen(x, weight, resample_filter, conv3x3_method)
+        elif conv3x3_method is not None:
+            x = winograd.conv3x3_frozen(x, weight, conv3x3_method)
         else:
             x = _conv(x, _conv_weight(weight, x), up, padding, resample_filter)
         x = x.mul_(scale.to(x.dtype).reshape(batch, -1, 1, 1))
