@@ -129,39 +129,20 @@ def test_up_convolution_by_upsampling_first_matches_the_official_order(monkeypat
         assert (ga - gb).abs().max() < 2e-5 * gb.abs().max()
 
 
-@pytest.mark.parametrize("up", [1, 2])
-@pytest.mark.parametrize("padding", [(0, 0, 0, 0), (3, 2, 3, 2), (2, 1, 1, 2), (-1, 2, 0, 3)])
-def test_separable_fir_passes_match_the_2d_filter(up, padding, monkeypatch):
-    """upfirdn2d's CPU path for separable filters (two 1-D passes, phase by phase) against the
-    general one (zero insertion, padding, depthwise 2-D convolution), for a symmetric and an
-    asymmetric filter, values and input gradient."""
-    for taps in ([1, 3, 3, 1], [1, 2, 5, 3, 1]):
-        f = ops.setup_filter(taps).double()
-        x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True, generator=torch.Generator().manual_seed(9))
-        fast = ops.upfirdn2d(x, f, up=up, padding=padding, gain=up * up)
-        with monkeypatch.context() as m:
-            m.setattr(ops, "_separable_taps", lambda f: None)
-            ref = ops.upfirdn2d(x, f, up=up, padding=padding, gain=up * up)
-        assert fast.shape == ref.shape
-        assert (fast - ref).abs().max() < 1e-6 * ref.abs().max()  # the filter itself is float32
-        g = torch.randn_like(ref)
-        (ga,) = torch.autograd.grad(fast, x, g)
-        (gb,) = torch.autograd.grad(ref, x, g)
-        assert (ga - gb).abs().max() < 1e-6 * gb.abs().max()
-    assert ops._separable_taps(torch.tensor([[1.0, 0.0], [0.0, 1.0]])) is None  # not an outer product
-
-
 @needs_nnpack
 def test_auto_takes_nnpack_where_it_pays(monkeypatch):
     w = torch.randn(8, 16, 3, 3)
+    wide = torch.randn(8, 256, 3, 3)
     pick = ops._conv3x3_method
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     assert pick(torch.randn(1, 16, 32, 32), w, 1, 1) == "nnpack"
     assert pick(torch.randn(1, 16, 16, 16), w, 1, 1) is None  # narrow and small: direct
-    assert pick(torch.randn(1, 16, 32, 32), w, 2, 1) == "nnpack"  # 64 px output
-    assert pick(torch.randn(1, 16, 16, 16), w, 2, 1) is None  # 32 px output: transposed conv
+    assert pick(torch.randn(1, 256, 32, 32), wide, 2, 1) == "nnpack"  # wide, 64 px output
+    assert pick(torch.randn(1, 16, 32, 32), w, 2, 1) is None  # narrow: transposed conv
+    assert pick(torch.randn(1, 256, 16, 16), wide, 2, 1) is None  # 32 px output: transposed conv
     assert pick(torch.randn(1, 16, 32, 32, dtype=torch.float64), w.double(), 1, 1) is None
     # Spinning OpenMP threads slow NNPACK's pool at small batches (ops._nnpack_pays).
     monkeypatch.delenv("OMP_WAIT_POLICY")
     assert pick(torch.randn(1, 16, 32, 32), w, 1, 1) is None
     assert pick(torch.randn(ops.NNPACK_SPINNING_MIN_BATCH, 16, 32, 32), w, 1, 1) == "nnpack"
+

@@ -72,16 +72,6 @@ def upfirdn2d(
     padding is (x0, x1, y0, y1) as in the official op; negative values crop. The filter is
     applied as a true convolution (flipped), which matters only for asymmetric filters.
     """
-    if x.device.type == "cpu" and down == 1 and up in (1, 2) and f.ndim == 2:
-        taps = _separable_taps(f)
-        if taps is not None:
-            # Two 1-D passes, each computed phase by phase from the input itself: no zero
-            # insertion and no depthwise convolution, both slow on CPU (at batch 16 the 4x4
-            # filter after a 32->64 px up-sampling took 10 ms an image, these passes 1.5).
-            rows, cols = (t.flip(0).mul(math.sqrt(gain)).tolist() for t in taps)
-            px0, px1, py0, py1 = padding
-            x = _fir_1d(x, rows, up, py0, py1, dim=2)
-            return _fir_1d(x, cols, up, px0, px1, dim=3)
     n, c, h, w = x.shape
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -95,56 +85,6 @@ def upfirdn2d(
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
-
-
-def _separable_taps(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(vertical, horizontal) 1-D taps whose outer product is the 2-D filter f, if there are."""
-    def split(t: torch.Tensor) -> torch.Tensor:
-        col, row = t.sum(1), t.sum(0)
-        total = t.sum()
-        if total == 0 or not torch.allclose(torch.outer(col, row) / total, t, rtol=1e-6, atol=1e-9):
-            return t.new_empty(0)
-        return torch.stack([col / total.sqrt(), row / total.sqrt()])
-
-    both = derived.cached(f, "separable", split) if not f.requires_grad else split(f)
-    return None if both.numel() == 0 else (both[0], both[1])
-
-
-def _fir_1d(x: torch.Tensor, taps: list[float], up: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
-    """upfirdn along one dimension: zero insertion by `up`, padding, correlation with `taps`.
-
-    Output sample j reads the zero-inserted, padded signal at j + t for every tap t; only the
-    taps that land on an input sample count, so each output phase (j mod up) is a short sum of
-    shifted slices of the input.
-    """
-    n, count = x.shape[dim], len(taps)
-    length = n * up + pad0 + pad1 - count + 1
-    if length <= 0:
-        raise ValueError(f"upfirdn2d: {n} samples padded by ({pad0}, {pad1}) leave no output for {count} taps")
-    phases = []
-    for r in range(up):
-        terms = [(g, (r + t - pad0) // up) for t, g in enumerate(taps) if (r + t - pad0) % up == 0]
-        phases.append(((length - r + up - 1) // up, terms))
-    lo = min(o for _, terms in phases for _, o in terms)
-    hi = max(k - 1 + o for k, terms in phases for _, o in terms)
-    left, right = max(0, -lo), max(0, hi - (n - 1))
-    pad = [0, 0] * (x.ndim - 1 - dim) + [left, right]
-    xp = F.pad(x, pad) if left or right else x
-    k = phases[0][0]
-    # Phase r of the output is every up-th sample from r: written in place through a view of
-    # an [..., k, up, ...] tensor, which flattens to the interleaved signal without a copy.
-    y = x.new_empty(*x.shape[:dim], k, up, *x.shape[dim + 1 :])
-    for r, (count, terms) in enumerate(phases):
-        view = y.select(dim + 1, r).narrow(dim, 0, count)
-        if not terms:
-            view.zero_()
-        for i, (g, o) in enumerate(terms):
-            part = xp.narrow(dim, o + left, count)
-            if i == 0:
-                view.copy_(part).mul_(g)  # (mul's out= into the view would not record a gradient)
-            else:
-                view.add_(part, alpha=g)
-    return y.flatten(dim, dim + 1).narrow(dim, 0, length)
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
@@ -181,6 +121,7 @@ WINOGRAD_MIN_WORK = 4096
 WINOGRAD_MIN_SIZE = 16
 NNPACK_MIN_SIZE = 32
 NNPACK_UP_MIN_SIZE = 64
+NNPACK_UP_MIN_CHANNELS = 256
 NNPACK_SPINNING_MIN_BATCH = 8
 
 
@@ -204,11 +145,14 @@ def _conv3x3_method(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int
         return None
     if up == 2:
         # Up-sampling first, then a stride-1 convolution at the output size (conv2d_up2_frozen):
-        # NNPACK there beat the transposed convolution plus FIR pass only from 64 px outputs
-        # (256 channels, 32 -> 64 px: 24 against 32 ms an image; 16 -> 32 px: 9.4 against 7.5).
+        # NNPACK there beat the transposed convolution plus FIR pass only for wide layers with
+        # 64 px outputs (256 channels, 32 -> 64 px: 24 against 32 ms an image; 16 -> 32 px: 9.4
+        # against 7.5). Whole generators, same process, alternating: the 64 px benchmark config
+        # at batch 16 77 against 80 ms an image, faces64 (128 channels) 28 against 26: a loss.
         use = CONV3X3_IMPL == "nnpack" or (
             CONV3X3_IMPL == "auto" and x.device.type == "cpu" and x.dtype == torch.float32
-            and 2 * min(x.shape[-2:]) >= NNPACK_UP_MIN_SIZE and _nnpack_pays(x))
+            and 2 * min(x.shape[-2:]) >= NNPACK_UP_MIN_SIZE and x.shape[1] >= NNPACK_UP_MIN_CHANNELS
+            and _nnpack_pays(x))
         return "nnpack" if use else None
     if CONV3X3_IMPL != "auto":
         return {"winograd": "f43", "nnpack": "nnpack"}[CONV3X3_IMPL]
