@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,28 @@ CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg")
 
 
 class TrainerBase:
-    """What both trainers set up the same way: the processes and the per-process batch, the data
-    source and its seeds, the broadcast of the initial weights, and the real batches."""
+    """What both trainers do the same way: the processes and the per-process batch, the data
+    source and its seeds, the broadcast of the initial weights, the real batches, and the
+    resumable checkpoints (the full state and the portable folder).
+
+    A subclass names its parts: `networks()` {name: module}, `optimizers()` {name: (optimizer,
+    the module it steps)}, and anything else to carry in `extra_state()` / `load_extra_state()`.
+    """
 
     cfg: Any
+
+    def networks(self) -> dict[str, torch.nn.Module]:
+        raise NotImplementedError
+
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]]:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        """Tensors to keep beside the networks and optimisers (StyleGAN2: the path-length mean)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        pass
 
     def setup_processes(self, cfg: Any, run_dir: str | Path, device: str | torch.device) -> None:
         self.cfg = cfg
@@ -72,6 +91,65 @@ class TrainerBase:
         seed = (self.cfg.seed * 1_000_003 + self.step) * self.world + self.rank
         images, _ = synthfaces.sample(self.batch_gpu, seed=seed, resolution=self.cfg.resolution, device=self.device)
         return images
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: m.state_dict() for k, m in self.networks().items()}
+        out.update({f"opt_{k}": opt.state_dict() for k, (opt, _) in self.optimizers().items()})
+        out.update(self.extra_state())
+        out.update({
+            "config": asdict(self.cfg), "step": self.step, "nimg": self.nimg, "world": self.world,
+            "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state(),
+            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
+        })
+        return out
+
+    def save(self) -> Path:
+        """The full training state (fp32, both Adam moments) in run_dir, written atomically."""
+        path = self.run_dir / STATE_FILE
+        if self.rank == 0:
+            with atomic_path(path) as tmp:
+                torch.save(self.state_dict(), tmp)
+        return path
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        check_config(state["config"], asdict(self.cfg), int(state["world"]), self.world, path)
+        for k, m in self.networks().items():
+            m.load_state_dict(state[k])
+        for k, (opt, _) in self.optimizers().items():
+            opt.load_state_dict(state[f"opt_{k}"])
+        self.load_extra_state(state)
+        self.step, self.nimg = int(state["step"]), int(state["nimg"])
+        if self.rank == 0:
+            torch.set_rng_state(state["rng"].cpu())
+            self.data_gen.set_state(state["data_rng"].cpu())
+            if self.device.type == "cuda" and state["cuda_rng"].numel():
+                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+
+    def save_portable(self) -> Path:
+        """Networks in fp32 and Adam's second moments in bf16, as files under 16 MiB each.
+
+        Small enough to carry between machines (a GPU lease, a laptop); the first moments are
+        not kept: with beta1 = 0 (StyleGAN2's Adam) they are just the last gradient.
+        """
+        folder = self.run_dir / PORTABLE_DIR
+        if self.rank == 0:
+            extra = {k: v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu() for k, v in self.extra_state().items()}
+            save_portable(folder, self.networks(), {k: opt for k, (opt, _) in self.optimizers().items()},
+                          {**extra, "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()},
+                          portable_meta(asdict(self.cfg), self.step, self.nimg, self.world))
+        return folder
+
+    def load_portable(self, folder: Path) -> None:
+        meta = read_portable_meta(folder)
+        check_config(json.loads(meta["config"]), asdict(self.cfg), int(meta["world"]), self.world, folder)
+        t = load_portable(folder, self.networks(), self.optimizers(), self.device)
+        self.load_extra_state(t)
+        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
+        if self.rank == 0:
+            torch.set_rng_state(t["rng"])
+            self.data_gen.set_state(t["data_rng"])
 
 
 def adam(params, lr: float, reg_interval: int | None = None) -> torch.optim.Adam:  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ checkpoint), `samples-XXXXXX.png` grids and `model.safetensors` (G_ema in our fo
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from latentatlas.io.atomic import atomic_path
 from latentatlas.io.checkpoints import save_model
 from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -160,73 +158,17 @@ class Trainer(common.TrainerBase):
         return stats
 
     # ------------------------------------------------------------------ files
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "config": asdict(self.cfg),
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict(),
-            "opt_G": self.opt_G.state_dict(),
-            "opt_D": self.opt_D.state_dict(),
-            "pl_mean": self.pl_mean,
-            "step": self.step,
-            "nimg": self.nimg,
-            "world": self.world,
-            "rng": torch.get_rng_state(),
-            "data_rng": self.data_gen.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
-        }
+    def networks(self) -> dict[str, torch.nn.Module]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema}
 
-    def save(self) -> Path:
-        path = self.run_dir / STATE_FILE
-        if self.rank == 0:
-            with atomic_path(path) as tmp:
-                torch.save(self.state_dict(), tmp)
-        return path
+    def optimizers(self) -> dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]]:
+        return {"G": (self.opt_G, self.G), "D": (self.opt_D, self.D)}
 
-    def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        self._check_config(state["config"], int(state["world"]), path)
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        self.pl_mean = state["pl_mean"].to(self.device)
-        self.step, self.nimg = int(state["step"]), int(state["nimg"])
-        if self.rank == 0:
-            torch.set_rng_state(state["rng"].cpu())
-            self.data_gen.set_state(state["data_rng"].cpu())
-            if self.device.type == "cuda" and state["cuda_rng"].numel():
-                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+    def extra_state(self) -> dict[str, torch.Tensor]:
+        return {"pl_mean": self.pl_mean}
 
-    def save_portable(self) -> Path:
-        """Networks in fp32 and Adam's second moments in bf16, as files under 16 MiB each.
-
-        Small enough to carry between machines (a GPU lease, a laptop); the first moments are
-        not kept: with beta1 = 0 (StyleGAN2's Adam) they are just the last gradient.
-        """
-        folder = self.run_dir / PORTABLE_DIR
-        if self.rank == 0:
-            common.save_portable(folder, {"G": self.G, "D": self.D, "G_ema": self.G_ema}, {"G": self.opt_G, "D": self.opt_D},
-                                 {"pl_mean": self.pl_mean.detach().cpu().reshape(1), "rng": torch.get_rng_state(),
-                                  "data_rng": self.data_gen.get_state()},
-                                 common.portable_meta(asdict(self.cfg), self.step, self.nimg, self.world))
-        return folder
-
-    def load_portable(self, folder: Path) -> None:
-        meta = common.read_portable_meta(folder)
-        self._check_config(json.loads(meta["config"]), int(meta["world"]), folder)
-        t = common.load_portable(folder, {"G": self.G, "D": self.D, "G_ema": self.G_ema},
-                                 {"G": (self.opt_G, self.G), "D": (self.opt_D, self.D)}, self.device)
-        self.pl_mean = t["pl_mean"].reshape([]).to(self.device)
-        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
-        if self.rank == 0:
-            torch.set_rng_state(t["rng"])
-            self.data_gen.set_state(t["data_rng"])
-
-    def _check_config(self, saved_cfg: dict[str, Any], saved_world: int, source: Path) -> None:
-        common.check_config(saved_cfg, asdict(self.cfg), saved_world, self.world, source)
+    def load_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.pl_mean = state["pl_mean"].reshape([]).to(self.device)
 
     def write_samples(self) -> Path:
         path = self.run_dir / f"samples-{self.nimg:09d}.png"

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.data import synthfaces
-from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig
@@ -188,56 +187,6 @@ class StyleMapTrainer(common.TrainerBase):
         return stats
 
     # ------------------------------------------------------------------ files
-    def state_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {k: m.state_dict() for k, m in self.networks().items()}
-        out.update({f"opt_{k}": opt.state_dict() for k, (opt, _) in self.optimizers().items()})
-        out.update({
-            "config": asdict(self.cfg), "step": self.step, "nimg": self.nimg, "world": self.world,
-            "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
-        })
-        return out
-
-    def save(self) -> Path:
-        path = self.run_dir / STATE_FILE
-        if self.rank == 0:
-            with atomic_path(path) as tmp:
-                torch.save(self.state_dict(), tmp)
-        return path
-
-    def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        common.check_config(state["config"], asdict(self.cfg), int(state["world"]), self.world, path)
-        for k, m in self.networks().items():
-            m.load_state_dict(state[k])
-        for k, (opt, _) in self.optimizers().items():
-            opt.load_state_dict(state[f"opt_{k}"])
-        self.step, self.nimg = int(state["step"]), int(state["nimg"])
-        if self.rank == 0:
-            torch.set_rng_state(state["rng"].cpu())
-            self.data_gen.set_state(state["data_rng"].cpu())
-            if self.device.type == "cuda" and state["cuda_rng"].numel():
-                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
-
-    def save_portable(self) -> Path:
-        folder = self.run_dir / PORTABLE_DIR
-        if self.rank == 0:
-            common.save_portable(folder, self.networks(), {k: opt for k, (opt, _) in self.optimizers().items()},
-                                 {"rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()},
-                                 common.portable_meta(asdict(self.cfg), self.step, self.nimg, self.world))
-        return folder
-
-    def load_portable(self, folder: Path) -> None:
-        import json
-
-        meta = common.read_portable_meta(folder)
-        common.check_config(json.loads(meta["config"]), asdict(self.cfg), int(meta["world"]), self.world, folder)
-        t = common.load_portable(folder, self.networks(), self.optimizers(), self.device)
-        self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
-        if self.rank == 0:
-            torch.set_rng_state(t["rng"])
-            self.data_gen.set_state(t["data_rng"])
-
     def write_samples(self) -> Path:
         """Row 1-2: random samples (G_ema); row 3: fixed renders; row 4: their reconstructions G_ema(E_ema(x))."""
         path = self.run_dir / f"samples-{self.nimg:09d}.png"
