@@ -214,3 +214,16 @@ def test_directions_commands_refuse_bad_input(run_cli, model_file, tmp_path):
     assert code == 2 and "--strength" in err
     code, _, err = run_cli("directions", "supervised", model_file, "--out", tmp_path / "x.safetensors")
     assert code == 2 and "exactly one" in err
+
+
+def test_a_cut_or_missing_predictor_file_is_one_line_error(tmp_path):
+    """load_predictor reads user paths (--predictor) through io.tensorfile like every other file kind."""
+    from latentatlas.models.bundled import resolve_predictor
+    from latentatlas.training.attributes import load_predictor
+
+    with pytest.raises(UserError, match="no such file"):
+        load_predictor(tmp_path / "missing.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(resolve_predictor("factors").read_bytes()[:5000])
+    with pytest.raises(UserError, match="not a readable factor predictor file"):
+        load_predictor(cut)

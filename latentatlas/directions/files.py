@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.latent.codes import LatentCode
@@ -116,15 +116,7 @@ def save_directions(path: str | Path, d: Directions) -> None:
 
 
 def load_directions(path: str | Path) -> Directions:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        t = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable directions file ({e})") from None
+    meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") != KIND:
         raise UserError(f"{path}: not a latentatlas directions file")
     layers = json.loads(meta["layers"])

@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from latentatlas.directions.files import Directions, load_directions, model_fingerprint
@@ -41,6 +40,7 @@ from latentatlas.directions.reconstructor import (
     sample_shifts,
     step_seed,
 )
+from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.latent.codes import LatentCode, to_wplus
@@ -310,20 +310,8 @@ def save_warped(path: str | Path, p: WarpedPaths) -> None:
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def _read(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return meta, load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable directions file ({e})") from None
-
-
 def load_warped(path: str | Path, device: str | torch.device = "cpu") -> WarpedPaths:
-    path = Path(path)
-    meta, t = _read(path)
+    meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") != KIND:
         raise UserError(f"{path}: not a latentatlas warped-directions file")
     return _warped_from(meta, t, device)
@@ -417,8 +405,7 @@ class PathSet:
 
 def load_paths(path: str | Path, device: str | torch.device = "cpu") -> PathSet:
     """Open a linear directions file or a warped-directions file."""
-    path = Path(path)
-    meta, t = _read(path)
+    meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") == KIND:
         return PathSet(_warped_from(meta, t, device))
     if meta.get("kind") == "directions":

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle
@@ -76,16 +76,7 @@ def save_model(
 
 def read_model_metadata(path: str | Path) -> dict[str, str]:
     """Metadata of one of our model files, from the header alone, with clear errors for anything else."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable safetensors file ({e}); is it complete?") from None
+    meta = tensorfile.read_metadata(path, "safetensors")
     if meta.get("format") != FORMAT_NAME:
         raise UserError(
             f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata); "
@@ -96,11 +87,8 @@ def read_model_metadata(path: str | Path) -> dict[str, str]:
 
 def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of one of our model files, with clear errors for anything else."""
-    meta = read_model_metadata(path)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable safetensors file ({e}); is it complete?") from None
+    read_model_metadata(path)
+    meta, tensors = tensorfile.read_tensors(path, "safetensors")
     return tensors, meta
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from latentatlas.data import synthfaces
@@ -185,21 +185,17 @@ def save_predictor(path: str | Path, model: FactorPredictor, info: dict[str, Any
 
 def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> FactorPredictor:
     """Load a predictor file, or the bundled one by name ('factors')."""
-    from safetensors import safe_open
-
+    from latentatlas.io import tensorfile
     from latentatlas.models.bundled import resolve_predictor
 
     path = resolve_predictor(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    meta, tensors = tensorfile.read_tensors(path, "factor predictor")
     if meta.get("kind") != "factor-predictor":
         raise UserError(f"{path}: not a latentatlas factor predictor")
     if json.loads(meta["factors"]) != list(synthfaces.FACTOR_NAMES):
         raise UserError(f"{path}: trained on another set of synthfaces factors; retrain it")
     model = FactorPredictor(**json.loads(meta["config"]))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(tensors)
     return model.to(device).eval().requires_grad_(False)
 
 

@@ -1,0 +1,38 @@
+"""Reading our .safetensors files (models, directions, predictors) with one-line errors.
+
+Why: every file kind we write is safetensors with JSON metadata, and a user may hand any of
+them over by path: missing, cut short by a full disk, or some other file. Each reader needs
+the same three outcomes (no such file, unreadable, or tensors and metadata), so they come
+from here and the message names the kind of file that was expected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+
+from latentatlas.io.errors import UserError
+
+
+def read_metadata(path: str | Path, what: str) -> dict[str, str]:
+    """The file's metadata, from its header alone (no tensor is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable {what} file ({e}); is it complete?") from None
+
+
+def read_tensors(path: str | Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """(metadata, tensors) of the file, on the CPU."""
+    meta = read_metadata(path, what)
+    try:
+        return meta, load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable {what} file ({e}); is it complete?") from None
