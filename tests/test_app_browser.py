@@ -271,6 +271,12 @@ def test_local_edit_follows_the_painted_mask(page):
           f"of which the edit itself {statistics.median(server_ms):.0f} ms (64 px StyleMapGAN, faces64-stylemap size, CPU)")
     assert statistics.median(latencies) < 3.0
     _screenshot(page, "local_edit")
+    # The editor's clear button takes the strokes away: nothing is selected, and the reference
+    # is put back under the brush, so a new stroke edits again.
+    page.locator("#ref-editor").get_by_label("Clear canvas").click()
+    assert "Nothing selected yet" in _status(page, "#local-status", "Nothing selected")
+    _stroke(page, [(cx - 30, cy - 20), (cx + 20, cy + 10)])
+    assert "of the stylemap cells from the reference" in _status(page, "#local-status", "of the stylemap cells")
     before = _image_src(page, "#local-result")
     page.locator("#mask-kind").get_by_text("mouth", exact=False).click()
     _wait_change(page, before, "#local-result")
