@@ -146,3 +146,8 @@ def test_auto_takes_nnpack_where_it_pays(monkeypatch):
     assert pick(torch.randn(1, 16, 32, 32), w, 1, 1) is None
     assert pick(torch.randn(ops.NNPACK_SPINNING_MIN_BATCH, 16, 32, 32), w, 1, 1) == "nnpack"
 
+    # Forced, NNPACK takes every CPU float32 layer and leaves anything else to the direct path.
+    monkeypatch.setattr(ops, "CONV3X3_IMPL", "nnpack")
+    assert pick(torch.randn(1, 16, 8, 8), w, 1, 1) == "nnpack"
+    assert pick(torch.randn(1, 16, 8, 8), w, 2, 1) == "nnpack"
+    assert pick(torch.randn(1, 16, 8, 8, dtype=torch.float64), w.double(), 1, 1) is None

@@ -111,8 +111,9 @@ RESAMPLE_IMPL = "auto"
 #               relative difference to direct in float32;
 #   "nnpack":   NNPACK's F(6x6, 3x3), image by image (CPU, float32; models/winograd.py);
 #   "auto":     on CPU in float32: nnpack for layers of side >= NNPACK_MIN_SIZE where this build
-#               has it and it pays (_nnpack_pays), else winograd where input channels x side >= WINOGRAD_MIN_WORK and
-#               side >= WINOGRAD_MIN_SIZE, direct elsewhere (and always on GPU). Measured on 2
+#               has it and it pays (_nnpack_pays), else winograd where input channels x side >=
+#               WINOGRAD_MIN_WORK and side >= WINOGRAD_MIN_SIZE, direct elsewhere (and on GPU,
+#               where "nnpack" also means direct). Measured on 2
 #               cores, one image, against direct: nnpack 2.7x at 256 channels 64 px, 2.4x at
 #               128 channels 64 px, 1.6x at 128 channels 32 px, 1.5x at 32 channels 64 px;
 #               winograd 1.3x at 256 channels 16 px, where nnpack is 0.9x; direct at 8 px.
@@ -149,15 +150,17 @@ def _conv3x3_method(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int
         # 64 px outputs (256 channels, 32 -> 64 px: 24 against 32 ms an image; 16 -> 32 px: 9.4
         # against 7.5). Whole generators, same process, alternating: the 64 px benchmark config
         # at batch 16 77 against 80 ms an image, faces64 (128 channels) 28 against 26: a loss.
-        use = CONV3X3_IMPL == "nnpack" or (
-            CONV3X3_IMPL == "auto" and x.device.type == "cpu" and x.dtype == torch.float32
-            and 2 * min(x.shape[-2:]) >= NNPACK_UP_MIN_SIZE and x.shape[1] >= NNPACK_UP_MIN_CHANNELS
-            and _nnpack_pays(x))
+        cpu32 = x.device.type == "cpu" and x.dtype == torch.float32
+        use = cpu32 and (CONV3X3_IMPL == "nnpack" or (
+            CONV3X3_IMPL == "auto" and 2 * min(x.shape[-2:]) >= NNPACK_UP_MIN_SIZE
+            and x.shape[1] >= NNPACK_UP_MIN_CHANNELS and _nnpack_pays(x)))
         return "nnpack" if use else None
-    if CONV3X3_IMPL != "auto":
-        return {"winograd": "f43", "nnpack": "nnpack"}[CONV3X3_IMPL]
+    if CONV3X3_IMPL == "winograd":
+        return "f43"
     if x.device.type != "cpu" or x.dtype != torch.float32:
         return None
+    if CONV3X3_IMPL == "nnpack":
+        return "nnpack"
     side = min(x.shape[-2:])
     if side >= NNPACK_MIN_SIZE and _nnpack_pays(x):
         return "nnpack"
