@@ -12,8 +12,11 @@ peak memory until it exits, which suits a command or a server.
 OpenMP threads that wait at the end of a parallel region spin by default. When another process
 holds one of the cores, the spinning thread and the descheduled one stall each other: a faces64
 image at batch 1 with 2 threads took 152 to 194 ms (max 512) beside one busy core, 87 ms with
-passive waiting (1 thread: 83 ms), and 50 to 59 ms either way on an idle machine. The CLI asks
-for passive waiting unless the user set OMP_WAIT_POLICY; it must happen before torch loads.
+passive waiting (1 thread: 83 ms), and 50 to 59 ms either way on an idle machine. NNPACK's
+convolutions (models/winograd.py) run in a thread pool of their own, which spinning OpenMP threads
+slow even on an idle machine: models/ops.py takes NNPACK at small batches only when the policy is
+passive. The CLI asks for passive waiting unless the user set OMP_WAIT_POLICY (the speed
+benchmarks do the same); it must happen before torch loads.
 
 Importing the library changes nothing; only our entry points call these.
 """
