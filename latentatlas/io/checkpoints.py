@@ -87,9 +87,8 @@ def read_model_metadata(path: str | Path) -> dict[str, str]:
 
 def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of one of our model files, with clear errors for anything else."""
-    read_model_metadata(path)
-    meta, tensors = tensorfile.read_tensors(path, "safetensors")
-    return tensors, meta
+    meta = read_model_metadata(path)
+    return tensorfile.load_tensors(path, "safetensors"), meta
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:

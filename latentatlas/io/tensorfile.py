@@ -31,8 +31,12 @@ def read_metadata(path: str | Path, what: str) -> dict[str, str]:
 
 def read_tensors(path: str | Path, what: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """(metadata, tensors) of the file, on the CPU."""
-    meta = read_metadata(path, what)
+    return read_metadata(path, what), load_tensors(path, what)
+
+
+def load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
+    """The tensors alone, for a caller that has read and checked the metadata already."""
     try:
-        return meta, load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable {what} file ({e}); is it complete?") from None

@@ -69,7 +69,7 @@ class TrainerBase:
         if self.batch_gpu % min(cfg.mbstd_group, self.batch_gpu):
             raise UserError(f"the per-process batch {self.batch_gpu} must be divisible by the minibatch-std group {cfg.mbstd_group}")
 
-    def setup_data(self, modules: list[torch.nn.Module]) -> None:
+    def setup_data(self) -> None:
         """Data source and seeds (after the networks are built), then rank 0's weights everywhere."""
         self.step = 0
         self.nimg = 0
@@ -81,7 +81,7 @@ class TrainerBase:
             self.folder = FolderImages(self.cfg.data, self.cfg.resolution, self.rank, self.world)
         torch.manual_seed(self.cfg.seed * 1000 + self.rank + 1)
         if self.world > 1:
-            for module in modules:
+            for module in self.networks().values():
                 for t in list(module.parameters()) + list(module.buffers()):
                     dist.broadcast(t.data, src=0)
 

@@ -92,7 +92,7 @@ class Trainer(common.TrainerBase):
         self.opt_G = _adam(self.G.parameters(), cfg.lr, cfg.g_reg_interval)
         self.opt_D = _adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
         self.pl_mean = torch.zeros([], device=self.device)
-        self.setup_data([self.G, self.D, self.G_ema])
+        self.setup_data()
 
     # ------------------------------------------------------------------ losses
     def _mapping(self, z: torch.Tensor, update_w_avg: bool = True) -> torch.Tensor:

@@ -126,7 +126,7 @@ class StyleMapTrainer(common.TrainerBase):
         self.opt_E = common.adam(self.E.parameters(), cfg.lr)
         self.opt_D = common.adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
         self.percept = perceptual_loss(cfg.perceptual_kind(), cfg, self.device)
-        self.setup_data(list(self.networks().values()))
+        self.setup_data()
 
     def networks(self) -> dict[str, torch.nn.Module]:
         return {"G": self.G, "D": self.D, "E": self.E, "G_ema": self.G_ema, "E_ema": self.E_ema}
