@@ -1129,7 +1129,7 @@ def synthfaces(
 
 @app.command()
 def serve(
-    models: Annotated[list[str] | None, typer.Argument(help="Models to offer: bundled names or model files, StyleGAN2 or StyleMapGAN (default: faces64).")] = None,
+    models: Annotated[list[str] | None, typer.Argument(help="Models to offer: bundled names or model files, StyleGAN2 or StyleMapGAN (default: faces64 and faces64-stylemap).")] = None,
     directions: Annotated[list[Path] | None, typer.Option("--directions", help="Extra directions files (linear or warped) for the first StyleGAN2 model: more slider sets.")] = None,
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the app on this machine.")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 7860,
@@ -1143,9 +1143,9 @@ def serve(
 
     Example: latentatlas serve faces64 mymodel.pkl runs/faces64-stylemap/model.safetensors --port 7860
     """
-    from latentatlas.models.bundled import DEFAULT_MODEL, resolve_model
+    from latentatlas.models.bundled import DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL, resolve_model
 
-    names = models or [DEFAULT_MODEL]
+    names = models or [DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL]
     table: dict[str, str] = {}
     for m in names:
         resolve_model(m)  # a missing file is an error now, not in the page
@@ -1171,19 +1171,33 @@ def serve(
     run_server(sessions, host, port, UploadLimits(int(max_upload_mb * 2**20), max_pixels))
 
 
+DEMO_FACES_SEED = 10_000_003  # held-out renders (projection_quality's in-domain seeds), hair colours that differ
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     device: DeviceOpt = "auto",
 ) -> None:
-    """Run the main job end to end on the bundled faces64: sample grid, interpolation, style mixing."""
-    from latentatlas.models.bundled import DEFAULT_MODEL
+    """Run the main job end to end on the bundled models: faces64's sample grid, interpolation and
+    style mixing, and a local edit (hair of one sample into another) with faces64-stylemap."""
+    from latentatlas.models.bundled import DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL
 
     out.mkdir(parents=True, exist_ok=True)
     model = DEFAULT_MODEL
     generate(model, seeds="0-31", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)
     interpolate(model, start="0", end="1", frames=12, method="slerp", space="z", truncation=1.0, fps=12, out=out, device=device, force=True)
     mix(model, rows="0-3", cols="10-13", cutoff=4, truncation=1.0, out=out / "mix.png", device=device, force=True)
+    # StyleMapGAN edits real images: two held-out synthfaces renders, encoded, the reference's hair blended in.
+    from latentatlas.data.synthfaces import sample
+    from latentatlas.io.images import make_grid, save_image
+
+    faces, _ = sample(2, seed=DEMO_FACES_SEED, resolution=64)
+    edit_dir = out / "local-edit"
+    for name, face in zip(("source", "reference"), faces):
+        save_image(edit_dir / f"{name}.png", make_grid(face[None]))
+    edit_local(DEFAULT_STYLEMAP_MODEL, source=str(edit_dir / "source.png"), reference=str(edit_dir / "reference.png"),
+               mask="hair", shift=None, per_layer=False, strength=1.0, out=edit_dir, device=device, force=True)
     typer.echo(f"demo done: see {out}/")
 
 

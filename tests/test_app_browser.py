@@ -1,6 +1,6 @@
-"""The web app in a real browser (Debian's chromium driven by Playwright), on faces64 and a
-StyleMapGAN model of the faces64-stylemap size (random weights, made here: the Local edit tests
-check the flow and that the result follows the mask, not beauty).
+"""The web app in a real browser (Debian's chromium driven by Playwright), on the two bundled
+models, as `latentatlas serve` offers them by default: faces64 and faces64-stylemap (the Local
+edit tests check the flow and that the result follows the mask).
 
 Each test acts as a user would: move a slider, upload a face or a code, paint with the brush,
 press buttons, and checks what the page shows. The server runs in this process on a free port
@@ -34,24 +34,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_stylemap_model(path: Path) -> Path:
-    """A StyleMapGAN generator and encoder of the faces64-stylemap size, random weights, as our file."""
-    from latentatlas.io.checkpoints import save_stylemap_model
-    from latentatlas.models.stylemap import Encoder, Generator, faces64_stylemap_config
-
-    torch.manual_seed(0)
-    cfg = faces64_stylemap_config()
-    save_stylemap_model(path, Generator(cfg), Encoder(cfg), metadata={"name": path.stem})
-    return path
-
-
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_url():
     from latentatlas.app.server import Sessions, serve
     from latentatlas.app.uploads import UploadLimits
 
-    stylemap = make_stylemap_model(tmp_path_factory.mktemp("models") / "stylemap64.safetensors")
-    sessions = Sessions({"faces64": "faces64", "stylemap64": str(stylemap)}, "cpu", {})
+    sessions = Sessions({"faces64": "faces64", "faces64-stylemap": "faces64-stylemap"}, "cpu", {})
     demo, url = serve(sessions, port=_free_port(), limits=UploadLimits(max_bytes=10 * 2**20, max_pixels=4096 * 4096), block=False)
     assert url.startswith("http://127.0.0.1:")
     yield url
@@ -268,7 +256,7 @@ def test_local_edit_follows_the_painted_mask(page):
     print(f"\nlocal edit, new result in the browser: {stroke_s * 1000:.0f} ms after the first stroke ends, "
           f"{stroke2_s * 1000:.0f} ms after the second; slider change -> result "
           f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes, "
-          f"of which the edit itself {statistics.median(server_ms):.0f} ms (64 px StyleMapGAN, faces64-stylemap size, CPU)")
+          f"of which the edit itself {statistics.median(server_ms):.0f} ms (faces64-stylemap, CPU)")
     assert statistics.median(latencies) < 3.0
     _screenshot(page, "local_edit")
     # The editor's clear button takes the strokes away: nothing is selected, and the reference

@@ -1,4 +1,4 @@
-"""The models shipped in the package: faces64 and the synthfaces factor predictor."""
+"""The models shipped in the package: faces64, faces64-stylemap and the synthfaces factor predictor."""
 
 from __future__ import annotations
 
@@ -33,6 +33,34 @@ def test_bundled_predictor_reads_factors_of_held_out_renders():
 def test_demo_writes_its_pictures(run_cli, tmp_path):
     code, out, err = run_cli("demo", "--out", tmp_path / "demo", "--device", "cpu")
     assert code == 0, err
-    for name in ("grid.png", "interpolation.gif", "interpolation.mp4", "mix.png"):
+    for name in ("grid.png", "interpolation.gif", "interpolation.mp4", "mix.png", "local-edit/strip.png", "local-edit/result.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 1000, name
     assert "demo done" in out
+
+
+def test_faces64_stylemap_encodes_renders_and_swaps_hair():
+    """The bundled StyleMapGAN reconstructs held-out renders in one pass, and a hair swap takes the
+    reference's hair colour (the edit issue 6 measures at scale in benchmarks/local_edit_quality.py)."""
+    from latentatlas.data import synthfaces
+    from latentatlas.editing.local import edit
+    from latentatlas.inversion.encoder import encode
+    from latentatlas.io.checkpoints import load_stylemap_any
+    from latentatlas.models.bundled import resolve_model
+
+    generator, encoder, info = load_stylemap_any(resolve_model("faces64-stylemap"))
+    assert generator.img_resolution == 64 and info["name"] == "faces64-stylemap"
+    src, t_src = synthfaces.sample(16, seed=10_000_100, resolution=64)
+    ref, t_ref = synthfaces.sample(16, seed=10_000_200, resolution=64)
+    with torch.no_grad():
+        w_src, w_ref = encode(encoder, src), encode(encoder, ref)
+        recon = generator(w_src)
+    mse = float((recon - src).square().mean())
+    mean_image_mse = float((src - src.mean(0)).square().mean())
+    assert mse < 0.5 * mean_image_mse, (mse, mean_image_mse)
+    mask = torch.maximum(synthfaces.region_mask("hair", 64, t_src), synthfaces.region_mask("hair", 64, t_ref))[:, None]
+    with torch.no_grad():
+        result = edit(generator, w_src, w_ref, mask)
+    hair = synthfaces.FACTOR_NAMES.index("hair_colour")
+    pred = load_predictor("factors").predict(result)[:, hair]
+    to_ref, to_src = float((pred - t_ref[:, hair]).abs().mean()), float((pred - t_src[:, hair]).abs().mean())
+    assert to_ref < 0.75 * to_src, (to_ref, to_src)

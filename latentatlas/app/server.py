@@ -52,7 +52,7 @@ STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
     "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
-    "`latentatlas serve faces64 runs/faces64-stylemap/model.safetensors` "
+    "`latentatlas serve faces64 faces64-stylemap` (the bundled pair, the default) "
     "(`latentatlas train-stylemap` makes one; official naver-ai/StyleMapGAN `.pt` files work too)."
 )
 

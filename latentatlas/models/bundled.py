@@ -17,13 +17,15 @@ from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
-# name -> file under latentatlas/weights/ (jobs/bundle_faces64.py writes them after training).
-BUNDLED: dict[str, str] = {"faces64": "faces64.safetensors"}
+# name -> file under latentatlas/weights/ (jobs/bundle_faces64.py and jobs/bundle_faces64_stylemap.py
+# write them after training). The kind of each (StyleGAN2 or StyleMapGAN) is read from its file.
+BUNDLED: dict[str, str] = {"faces64": "faces64.safetensors", "faces64-stylemap": "faces64-stylemap.safetensors"}
 # The synthfaces factor predictor that scores faces64 (and anything trained on synthfaces).
 BUNDLED_PREDICTORS: dict[str, str] = {"factors": "factors.safetensors"}
 # Direction files made for a bundled model (jobs/bundle_faces64.py): the app's sliders.
 BUNDLED_DIRECTIONS: dict[str, list[str]] = {"faces64": ["faces64_ganspace.safetensors", "faces64_supervised.safetensors"]}
 DEFAULT_MODEL = "faces64"
+DEFAULT_STYLEMAP_MODEL = "faces64-stylemap"  # the web app's Local edit tab, encode and edit-local examples
 DEFAULT_PREDICTOR = "factors"
 
 
