@@ -72,9 +72,13 @@ VARIANTS = {
     "graph-tf32": (True, None, True),
     # torch.compile (inductor) fuses the elementwise epilogues; compile time is not timed.
     "compile-tf32": (True, None, "compile"),
+    # bf16 autocast, compiled: the issue allows bf16 when its difference to fp32 is reported.
+    "compile-bf16": (False, "bfloat16", "compile"),
     # The same with the weights (and so every activation) in channels-last layout, which
     # tensor-core convolutions take without a transpose.
     "tf32-cl": (True, None, False),
+    # Wrong on the H200 (2026-11-26): max abs difference 82.9 to fp32, while tf32-cl (0.025) and
+    # graph-tf32 (0.025) are right; not yet understood, so never used outside this benchmark.
     "graph-tf32-cl": (True, None, True),
     "compile-tf32-cl": (True, None, "compile"),
 }

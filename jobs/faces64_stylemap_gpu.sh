@@ -16,7 +16,9 @@ RUN=${RUN:-runs/faces64-stylemap}
 BATCH=${BATCH:-16}
 RESERVE=${RESERVE:-150}         # seconds kept after training for the checks and benchmarks
 PAIRS=${PAIRS:-256}             # local_edit_quality pairs
-EVP=${EVP:---num 64 --steps 200 --projector-batch 64 --config256 --variants fp32,tf32,graph,graph-tf32}
+# cuDNN autotuning: without it the 256 px config took 225 ms at batch 1 against 33 ms per image at
+# batch 64 on the H200 (2026-11-26), a sign of poorly chosen default algorithms at batch 1.
+EVP=${EVP:---num 64 --steps 200 --projector-batch 64 --config256 --variants fp32,tf32,graph-tf32,bf16,graph-bf16 --cudnn-benchmark}
 . "$(dirname "$0")/common.sh"
 mkdir -p "$RUN"
 { date; nvidia-smi -L 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
@@ -53,8 +55,9 @@ fi
 if [ "$(left)" -gt 20 ] && [ -f "$RUN/model.safetensors" ]; then
   echo "== encoder vs projector: $EVP ($(left) s left)" >>"$LOG"
   # shellcheck disable=SC2086
+  # --out: the parts finished before the timeout are kept (encoder, then the 256 px config, then the projector)
   timeout $(( $(left) - 5 )) $PY benchmarks/encoder_vs_projector.py --stylemap "$RUN/model.safetensors" --device "$DEVICE" $EVP \
-    >"$OUT/bench.json" 2>>"$LOG" || echo "encoder_vs_projector stopped: $?" >>"$LOG"
+    --out "$OUT/bench.json" >/dev/null 2>>"$LOG" || echo "encoder_vs_projector stopped: $?" >>"$LOG"
 fi
 echo "== done after $((SECONDS - T0)) s" >>"$LOG"
 ls -la "$OUT" >>"$LOG"; tar -tvf "$OUT/portable.tar" >>"$LOG" 2>&1
