@@ -19,7 +19,9 @@ machine's load average at start and end (on a shared machine, other jobs slow ev
 `--config256` times issue 4's GPU case instead: the 256 px config-f generator
 (generate_throughput's "256") with random weights and the LPIPS VGG16 loss with random weights
 (the official projector's loss; the cost of a step does not depend on the weights), projecting
-generated 256 px images, no prior. `--tf32` lets convolutions and matrix products use TF32.
+generated 256 px images, no prior. `--tf32` lets convolutions and matrix products use TF32,
+`--bf16` runs the projector's forward pass and losses in bf16 autocast (each row then also gives
+the final mean loss, to compare with an fp32 run of the same command).
 
     python benchmarks/projection_speed.py --device cuda --config256 --tf32 --steps 30 --batches 1,32,64,128
 """
@@ -32,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+from dataclasses import replace
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
 
@@ -73,6 +76,7 @@ def main() -> None:
     ap.add_argument("--malloc", default="keep", choices=["keep", "default"], help="keep: freed CPU memory stays in the process, as the CLI sets it")
     ap.add_argument("--config256", action="store_true", help="256 px config-f + LPIPS VGG16, random weights (the GPU target)")
     ap.add_argument("--tf32", action="store_true", help="allow TF32 in convolutions and matrix products (CUDA)")
+    ap.add_argument("--bf16", action="store_true", help="the projector's bf16 autocast (ProjectorConfig.bf16, `project --bf16`)")
     args = ap.parse_args()
 
     if args.malloc == "keep":
@@ -90,9 +94,9 @@ def main() -> None:
         images, _ = synthfaces.sample(max(batches), seed=IN_DOMAIN_SEED, resolution=generator.img_resolution)
         images = images.to(device)
         model, loss = "faces64", "factor-feature distance + pixel MSE, noise maps optimised"
-    cfg = ProjectorConfig(space=args.space, steps=args.steps, prior_weight=args.prior, mse_weight=1.0)
+    cfg = ProjectorConfig(space=args.space, steps=args.steps, prior_weight=args.prior, mse_weight=1.0, bf16=args.bf16)
     # Warm-up (allocator, kernels): a few steps at the smallest batch, not reported.
-    project(generator, images[:1], dist, ProjectorConfig(space=args.space, steps=3, prior_weight=args.prior, mse_weight=1.0), prior=prior)
+    project(generator, images[:1], dist, replace(cfg, steps=3), prior=prior)
 
     load_start = os.getloadavg()
     rows = []
@@ -109,7 +113,7 @@ def main() -> None:
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         try:
-            project(generator, images[:b], dist, cfg, prior=prior if args.prior > 0 else None, progress=tick)
+            res = project(generator, images[:b], dist, cfg, prior=prior if args.prior > 0 else None, progress=tick)
         except torch.OutOfMemoryError:  # a batch too large for the device: say so, keep the other rows
             rows.append({"batch": b, "out_of_memory": True})
             log(json.dumps(rows[-1]))
@@ -130,6 +134,7 @@ def main() -> None:
                 "seconds_per_image": wall / b,
                 "images_per_minute": 60 * b / wall,
             },
+            "final_mean_loss": statistics.mean(res.losses["total"][-1]),
             "median_step_seconds": step,
             "fixed_seconds": fixed,
             "per_1000_steps_computed_from_step_time": {
@@ -146,6 +151,7 @@ def main() -> None:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "model": model,
         "tf32": args.tf32,
+        "bf16": args.bf16,
         "space": args.space,
         "prior_lambda": args.prior,
         "loss": loss,

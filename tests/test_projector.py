@@ -55,8 +55,8 @@ def test_schedule_and_noise_regulariser():
     assert torch.allclose(noise_regularizer([maps[1], maps[2]]), noise_regularizer([maps[1]]) + noise_regularizer([maps[2]]), rtol=1e-5)
 
 
-@pytest.mark.parametrize("space", ["w", "w+"])
-def test_projection_recovers_generated_images(tiny_generator, space):
+@pytest.mark.parametrize(("space", "bf16"), [("w", False), ("w+", False), ("w+", True)])
+def test_projection_recovers_generated_images(tiny_generator, space, bf16):
     torch.manual_seed(1)
     with torch.no_grad():
         for name, p in tiny_generator.named_parameters():
@@ -64,7 +64,7 @@ def test_projection_recovers_generated_images(tiny_generator, space):
                 p.mul_(0.1)  # images mostly decided by w, as in a trained model
         ws = tiny_generator.mapping(torch.randn(3, 16))
         targets = tiny_generator.synthesis(ws)
-    cfg = ProjectorConfig(space=space, steps=150, mse_weight=1.0, perceptual_weight=0.0, w_avg_samples=2000)
+    cfg = ProjectorConfig(space=space, steps=150, mse_weight=1.0, perceptual_weight=0.0, w_avg_samples=2000, bf16=bf16)
     res = project(tiny_generator, targets, None, cfg)
     start, end = res.losses["mse"][0], res.losses["mse"][-1]
     assert all(e < 0.25 * s for s, e in zip(start, end)), (start, end)

@@ -151,3 +151,10 @@ def test_auto_takes_nnpack_where_it_pays(monkeypatch):
     assert pick(torch.randn(1, 16, 8, 8), w, 1, 1) == "nnpack"
     assert pick(torch.randn(1, 16, 8, 8), w, 2, 1) == "nnpack"
     assert pick(torch.randn(1, 16, 8, 8, dtype=torch.float64), w.double(), 1, 1) is None
+    # Under autocast the direct path's convolutions are cast (bf16); NNPACK and Winograd take
+    # float32 only, so they step aside (an up-sampling layer's FIR output is already bf16 there).
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert pick(torch.randn(1, 16, 8, 8), w, 1, 1) is None and pick(torch.randn(1, 16, 8, 8), w, 2, 1) is None
+        x, styles, f = torch.randn(1, 16, 8, 8), torch.randn(1, 16), torch.tensor([1.0, 3.0, 3.0, 1.0])
+        y = ops.modulated_conv2d(x, w, styles, up=2, padding=1, resample_filter=torch.outer(f, f) / 64)
+    assert y.shape == (1, 8, 16, 16) and torch.isfinite(y).all()

@@ -144,6 +144,8 @@ def _conv3x3_method(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int
         return None
     if weight.requires_grad and torch.is_grad_enabled():  # training: the direct path's weight gradient
         return None
+    if torch.is_autocast_enabled(x.device.type):  # autocast casts the direct path's convolutions; these take float32 only
+        return None
     if up == 2:
         # Up-sampling first, then a stride-1 convolution at the output size (conv2d_up2_frozen):
         # NNPACK there beat the transposed convolution plus FIR pass only for wide layers with
