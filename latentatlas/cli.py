@@ -1182,7 +1182,7 @@ def demo(
     device: DeviceOpt = "auto",
 ) -> None:
     """Run the main job end to end on the bundled models: faces64's sample grid, interpolation and
-    style mixing, and a local edit (hair of one sample into another) with faces64-stylemap."""
+    style mixing, and a local edit with faces64-stylemap (the hair of one encoded render into another)."""
     from latentatlas.models.bundled import DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL
 
     out.mkdir(parents=True, exist_ok=True)
