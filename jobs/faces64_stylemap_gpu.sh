@@ -54,8 +54,8 @@ if [ "$(left)" -gt 30 ] && [ -f "$RUN/model.safetensors" ]; then
 fi
 if [ "$(left)" -gt 20 ] && [ -f "$RUN/model.safetensors" ]; then
   echo "== encoder vs projector: $EVP ($(left) s left)" >>"$LOG"
-  # shellcheck disable=SC2086
   # --out: the parts finished before the timeout are kept (encoder, then the 256 px config, then the projector)
+  # shellcheck disable=SC2086
   timeout $(( $(left) - 5 )) $PY benchmarks/encoder_vs_projector.py --stylemap "$RUN/model.safetensors" --device "$DEVICE" $EVP \
     --out "$OUT/bench.json" >/dev/null 2>>"$LOG" || echo "encoder_vs_projector stopped: $?" >>"$LOG"
 fi

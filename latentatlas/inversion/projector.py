@@ -159,13 +159,12 @@ def project(
         x_noise = torch.randn(x_opt.shape, generator=gen).to(device) * noise_scale
         w_noisy = to_w(x_opt + x_noise)
         ws = w_noisy.expand(n, num_ws, -1) if layers == 1 else w_noisy
+        zeros = torch.zeros(n, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             synth = generator.synthesis(ws, noise_maps=noise_maps)
             synth_small = downsample_to(synth)
-            perc = perceptual(synth_small, target_small).float() if perceptual is not None else None
+            perc = perceptual(synth_small, target_small).float() if perceptual is not None else zeros
         synth = synth.float()
-        zeros = torch.zeros(n, device=device)
-        perc = zeros if perc is None else perc
         mse = (synth - targets).square().mean(dim=(1, 2, 3)) if cfg.mse_weight > 0 else zeros
         if prior is not None and cfg.prior_weight > 0:
             # Whitened, the squared Mahalanobis distance is ||c||^2 (summed over w+ layers).
