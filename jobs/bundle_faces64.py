@@ -1,16 +1,22 @@
 """Copy the latest faces64 training state into the package as the bundled models.
 
-Reads runs/faces64/portable (G_ema and the training config) and runs/factors.safetensors,
-writes into latentatlas/weights/:
+Reads RUN/portable (G_ema and the training config; RUN is --run, default runs/faces64-narrow,
+the narrower faces64 of jobs/faces64_gpu.sh) and runs/factors.safetensors, writes into
+latentatlas/weights/:
 - faces64.safetensors: G_ema in fp16 (loading returns fp32) with its Gaussian prior (100k w);
 - factors.safetensors: the factor predictor in fp16;
 - faces64_ganspace.safetensors: 10 GANSpace directions named by their main factor;
-- faces64_supervised.safetensors: one InterFaceGAN direction per synthfaces factor.
-Run after a GPU chunk (a few minutes on 2 CPU cores): python jobs/bundle_faces64.py
+- faces64_supervised.safetensors: one InterFaceGAN direction per synthfaces factor;
+- faces64_warped.safetensors: 10 WarpedGANSpace paths in W named by their main factor (1000
+  steps, about 25 minutes on 2 CPU cores; resumable from runs/faces64_warped.state.pt).
+--warped-only makes just the warped file, for the bundled faces64 as it is.
+Run after a GPU chunk (a few minutes on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
+Bundling another model changes what every faces64 table in the README was measured on: measure them again.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,7 +38,18 @@ WEIGHTS = ROOT / "latentatlas" / "weights"
 
 
 def main() -> None:
-    portable = ROOT / "runs" / "faces64" / "portable"
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", default="runs/faces64-narrow", help="training run folder (its portable/ checkpoint is read)")
+    ap.add_argument("--warped-only", action="store_true", help="only the warped paths file, for the bundled faces64")
+    args = ap.parse_args()
+    if args.warped_only:
+        from latentatlas.models.bundled import load_generator
+
+        bundle_warped(load_generator("faces64", "cpu")[0].eval().requires_grad_(False), load_predictor("factors"))
+        return
+    portable = ROOT / args.run / "portable"
+    if not (portable / "train.safetensors").exists():
+        raise SystemExit(f"{portable}: no portable checkpoint (train.safetensors); give the run folder with --run")
     with safe_open(str(portable / "train.safetensors"), framework="pt") as f:
         meta = f.metadata()
     cfg = TrainConfig(**json.loads(meta["config"]))
@@ -83,6 +100,29 @@ def bundle_directions(generator: Generator, predictor) -> None:  # type: ignore[
     sup = supervised(codes, scores, list(FACTOR_NAMES), model_fingerprint(generator), method="svm")
     save_directions(WEIGHTS / "faces64_supervised.safetensors", sup)
     print(f"supervised: {len(sup)} directions")
+    bundle_warped(generator, predictor)
+
+
+def bundle_warped(generator: Generator, predictor) -> None:  # type: ignore[no-untyped-def]
+    """WarpedGANSpace paths for the app's third slider set, named by the main factor each moves.
+
+    The reconstructor is left out of the bundled file (the sliders only walk the paths)."""
+    from dataclasses import replace
+
+    from latentatlas.directions.score import score_paths
+    from latentatlas.directions.warped import PathSet, WarpedConfig, save_warped, train_warped
+
+    cfg = WarpedConfig(sets=10, dipoles=16, space="w", steps=1000, batch=12, seed=0)
+    run = ROOT / "runs" / "faces64_warped.safetensors"  # its .state.pt makes a cut run resumable
+    result = train_warped(generator, run, cfg, resume=True)
+    if not result.complete:
+        raise SystemExit(f"warped paths stopped at step {result.step} of {cfg.steps}: run again to resume")
+    summary = score_paths(generator, predictor, PathSet(result.paths), starts=32, top=cfg.sets)
+    paths = replace(result.paths, names=[f"warp{i} {p['name']}" for i, p in enumerate(summary["paths"])], reconstructor=None,
+                    info={**result.paths.info, "auto_names": "main factor of each path, from `latentatlas directions score`",
+                          "disentanglement": round(summary["disentanglement"], 4)})
+    save_warped(WEIGHTS / "faces64_warped.safetensors", paths)
+    print("warped:", ", ".join(paths.names))
 
 
 if __name__ == "__main__":

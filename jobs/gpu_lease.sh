@@ -11,9 +11,11 @@
 #   - issue 5's method table (benchmarks/directions_table.py --runs): every finished
 #     (seed, method) row is kept, and the next lease resumes from the committed rows. It is
 #     stopped RESERVE seconds before the end, so the stylemap benchmarks run alone.
-#   - with FACES64=1, a third job: a resumable chunk of faces64 training (jobs/faces64_gpu.sh,
-#     no benchmark, no predictor), stopped in time too. Its checkpoint comes back, but the
-#     bundled faces64 is left as it is: re-bundling changes the model every table is measured on.
+#   - with FACES64=1, a third job: a resumable chunk of training of the narrower faces64
+#     (jobs/faces64_gpu.sh's defaults: channel_base 2048 into runs/faces64-narrow; no benchmark,
+#     no predictor), stopped in time too. Its checkpoint comes back; bundling it (`python
+#     jobs/bundle_faces64.py --run runs/faces64-narrow`) replaces the model every faces64 table
+#     was measured on, so those tables are measured again with it.
 # PHASE=bench (call 2, BUDGET about 260 s), speed figures on a quiet GPU, each under its own
 #   timeout: issue 2's 256 px generator at batch 1 and 32 (TF32, CUDA graph), then at batch 32
 #   torch.compile with TF32 and compiled bf16 (channels-last variants were no faster on the H200,
@@ -24,7 +26,7 @@
 #   in the train phase, after training, on a quiet GPU.)
 #
 # Back in $OUT: log.txt, results.tar, and (train) portable.tar, with FACES64=1 also
-# faces64_{G,D,G_ema,train}.safetensors (copy them to runs/faces64/portable/ without the
+# faces64_{G,D,G_ema,train}.safetensors (copy them to runs/faces64-narrow/portable/ without the
 # prefix). results.tar holds its files at
 # their places in the repository, named for the GPU (h100/h200), so after the lease, here:
 #   tar -xf $OUT/results.tar                               # benchmarks/results_*, docs/*.png

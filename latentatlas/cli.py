@@ -788,8 +788,9 @@ def train(
     resolution: Annotated[int, typer.Option(help="Image size.")] = 64,
     kimg: Annotated[float, typer.Option(help="Total training images, in thousands.")] = 1000.0,
     batch: Annotated[int, typer.Option(help="Total batch over all processes.")] = 64,
-    channel_base: Annotated[int, typer.Option()] = 8192,
+    channel_base: Annotated[int, typer.Option(help="Generator channels at r px: min(base / r, max).")] = 8192,
     channel_max: Annotated[int, typer.Option()] = 128,
+    d_channel_base: Annotated[int | None, typer.Option(help="The discriminator's own channel_base (default: the generator's); a narrow generator can keep a wide critic.")] = None,
     z_dim: Annotated[int, typer.Option()] = 256,
     w_dim: Annotated[int, typer.Option()] = 256,
     mapping_layers: Annotated[int, typer.Option()] = 8,
@@ -815,8 +816,8 @@ def train(
         raise UserError(f"--resolution {resolution}: use a power of two >= 8")
     cfg = TrainConfig(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, z_dim=z_dim, w_dim=w_dim,
-        mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, lr=lr, r1_gamma=gamma,
-        seed=seed, snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
+        mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, d_channel_base=d_channel_base,
+        lr=lr, r1_gamma=gamma, seed=seed, snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)

@@ -95,3 +95,20 @@ def test_portable_checkpoint_resumes_without_state_file(tmp_path):
     c, _ = load_model(tmp_path / "c" / "model.safetensors")
     diffs = [(x - y).abs().max().item() for x, y in zip(a.parameters(), c.parameters())]
     assert max(diffs) < 0.05
+
+
+def test_a_narrow_generator_keeps_a_wide_critic(tmp_path):
+    """--d-channel-base sizes the discriminator on its own (faces64-narrow: a 32-channel top block
+    judged by a 128-channel critic); runs made before the setting existed resume unchanged."""
+    from latentatlas.training.stylegan2 import Trainer
+
+    narrow = {**TINY, "channel_base": 64}
+    t = Trainer(TrainConfig(total_kimg=0.016, d_channel_base=256, **narrow), tmp_path / "a")
+    assert t.G.synthesis.b16.conv1.weight.shape[0] == 4  # min(64 / 16, 16)
+    assert t.D.b16.conv0.weight.shape[0] == 16  # min(256 / 16, 16): the critic's own width
+    res = train(TrainConfig(total_kimg=0.016, d_channel_base=256, **narrow), tmp_path / "a", progress=False)
+    assert res["finished"]
+    with pytest.raises(UserError, match="d_channel_base"):  # resuming with another critic is refused
+        train(TrainConfig(total_kimg=0.032, **narrow), tmp_path / "a", progress=False)
+    saved = torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)["config"]
+    assert saved["d_channel_base"] == 256

@@ -45,6 +45,7 @@ class TrainConfig:
     mapping_layers: int = 8
     channel_base: int = 8192
     channel_max: int = 128
+    d_channel_base: int | None = None  # None: the generator's; faces64-narrow keeps the 128-channel critic
     lr: float = 0.0025
     r1_gamma: float | None = None  # None: 0.0002 * resolution^2 / batch (the ADA heuristic)
     pl_weight: float = 2.0
@@ -73,8 +74,8 @@ class TrainConfig:
 
     def discriminator_config(self) -> DiscriminatorConfig:
         return DiscriminatorConfig(
-            img_resolution=self.resolution, channel_base=self.channel_base, channel_max=self.channel_max,
-            mbstd_group_size=self.mbstd_group,
+            img_resolution=self.resolution, channel_base=self.d_channel_base or self.channel_base,
+            channel_max=self.channel_max, mbstd_group_size=self.mbstd_group,
         )
 
 
