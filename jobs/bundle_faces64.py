@@ -7,10 +7,10 @@ latentatlas/weights/:
 - factors.safetensors: the factor predictor in fp16;
 - faces64_ganspace.safetensors: 10 GANSpace directions named by their main factor;
 - faces64_supervised.safetensors: one InterFaceGAN direction per synthfaces factor;
-- faces64_warped.safetensors: 10 WarpedGANSpace paths in W named by their main factor (1000
-  steps, about 25 minutes on 2 CPU cores; resumable from runs/faces64_warped.state.pt).
+- faces64_warped.safetensors: 10 WarpedGANSpace paths in W named by their main factor, steepest
+  first (1000 steps, about 25 minutes on 2 CPU cores; a cut run resumes from its state in runs/).
 --warped-only makes just the warped file, for the bundled faces64 as it is.
-Run after a GPU chunk (a few minutes on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
+Run after a GPU chunk (half an hour on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
 Bundling another model changes what every faces64 table in the README was measured on: measure them again.
 """
 
@@ -113,14 +113,28 @@ def bundle_warped(generator: Generator, predictor) -> None:  # type: ignore[no-u
     from latentatlas.directions.warped import PathSet, WarpedConfig, save_warped, train_warped
 
     cfg = WarpedConfig(sets=10, dipoles=16, space="w", steps=1000, batch=12, seed=0)
-    run = ROOT / "runs" / "faces64_warped.safetensors"  # its .state.pt makes a cut run resumable
+    from latentatlas.directions.files import model_fingerprint
+
+    # Its state file makes a cut run resumable; one per model, so a new faces64 starts afresh.
+    run = ROOT / "runs" / f"faces64_warped-{model_fingerprint(generator)[:12]}.safetensors"
     result = train_warped(generator, run, cfg, resume=True)
     if not result.complete:
         raise SystemExit(f"warped paths stopped at step {result.step} of {cfg.steps}: run again to resume")
     summary = score_paths(generator, predictor, PathSet(result.paths), starts=32, top=cfg.sets)
-    paths = replace(result.paths, names=[f"warp{i} {p['name']}" for i, p in enumerate(summary["paths"])], reconstructor=None,
+    # Steepest first, so that warp0 (the demo's walk, the first slider) shows the most.
+    order = sorted(range(cfg.sets), key=lambda i: -summary["paths"][i]["steepness"])
+    support = result.paths.support
+    with torch.no_grad():
+        for t in (support.support, support.alphas, support.log_gamma):
+            t.copy_(t[order].clone())
+    names, seen = [], {}  # duplicates numbered again in the new order: jaw-, jaw-2, ...
+    for i, k in enumerate(order):
+        base = summary["paths"][k]["name"].rstrip("0123456789")
+        seen[base] = seen.get(base, 0) + 1
+        names.append(f"warp{i} {base}{seen[base] if seen[base] > 1 else ''}")
+    paths = replace(result.paths, names=names, reconstructor=None,
                     info={**result.paths.info, "auto_names": "main factor of each path, from `latentatlas directions score`",
-                          "disentanglement": round(summary["disentanglement"], 4)})
+                          "order": "steepest first", "disentanglement": round(summary["disentanglement"], 4)})
     save_warped(WEIGHTS / "faces64_warped.safetensors", paths)
     print("warped:", ", ".join(paths.names))
 

@@ -37,6 +37,10 @@
 #
 # Usage (device tool):  PHASE=train BUDGET=540 bash jobs/gpu_lease.sh
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
+# The next lease (decided 2026-11-26): the narrower faces64 first, alone on the GPU for a whole
+# call, then the speed figures; the stylemap training waits for the lease after:
+#                       BUDGET=540 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+#                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
 set -u
 PHASE=${PHASE:-train}

@@ -738,7 +738,7 @@ def traverse(
     directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
     seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
-    strength: Annotated[str, typer.Option(help="Range of strengths in stds, e.g. -3,3 (warped paths: arc length in units of the per-dimension std).")] = "-3,3",
+    strength: Annotated[str, typer.Option(help="Range of strengths in stds, e.g. -3,3 (warped paths: arc length in units of the per-dimension std; sqrt(dim), 16 in a 256-d W, is one w_std: try -16,16).")] = "-3,3",
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
     truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
@@ -765,7 +765,7 @@ def traverse(
     seed_list = parse_seeds(seeds)
     d = load_paths(directions)
     k = d.index(path)
-    stem = f"traverse_{d.names[k]}"
+    stem = "traverse_" + re.sub(r"[^A-Za-z0-9_+-]+", "_", d.names[k])  # bundled names have spaces ("pc0 hair_colour+")
     _outputs([out / f"{stem}.png", out / f"{stem}.gif"], force)
     generator, _ = load_generator(model, pick_device(device))
     d.check_model(generator)
@@ -1182,15 +1182,21 @@ def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     device: DeviceOpt = "auto",
 ) -> None:
-    """Run the main job end to end on the bundled models: faces64's sample grid, interpolation and
-    style mixing, and a local edit with faces64-stylemap (the hair of one encoded render into another)."""
-    from latentatlas.models.bundled import DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL
+    """Run the main job end to end on the bundled models: faces64's sample grid, interpolation,
+    style mixing and walks along its bundled directions (a supervised one and a WarpedGANSpace
+    path), and a local edit with faces64-stylemap (the hair of one encoded render into another)."""
+    from latentatlas.models.bundled import BUNDLED_DIRECTIONS, DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL, WEIGHTS_DIR
 
     out.mkdir(parents=True, exist_ok=True)
     model = DEFAULT_MODEL
     generate(model, seeds="0-31", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)
     interpolate(model, start="0", end="1", frames=12, method="slerp", space="z", truncation=1.0, fps=12, out=out, device=device, force=True)
     mix(model, rows="0-3", cols="10-13", cutoff=4, truncation=1.0, out=out / "mix.png", device=device, force=True)
+    # Warped strengths are arc lengths in per-dimension spreads: 16 = sqrt(256) is one w_std, as the app's sliders.
+    for file, path, strength in (("faces64_supervised.safetensors", "hair_colour", "-3,3"), ("faces64_warped.safetensors", "0", "-16,16")):
+        if file in BUNDLED_DIRECTIONS.get(model, []):
+            traverse(model, WEIGHTS_DIR / file, path=path, seeds="0-3", strength=strength, steps=9, truncation=1.0,
+                     out=out / "directions", device=device, force=True)
     # StyleMapGAN edits real images: two held-out synthfaces renders, encoded, the reference's hair blended in.
     from latentatlas.data.synthfaces import sample
     from latentatlas.io.images import make_grid, save_image

@@ -114,6 +114,20 @@ def test_direction_slider_changes_the_image(page):
     _screenshot(page, "explore")
 
 
+
+def test_warped_path_slider_walks_the_bundled_paths(page):
+    """faces64's third slider set: its WarpedGANSpace paths, named by the factor each moves most."""
+    page.get_by_text("warpedganspace (faces64_warped)").first.click()  # the set's accordion opens
+    label = page.locator("#dir-2-0 label").first.inner_text()
+    assert label.startswith("warp0 "), label
+    # Warped sliders span one w_std of arc (sqrt(256) = 16 units), the linear ones 3 stds.
+    assert page.locator("#dir-2-0 input[type=number]").first.get_attribute("max") == "16"
+    assert page.locator("#dir-0-0 input[type=number]").first.get_attribute("max") == "3"
+    before = _image_src(page)
+    _set_number(page, "#dir-2-0", 12.0)
+    _wait_change(page, before)
+
+
 def test_interpolate_tab_makes_a_strip_and_an_animation(page):
     _open_tab(page, "Interpolate")
     _set_number(page, "#frames", 4)
@@ -336,3 +350,26 @@ def test_session_takes_warped_paths(tmp_path):
     assert step.norm(dim=1).min() > 0  # every layer moved
     assert torch.allclose(step[0], step[-1], atol=1e-5)  # an unmixed code: all layers walk alike
     assert part.tensor[0, 3:].sub(base.tensor[0, 3:]).abs().max() == 0 and part.tensor[0, :3].ne(base.tensor[0, :3]).any()
+
+
+def test_session_refuses_z_paths_and_more_sets_than_the_page_shows(tmp_path):
+    """A directions file the sliders could not use, or one more than the Explore tab has room for,
+    is refused with a message instead of being left out of the page without a word."""
+    from latentatlas.app.session import MAX_DIRECTION_SETS, ModelSession
+    from latentatlas.directions.files import model_fingerprint
+    from latentatlas.directions.warped import WarpedConfig, WarpedPaths, init_training, save_warped
+    from latentatlas.io.errors import UserError
+    from latentatlas.models.bundled import load_generator
+
+    g, _ = load_generator("faces64")
+    for space in ("z", "w"):
+        cfg = WarpedConfig(sets=2, dipoles=1, space=space, steps=0)
+        support, _ = init_training(g, cfg)
+        save_warped(tmp_path / f"{space}.safetensors", WarpedPaths(support, ["a", "b"], space, model_fingerprint(g), cfg, 0))
+    with pytest.raises(UserError, match="directions in z"):
+        ModelSession("faces64", "faces64", directions=[tmp_path / "z.safetensors"])
+    bundled = len(ModelSession("faces64", "faces64").sets)
+    room = MAX_DIRECTION_SETS - bundled
+    assert room >= 1 and len(ModelSession("faces64", "faces64", directions=[tmp_path / "w.safetensors"] * room).sets) == MAX_DIRECTION_SETS
+    with pytest.raises(UserError, match=f"at most {room} besides"):
+        ModelSession("faces64", "faces64", directions=[tmp_path / "w.safetensors"] * (room + 1))

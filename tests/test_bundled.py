@@ -35,6 +35,8 @@ def test_demo_writes_its_pictures(run_cli, tmp_path):
     assert code == 0, err
     for name in ("grid.png", "interpolation.gif", "interpolation.mp4", "mix.png", "local-edit/strip.png", "local-edit/result.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 1000, name
+    walks = sorted(p.name for p in (tmp_path / "demo" / "directions").glob("traverse_*.png"))
+    assert walks[0] == "traverse_hair_colour.png" and walks[1].startswith("traverse_warp0_"), walks  # no spaces in names
     assert "demo done" in out
 
 

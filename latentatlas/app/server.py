@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from latentatlas.app.session import (  # noqa: E402
     MASK_DRAWN,
+    MAX_DIRECTION_SETS,
     MAX_FRAMES,
     MAX_SEED,
     PICTURE_KINDS,
@@ -44,7 +45,7 @@ from latentatlas.app.session import (  # noqa: E402
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
 from latentatlas.io.errors import UserError  # noqa: E402
 
-MAX_SETS = 3  # direction sets shown (e.g. GANSpace, supervised, warped)
+MAX_SETS = MAX_DIRECTION_SETS  # direction sets shown (session.py says why so many)
 MAX_SLIDERS = 20  # sliders per set
 DISPLAY = 256  # displayed image size (small models are enlarged, nearest neighbour)
 PAINT = 128  # the brush canvas: every stroke is sent as images of this size, so it stays small
@@ -197,7 +198,8 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                 with gr.Row():
                     for k in range(MAX_SLIDERS):
                         name = ds.names[k] if ds and k < len(ds) else ""
-                        sliders.append(gr.Slider(-3, 3, value=0, step=0.1, label=name, visible=bool(name),
+                        lim = ds.limit if ds else 3.0
+                        sliders.append(gr.Slider(-lim, lim, value=0, step=0.1, label=name, visible=bool(name),
                                                  min_width=160, elem_id=f"dir-{s}-{k}"))
 
     inputs = [model, seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, base_state, *sliders]
@@ -249,7 +251,8 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
             ds = sess.sets[s] if s < len(sess.sets) else None
             for k in range(MAX_SLIDERS):
                 name_k = ds.names[k] if ds and k < len(ds) else ""
-                updates.append(gr.update(label=name_k, visible=bool(name_k), value=0))
+                lim = ds.limit if ds else 3.0
+                updates.append(gr.update(label=name_k, visible=bool(name_k), value=0, minimum=-lim, maximum=lim))
         n = sess.num_ws
         has_prior = sess.prior is not None
         updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),

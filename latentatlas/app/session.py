@@ -97,6 +97,13 @@ class DirectionSet:
     def names(self) -> list[str]:
         return self.paths.names
 
+    @property
+    def limit(self) -> float:
+        """Slider range +-limit: 3 stds for linear directions (about the samples' whole spread
+        along one), sqrt(dim) units for warped paths, an arc of one w_std (the typical distance
+        of a code from the mean): their +-3 units barely move a face."""
+        return 3.0 if isinstance(self.paths.source, Directions) else float(round(math.sqrt(self.paths.source.dim)))
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -113,6 +120,11 @@ class ExploreParams:
     base: np.ndarray | None = None  # a w+ code [L, D] (from a projection) instead of the seed
 
 
+# Slider sets the Explore tab has room for: the bundled ones (GANSpace, supervised, warped for
+# faces64) and two of the user's (`serve --directions`).
+MAX_DIRECTION_SETS = 5
+
+
 class ModelSession:
     """A generator with its prior and direction sets, ready for interactive use."""
 
@@ -126,13 +138,18 @@ class ModelSession:
         except UserError:
             pass  # no prior stored: the tau slider is disabled for this model
         bundled = [WEIGHTS_DIR / f for f in BUNDLED_DIRECTIONS.get(source, [])]
-        files = [f for f in bundled if f.is_file()] + [Path(p) for p in directions or []]
+        bundled = [f for f in bundled if f.is_file()]
+        files = bundled + [Path(p) for p in directions or []]
+        if len(files) > MAX_DIRECTION_SETS:
+            raise UserError(f"{len(files) - len(bundled)} directions files for {name}: the app shows at most "
+                            f"{MAX_DIRECTION_SETS - len(bundled)} besides its {len(bundled)} bundled sets")
         self.sets: list[DirectionSet] = []
         for path in files:
             ps = load_paths(path, device).to(device)
             ps.check_model(self.generator)
-            if ps.space == "w":  # sliders edit w / w+ codes
-                self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))
+            if ps.space != "w":
+                raise UserError(f"{path}: directions in z, and the app's sliders edit w codes: make them with --space w")
+            self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))
         self.lock = threading.Lock()  # one synthesis at a time per model (torch threads are shared anyway)
         self._predictor = None
         self.names = {name, str(source), str(self.info.get("name") or "")}  # what code files may call this model

@@ -23,7 +23,9 @@ BUNDLED: dict[str, str] = {"faces64": "faces64.safetensors", "faces64-stylemap":
 # The synthfaces factor predictor that scores faces64 (and anything trained on synthfaces).
 BUNDLED_PREDICTORS: dict[str, str] = {"factors": "factors.safetensors"}
 # Direction files made for a bundled model (jobs/bundle_faces64.py): the app's sliders.
-BUNDLED_DIRECTIONS: dict[str, list[str]] = {"faces64": ["faces64_ganspace.safetensors", "faces64_supervised.safetensors"]}
+BUNDLED_DIRECTIONS: dict[str, list[str]] = {
+    "faces64": ["faces64_ganspace.safetensors", "faces64_supervised.safetensors", "faces64_warped.safetensors"],
+}
 DEFAULT_MODEL = "faces64"
 DEFAULT_STYLEMAP_MODEL = "faces64-stylemap"  # the web app's Local edit tab, encode and edit-local examples
 DEFAULT_PREDICTOR = "factors"
