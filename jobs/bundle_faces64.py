@@ -11,7 +11,8 @@ latentatlas/weights/:
   first (1000 steps, about 25 minutes on 2 CPU cores; a cut run resumes from its state in runs/).
 --warped-only makes just the warped file, for the bundled faces64 as it is.
 Run after a GPU chunk (half an hour on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
-Bundling another model changes what every faces64 table in the README was measured on: measure them again.
+Bundling another model changes what every faces64 table in the README was measured on: measure them
+again (bash jobs/measure_faces64_cpu.sh).
 """
 
 from __future__ import annotations
