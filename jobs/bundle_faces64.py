@@ -110,12 +110,11 @@ def bundle_warped(generator: Generator, predictor) -> None:  # type: ignore[no-u
     The reconstructor is left out of the bundled file (the sliders only walk the paths)."""
     from dataclasses import replace
 
+    from latentatlas.directions.files import model_fingerprint
     from latentatlas.directions.score import score_paths
     from latentatlas.directions.warped import PathSet, WarpedConfig, save_warped, train_warped
 
     cfg = WarpedConfig(sets=10, dipoles=16, space="w", steps=1000, batch=12, seed=0)
-    from latentatlas.directions.files import model_fingerprint
-
     # Its state file makes a cut run resumable; one per model, so a new faces64 starts afresh.
     run = ROOT / "runs" / f"faces64_warped-{model_fingerprint(generator)[:12]}.safetensors"
     result = train_warped(generator, run, cfg, resume=True)
