@@ -738,7 +738,7 @@ def traverse(
     directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
     seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
-    strength: Annotated[str, typer.Option(help="Range of strengths in stds, e.g. -3,3 (warped paths: arc length in units of the per-dimension std; sqrt(dim), 16 in a 256-d W, is one w_std: try -16,16).")] = "-3,3",
+    strength: Annotated[str | None, typer.Option(help="Range of strengths, e.g. -2,2: stds for linear directions (default -3,3); for warped paths arc length in per-dimension stds (default +-sqrt(dim), one w_std: -16,16 in a 256-d W).")] = None,
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
     truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
@@ -756,15 +756,15 @@ def traverse(
     from latentatlas.latent.codes import synthesize, to_w, z_from_seeds
     from latentatlas.models.bundled import load_generator
 
-    m = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*", strength)
-    if not m:
+    m = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*", strength) if strength is not None else None
+    if strength is not None and not m:
         raise UserError(f"--strength {strength!r}: give two numbers like -3,3")
-    lo, hi = float(m.group(1)), float(m.group(2))
     if steps < 2 or steps > 200:
         raise UserError(f"--steps {steps}: use 2..200")
     seed_list = parse_seeds(seeds)
     d = load_paths(directions)
     k = d.index(path)
+    lo, hi = (float(m.group(1)), float(m.group(2))) if m else (-d.strength_range, d.strength_range)
     stem = "traverse_" + re.sub(r"[^A-Za-z0-9_+-]+", "_", d.names[k])  # bundled names have spaces ("pc0 hair_colour+")
     _outputs([out / f"{stem}.png", out / f"{stem}.gif"], force)
     generator, _ = load_generator(model, pick_device(device))
@@ -1192,10 +1192,9 @@ def demo(
     generate(model, seeds="0-31", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)
     interpolate(model, start="0", end="1", frames=12, method="slerp", space="z", truncation=1.0, fps=12, out=out, device=device, force=True)
     mix(model, rows="0-3", cols="10-13", cutoff=4, truncation=1.0, out=out / "mix.png", device=device, force=True)
-    # Warped strengths are arc lengths in per-dimension spreads: 16 = sqrt(256) is one w_std, as the app's sliders.
-    for file, path, strength in (("faces64_supervised.safetensors", "hair_colour", "-3,3"), ("faces64_warped.safetensors", "0", "-16,16")):
-        if file in BUNDLED_DIRECTIONS.get(model, []):
-            traverse(model, WEIGHTS_DIR / file, path=path, seeds="0-3", strength=strength, steps=9, truncation=1.0,
+    for file, path in (("faces64_supervised.safetensors", "hair_colour"), ("faces64_warped.safetensors", "0")):
+        if file in BUNDLED_DIRECTIONS.get(model, []):  # each walked over its set's default range (PathSet.strength_range)
+            traverse(model, WEIGHTS_DIR / file, path=path, seeds="0-3", strength=None, steps=9, truncation=1.0,
                      out=out / "directions", device=device, force=True)
     # StyleMapGAN edits real images: two held-out synthfaces renders, encoded, the reference's hair blended in.
     from latentatlas.data.synthfaces import sample

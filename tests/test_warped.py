@@ -298,3 +298,24 @@ def test_warped_commands_refuse_bad_input(run_cli, model_file, tmp_path, tiny_ge
     save_model(other, randomize(Generator(tiny_config()), seed=9))
     code, _, err = run_cli("traverse", other, out, "--out", tmp_path / "t", "--device", "cpu")
     assert code == 2 and "made for another model" in err and not (tmp_path / "t").exists()
+
+
+def test_default_strength_range_walks_one_scale_of_arc(generator, tmp_path):
+    """Warped paths' default range (app sliders, `traverse` without --strength) is an arc of one
+    scale, the codes' typical distance from their centre; linear directions keep 3 stds."""
+    from latentatlas.directions.warped import PathSet, WarpedPaths, init_training, save_warped
+    from latentatlas.latent.codes import to_w, z_from_seeds
+
+    cfg = _cfg(sets=2, steps=0)
+    support, _ = init_training(generator, cfg)
+    save_warped(tmp_path / "w.safetensors", WarpedPaths(support, ["a", "b"], "w", model_fingerprint(generator), cfg, 0))
+    paths = load_paths(tmp_path / "w.safetensors")
+    assert paths.strength_range == round(math.sqrt(generator.w_dim))
+    base = to_w(z_from_seeds([1, 2], generator.z_dim, "cpu"), generator)
+    ends = paths.frames(base, 0, torch.tensor([0.0, paths.strength_range]), generator)
+    arc = paths.strength_range * support.scale.item() / math.sqrt(generator.w_dim)
+    chord = (ends[1].tensor - ends[0].tensor).norm(dim=-1)
+    assert (chord <= arc * 1.001).all() and (chord > 0.5 * arc).all()
+    v = torch.randn(2, generator.w_dim)
+    save_directions(tmp_path / "lin.safetensors", Directions(v, torch.ones(2), ["a", "b"], "w", "test", model_fingerprint(generator)))
+    assert PathSet(load_paths(tmp_path / "lin.safetensors").source).strength_range == 3.0

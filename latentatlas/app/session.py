@@ -99,10 +99,8 @@ class DirectionSet:
 
     @property
     def limit(self) -> float:
-        """Slider range +-limit: 3 stds for linear directions (about the samples' whole spread
-        along one), sqrt(dim) units for warped paths, an arc of one w_std (the typical distance
-        of a code from the mean): their +-3 units barely move a face."""
-        return 3.0 if isinstance(self.paths.source, Directions) else float(round(math.sqrt(self.paths.source.dim)))
+        """Slider range +-limit (`PathSet.strength_range`: 3 stds linear, one w_std of arc warped)."""
+        return self.paths.strength_range
 
     def __len__(self) -> int:
         return len(self.paths)

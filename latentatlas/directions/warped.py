@@ -374,6 +374,16 @@ class PathSet:
     def index(self, path: int | str) -> int:
         return self.source.index(path)
 
+    @property
+    def strength_range(self) -> float:
+        """Strengths +-this span a useful walk: 3 stds for linear directions (about the samples'
+        whole spread along one); sqrt(dim) units for warped paths, an arc of one scale (in W the
+        typical distance of a code from the mean), since their +-3 barely moves a face. The
+        app's sliders and `traverse`'s default both use it."""
+        if isinstance(self.source, WarpedPaths):
+            return float(round(math.sqrt(self.source.dim)))
+        return 3.0
+
     def walk(self, k: int) -> PathFn:
         """Path k by signed arc length in its space (what metrics.paths.path_responses takes)."""
         if isinstance(self.source, WarpedPaths):
