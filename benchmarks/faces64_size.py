@@ -37,15 +37,11 @@ from projection_quality import IN_DOMAIN_SEED, device_name  # noqa: E402
 from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
+from latentatlas.io.checkpoints import describe  # noqa: E402
 from latentatlas.models.bundled import load_generator  # noqa: E402
 from latentatlas.models.stylegan2 import Generator  # noqa: E402
 from latentatlas.runtime import keep_freed_cpu_memory  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
-
-
-def widths(generator: Generator) -> dict[int, int]:
-    """Channels out of each block, by resolution."""
-    return {res: int(getattr(generator.synthesis, f"b{res}").conv1.weight.shape[0]) for res in generator.synthesis.block_resolutions}
 
 
 def main() -> None:
@@ -57,6 +53,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="projector steps per width and round (the first 2 not timed)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.steps < 4:
+        ap.error("--steps: at least 4 (the first 2 step intervals are not timed)")
     keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
     device = torch.device("cpu")
@@ -94,10 +92,11 @@ def main() -> None:
     rows = []
     for size, g in models.items():
         img, step = statistics.median(image_ms[size]), statistics.median(step_ms[size])
+        facts = describe(g)
         rows.append({
             "channel_base_x_channel_max": size,
-            "channels_by_resolution": widths(g),
-            "parameters": sum(p.numel() for p in g.parameters()),
+            "channels_by_resolution": facts["channels"],
+            "parameters": facts["parameters"],
             "gflop_per_image": round(generator_flops(g) / 1e9, 3),
             "image_ms_batch1": round(img, 1),
             "projector_step_ms_batch1": round(step, 1),

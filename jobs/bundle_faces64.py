@@ -113,6 +113,7 @@ def bundle_warped(generator: Generator, predictor) -> None:  # type: ignore[no-u
     from latentatlas.directions.files import model_fingerprint
     from latentatlas.directions.score import score_paths
     from latentatlas.directions.warped import PathSet, WarpedConfig, save_warped, train_warped
+    from latentatlas.metrics.paths import number_repeats
 
     cfg = WarpedConfig(sets=10, dipoles=16, space="w", steps=1000, batch=12, seed=0)
     # Its state file makes a cut run resumable; one per model, so a new faces64 starts afresh.
@@ -127,11 +128,9 @@ def bundle_warped(generator: Generator, predictor) -> None:  # type: ignore[no-u
     with torch.no_grad():
         for t in (support.support, support.alphas, support.log_gamma):
             t.copy_(t[order].clone())
-    names, seen = [], {}  # duplicates numbered again in the new order: jaw-, jaw-2, ...
-    for i, k in enumerate(order):
-        base = summary["paths"][k]["name"].rstrip("0123456789")
-        seen[base] = seen.get(base, 0) + 1
-        names.append(f"warp{i} {base}{seen[base] if seen[base] > 1 else ''}")
+    # Repeated names numbered again in the new order (jaw-, jaw-2, ...).
+    names = number_repeats([summary["paths"][k]["name"].rstrip("0123456789") for k in order])
+    names = [f"warp{i} {name}" for i, name in enumerate(names)]
     paths = replace(result.paths, names=names, reconstructor=None,
                     info={**result.paths.info, "auto_names": "main factor of each path, from `latentatlas directions score`",
                           "order": "steepest first", "disentanglement": round(summary["disentanglement"], 4)})

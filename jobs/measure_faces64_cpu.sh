@@ -17,7 +17,7 @@ PY=${PY:-.venv/bin/python}
 LA="$PY -m latentatlas.cli"
 MODEL=latentatlas/weights/faces64.safetensors
 STEPS=${STEPS:-"size speed eval projection interpolation clean directions"}
-KIMG=$($PY -c "import json; from safetensors import safe_open; print(round(json.loads(safe_open('$MODEL', 'pt').metadata()['info'])['kimg']))")
+KIMG=$($PY -c "from latentatlas.models.bundled import load_generator; print(round(load_generator('faces64')[1]['kimg']))")
 CODES=runs/faces64_projection_codes.npz
 mkdir -p runs
 

@@ -76,6 +76,16 @@ def _entropy(p: torch.Tensor, base: int) -> torch.Tensor:
     return -(p * p.log()).sum(-1) / math.log(base)
 
 
+def number_repeats(names: list[str]) -> list[str]:
+    """Automatic path names made unique in order: a name's second use gets 2, its third 3 (smile+, smile+2)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}{seen[name]}")
+    return out
+
+
 def summarize(slopes: torch.Tensor, signed: torch.Tensor, factor_names: tuple[str, ...] = FACTOR_NAMES) -> dict[str, Any]:
     """Per-path main factor, steepness, drift and name; set-level disentanglement and completeness."""
     k, f = slopes.shape
@@ -88,17 +98,13 @@ def summarize(slopes: torch.Tensor, signed: torch.Tensor, factor_names: tuple[st
     complete = 1 - _entropy(q, k) if k > 1 else torch.ones(f, dtype=torch.float64)
     importance = r.sum(0) / total
     main = r.argmax(1)
+    names = number_repeats([factor_names[int(main[i])] + ("+" if signed[i, int(main[i])] >= 0 else "-") for i in range(k)])
     paths = []
-    seen: dict[str, int] = {}
     for i in range(k):
         j = int(main[i])
         off = torch.cat([r[i, :j], r[i, j + 1 :]])
-        name = factor_names[j] + ("+" if signed[i, j] >= 0 else "-")
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}{seen[name]}"
         paths.append({
-            "name": name,
+            "name": names[i],
             "main_factor": factor_names[j],
             "steepness": float(r[i, j]),
             "off_target_drift": float(off.mean()) if len(off) else 0.0,
