@@ -1,0 +1,69 @@
+"""CPU fast paths of models/ops.py against the plain formulation they replace."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from latentatlas.models import ops
+
+
+def _depthwise_upfirdn2d(monkeypatch, *args, **kwargs):  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(ops, "FIR_MATMUL_MAX_SIDE", 0)
+    out = ops.upfirdn2d(*args, **kwargs)
+    monkeypatch.undo()
+    return out
+
+
+# An asymmetric separable filter catches a flipped axis; negative padding crops.
+FILTERS = {"official": ops.setup_filter([1, 3, 3, 1]), "asymmetric": torch.outer(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([3.0, 1.0]))}
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+@pytest.mark.parametrize("up,down,padding,gain", [
+    (1, 1, (1, 1, 1, 1), 4.0), (2, 1, (2, 1, 2, 1), 4.0), (2, 1, (3, 3, 0, 2), 1.0),
+    (1, 2, (1, 2, 0, 1), 1.0), (2, 2, (-1, 2, 1, -2), 2.0), (1, 1, (-1, 0, 0, -1), 1.0),
+])
+def test_separable_fir_as_matrix_products_matches_depthwise_convolution(monkeypatch, name, up, down, padding, gain):
+    f = FILTERS[name]
+    x = torch.randn(2, 3, 9, 12, dtype=torch.float64, requires_grad=True)
+    assert ops._separable_fir_matrices(x, f, up, down, padding, gain) is not None  # the fast path runs
+    fast = ops.upfirdn2d(x, f, up=up, down=down, padding=padding, gain=gain)
+    ref = _depthwise_upfirdn2d(monkeypatch, x, f, up=up, down=down, padding=padding, gain=gain)
+    assert fast.shape == ref.shape
+    assert (fast - ref).abs().max() < 1e-12 * ref.abs().max()
+    g = torch.randn_like(ref)
+    (g_fast,) = torch.autograd.grad(fast, x, g)
+    (g_ref,) = torch.autograd.grad(ref, x, g)
+    assert (g_fast - g_ref).abs().max() < 1e-12 * g_ref.abs().max()
+
+
+def test_fir_falls_back_to_the_convolution_where_matrices_do_not_fit():
+    x = torch.randn(1, 2, 40, 40)
+    non_separable = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert ops._separable_fir_matrices(x, non_separable, 1, 1, (0, 0, 0, 0), 1.0) is None
+    assert ops._separable_fir_matrices(x, ops.setup_filter(), 2, 1, (2, 1, 2, 1), 4.0) is None  # 80 px > 64
+    y = ops.upfirdn2d(x, non_separable, padding=(1, 0, 1, 0))  # the depthwise path still answers
+    assert torch.allclose(y[0, 0, 1:, 1:], x[0, 0, 1:, 1:] + x[0, 0, :-1, :-1])
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_torgb_1x1_modulated_conv_matches_the_official_formula(layout):
+    torch.manual_seed(0)
+    x = torch.randn(3, 16, 8, 8)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(3, 16, 1, 1)
+    bias = torch.randn(3)
+    styles = torch.randn(3, 16, requires_grad=True)
+    out = ops.modulated_conv2d(x, weight, styles, demodulate=False, bias=bias, clamp=2.0)
+    # Official: the styles scale the weight per sample, a grouped convolution, bias_act, clamp.
+    w = weight[None] * styles[:, None, :, None, None]
+    ref = F.conv2d(x.reshape(1, -1, 8, 8), w.reshape(-1, 16, 1, 1), groups=3).reshape(3, 3, 8, 8)
+    ref = (ref + bias.reshape(1, -1, 1, 1)).clamp(-2.0, 2.0)
+    assert (out - ref).abs().max() < 1e-5
+    g = torch.randn_like(ref)
+    (g_out,) = torch.autograd.grad(out, styles, g)
+    (g_ref,) = torch.autograd.grad(ref, styles, g)
+    assert (g_out - g_ref).abs().max() < 1e-4 * g_ref.abs().max()
