@@ -192,13 +192,12 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         sliders: list[gr.Slider] = []
         accordions = []
         for s in range(MAX_SETS):
-            ds = first.sets[s] if s < len(first.sets) else None
-            with gr.Accordion(ds.title if ds else "", open=s == 0, visible=ds is not None) as acc:
+            title = first.set_title(s)
+            with gr.Accordion(title or "", open=s == 0, visible=title is not None) as acc:
                 accordions.append(acc)
                 with gr.Row():
                     for k in range(MAX_SLIDERS):
-                        name = ds.names[k] if ds and k < len(ds) else ""
-                        lim = ds.limit if ds else 3.0
+                        name, lim = first.slider(s, k)
                         sliders.append(gr.Slider(-lim, lim, value=0, step=0.1, label=name, visible=bool(name),
                                                  min_width=160, elem_id=f"dir-{s}-{k}"))
 
@@ -245,13 +244,11 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
         sess = sessions.get(name)
         updates: list[Any] = []
         for s in range(MAX_SETS):
-            ds = sess.sets[s] if s < len(sess.sets) else None
-            updates.append(gr.update(label=ds.title if ds else "", visible=ds is not None))
+            title = sess.set_title(s)
+            updates.append(gr.update(label=title or "", visible=title is not None))
         for s in range(MAX_SETS):
-            ds = sess.sets[s] if s < len(sess.sets) else None
             for k in range(MAX_SLIDERS):
-                name_k = ds.names[k] if ds and k < len(ds) else ""
-                lim = ds.limit if ds else 3.0
+                name_k, lim = sess.slider(s, k)
                 updates.append(gr.update(label=name_k, visible=bool(name_k), value=0, minimum=-lim, maximum=lim))
         n = sess.num_ws
         has_prior = sess.prior is not None

@@ -165,6 +165,15 @@ class ModelSession:
     def num_ws(self) -> int:
         return self.generator.num_ws
 
+    def set_title(self, s: int) -> str | None:
+        """Title of direction set s, None where the model has fewer sets than the page shows."""
+        return self.sets[s].title if s < len(self.sets) else None
+
+    def slider(self, s: int, k: int) -> tuple[str, float]:
+        """(name, +-range) of slider k of set s; an empty name where there is no such direction."""
+        ds = self.sets[s] if s < len(self.sets) else None
+        return (ds.names[k] if ds and k < len(ds) else "", ds.limit if ds else 3.0)
+
     def seed_z(self, seed: int) -> LatentCode:
         return z_from_seeds([check_seed(seed)], self.generator.z_dim, self.generator.device)
 
