@@ -92,12 +92,13 @@ def upfirdn2d(
     return x
 
 
-# Largest side (after up-sampling) for which upfirdn2d runs a separable filter on CPU as two
-# small matrix products instead of a depthwise convolution. A side-n matrix does n multiply-adds
-# per output where the filter needs 4, yet GEMM runs so much faster than oneDNN's depthwise
-# 4x4 kernel that it wins up to 64 px: 2 cores, one image, x2 up-sampling of 3 channels 32 ->
-# 64 px 0.11 against 0.52 ms, of 128 channels 1.0 against 1.7 ms, forward and backward 2.5
-# against 3.7 ms; FIR without resampling on 128 channels at 65 px broke even.
+# Largest input side times up-sampling factor for which upfirdn2d runs a separable filter on CPU
+# as two small matrix products instead of a depthwise convolution. A side-n matrix does n
+# multiply-adds per output where the filter needs 4, yet GEMM runs so much faster than oneDNN's
+# depthwise 4x4 kernel that it wins up to 64 px: 2 cores, x2 up-sampling of 3 channels 32 -> 64
+# px 0.11 against 0.52 ms at batch 1, of 128 channels 1.0 against 1.7 ms (forward and backward
+# 2.5 against 3.7) and 52 against 127 ms at batch 16. The FIR pass after a 32 -> 65 px transposed
+# convolution broke even at batch 1 and lost 10 % at batch 16, so 65 px keeps the convolution.
 FIR_MATMUL_MAX_SIDE = 64
 
 
