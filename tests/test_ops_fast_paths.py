@@ -44,8 +44,26 @@ def test_fir_falls_back_to_the_convolution_where_matrices_do_not_fit():
     non_separable = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert ops._separable_fir_matrices(x, non_separable, 1, 1, (0, 0, 0, 0), 1.0) is None
     assert ops._separable_fir_matrices(x, ops.setup_filter(), 2, 1, (2, 1, 2, 1), 4.0) is None  # 80 px > 64
+    channels_last = x[..., :16, :16].contiguous(memory_format=torch.channels_last)
+    assert ops._separable_fir_matrices(channels_last, ops.setup_filter(), 1, 1, (1, 1, 1, 1), 1.0) is None
+    assert ops._separable_fir_matrices(channels_last.contiguous(), ops.setup_filter(), 1, 1, (1, 1, 1, 1), 1.0) is not None
     y = ops.upfirdn2d(x, non_separable, padding=(1, 0, 1, 0))  # the depthwise path still answers
     assert torch.allclose(y[0, 0, 1:, 1:], x[0, 0, 1:, 1:] + x[0, 0, :-1, :-1])
+
+
+def test_fir_and_weight_caches_work_on_inference_mode_tensors(tiny_generator):
+    x = torch.randn(1, 3, 8, 8)
+    ref = ops.upfirdn2d(x, ops.setup_filter([1, 3, 3, 1]) / 4, up=2, padding=(2, 1, 2, 1), gain=4)
+    with torch.inference_mode():
+        f = ops.setup_filter([1, 3, 3, 1]) / 4  # an inference tensor: no version counter
+        assert torch.equal(ops.upfirdn2d(x, f, up=2, padding=(2, 1, 2, 1), gain=4), ref)
+        weight = torch.randn(4, 3, 3, 3)
+        assert torch.equal(ops.derived.cached(weight, "t", lambda t: t * 2), weight * 2)
+    ws = tiny_generator.mapping(torch.randn(2, tiny_generator.z_dim))
+    with torch.no_grad():
+        img = tiny_generator.synthesis(ws, noise_mode="const")
+    with torch.inference_mode():
+        assert torch.equal(tiny_generator.synthesis(ws, noise_mode="const"), img)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

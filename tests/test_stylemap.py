@@ -52,6 +52,18 @@ def test_shapes_at_64px(s):
         g(torch.zeros(1, 8, 2 * s, 2 * s))
 
 
+def test_inference_mode_gives_the_no_grad_images():
+    """The CPU fast paths key caches by tensor version; tensors made under inference_mode have
+    none (a filter built per call there broke encode + generate once)."""
+    g, e = randomized(StyleMapConfig(latent_spatial_size=8, **TINY64))
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        ref = g(e(x))
+    with torch.inference_mode():
+        out = g(e(x))
+    assert torch.equal(out, ref)
+
+
 def test_changing_one_region_of_the_stylemap_changes_mostly_that_region_of_the_image():
     g, _ = randomized(StyleMapConfig(latent_spatial_size=8, **TINY64))
     w = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(1)))

@@ -21,8 +21,8 @@ import torch
 
 def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """fn(weight), computed once per (name, weight version) for a frozen CPU weight."""
-    if weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled()):
-        return fn(weight)
+    if weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled()) or weight.is_inference():
+        return fn(weight)  # an inference-mode tensor has no version counter to key the cache by
     key = (weight._version, weight.data_ptr(), weight.dtype)
     store = getattr(weight, "_latentatlas_derived", None)
     if store is None or store.get("_key") != key:
