@@ -73,21 +73,28 @@ def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untype
 
 @app.command()
 def info(model: ModelArg, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Describe a model: resolution, latent sizes, channels, parameters.
+    """Describe a model: resolution, latent sizes, channels, parameters, training (where the file says).
 
-    Example: latentatlas info ffhq.pkl
+    StyleGAN2 and StyleMapGAN models alike. Example: latentatlas info ffhq.pkl
     """
-    from latentatlas.io.checkpoints import describe
-    from latentatlas.models.bundled import load_generator
+    from latentatlas.io.checkpoints import (STYLEMAP_KIND, describe, describe_stylemap, load_stylemap_any,
+                                            model_kind, training_facts)
+    from latentatlas.models.bundled import load_generator, resolve_model
 
-    generator, meta = load_generator(model)
-    facts = describe(generator)
+    if model_kind(resolve_model(model)) == STYLEMAP_KIND:
+        generator, encoder, meta = load_stylemap_any(resolve_model(model))
+        facts = describe_stylemap(generator, encoder)
+    else:
+        generator, meta = load_generator(model)
+        facts = describe(generator)
+    facts.update(training_facts(meta))
     facts["source"] = meta.get("source_format", "latentatlas")
     if as_json:
         typer.echo(json.dumps(facts, indent=2))
         return
+    width = max(map(len, facts))
     for k, v in facts.items():
-        typer.echo(f"{k:>16}: {v}")
+        typer.echo(f"{k:>{width}}: {v}")
 
 
 @app.command()

@@ -315,6 +315,12 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["kimg"] == 0.008
     model = run / "model.safetensors"
+    code, out, err = run_cli("info", model, "--json")
+    assert code == 0, err
+    facts = json.loads(out)
+    assert facts["kind"] == "StyleMapGAN" and facts["stylemap"] == "8 x 4 x 4" and facts["trained_kimg"] == 0.008
+    assert facts["channels"] == {"4": 16, "8": 16, "16": 8}  # min(128 // r, 16)
+    assert facts["encoder_parameters"] > 0 and facts["trained_on"].startswith("synthfaces")
     imgs, _ = synthfaces.sample(2, seed=5, resolution=16)
     arr = ((imgs.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
     a, b = _png(tmp_path / "a.png", arr[0]), _png(tmp_path / "b.png", arr[1])
@@ -369,7 +375,7 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
         code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, *extra, "--out", tmp_path / "x",
                                  "--device", "cpu", "--force")
         assert code == 2 and message in err, (extra, err)
-    code, _, err = run_cli("info", model)
+    code, _, err = run_cli("directions", "sefa", model, "--out", tmp_path / "sefa.safetensors")  # StyleGAN2 only: names the kind it got
     assert code == 2 and "StyleMapGAN model" in err
 
 

@@ -369,6 +369,35 @@ def describe(generator: Generator) -> dict[str, Any]:
     }
 
 
+def describe_stylemap(generator: Any, encoder: Any) -> dict[str, Any]:
+    """Facts about a StyleMapGAN model (generator and encoder) for `latentatlas info`."""
+    cfg = generator.config
+    s = cfg.latent_spatial_size
+    return {
+        "kind": "StyleMapGAN",
+        "resolution": cfg.resolution,
+        "z_dim": cfg.style_dim,
+        "stylemap": f"{cfg.style_dim} x {s} x {s}",
+        "num_stylemaps": generator.num_stylemaps,
+        "mapping_layers": cfg.mapping_layers,
+        "channels": {r: cfg.channels(r) for r in cfg.resolutions()},
+        "normalize_mode": cfg.normalize_mode,
+        "parameters": sum(p.numel() for p in generator.parameters()),
+        "encoder_parameters": sum(p.numel() for p in encoder.parameters()),
+        "log2_resolution": int(math.log2(cfg.resolution)),
+    }
+
+
+def training_facts(info: dict[str, Any]) -> dict[str, Any]:
+    """What a model file says of its training (our trainers write it), for `latentatlas info`."""
+    facts: dict[str, Any] = {}
+    if "kimg" in info:
+        facts["trained_kimg"] = info["kimg"]
+    if "trained_on" in info:
+        facts["trained_on"] = info["trained_on"]
+    return facts
+
+
 # ---------------------------------------------------------------------------------------
 # StyleMapGAN: our files (kind "stylemap": generator + encoder) and official checkpoints
 
