@@ -173,6 +173,10 @@ def test_resume_gives_the_same_parameters_as_a_straight_run(generator, tmp_path)
         train_warped(generator, tmp_path / "b.safetensors", _cfg(steps=4, dipoles=3), progress=False)
     more = train_warped(generator, tmp_path / "b.safetensors", _cfg(steps=5), progress=False)  # more steps: allowed
     assert more.step == 5
+    # A finished run called again trains nothing yet still reports the running loss and accuracy.
+    again = train_warped(generator, tmp_path / "b.safetensors", _cfg(steps=5), progress=False)
+    assert again.step == 5 and again.stats == more.stats and set(again.stats) >= {"loss", "accuracy"}
+    assert load_warped(tmp_path / "b.safetensors").info["running"] == more.stats
 
 
 def test_file_round_trip_and_checks(generator, tmp_path):

@@ -498,6 +498,7 @@ def train_warped(
     params = [p for p in support.parameters() if p.requires_grad] + list(recon.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     step = 0
+    resumed_running: dict[str, float] = {}
     if resume and spath.exists():
         try:
             state = torch.load(spath, map_location=generator.device, weights_only=True)
@@ -511,12 +512,15 @@ def train_warped(
         recon.load_state_dict(state["reconstructor"])
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
+        resumed_running = {n: float(v) for n, v in state.get("running", {}).items()}
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
     scale = float(support.scale)
     support.train()
     recon.train()
     bar = tqdm(total=max(end - step, 0), disable=not progress, desc="WarpedGANSpace", unit="step")
-    running: dict[str, float] = {}
+    # The running means go on from the saved ones, so a resumed (or already finished) run still
+    # reports its loss and accuracy.
+    running = resumed_running
     last_save, start = step, time.time()
     while step < end:
         if max_minutes is not None and time.time() - start > max_minutes * 60:
@@ -532,11 +536,11 @@ def train_warped(
         if step % 10 == 0 or step == end:
             bar.set_postfix(loss=f"{running['loss']:.3f}", acc=f"{running['accuracy']:.2f}")
         if step - last_save >= save_every:
-            _save_state(spath, support, recon, opt, step, cfg, fingerprint)
+            _save_state(spath, support, recon, opt, step, cfg, fingerprint, running)
             last_save = step
     bar.close()
     if step != last_save or not spath.exists():
-        _save_state(spath, support, recon, opt, step, cfg, fingerprint)
+        _save_state(spath, support, recon, opt, step, cfg, fingerprint, running)
     complete = step >= cfg.steps
     paths = WarpedPaths(
         support=support.eval(), names=[f"warp{i}" for i in range(cfg.sets)], space=cfg.space, model=fingerprint,
@@ -547,7 +551,8 @@ def train_warped(
     return TrainResult(paths=paths, step=step, complete=complete, state=spath, stats=running)
 
 
-def _save_state(path: Path, support: SupportSets, recon: Reconstructor, opt: torch.optim.Optimizer, step: int, cfg: WarpedConfig, model: str) -> None:
+def _save_state(path: Path, support: SupportSets, recon: Reconstructor, opt: torch.optim.Optimizer, step: int,
+                cfg: WarpedConfig, model: str, running: dict[str, float]) -> None:
     with atomic_path(path) as tmp:
         torch.save({"support": support.state_dict(), "reconstructor": recon.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "config": asdict(cfg), "model": model}, tmp)
+                    "step": step, "config": asdict(cfg), "model": model, "running": dict(running)}, tmp)
