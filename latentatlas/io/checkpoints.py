@@ -91,15 +91,20 @@ def read_model_file(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return tensorfile.load_tensors(path, "safetensors"), meta
 
 
+def _config_from_metadata(meta: dict[str, str], key: str, cls: Any, what: str, path: str | Path) -> Any:
+    """cls.from_dict of the JSON under `key`, or one line saying the file's config is unusable."""
+    try:
+        return cls.from_dict(json.loads(meta[key]))
+    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: the {what} config in the file is missing or invalid ({e})") from None
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
     """Load one of our model files: the generator (eval mode, float32) and the file's info."""
     tensors, meta = read_model_file(path)
     if meta.get("kind") == STYLEMAP_KIND:
         raise UserError(f"{path}: a StyleMapGAN model: use it with `latentatlas encode` or `latentatlas edit-local`")
-    try:
-        cfg = GeneratorConfig.from_dict(json.loads(meta["generator_config"]))
-    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: the generator config in the file is missing or invalid ({e})") from None
+    cfg = _config_from_metadata(meta, "generator_config", GeneratorConfig, "generator", path)
     state = {k[len(GENERATOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     generator = build_generator(cfg, state, source=str(path))
     info = json.loads(meta.get("info") or "{}")
@@ -451,10 +456,7 @@ def load_stylemap_model(path: str | Path, device: str | torch.device = "cpu") ->
     tensors, meta = read_model_file(path)
     if meta.get("kind") != STYLEMAP_KIND:
         raise UserError(f"{path}: a {meta.get('kind', 'stylegan2')} model, not a StyleMapGAN model (train one with `latentatlas train-stylemap`)")
-    try:
-        cfg = StyleMapConfig.from_dict(json.loads(meta["stylemap_config"]))
-    except (KeyError, json.JSONDecodeError, TypeError, ValueError) as e:
-        raise UserError(f"{path}: the StyleMapGAN config in the file is missing or invalid ({e})") from None
+    cfg = _config_from_metadata(meta, "stylemap_config", StyleMapConfig, "StyleMapGAN", path)
     g = {k[len(GENERATOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     e = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
     generator, encoder = build_stylemap(cfg, g, e, str(path))
