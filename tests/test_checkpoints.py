@@ -115,3 +115,22 @@ def test_unknown_format(tmp_path):
         load_any(p)
     with pytest.raises(UserError, match="no such file"):
         load_any(tmp_path / "missing.pkl")
+
+
+@pytest.mark.parametrize("config", [None, "{not json", '{"z_dim": -1}'])
+def test_a_model_file_with_a_broken_config_is_one_line_error(tmp_path, tiny_generator, config):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    good = tmp_path / "good.safetensors"
+    save_model(good, tiny_generator)
+    with safe_open(str(good), "pt") as f:
+        meta, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    if config is None:
+        del meta["generator_config"]
+    else:
+        meta["generator_config"] = config
+    bad = tmp_path / "bad.safetensors"
+    save_file(tensors, str(bad), metadata=meta)
+    with pytest.raises(UserError, match="generator config in the file is missing or invalid"):
+        load_model(bad)
