@@ -292,24 +292,29 @@ def mix(
 
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Official .pkl, rosinality .pt or latentatlas .safetensors.")],
+    src: Annotated[Path, typer.Argument(help="Official .pkl, rosinality or naver-ai StyleMapGAN .pt, or latentatlas .safetensors.")],
     dst: Annotated[Path, typer.Argument(help="Output .safetensors file.")],
     fp16: Annotated[bool, typer.Option(help="Store weights as float16 (half the size).")] = False,
     force: ForceOpt = False,
 ) -> None:
-    """Convert a StyleGAN2 checkpoint to latentatlas's format (safetensors + JSON config).
+    """Convert a StyleGAN2 or StyleMapGAN checkpoint to latentatlas's format (safetensors + JSON config).
 
     No code from the input file is executed. Example: latentatlas convert ffhq.pkl ffhq.safetensors
     """
     import torch
 
-    from latentatlas.io.checkpoints import load_any, save_model
+    from latentatlas.io.checkpoints import STYLEMAP_KIND, load_any, load_stylemap_any, model_kind, save_model, save_stylemap_model
 
     if dst.suffix != ".safetensors":
         raise UserError(f"{dst}: the output must end in .safetensors")
     _outputs([dst], force)
-    generator, meta = load_any(src)
-    save_model(dst, generator, metadata={"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}, dtype=torch.float16 if fp16 else None)
+    dtype = torch.float16 if fp16 else None
+    if model_kind(src) == STYLEMAP_KIND:
+        generator, encoder, meta = load_stylemap_any(src)
+        save_stylemap_model(dst, generator, encoder, metadata={"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}, dtype=dtype)
+    else:
+        generator, meta = load_any(src)
+        save_model(dst, generator, metadata={"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}, dtype=dtype)
     typer.echo(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MiB)")
 
 

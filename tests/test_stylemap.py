@@ -249,7 +249,7 @@ def official_state_dicts(size: int, s: int, sd: int, n_map: int, ch: dict[int, i
     return g, e
 
 
-def test_official_checkpoint_imports_by_name_and_our_file_round_trips(tmp_path):
+def test_official_checkpoint_imports_by_name_and_our_file_round_trips(tmp_path, run_cli):
     g_sd, e_sd = official_state_dicts(64, 8, 8, 3, {8: 32, 16: 32, 32: 16, 64: 8})
     args = argparse.Namespace(size=64, latent_channel_size=8, latent_spatial_size=8, lr_mul=0.01, normalize_mode="LayerNorm",
                               small_generator=False, channel_multiplier=1, mapping_layer_num=3)
@@ -270,6 +270,14 @@ def test_official_checkpoint_imports_by_name_and_our_file_round_trips(tmp_path):
     g2, e2, info2 = load_stylemap_model(path)
     assert info2["note"] == "t" and g2.config == g.config
     assert torch.equal(g2(e2(x)), g(e(x)))
+    # `latentatlas convert` writes our file from the official checkpoint (fp16: close, half the size).
+    for fp16, tol in ((False, 0.0), (True, 5e-2)):
+        out = tmp_path / f"converted{int(fp16)}.safetensors"
+        code, _, err = run_cli("convert", ckpt, out, *(["--fp16"] if fp16 else []))
+        assert code == 0, err
+        g3, e3, info3 = load_stylemap_model(out)
+        assert info3["converted_from"] == ckpt.name and g3.config == g.config
+        assert (g3(e3(x)) - g(e(x))).abs().max() <= tol
     # A missing key is named.
     del g_sd["decoder.convs.1.conv2.conv.gamma.weight"]
     torch.save({"g_ema": g_sd, "e_ema": e_sd, "train_args": args}, ckpt)

@@ -103,7 +103,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ge
     """Load one of our model files: the generator (eval mode, float32) and the file's info."""
     tensors, meta = read_model_file(path)
     if meta.get("kind") == STYLEMAP_KIND:
-        raise UserError(f"{path}: a StyleMapGAN model: use it with `latentatlas encode` or `latentatlas edit-local`")
+        raise UserError(f"{path}: a StyleMapGAN model: this command takes StyleGAN2 models; StyleMapGAN ones work with " + STYLEMAP_COMMANDS)
     cfg = _config_from_metadata(meta, "generator_config", GeneratorConfig, "generator", path)
     state = {k[len(GENERATOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     generator = build_generator(cfg, state, source=str(path))
@@ -299,7 +299,7 @@ def import_rosinality(path: str | Path) -> Generator:
     if "g_ema" not in ckpt:
         raise UserError(f"{path}: no 'g_ema' in the checkpoint (keys: {', '.join(map(str, list(ckpt)[:6]))})")
     if "e_ema" in ckpt:
-        raise UserError(f"{path}: a StyleMapGAN checkpoint: use it with `latentatlas encode` or `latentatlas edit-local`")
+        raise UserError(f"{path}: a StyleMapGAN checkpoint: this command takes StyleGAN2 models; StyleMapGAN ones work with " + STYLEMAP_COMMANDS)
     cfg, state = convert_rosinality_state(ckpt["g_ema"], ckpt.get("latent_avg"))
     return build_generator(cfg, state, source=str(path))
 
@@ -407,6 +407,8 @@ def training_facts(info: dict[str, Any]) -> dict[str, Any]:
 # StyleMapGAN: our files (kind "stylemap": generator + encoder) and official checkpoints
 
 STYLEMAP_KIND = "stylemap"
+# The commands that take a StyleMapGAN model, named where a StyleGAN2-only one is given one.
+STYLEMAP_COMMANDS = "info, generate, interpolate, encode, edit-local and serve"
 ENCODER_PREFIX = "encoder."
 
 
