@@ -81,8 +81,9 @@ def info(model: ModelArg, as_json: Annotated[bool, typer.Option("--json", help="
                                             model_kind, training_facts)
     from latentatlas.models.bundled import load_generator, resolve_model
 
-    if model_kind(resolve_model(model)) == STYLEMAP_KIND:
-        generator, encoder, meta = load_stylemap_any(resolve_model(model))
+    path = resolve_model(model)
+    if model_kind(path) == STYLEMAP_KIND:
+        generator, encoder, meta = load_stylemap_any(path)
         facts = describe_stylemap(generator, encoder)
     else:
         generator, meta = load_generator(model)
@@ -309,12 +310,16 @@ def convert(
         raise UserError(f"{dst}: the output must end in .safetensors")
     _outputs([dst], force)
     dtype = torch.float16 if fp16 else None
+
+    def provenance(meta: dict) -> dict:
+        return {"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}
+
     if model_kind(src) == STYLEMAP_KIND:
         generator, encoder, meta = load_stylemap_any(src)
-        save_stylemap_model(dst, generator, encoder, metadata={"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}, dtype=dtype)
+        save_stylemap_model(dst, generator, encoder, metadata=provenance(meta), dtype=dtype)
     else:
         generator, meta = load_any(src)
-        save_model(dst, generator, metadata={"converted_from": src.name, "source_format": meta.get("source_format", "latentatlas")}, dtype=dtype)
+        save_model(dst, generator, metadata=provenance(meta), dtype=dtype)
     typer.echo(f"wrote {dst} ({dst.stat().st_size / 2**20:.1f} MiB)")
 
 

@@ -270,7 +270,7 @@ def test_official_checkpoint_imports_by_name_and_our_file_round_trips(tmp_path, 
     g2, e2, info2 = load_stylemap_model(path)
     assert info2["note"] == "t" and g2.config == g.config
     assert torch.equal(g2(e2(x)), g(e(x)))
-    # `latentatlas convert` writes our file from the official checkpoint (fp16: close, half the size).
+    # `latentatlas convert` writes our file from the official checkpoint (fp32: the same images, fp16: close).
     for fp16, tol in ((False, 0.0), (True, 5e-2)):
         out = tmp_path / f"converted{int(fp16)}.safetensors"
         code, _, err = run_cli("convert", ckpt, out, *(["--fp16"] if fp16 else []))
