@@ -41,6 +41,9 @@
 # call, then the speed figures; the stylemap training waits for the lease after:
 #                       BUDGET=540 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
+# PHASE=targets (BUDGET about 170 s): only what the open issues' speed targets still lack (below);
+#   then the rest of the call trains the narrower faces64 (the 2026-11-27 lease):
+#     PHASE=targets BUDGET=170 bash jobs/gpu_lease.sh >/dev/null; BUDGET=400 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
 set -u
 PHASE=${PHASE:-train}
@@ -137,8 +140,33 @@ elif [ "$PHASE" = bench ]; then
     $PY benchmarks/warped_speed.py --device "$DEVICE" $WARP
   gen 110 compile fp32,compile-tf32
   gen 110 compile_bf16 fp32,compile-bf16
+elif [ "$PHASE" = targets ]; then
+  # The issue targets still open, on a quiet GPU, shortest first: issue 6's 256 px encode +
+  # generate at batch 1 (cuDNN autotuning, bf16, CUDA graphs), issue 4's 256 px projection at
+  # batch 128 with TF32 and with the bf16 autocast (same run length, compare by ratio), and with
+  # COMPILE=1 issue 2's compiled bf16 generator at batch 32.
+  if [ -n "$SMOKE" ]; then EVP="--num 4 --repeats 2 --batch 4 --batch-repeats 1 --warmup 1"; PROJ="--steps 3 --batches 1"
+  else EVP="--num 64 --repeats 20"; PROJ="--steps 20 --batches 128"; fi
+  SMV=fp32,tf32,graph-tf32,bf16,graph-bf16; [ "$DEVICE" = cpu ] && SMV=fp32
+  # shellcheck disable=SC2086
+  step 100 "stylemap 256 px encode + generate" evp_stdout.json \
+    $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --no-projector --config256 \
+    --variants "$SMV" --cudnn-benchmark $EVP --out "$WORK/benchmarks/results_${DEV}_stylemap_256.json"
+  rm -f "$WORK/evp_stdout.json"
+  TF=--tf32; [ "$DEVICE" = cpu ] && TF=
+  # shellcheck disable=SC2086
+  step 45 "projection 256 px, TF32" "benchmarks/results_${DEV}_projection_speed_256_b128.json" \
+    $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF $PROJ
+  # shellcheck disable=SC2086
+  [ "$DEVICE" = cpu ] || step 45 "projection 256 px, bf16" "benchmarks/results_${DEV}_projection_speed_256_bf16.json" \
+    $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF --bf16 $PROJ
+  if [ -n "${COMPILE:-}" ]; then
+    v=fp32,compile-bf16; [ "$DEVICE" = cpu ] && v=fp32
+    step 110 "generator 256 px, batch 32: $v" "benchmarks/results_${DEV}_generate_compile_bf16.json" \
+      $PY benchmarks/generate_throughput.py --device "$DEVICE" --configs 256 --batches 32 --variants "$v"
+  fi
 else
-  echo "PHASE must be train or bench" >>"$LOG"
+  echo "PHASE must be train, bench or targets" >>"$LOG"
 fi
 rm -rf "$WORK/err.txt" "$WORK/stylemap" "$WORK/faces64" "$WORK/run-smoke" "$WORK/run-smoke-f64"
 ( cd "$WORK" && find . -type f | sort | tar -cf "$OUT/results.tar" -T - ) 2>>"$LOG"
