@@ -54,6 +54,25 @@ def test_ppl_is_zero_for_a_constant_generator_and_positive_otherwise(tiny_genera
     assert perceptual_path_length(tiny_generator, dist, space="w", num_samples=32, batch=32) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_ppl_runs_without_tf32_and_restores_the_callers_setting(tiny_generator):
+    # TF32 rounding (PyTorch's default for cuDNN convolutions) swamps eps = 1e-4 differences on a GPU
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    seen = []
+
+    def dist(a, b):
+        seen.append((cudnn.allow_tf32, matmul.allow_tf32))
+        return (a - b).square().flatten(1).sum(1)
+
+    try:
+        cudnn.allow_tf32 = matmul.allow_tf32 = True
+        perceptual_path_length(tiny_generator, dist, space="w", num_samples=8, batch=4)
+        assert seen == [(False, False), (False, False)]
+        assert cudnn.allow_tf32 and matmul.allow_tf32
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
 def test_evaluate_command(run_cli, tmp_path):
     from latentatlas.models.bundled import tiny_random_generator
 

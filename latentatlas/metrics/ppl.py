@@ -4,6 +4,7 @@ For random pairs and t ~ U(0, 1): images at t and t + eps along slerp (z) or ler
 d(img_t, img_t+eps) / eps^2, mean over samples after dropping the lowest and highest 1%
 (the official filtering). The distance is LPIPS when the caller gives one; for synthfaces
 models it is the squared distance of factor-predictor features ("factor PPL"), named so.
+Computed with TF32 off (runtime.exact_fp32): its rounding is far larger than eps-sized changes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from latentatlas.io.errors import UserError
 from latentatlas.latent.paths import lerp, slerp
 from latentatlas.models.stylegan2 import Generator
+from latentatlas.runtime import exact_fp32
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -35,6 +37,12 @@ def perceptual_path_length(
     the 1% tails dropped, as the paper. `on_batch(images rendered)` lets a caller show progress."""
     if space not in ("z", "w"):
         raise UserError(f"PPL space must be z or w, got {space!r}")
+    with exact_fp32():
+        return _path_length(generator, distance, space, num_samples, epsilon, batch, seed, on_batch)
+
+
+def _path_length(generator: Generator, distance: Distance, space: str, num_samples: int, epsilon: float, batch: int,
+                 seed: int, on_batch: Callable[[int], None] | None) -> float:
     device = generator.device
     g = torch.Generator(device="cpu").manual_seed(seed)
     dists = []
