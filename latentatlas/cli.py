@@ -445,7 +445,8 @@ def project(
     from latentatlas.io.atomic import atomic_path
     from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
     from latentatlas.latent.gaussian import GaussianPrior
-    from latentatlas.models.bundled import load_generator
+    from latentatlas.io.checkpoints import require_stylegan2
+    from latentatlas.models.bundled import load_generator, resolve_model
 
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
                           record_every=max(steps // 100, 1) if video else 0)
@@ -460,6 +461,7 @@ def project(
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
     _outputs(outputs, force)
+    require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
     if loss == "auto":
         loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
         if not loss:

@@ -385,6 +385,10 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
         assert code == 2 and message in err, (extra, err)
     code, _, err = run_cli("directions", "sefa", model, "--out", tmp_path / "sefa.safetensors")  # StyleGAN2 only: names the kind it got
     assert code == 2 and "StyleMapGAN model" in err
+    # project says the model is the problem before it asks for a loss the model could not use
+    code, _, err = run_cli("project", model, a, "--out", tmp_path / "proj", "--device", "cpu")
+    assert code == 2 and "StyleMapGAN model" in err and "edit-local" in err and "choose a loss" not in err, err
+    assert not (tmp_path / "proj").exists() or not any((tmp_path / "proj").iterdir())
 
 
 def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):

@@ -103,7 +103,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Ge
     """Load one of our model files: the generator (eval mode, float32) and the file's info."""
     tensors, meta = read_model_file(path)
     if meta.get("kind") == STYLEMAP_KIND:
-        raise UserError(f"{path}: a StyleMapGAN model: this command takes StyleGAN2 models; StyleMapGAN ones work with " + STYLEMAP_COMMANDS)
+        raise stylemap_refused(path)
     cfg = _config_from_metadata(meta, "generator_config", GeneratorConfig, "generator", path)
     state = {k[len(GENERATOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     generator = build_generator(cfg, state, source=str(path))
@@ -299,7 +299,7 @@ def import_rosinality(path: str | Path) -> Generator:
     if "g_ema" not in ckpt:
         raise UserError(f"{path}: no 'g_ema' in the checkpoint (keys: {', '.join(map(str, list(ckpt)[:6]))})")
     if "e_ema" in ckpt:
-        raise UserError(f"{path}: a StyleMapGAN checkpoint: this command takes StyleGAN2 models; StyleMapGAN ones work with " + STYLEMAP_COMMANDS)
+        raise stylemap_refused(path)
     cfg, state = convert_rosinality_state(ckpt["g_ema"], ckpt.get("latent_avg"))
     return build_generator(cfg, state, source=str(path))
 
@@ -350,6 +350,19 @@ def model_kind(path: str | Path) -> str:
         return STYLEMAP_KIND if read_model_metadata(path).get("kind") == STYLEMAP_KIND else "stylegan2"
     ckpt = _rosinality_state(Path(path))
     return STYLEMAP_KIND if "e_ema" in ckpt or "encoder" in ckpt else "stylegan2"
+
+
+def stylemap_refused(path: str | Path) -> UserError:
+    """The one-line error of a StyleGAN2-only command given a StyleMapGAN model: which commands take it."""
+    return UserError(f"{path}: a StyleMapGAN model: this command takes StyleGAN2 models; StyleMapGAN ones work with " + STYLEMAP_COMMANDS)
+
+
+def require_stylegan2(path: str | Path) -> Path:
+    """`path` if it holds a StyleGAN2 model, else stylemap_refused: lets a command say so before
+    it checks its own options or loads anything (model_kind reads no weights)."""
+    if model_kind(path) == STYLEMAP_KIND:
+        raise stylemap_refused(path)
+    return Path(path)
 
 
 def describe(generator: Generator) -> dict[str, Any]:
