@@ -10,6 +10,9 @@ latentatlas/weights/:
 - faces64_warped.safetensors: 10 WarpedGANSpace paths in W named by their main factor, steepest
   first (1000 steps, about 25 minutes on 2 CPU cores; a cut run resumes from its state in runs/).
 --warped-only makes just the warped file, for the bundled faces64 as it is.
+--model-only PATH writes the checkpoint's G_ema as a model file at PATH and nothing else (no
+prior, no directions, the package untouched): to measure a run before deciding to bundle it,
+e.g. `latentatlas evaluate PATH --num 10000 --ppl-samples 10000 --device cpu`.
 Run after a GPU chunk (half an hour on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
 Bundling another model changes what every faces64 table in the README was measured on: measure them
 again (bash jobs/measure_faces64_cpu.sh).
@@ -42,6 +45,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", default="runs/faces64-narrow", help="training run folder (its portable/ checkpoint is read)")
     ap.add_argument("--warped-only", action="store_true", help="only the warped paths file, for the bundled faces64")
+    ap.add_argument("--model-only", metavar="PATH", help="only write the checkpoint's G_ema as a model file here (fp16)")
     args = ap.parse_args()
     if args.warped_only:
         from latentatlas.models.bundled import load_generator
@@ -58,6 +62,12 @@ def main() -> None:
     generator.load_state_dict(load_file(str(portable / "G_ema.safetensors")))
     kimg = int(meta["nimg"]) / 1000
     generator = generator.eval().requires_grad_(False)
+    if args.model_only:
+        save_model(args.model_only, generator, dtype=torch.float16,
+                   metadata={"name": Path(args.run).name, "trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg,
+                             "train_config": json.loads(meta["config"])})
+        print(f"{args.run}: {kimg} kimg -> {args.model_only}")
+        return
     # The prior is fitted on the fp16-rounded weights that users will load.
     generator.load_state_dict({k: v.half().float() for k, v in generator.state_dict().items()})
     prior = GaussianPrior.fit(generator, num_samples=100_000)

@@ -2,8 +2,9 @@
 # One GPU lease for the bundled faces64 model, in a fixed time budget:
 #   1. generator throughput benchmark on the quiet GPU (JSON),
 #   2. the factor predictor, trained in the background (weights written even if cut short),
-#   3. a resumable chunk of faces64 StyleGAN2 training (resumes from runs/faces64/portable
-#      when that folder was carried along), then a quick evaluation if time is left.
+#   3. a resumable chunk of faces64 StyleGAN2 training (resumes from $RUN/state.pt when a warm
+#      machine still has it, else from $RUN/portable, which travels with the repo), then a quick
+#      evaluation if time is left (its PPL is exact only since 2026-11-27: TF32 off).
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
 #   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
 # Then, here: copy $OUT/portable/* to $RUN/portable/, python jobs/bundle_faces64.py --run $RUN, commit both.
@@ -12,7 +13,8 @@
 # The widths are the run's (a resumed run keeps them; `train` refuses others): the default,
 # CHANNEL_BASE=2048 into RUN=runs/faces64-narrow, is the narrower faces64 that meets the CPU
 # targets (README, "faces64 and how it is measured"); CHANNEL_BASE=8192 D_CHANNEL_BASE= RUN=runs/faces64
-# goes on with the 128-channel model bundled now.
+# goes on with the 128-channel model bundled now (restore its checkpoint from git history first:
+# README, "Layout").
 # On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
 #   PRED_STEPS=4 PRED_BATCH=8 OUT=/tmp/out bash jobs/faces64_gpu.sh
 set -u

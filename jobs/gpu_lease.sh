@@ -37,13 +37,18 @@
 #
 # Usage (device tool):  PHASE=train BUDGET=540 bash jobs/gpu_lease.sh
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
-# The next lease (decided 2026-11-26): the narrower faces64 first, alone on the GPU for a whole
-# call, then the speed figures; the stylemap training waits for the lease after:
-#                       BUDGET=540 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
-#                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
-# PHASE=targets (BUDGET about 170 s): only what the open issues' speed targets still lack (below);
-#   then the rest of the call trains the narrower faces64 (the 2026-11-27 lease):
-#     PHASE=targets BUDGET=170 bash jobs/gpu_lease.sh >/dev/null; BUDGET=400 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+# PHASE=targets (BUDGET about 170 s): only what the open issues' speed targets still lack (below).
+# The 2026-11-27 lease (15 minutes of device time, an H200): one call of
+#     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+# (596 s with the machine's start), then, at once on the still warm machine (its ignored
+# runs/faces64-narrow/state.pt is still there, so training resumes from it):
+#     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=310 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+# and the machine given back with 105 s left: 344.8 kimg of the narrower faces64.
+# The next lease, the same way: PHASE=targets BUDGET=230 COMPILE=1 first (issue 6's 256 px batch 1
+# now comes before any batch 64), then as much faces64-narrow training as the rest allows.
+# What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
+# out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
+# wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
 set -u
 PHASE=${PHASE:-train}
