@@ -112,3 +112,25 @@ def test_a_narrow_generator_keeps_a_wide_critic(tmp_path):
         train(TrainConfig(total_kimg=0.032, **narrow), tmp_path / "a", progress=False)
     saved = torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)["config"]
     assert saved["d_channel_base"] == 256
+
+
+def test_optimise_clamps_non_finite_gradients_and_ema_blends_parameters():
+    from latentatlas.training import common
+
+    m = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    w0, b0 = m.weight.detach().clone(), m.bias.detach().clone()
+    inf = float("inf")
+    coeff = torch.tensor([[float("nan"), inf, 1.0], [0.0, -inf, 2.0]])
+    common.optimise([(m, opt)], (m.weight * coeff).sum() + 3 * m.bias.sum(), world=1)
+    clamped = torch.tensor([[0.0, 1e5, 1.0], [0.0, -1e5, 2.0]])
+    assert torch.equal(m.weight.detach(), w0 - clamped) and torch.allclose(m.bias.detach(), b0 - 3)
+
+    src, ema = torch.nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4)
+    with torch.no_grad():
+        src.weight.uniform_(); src.bias.uniform_(); src.running_mean.uniform_()
+        ema.weight.fill_(2.0); ema.bias.fill_(-1.0)
+    src.num_batches_tracked += 7
+    common.ema_update(ema, src, beta=0.9)
+    assert torch.allclose(ema.weight, 0.9 * 2.0 + 0.1 * src.weight) and torch.allclose(ema.bias, 0.9 * -1.0 + 0.1 * src.bias)
+    assert torch.equal(ema.running_mean, src.running_mean) and int(ema.num_batches_tracked) == 7

@@ -156,17 +156,29 @@ def adam(params, lr: float, reg_interval: int | None = None) -> torch.optim.Adam
     """Adam with betas (0, 0.99); with lazy regularisation every `reg_interval` steps, lr and betas
     are corrected by reg_interval / (reg_interval + 1) (StyleGAN2)."""
     ratio = 1.0 if not reg_interval else reg_interval / (reg_interval + 1)
-    return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
+    # foreach: one kernel per operation for all parameters (PyTorch picks it by itself only on
+    # CUDA; on CPU the per-parameter loop also reads each step counter back with .item()).
+    return torch.optim.Adam(params, lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8, foreach=True)
+
+
+# A 64 px model's training step on a GPU is bound by the number of operations launched, not by
+# arithmetic (faces64-narrow at batch 64 ran 10 steps/s on an H200; a step issues about 5,700
+# operations, counted with torch.profiler on CPU), so the per-parameter bookkeeping below works on
+# all parameters at once: 4,900 operations a step on CPU.
 
 
 def reduce_grads(module: torch.nn.Module, world: int) -> None:
-    """Average gradients over the torchrun processes (after every backward pass)."""
-    if world == 1:
+    """Average gradients over the torchrun processes and clamp NaN/inf, as one flat tensor (as
+    NVIDIA's training loop): a few operations per backward pass instead of several per parameter."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
         return
-    for p in module.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= world
+    flat = torch.cat([g.flatten() for g in grads])
+    if world > 1:
+        dist.all_reduce(flat)
+        flat /= world
+    torch.nan_to_num(flat, nan=0, posinf=1e5, neginf=-1e5, out=flat)
+    torch._foreach_copy_(grads, [part.view_as(g) for part, g in zip(flat.split([g.numel() for g in grads]), grads)])
 
 
 def optimise(pairs: list[tuple[torch.nn.Module, torch.optim.Optimizer]], loss: torch.Tensor, world: int) -> None:
@@ -176,19 +188,16 @@ def optimise(pairs: list[tuple[torch.nn.Module, torch.optim.Optimizer]], loss: t
     loss.backward()
     for module, opt in pairs:
         reduce_grads(module, world)
-        for p in module.parameters():
-            if p.grad is not None:
-                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
         opt.step()
 
 
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, module: torch.nn.Module, beta: float) -> None:
-    """ema <- beta * ema + (1 - beta) * module for parameters; buffers copied."""
-    for p_ema, p in zip(ema.parameters(), module.parameters()):
-        p_ema.copy_(p.lerp(p_ema, beta))
-    for b_ema, b in zip(ema.buffers(), module.buffers()):
-        b_ema.copy_(b)
+    """ema <- beta * ema + (1 - beta) * module for parameters; buffers copied (each in one foreach call)."""
+    torch._foreach_lerp_(list(ema.parameters()), list(module.parameters()), 1.0 - beta)
+    buffers = list(ema.buffers())
+    if buffers:
+        torch._foreach_copy_(buffers, list(module.buffers()))
 
 
 def check_config(saved_cfg: dict[str, Any], mine_cfg: dict[str, Any], saved_world: int, world: int, source: Path) -> None:
