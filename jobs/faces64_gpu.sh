@@ -26,6 +26,7 @@ PRED_BATCH=${PRED_BATCH:-256}
 RUN=${RUN:-runs/faces64-narrow}
 CHANNEL_BASE=${CHANNEL_BASE:-2048}
 CHANNEL_MAX=${CHANNEL_MAX:-128}
+BATCH=${BATCH:-64}               # images per step; a resumed run may change it (see gpu_lease.sh TRAINSWEEP)
 # The critic stays as wide as faces64's (128 channels everywhere); empty for runs/faces64 (its
 # config has no such setting, so resuming it with one is refused).
 D_CHANNEL_BASE=${D_CHANNEL_BASE-8192}
@@ -50,7 +51,7 @@ fi
 
 echo "== faces64 training ($(left) s left)" >>"$LOG"
 TRAIN_MIN=$(minutes "$(left) - 75")
-$LA train --out "$RUN" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
+$LA train --out "$RUN" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
   ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 --max-minutes "$TRAIN_MIN" \
   --device "$DEVICE" 2>"$OUT/train_err.txt" >>"$LOG" || { echo "training failed: $?" >>"$LOG"; tail -30 "$OUT/train_err.txt" >>"$LOG"; }
 tail -c 600 "$OUT/train_err.txt" | tr '\r' '\n' | tail -3 >>"$LOG"

@@ -37,15 +37,18 @@
 #
 # Usage (device tool):  PHASE=train BUDGET=540 bash jobs/gpu_lease.sh
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
-# PHASE=targets (BUDGET about 170 s): only what the open issues' speed targets still lack (below).
+# PHASE=targets (BUDGET about 170 s; 300 with COMPILE=1 TRAINSWEEP=1): only what the open issues'
+#   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (596 s with the machine's start), then, at once on the still warm machine (its ignored
 # runs/faces64-narrow/state.pt is still there, so training resumes from it):
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=310 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # and the machine given back with 105 s left: 344.8 kimg of the narrower faces64.
-# The next lease, the same way: PHASE=targets BUDGET=230 COMPILE=1 first (issue 6's 256 px batch 1
-# now comes before any batch 64), then as much faces64-narrow training as the rest allows.
+# The next lease, the same way: PHASE=targets BUDGET=300 COMPILE=1 TRAINSWEEP=1 first (issue 6's
+# 256 px batch 1 now comes before any batch 64; the training step timed at batch 64, 128 and 256),
+# then as much faces64-narrow training as the rest allows, at the batch the sweep found fastest in
+# kimg/min if it is at least 1.5 times batch 64's (BATCH=128 or 256 bash jobs/faces64_gpu.sh).
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
@@ -165,6 +168,13 @@ elif [ "$PHASE" = targets ]; then
   # shellcheck disable=SC2086
   [ "$DEVICE" = cpu ] || step 45 "projection 256 px, bf16" "benchmarks/results_${DEV}_projection_speed_256_bf16.json" \
     $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF --bf16 $PROJ
+  if [ -n "${TRAINSWEEP:-}" ]; then
+    # kimg/min of faces64-narrow's training step by batch, to choose the batch of its next chunk
+    # (`train --batch` may change on resume; jobs/faces64_gpu.sh takes BATCH=)
+    tb=64,128,256; ts=32; [ -n "$SMOKE" ] && { tb=4,8; ts=1; }
+    step 90 "faces64-narrow training step by batch ($tb)" "benchmarks/results_${DEV}_train_step_narrow.json" \
+      $PY benchmarks/train_step.py --device "$DEVICE" --batches "$tb" --steps "$ts" --impls fir --channel-base 2048 --d-channel-base 8192
+  fi
   if [ -n "${COMPILE:-}" ]; then
     v=fp32,compile-bf16; [ "$DEVICE" = cpu ] && v=fp32
     step 110 "generator 256 px, batch 32: $v" "benchmarks/results_${DEV}_generate_compile_bf16.json" \

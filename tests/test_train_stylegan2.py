@@ -134,3 +134,14 @@ def test_optimise_clamps_non_finite_gradients_and_ema_blends_parameters():
     common.ema_update(ema, src, beta=0.9)
     assert torch.allclose(ema.weight, 0.9 * 2.0 + 0.1 * src.weight) and torch.allclose(ema.bias, 0.9 * -1.0 + 0.1 * src.bias)
     assert torch.equal(ema.running_mean, src.running_mean) and int(ema.num_batches_tracked) == 7
+
+
+def test_a_resumed_run_may_change_its_batch(tmp_path):
+    first = train(TrainConfig(total_kimg=0.016, **TINY), tmp_path / "r", progress=False)
+    assert first["kimg"] == 0.016
+    resumed = train(TrainConfig(total_kimg=0.048, **{**TINY, "batch": 16}), tmp_path / "r", progress=False)
+    assert resumed["resumed_from_kimg"] == 0.016 and resumed["finished"] and resumed["kimg"] == 0.048
+    state = torch.load(tmp_path / "r" / STATE_FILE, weights_only=True)
+    assert state["step"] == 2 + 2 and state["config"]["batch"] == 16  # two steps of 8, then two of 16
+    with pytest.raises(UserError, match="other settings"):  # the architecture still may not change
+        train(TrainConfig(total_kimg=0.1, **{**TINY, "channel_max": 32}), tmp_path / "r", progress=False)
