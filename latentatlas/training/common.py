@@ -30,10 +30,11 @@ STATE_FILE = "state.pt"
 PORTABLE_DIR = "portable"
 MODEL_FILE = "model.safetensors"
 
-# What a resumed run may change. The batch too: a step at 64 px on a GPU costs about the same at
-# batch 64 and several times that (it waits on launches, not arithmetic), so a run started small
-# can go on with more images per step, as NVIDIA's code resumes any config from a pickle. What is
-# derived from the batch (R1 gamma and the EMA half-life when left at their defaults) follows it.
+# What a resumed run may change. The batch too, as NVIDIA's code resumes any config from a pickle:
+# a step at 64 px on a GPU waits on launches more than on arithmetic, so a larger batch may cost
+# little more per step (benchmarks/train_step.py --batches measures it) and a run started small
+# can go on with more images per step. What is derived from the batch (R1 gamma and the EMA
+# half-life when left at their defaults) follows it.
 CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch")
 
 
