@@ -41,7 +41,7 @@
 #   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
-# (596 s with the machine's start), then, at once on the still warm machine (its ignored
+# (487 s; 527 s held with the machine's start), then, at once on the still warm machine (its ignored
 # runs/faces64-narrow/state.pt is still there, so training resumes from it):
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=310 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # and the machine given back with 105 s left: 344.8 kimg of the narrower faces64.
