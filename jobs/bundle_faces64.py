@@ -62,10 +62,9 @@ def main() -> None:
     generator.load_state_dict(load_file(str(portable / "G_ema.safetensors")))
     kimg = int(meta["nimg"]) / 1000
     generator = generator.eval().requires_grad_(False)
+    training = {"trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg, "train_config": json.loads(meta["config"])}
     if args.model_only:
-        save_model(args.model_only, generator, dtype=torch.float16,
-                   metadata={"name": Path(args.run).name, "trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg,
-                             "train_config": json.loads(meta["config"])})
+        save_model(args.model_only, generator, dtype=torch.float16, metadata={"name": Path(args.run).name, **training})
         print(f"{args.run}: {kimg} kimg -> {args.model_only}")
         return
     # The prior is fitted on the fp16-rounded weights that users will load.
@@ -73,8 +72,7 @@ def main() -> None:
     prior = GaussianPrior.fit(generator, num_samples=100_000)
     save_model(
         WEIGHTS / "faces64.safetensors", generator, dtype=torch.float16, extra_tensors=prior.tensors(),
-        metadata={"name": "faces64", "trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg,
-                  "train_config": json.loads(meta["config"]), **prior.metadata()},
+        metadata={"name": "faces64", **training, **prior.metadata()},
     )
     print(f"faces64: {kimg} kimg -> {WEIGHTS / 'faces64.safetensors'}")
     src = ROOT / "runs" / "factors.safetensors"
