@@ -167,8 +167,9 @@ def main() -> None:
         print(json.dumps(report(runs, ", ".join(device), torch.__version__, args), indent=1))
         return
     if args.device == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        from latentatlas.runtime import set_tf32
+
+        set_tf32(True)
     predictor = load_predictor("factors", args.device)
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
     done = {(r["seed"], m) for m, rows in runs.items() for r in rows}

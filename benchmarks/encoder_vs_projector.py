@@ -83,7 +83,7 @@ from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.io.errors import UserError  # noqa: E402
 from latentatlas.models.bundled import load_generator, resolve_model  # noqa: E402
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig, faces64_stylemap_config  # noqa: E402
-from latentatlas.runtime import keep_freed_cpu_memory, pick_device  # noqa: E402
+from latentatlas.runtime import keep_freed_cpu_memory, pick_device, set_tf32  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
 
 OFFICIAL_STEPS = 1000
@@ -103,11 +103,6 @@ VARIANTS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def set_tf32(on: bool) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = on
-    torch.backends.cudnn.allow_tf32 = on
 
 
 def mean(xs: list[float]) -> float:

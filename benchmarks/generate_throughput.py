@@ -91,6 +91,7 @@ def run_one(args: argparse.Namespace) -> dict:
     from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
     from latentatlas.models import ops
+    from latentatlas.runtime import set_tf32
 
     ops.RESAMPLE_IMPL = args.resample
     ops.CONV3X3_IMPL = args.conv
@@ -110,12 +111,12 @@ def run_one(args: argparse.Namespace) -> dict:
     for batch in args.batch_list:
         z = torch.randn(batch, cfg.z_dim, device=device)
         row = {"config": args.config, "batch": batch, "params": sum(p.numel() for p in G.parameters())}
-        _set_tf32(False)
+        set_tf32(False)
         with torch.no_grad():
             reference = G(z, noise_mode="const").float()
         for variant in variants:
             tf32, autocast, graph = VARIANTS[variant]
-            _set_tf32(tf32)
+            set_tf32(tf32)
             name = "latentatlas" if variant == "fp32" else f"latentatlas_{variant}"
             try:
                 fn = _variant_fn(_channels_last(G) if variant.endswith("-cl") else G, autocast, device)
@@ -133,7 +134,7 @@ def run_one(args: argparse.Namespace) -> dict:
                 if variant == "fp32":
                     raise
                 row[name] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"}
-        _set_tf32(False)
+        set_tf32(False)
         if official:
             row["official"] = _stats(_time(lambda: official(z, None, noise_mode="const", force_fp32=True), device, args.repeats), batch, flops)
             row["speedup_vs_official"] = round(row["official"]["ms_per_batch"] / row["latentatlas"]["ms_per_batch"], 2)
@@ -153,13 +154,6 @@ def _channels_last(G):  # type: ignore[no-untyped-def]
     import torch
 
     return copy.deepcopy(G).to(memory_format=torch.channels_last)
-
-
-def _set_tf32(on: bool) -> None:
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = on
-    torch.backends.cudnn.allow_tf32 = on
 
 
 def _variant_fn(G, autocast, device):  # type: ignore[no-untyped-def]

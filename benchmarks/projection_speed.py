@@ -50,7 +50,7 @@ from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance  # noqa: E402
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
-from latentatlas.runtime import keep_freed_cpu_memory, pick_device  # noqa: E402
+from latentatlas.runtime import keep_freed_cpu_memory, pick_device, set_tf32  # noqa: E402
 
 
 def random_256(device: torch.device, num: int):  # type: ignore[no-untyped-def]
@@ -83,7 +83,7 @@ def main() -> None:
         keep_freed_cpu_memory()
     torch.set_num_threads(args.threads)
     device = torch.device(pick_device(args.device))
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = args.tf32
+    set_tf32(args.tf32)
     batches = [int(b) for b in args.batches.split(",")]
     if args.config256:
         generator, dist, images, prior, model, loss = random_256(device, max(batches))

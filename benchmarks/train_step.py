@@ -43,13 +43,13 @@ def main() -> None:
 
     from latentatlas.data import synthfaces
     from latentatlas.models import ops
+    from latentatlas.runtime import set_tf32
     from latentatlas.training.stylegan2 import Trainer, TrainConfig
 
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        set_tf32(True)
 
     def sync() -> None:
         if device.type == "cuda":

@@ -66,6 +66,14 @@ def pick_device(device: str) -> str:
     return device
 
 
+def set_tf32(on: bool) -> None:
+    """TF32 for cuDNN convolutions and CUDA matrix products together (process-wide; no effect on CPU)."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
 @contextmanager
 def exact_fp32() -> Iterator[None]:
     """TF32 off for convolutions and matrix products inside the block, the caller's settings after.
@@ -80,7 +88,7 @@ def exact_fp32() -> Iterator[None]:
     import torch
 
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(False)
     try:
         yield
     finally:

@@ -24,6 +24,7 @@ from torch import nn
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
+from latentatlas.training.common import setup_cuda
 
 INPUT_RESOLUTION = 64
 HELD_OUT_SEED = 987_654_321
@@ -116,10 +117,7 @@ def train(
     out = Path(out)
     state_path = out.with_suffix(".state.pt")
     device = torch.device(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    setup_cuda(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same initial weights for the same config
         model = FactorPredictor(width=cfg.width).to(device)

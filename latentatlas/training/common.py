@@ -23,6 +23,7 @@ import torch.distributed as dist
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
+from latentatlas.runtime import set_tf32
 
 # A run folder: the full resumable state (this machine), the portable checkpoint (small
 # safetensors files that travel between machines) and the model file the commands load.
@@ -286,8 +287,7 @@ def setup_cuda(device: str | torch.device) -> None:
         # Fixed shapes: let cuDNN pick the fastest kernels. TF32 matrix units: about 1e-3
         # relative error per product, far below the noise of GAN training.
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        set_tf32(True)
 
 
 def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[dict[str, float], bool, float]:
