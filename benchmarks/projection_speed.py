@@ -15,6 +15,8 @@ machine's load average at start and end (on a shared machine, other jobs slow ev
 
     python benchmarks/projection_speed.py > benchmarks/results_cpu_projection_speed.json
     python benchmarks/projection_speed.py --device cuda --steps 1000 --batches 1,8,32,128
+    python benchmarks/projection_speed.py --steps 1000 --batches 1 [--model narrow.safetensors]
+        (issue 4's CPU case: a whole 1000-step projection at batch 1, run, not computed)
 
 `--config256` times issue 4's GPU case instead: the 256 px config-f generator
 (generate_throughput's "256") with random weights and the LPIPS VGG16 loss with random weights
@@ -50,6 +52,9 @@ from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance  # noqa: E402
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
+from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior  # noqa: E402
+from latentatlas.models.bundled import load_generator  # noqa: E402
+from latentatlas.training.attributes import load_predictor  # noqa: E402
 from latentatlas.runtime import keep_freed_cpu_memory, pick_device, set_tf32  # noqa: E402
 
 
@@ -67,6 +72,7 @@ def random_256(device: torch.device, num: int):  # type: ignore[no-untyped-def]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="faces64", help="a synthfaces StyleGAN2 model, bundled or a file (its prior is used when it has one)")
     ap.add_argument("--batches", default="1,4,8,16")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--space", default="w+")
@@ -89,11 +95,18 @@ def main() -> None:
         generator, dist, images, prior, model, loss = random_256(device, max(batches))
         args.prior = 0.0
     else:
-        generator, info, predictor, prior = setup(device)
+        if args.model == "faces64":
+            generator, info, predictor, prior = setup(device)
+        else:
+            generator, info = load_generator(args.model, device)
+            predictor = load_predictor("factors", device)
+            prior = GaussianPrior.from_model_info(info, args.model) if PRIOR_PREFIX + "mean" in info.get("extra_tensors", {}) else None
+            if prior is None:
+                args.prior = 0.0
         dist = factor_feature_distance(predictor.features)
         images, _ = synthfaces.sample(max(batches), seed=IN_DOMAIN_SEED, resolution=generator.img_resolution)
         images = images.to(device)
-        model, loss = "faces64", "factor-feature distance + pixel MSE, noise maps optimised"
+        model, loss = args.model, "factor-feature distance + pixel MSE, noise maps optimised"
     cfg = ProjectorConfig(space=args.space, steps=args.steps, prior_weight=args.prior, mse_weight=1.0, bf16=args.bf16)
     # Warm-up (allocator, kernels): a few steps at the smallest batch, not reported.
     project(generator, images[:1], dist, replace(cfg, steps=3), prior=prior)

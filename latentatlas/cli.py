@@ -414,7 +414,7 @@ def project(
     prior: Annotated[float, typer.Option("--prior", help="Weight lambda of the Gaussian prior (0: plain projector).")] = 0.0,
     whiten: Annotated[bool, typer.Option(help="Optimise whitened prior coordinates instead of w, from the prior's mode (needs the prior).")] = False,
     steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 1000,
-    loss: Annotated[str, typer.Option(help="auto, lpips (needs --vgg, --lpips-lin), factor (needs --predictor) or mse.")] = "auto",
+    loss: Annotated[str, typer.Option(help="auto, lpips (needs --vgg, --lpips-lin), factor (--predictor; auto picks it, with the bundled predictor, for models trained on synthfaces) or mse.")] = "auto",
     vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth).")] = None,
     lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth).")] = None,
     predictor: Annotated[Path | None, typer.Option(help="synthfaces factor predictor (.safetensors), or 'factors' (bundled).")] = None,
@@ -445,7 +445,7 @@ def project(
     from latentatlas.io.atomic import atomic_path
     from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
     from latentatlas.latent.gaussian import GaussianPrior
-    from latentatlas.io.checkpoints import require_stylegan2
+    from latentatlas.io.checkpoints import require_stylegan2, trained_on_synthfaces
     from latentatlas.models.bundled import load_generator, resolve_model
 
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
@@ -461,9 +461,12 @@ def project(
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
     _outputs(outputs, force)
-    require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
+    model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
     if loss == "auto":
         loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
+        if not loss and trained_on_synthfaces(model_path):
+            # The bundled models' own case: the bundled factor predictor knows their domain.
+            loss, predictor = "factor", Path("factors")
         if not loss:
             raise UserError("choose a loss: --vgg and --lpips-lin (LPIPS), --predictor (synthfaces models), or --loss mse")
     if loss == "lpips":

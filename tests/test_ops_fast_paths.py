@@ -11,6 +11,7 @@ from latentatlas.models import ops
 
 def _depthwise_upfirdn2d(monkeypatch, *args, **kwargs):  # type: ignore[no-untyped-def]
     monkeypatch.setattr(ops, "FIR_MATMUL_MAX_SIDE", 0)
+    monkeypatch.setattr(ops, "FIR_MATMUL_MAX_SIDE_CHANNELS_LAST", 0)
     out = ops.upfirdn2d(*args, **kwargs)
     monkeypatch.undo()
     return out
@@ -20,18 +21,22 @@ def _depthwise_upfirdn2d(monkeypatch, *args, **kwargs):  # type: ignore[no-untyp
 FILTERS = {"official": ops.setup_filter([1, 3, 3, 1]), "asymmetric": torch.outer(torch.tensor([1.0, 2.0, 4.0]), torch.tensor([3.0, 1.0]))}
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("name", list(FILTERS))
 @pytest.mark.parametrize("up,down,padding,gain", [
     (1, 1, (1, 1, 1, 1), 4.0), (2, 1, (2, 1, 2, 1), 4.0), (2, 1, (3, 3, 0, 2), 1.0),
     (1, 2, (1, 2, 0, 1), 1.0), (2, 2, (-1, 2, 1, -2), 2.0), (1, 1, (-1, 0, 0, -1), 1.0),
 ])
-def test_separable_fir_as_matrix_products_matches_depthwise_convolution(monkeypatch, name, up, down, padding, gain):
+def test_separable_fir_as_matrix_products_matches_depthwise_convolution(monkeypatch, layout, name, up, down, padding, gain):
     f = FILTERS[name]
-    x = torch.randn(2, 3, 9, 12, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 3, 9, 12, dtype=torch.float64)
+    if layout == "channels_last":  # the generators' convolutions return this layout; filtered in it
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
     assert ops._separable_fir_matrices(x, f, up, down, padding, gain) is not None  # the fast path runs
     fast = ops.upfirdn2d(x, f, up=up, down=down, padding=padding, gain=gain)
     ref = _depthwise_upfirdn2d(monkeypatch, x, f, up=up, down=down, padding=padding, gain=gain)
-    assert fast.shape == ref.shape
+    assert fast.shape == ref.shape and fast.is_contiguous(memory_format=torch.channels_last) == (layout == "channels_last")
     assert (fast - ref).abs().max() < 1e-12 * ref.abs().max()
     g = torch.randn_like(ref)
     (g_fast,) = torch.autograd.grad(fast, x, g)
@@ -44,9 +49,11 @@ def test_fir_falls_back_to_the_convolution_where_matrices_do_not_fit():
     non_separable = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     assert ops._separable_fir_matrices(x, non_separable, 1, 1, (0, 0, 0, 0), 1.0) is None
     assert ops._separable_fir_matrices(x, ops.setup_filter(), 2, 1, (2, 1, 2, 1), 4.0) is None  # 80 px > 64
-    channels_last = x[..., :16, :16].contiguous(memory_format=torch.channels_last)
+    channels_last = x[..., :32, :32].contiguous(memory_format=torch.channels_last)  # > 24 px in that layout
     assert ops._separable_fir_matrices(channels_last, ops.setup_filter(), 1, 1, (1, 1, 1, 1), 1.0) is None
     assert ops._separable_fir_matrices(channels_last.contiguous(), ops.setup_filter(), 1, 1, (1, 1, 1, 1), 1.0) is not None
+    small = channels_last[..., :16, :16].contiguous(memory_format=torch.channels_last)
+    assert ops._separable_fir_matrices(small, ops.setup_filter(), 1, 1, (1, 1, 1, 1), 1.0) is not None
     y = ops.upfirdn2d(x, non_separable, padding=(1, 0, 1, 0))  # the depthwise path still answers
     assert torch.allclose(y[0, 0, 1:, 1:], x[0, 0, 1:, 1:] + x[0, 0, :-1, :-1])
 

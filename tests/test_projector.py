@@ -148,6 +148,14 @@ def test_project_command_end_to_end(run_cli, tiny_generator, tmp_path):
     assert code == 2 and "no Gaussian prior" in err and not (tmp_path / "o3").exists()
     code, _, err = run_cli("project", model, imgs / "a.png", "--out", tmp_path / "o4")
     assert code == 2 and "choose a loss" in err
+    # A model that says it was trained on synthfaces (as the bundled ones do) needs no loss
+    # option: auto takes the bundled factor predictor's features plus pixel MSE.
+    faces_model = tmp_path / "faces.safetensors"
+    save_model(faces_model, tiny_generator, metadata={"trained_on": "synthfaces"})
+    code, _, err = run_cli("project", faces_model, imgs / "a.png", "--steps", "2", "--out", tmp_path / "o5", "--device", "cpu")
+    assert code == 0, err
+    record = json.loads((tmp_path / "o5" / "a_losses.json").read_text())
+    assert record["loss"] == "factor" and record["final"]["perceptual"] > 0 and record["final"]["mse"] > 0, record["final"]
 
 
 def test_target_features_are_computed_once_and_refreshed_on_change():

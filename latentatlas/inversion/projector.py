@@ -145,7 +145,9 @@ def project(
         for _, layer in generator.synthesis.noise_layers()
     ]
     params = [x_opt] + (noise_maps if cfg.optimize_noise else [])
-    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
+    # foreach: one multi-tensor update instead of a Python loop over the code and the noise maps
+    # (on CPU PyTorch loops unless asked; 2.5 ms of a 60 ms faces64 step at batch 1).
+    opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999), foreach=True)
     target_small = downsample_to(targets)
     history: dict[str, list[list[float]]] = {"total": [], "perceptual": [], "mse": [], "prior": [], "noise": []}
     frames: list[torch.Tensor] = []
@@ -176,11 +178,8 @@ def project(
         opt.zero_grad(set_to_none=True)
         per_image.sum().backward()
         opt.step()
-        with torch.no_grad():
-            if cfg.optimize_noise:
-                for m in noise_maps:
-                    m -= m.mean(dim=(1, 2, 3), keepdim=True)
-                    m *= m.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
+        if cfg.optimize_noise:
+            renormalize_noise(noise_maps)
         for name, value in (("total", per_image), ("perceptual", perc), ("mse", mse), ("prior", pri), ("noise", reg)):
             history[name].append([float(v) for v in value.detach().cpu()])
         if cfg.record_every and step % cfg.record_every == 0:
@@ -205,6 +204,16 @@ def project(
         losses=history,
         frames=frames,
     )
+
+
+@torch.no_grad()
+def renormalize_noise(noise_maps: list[torch.Tensor]) -> None:
+    """Each map to zero mean and unit variance per image, in place (official projector), in
+    multi-tensor operations: a loop of five small operations per map was 45 per step."""
+    means = [m.mean(dim=(1, 2, 3), keepdim=True) for m in noise_maps]
+    torch._foreach_sub_(noise_maps, means)
+    scales = torch._foreach_rsqrt([m.square().mean(dim=(1, 2, 3), keepdim=True) for m in noise_maps])
+    torch._foreach_mul_(noise_maps, scales)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

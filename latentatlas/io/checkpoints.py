@@ -352,6 +352,19 @@ def model_kind(path: str | Path) -> str:
     return STYLEMAP_KIND if "e_ema" in ckpt or "encoder" in ckpt else "stylegan2"
 
 
+def trained_on_synthfaces(path: str | Path) -> bool:
+    """Whether our model file says it was trained on synthfaces (the bundled models are), read
+    from its metadata without loading weights: such a model's projection can default to the
+    bundled factor predictor's loss."""
+    if sniff_format(path) != "latentatlas":
+        return False
+    try:
+        info = json.loads(read_model_metadata(path).get("info", "{}"))
+    except json.JSONDecodeError:
+        return False
+    return isinstance(info, dict) and str(info.get("trained_on", "")).startswith("synthfaces")
+
+
 def stylemap_refused(path: str | Path) -> UserError:
     """The one-line error of a StyleGAN2-only command given a StyleMapGAN model: which commands take it."""
     return UserError(f"{path}: a StyleMapGAN model: this command takes StyleGAN2 models; StyleMapGAN ones work with " + STYLEMAP_COMMANDS)

@@ -77,6 +77,10 @@ def upfirdn2d(
     fir = _separable_fir_matrices(x, f, up, down, padding, gain)
     if fir is not None:
         rows, cols_t = fir
+        if not x.is_contiguous():  # channels-last: filter along W, then H, in NHWC memory order
+            y = torch.matmul(cols_t.t(), x.permute(0, 2, 3, 1))  # [N, H, W', C]
+            y = torch.matmul(rows, y.reshape(n, h, -1))  # [N, H', W' * C]
+            return y.view(n, rows.shape[0], cols_t.shape[1], c).permute(0, 3, 1, 2)
         return torch.matmul(rows, torch.matmul(x, cols_t))
     if up > 1:
         x = x.reshape(n, c, h, 1, w, 1)
@@ -100,6 +104,7 @@ def upfirdn2d(
 # 2.5 against 3.7) and 52 against 127 ms at batch 16. The FIR pass after a 32 -> 65 px transposed
 # convolution broke even at batch 1 and lost 10 % at batch 16, so 65 px keeps the convolution.
 FIR_MATMUL_MAX_SIDE = 64
+FIR_MATMUL_MAX_SIDE_CHANNELS_LAST = 24  # the same for channels-last activations (see below)
 
 
 @functools.lru_cache(maxsize=64)
@@ -139,8 +144,13 @@ def _separable_fir_matrices(
     if not x.is_contiguous():
         # Channels-last activations (both generators' convolutions make them) would be copied to
         # NCHW and back: there the depthwise convolution won, e.g. 128 channels 33 px 0.47
-        # against 2.7 ms, and faces64-stylemap encode + generate went from 30 to 34 ms.
-        return None
+        # against 2.7 ms, and faces64-stylemap encode + generate went from 30 to 34 ms. In their
+        # own memory order (upfirdn2d's NHWC branch) the matrices win on small sides: 2 cores,
+        # batch 1, forward and backward, 128 channels 17 px 0.78 against 0.93 ms, 9 px 0.49
+        # against 0.64, a 3-channel 4 -> 8 px image 0.35 against 0.66; at 33 px they broke even
+        # and at 65 px lost (3.6 against 2.4 ms).
+        if not x.is_contiguous(memory_format=torch.channels_last) or max(h, w) * up > FIR_MATMUL_MAX_SIDE_CHANNELS_LAST:
+            return None
     if f.requires_grad or f.ndim != 2:
         return None
     # Keyed by the filter's values: callers often build it per call (StyleMapGAN's kernel / 4),
@@ -275,7 +285,11 @@ def conv2d_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.
         # upfirdn2d convolves with f (correlates with its flip); fold the flipped filter.
         kernel = _fold_filter(weight.transpose(0, 1), f.flip([0, 1]), 4.0)
         return F.conv_transpose2d(x, kernel, stride=2, padding=fw - 1 - p0)
-    x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
+    # The transposed convolution copies a transposed weight view to contiguous memory in its
+    # forward and again in its backward pass: with a frozen weight, once (6 copies of 0.2-0.3 ms
+    # per faces64 projector step before).
+    transposed = derived.cached(weight, "transposed", lambda t: t.transpose(0, 1).contiguous())
+    x = F.conv_transpose2d(x, transposed, stride=2)
     return upfirdn2d(x, f, padding=(p0, p1, p0, p1), gain=4)
 
 
