@@ -27,7 +27,6 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
 
 CONFIGS = {
     # The 64 px config named in the issue: 9.3 M parameters.

@@ -38,7 +38,6 @@ import sys
 import time
 from dataclasses import replace
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
 
 import torch
 

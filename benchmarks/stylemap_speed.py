@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
 
 import torch  # noqa: E402
 

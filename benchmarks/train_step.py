@@ -24,7 +24,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI (latentatlas/runtime.py), before torch loads
 
 
 def main() -> None:

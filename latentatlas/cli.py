@@ -1232,9 +1232,8 @@ def demo(
 
 
 def main() -> None:
-    from latentatlas.runtime import keep_freed_cpu_memory, passive_openmp_wait
+    from latentatlas.runtime import keep_freed_cpu_memory
 
-    passive_openmp_wait()  # before any command imports torch
     keep_freed_cpu_memory()
     try:
         app()

@@ -9,14 +9,19 @@ the process, as jemalloc or tcmalloc would (PyTorch's CPU performance guide sugg
 one), removes them and saves 4 to 8 % of CPU time there. The price is that the process keeps its
 peak memory until it exits, which suits a command or a server.
 
-OpenMP threads that wait at the end of a parallel region spin by default. When another process
-holds one of the cores, the spinning thread and the descheduled one stall each other: a faces64
-image at batch 1 with 2 threads took 152 to 194 ms (max 512) beside one busy core, 87 ms with
-passive waiting (1 thread: 83 ms), and 50 to 59 ms either way on an idle machine. NNPACK's
-convolutions (models/winograd.py) run in a thread pool of their own, which spinning OpenMP threads
-slow even on an idle machine: models/ops.py takes NNPACK at small batches only when the policy is
-passive. The CLI asks for passive waiting unless the user set OMP_WAIT_POLICY (the speed
-benchmarks do the same); it must happen before torch loads.
+OpenMP threads that wait at the end of a parallel region spin for a while by default (libgomp),
+then sleep. Until 2026-11-27 the CLI and the benchmarks asked for passive waiting (sleep at once),
+measured then as equal on an idle machine and far better beside a busy core. Measured again on
+the 2-core EPYC these figures come from (2026-11-27, batch 1, medians, alternating processes),
+passive waiting made every parallel region wait for a sleeping thread to wake: the 2-thread
+default against passive took faces64-narrow's image 8-11 against 18-19 ms, faces64-stylemap's
+encode + generate 14-18 against 33-37 ms, a narrow projector step 33-41 against 57-76 ms, the
+bundled faces64 image 21-26 against 24-25 ms (its wider layers wait less); with passive waiting
+2 threads were slower than 1 (16-20 ms for the encode + generate). Beside one busy core the
+order turns: default 45-50 ms, passive 22-23, one thread 17-18. So the entry points leave
+OpenMP's default alone, which suits the idle machine a user works on; on a shared one, set
+OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 yourself (models/ops.py then takes NNPACK at
+small batches, whose own thread pool spinning OpenMP threads slow).
 
 Importing the library changes nothing; only our entry points call these.
 """
@@ -24,7 +29,6 @@ Importing the library changes nothing; only our entry points call these.
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,12 +46,6 @@ def keep_freed_cpu_memory() -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
     except (OSError, AttributeError):  # another C library: leave its defaults
         return False
-
-
-def passive_openmp_wait() -> bool:
-    """OMP_WAIT_POLICY=PASSIVE unless set; True when it can still take effect (torch not loaded)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return "torch" not in sys.modules
 
 
 def pick_device(device: str) -> str:

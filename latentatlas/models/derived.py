@@ -32,5 +32,9 @@ def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.T
         except AttributeError:  # a tensor that takes no attributes: no cache
             return fn(weight)
     if name not in store:
-        store[name] = fn(weight.detach())
+        # Made outside inference mode even when called inside it: an inference tensor has no
+        # version counter, so a value derived from this one (a transposed copy of a scaled
+        # weight) could not be cached in turn.
+        with torch.inference_mode(False):
+            store[name] = fn(weight.detach())
     return store[name]

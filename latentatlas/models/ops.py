@@ -41,20 +41,32 @@ def bias_act(
     gain: float | None = None,
     clamp: float | None = None,
 ) -> torch.Tensor:
-    """Add bias (along dim 1), apply activation, multiply by gain, clamp: the official order."""
-    if b is not None:
-        shape = [1] * x.ndim
-        shape[1] = -1
-        x = x + b.to(x.dtype).reshape(shape)
+    """Add bias (along dim 1), apply activation, multiply by gain, clamp: the official function.
+
+    With a leaky ReLU and a positive gain, the gain is applied first (g * lrelu(y) = lrelu(g * y))
+    and bias and gain take one pass, the activation a second one in place: two passes over x
+    instead of three, which at batch 1 on CPU are mostly memory traffic."""
     if act == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
         gain = LRELU_GAIN if gain is None else gain
     elif act == "linear":
         gain = 1.0 if gain is None else gain
     else:
         raise ValueError(f"unsupported activation {act!r}: use 'lrelu' or 'linear'")
-    if gain != 1:
-        x = x * gain
+    shape = [1] * x.ndim
+    shape[1] = -1
+    if act == "lrelu" and gain > 0 and (b is not None or gain != 1):
+        if b is not None:
+            x = torch.add(b.to(x.dtype).reshape(shape) * gain, x, alpha=gain)
+        else:
+            x = x * gain
+        x = F.leaky_relu_(x, LRELU_SLOPE)  # x is this function's own tensor here
+    else:
+        if b is not None:
+            x = x + b.to(x.dtype).reshape(shape)
+        if act == "lrelu":
+            x = F.leaky_relu(x, LRELU_SLOPE)
+        if gain != 1:
+            x = x * gain
     if clamp is not None and clamp >= 0:
         x = x.clamp(-clamp, clamp)
     return x
@@ -207,9 +219,9 @@ NNPACK_SPINNING_MIN_BATCH = 8
 def _nnpack_pays(x: torch.Tensor) -> bool:
     """NNPACK runs its own thread pool beside PyTorch's OpenMP threads, which by default spin for
     a while after each operator: between operators at batch 1 the two fight for the cores.
-    With OMP_WAIT_POLICY=PASSIVE (runtime.passive_openmp_wait, set by the CLI, the web app and
-    the benchmarks) NNPACK won at every batch size; with spinning threads it lost 10 % at
-    batch 1 (64 px config: 117-122 against 105-110 ms), broke even at 2 and 4, and won from 16."""
+    With OMP_WAIT_POLICY=PASSIVE (a user's choice for a shared machine: latentatlas/runtime.py)
+    NNPACK won at every batch size; with spinning threads it lost 10 % at batch 1 (64 px
+    config: 117-122 against 105-110 ms), broke even at 2 and 4, and won from 16."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
     return (passive or x.shape[0] >= NNPACK_SPINNING_MIN_BATCH) and winograd.nnpack_available()
 
