@@ -71,6 +71,15 @@ def test_fir_and_weight_caches_work_on_inference_mode_tensors(tiny_generator):
         img = tiny_generator.synthesis(ws, noise_mode="const")
     with torch.inference_mode():
         assert torch.equal(tiny_generator.synthesis(ws, noise_mode="const"), img)
+    # What inference mode cached (FIR matrices, derived weights) serves a gradient pass after it,
+    # as when the web app generates and then projects in one process.
+    ops._fir_matrix.cache_clear()
+    tiny_generator.requires_grad_(False)
+    with torch.inference_mode():
+        tiny_generator.synthesis(ws, noise_mode="const")
+    w = ws.detach().clone().requires_grad_(True)
+    tiny_generator.synthesis(w, noise_mode="const").square().sum().backward()
+    assert w.grad is not None and torch.isfinite(w.grad).all()
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

@@ -135,6 +135,12 @@ def _separable_taps(shape: tuple[int, ...], values: tuple[float, ...]) -> tuple[
 def _fir_matrix(taps: tuple[float, ...], size: int, up: int, down: int, pad0: int, pad1: int, gain: float,
                 dtype: torch.dtype) -> torch.Tensor:
     """[out, size]: one axis of upfirdn2d (zero insertion, padding, convolution with taps, decimation)."""
+    with torch.inference_mode(False):  # cached for later calls, which may need gradients
+        return _build_fir_matrix(taps, size, up, down, pad0, pad1, gain, dtype)
+
+
+def _build_fir_matrix(taps: tuple[float, ...], size: int, up: int, down: int, pad0: int, pad1: int, gain: float,
+                      dtype: torch.dtype) -> torch.Tensor:
     k = len(taps)
     out = (size * up + pad0 + pad1 - k) // down + 1
     # Output t reads the up-sampled, padded signal at down*t + j (j < k) through the flipped
