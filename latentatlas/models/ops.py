@@ -219,17 +219,18 @@ WINOGRAD_MIN_SIZE = 16
 NNPACK_MIN_SIZE = 32
 NNPACK_UP_MIN_SIZE = 64
 NNPACK_UP_MIN_CHANNELS = 256
-NNPACK_SPINNING_MIN_BATCH = 8
 
 
 def _nnpack_pays(x: torch.Tensor) -> bool:
     """NNPACK runs its own thread pool beside PyTorch's OpenMP threads, which by default spin for
-    a while after each operator: between operators at batch 1 the two fight for the cores.
-    With OMP_WAIT_POLICY=PASSIVE (a user's choice for a shared machine: latentatlas/runtime.py)
-    NNPACK won at every batch size; with spinning threads it lost 10 % at batch 1 (64 px
-    config: 117-122 against 105-110 ms), broke even at 2 and 4, and won from 16."""
+    a while after each operator: the two fight for the cores. With OMP_WAIT_POLICY=PASSIVE (a
+    user's choice for a shared machine: latentatlas/runtime.py) NNPACK won at every batch size
+    on a 2-core EPYC whose plain convolutions ran at 70 GFLOP/s (2026-11-26). With spinning
+    threads it lost 10 % at batch 1 there and won from batch 16; on a 2-core EPYC at 118 GFLOP/s
+    (2026-11-27) it lost at both, the bundled faces64 at batch 16 33 against 21 ms an image
+    direct, and a batch-1 projector step 80 against 59 ms. So it is taken with passive waiting only."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
-    return (passive or x.shape[0] >= NNPACK_SPINNING_MIN_BATCH) and winograd.nnpack_available()
+    return passive and winograd.nnpack_available()
 
 
 def _conv3x3_method(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int) -> str | None:

@@ -98,7 +98,10 @@ class _FrozenConv3x3(torch.autograd.Function):
     def forward(ctx, x, forward, backward, run, run_backward):  # type: ignore[no-untyped-def, override]
         ctx.save_for_backward(backward)
         ctx.run_backward = run_backward
-        return run(x, forward)
+        out = run(x, forward)
+        # F(4x4, 3x3) on a 4 px layer returns a view of its last product, and the caller scales
+        # the result in place, which autograd forbids on a custom Function's view output.
+        return out if out._base is None else out.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
