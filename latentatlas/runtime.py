@@ -20,8 +20,8 @@ bundled faces64 image 21-26 against 24-25 ms (its wider layers wait less); with 
 2 threads were slower than 1 (16-20 ms for the encode + generate). Beside one busy core the
 order turns: default 45-50 ms, passive 22-23, one thread 17-18. So the entry points leave
 OpenMP's default alone, which suits the idle machine a user works on; on a shared one, set
-OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 yourself (models/ops.py then takes NNPACK at
-small batches, whose own thread pool spinning OpenMP threads slow).
+OMP_WAIT_POLICY=PASSIVE or OMP_NUM_THREADS=1 yourself (models/ops.py takes NNPACK only under
+passive waiting: its own thread pool and spinning OpenMP threads slow each other).
 
 Importing the library changes nothing; only our entry points call these.
 """
