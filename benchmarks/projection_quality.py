@@ -68,7 +68,7 @@ from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.runtime import pick_device  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
-from latentatlas.latent.gaussian import GaussianPrior  # noqa: E402
+from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior  # noqa: E402
 from latentatlas.models.bundled import load_generator  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
 
@@ -116,10 +116,13 @@ def ood_images(n: int, seed: int, kinds: list[str], resolution: int = 64) -> tup
     return torch.stack(out), used
 
 
-def setup(device: torch.device):  # type: ignore[no-untyped-def]
-    generator, info = load_generator("faces64", device)
+def setup(device: torch.device, model: str = "faces64", require_prior: bool = True):  # type: ignore[no-untyped-def]
+    """The model, its info, the bundled factor predictor and the model's Gaussian prior (None
+    for a model file without one, unless `require_prior`, which then says how to fit it)."""
+    generator, info = load_generator(model, device)
     predictor = load_predictor("factors", device)
-    prior = GaussianPrior.from_model_info(info, "faces64")
+    has_prior = PRIOR_PREFIX + "mean" in info.get("extra_tensors", {})
+    prior = GaussianPrior.from_model_info(info, model) if has_prior or require_prior else None
     return generator, info, predictor, prior
 
 

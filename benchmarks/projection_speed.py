@@ -51,9 +51,6 @@ from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance  # noqa: E402
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
-from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior  # noqa: E402
-from latentatlas.models.bundled import load_generator  # noqa: E402
-from latentatlas.training.attributes import load_predictor  # noqa: E402
 from latentatlas.runtime import keep_freed_cpu_memory, pick_device, set_tf32  # noqa: E402
 
 
@@ -94,14 +91,9 @@ def main() -> None:
         generator, dist, images, prior, model, loss = random_256(device, max(batches))
         args.prior = 0.0
     else:
-        if args.model == "faces64":
-            generator, info, predictor, prior = setup(device)
-        else:
-            generator, info = load_generator(args.model, device)
-            predictor = load_predictor("factors", device)
-            prior = GaussianPrior.from_model_info(info, args.model) if PRIOR_PREFIX + "mean" in info.get("extra_tensors", {}) else None
-            if prior is None:
-                args.prior = 0.0
+        generator, info, predictor, prior = setup(device, args.model, require_prior=False)
+        if prior is None:
+            args.prior = 0.0
         dist = factor_feature_distance(predictor.features)
         images, _ = synthfaces.sample(max(batches), seed=IN_DOMAIN_SEED, resolution=generator.img_resolution)
         images = images.to(device)
