@@ -101,3 +101,16 @@ def test_torgb_1x1_modulated_conv_matches_the_official_formula(layout):
     (g_out,) = torch.autograd.grad(out, styles, g)
     (g_ref,) = torch.autograd.grad(ref, styles, g)
     assert (g_out - g_ref).abs().max() < 1e-4 * g_ref.abs().max()
+
+
+def test_derived_values_follow_in_place_changes_of_their_dependencies():
+    weight, other = torch.randn(4, 3), torch.randn(4, 3)
+    both = ops.derived.cached(weight, "sum", lambda w: w + other, depends_on=(other,))
+    assert ops.derived.cached(weight, "sum", lambda w: w + other, depends_on=(other,)) is both  # cached
+    with torch.no_grad():
+        other.mul_(2)  # only the dependency changes
+    assert torch.equal(ops.derived.cached(weight, "sum", lambda w: w + other, depends_on=(other,)), weight + other)
+    # A dependency that needs a gradient is never cached over: the value stays differentiable.
+    trainable = torch.randn(4, 3, requires_grad=True)
+    ops.derived.cached(weight, "grad", lambda w: w * trainable, depends_on=(trainable,)).sum().backward()
+    assert trainable.grad is not None

@@ -14,15 +14,23 @@ that was 50 M numbers (0.19 GiB) beside its 30 M parameters after one image.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 
-def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """fn(weight), computed once per (name, weight version) for a frozen CPU weight."""
-    if weight.device.type != "cpu" or (weight.requires_grad and torch.is_grad_enabled()) or weight.is_inference():
+def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor],
+           depends_on: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
+    """fn(weight), computed once per (name, weight version) for a frozen CPU weight.
+
+    `depends_on`: other frozen tensors fn reads (StyleMapGAN's beta weight beside its gamma
+    weight); their versions join the name, so an in-place change of any of them is seen too."""
+    tensors = (weight, *depends_on)
+    if (weight.device.type != "cpu" or any(t is None or t.is_inference() for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):  # type: ignore[union-attr]
         return fn(weight)  # an inference-mode tensor has no version counter to key the cache by
+    if depends_on:
+        name = f"{name}@" + ",".join(f"{t._version}.{t.data_ptr()}" for t in depends_on)  # type: ignore[union-attr]
     key = (weight._version, weight.data_ptr(), weight.dtype)
     store = getattr(weight, "_latentatlas_derived", None)
     if store is None or store.get("_key") != key:

@@ -132,7 +132,8 @@ class EqualConv2d(nn.Module):
         return F.conv2d(x, self.scaled_weight(x), b, padding=self.kernel_size // 2)
 
 
-def conv_weight(weight: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, name: str) -> torch.Tensor:
+def conv_weight(weight: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, name: str,
+                depends_on: tuple[torch.Tensor | None, ...] = ()) -> torch.Tensor:
     """make(weight) in like's dtype. On CPU it is kept on the frozen weight (models.derived) in
     channels-last layout: oneDNN's convolutions run faster on channels-last tensors, and a
     channels-last weight makes every activation after it channels-last too (faces64-stylemap
@@ -140,7 +141,7 @@ def conv_weight(weight: torch.Tensor, make: Callable[[torch.Tensor], torch.Tenso
     if like.device.type != "cpu" or like.dim() != 4:
         return make(weight).to(like.dtype)
     return derived.cached(weight, f"{name}_{like.dtype}",
-                          lambda w: make(w).to(like.dtype).contiguous(memory_format=torch.channels_last))
+                          lambda w: make(w).to(like.dtype).contiguous(memory_format=torch.channels_last), depends_on)
 
 
 class Blur(nn.Module):
@@ -284,17 +285,13 @@ class ModulatedConv2d(nn.Module):
         if stylemap.shape[-2:] != x.shape[-2:]:
             raise ValueError(f"the layer's stylemap is {list(stylemap.shape[-2:])}, its input {list(x.shape[-2:])}")
         # gamma and beta in one convolution; for frozen weights the concatenation is kept too
-        # (keyed by beta's version, as it lives on gamma's weight): 16 concatenations were 1 ms
+        # (on gamma's weight, with beta's tensors as dependencies): 16 concatenations were 1 ms
         # of a 30 ms faces64-stylemap encode + generate on 2 cores.
         g, b = self.gamma, self.beta
-        others = (b.weight, b.bias, g.bias)
-        if any(t is None or t.is_inference() for t in others):  # no version counter to key by
-            w = torch.cat([g.scaled_weight(x), b.scaled_weight(x)])
-            bias = torch.cat([g.bias, b.bias]).to(x.dtype)  # type: ignore[list-item]
-        else:
-            key = "gamma_beta_" + "_".join(f"{t._version}.{t.data_ptr()}" for t in others)  # type: ignore[union-attr]
-            w = conv_weight(g.weight, lambda gw: torch.cat([gw * g.scale, b.weight * b.scale]), x, key)
-            bias = derived.cached(g.weight, f"{key}_bias_{x.dtype}", lambda _: torch.cat([g.bias, b.bias]).to(x.dtype))  # type: ignore[list-item]
+        deps = (b.weight, b.bias, g.bias)
+        w = conv_weight(g.weight, lambda gw: torch.cat([gw * g.scale, b.weight * b.scale]), x, "gamma_beta", depends_on=deps)
+        bias = derived.cached(g.weight, f"gamma_beta_bias_{x.dtype}", lambda _: torch.cat([g.bias, b.bias]).to(x.dtype),  # type: ignore[list-item]
+                              depends_on=deps)
         gamma, beta = F.conv2d(stylemap.to(x.dtype), w, bias, padding=1).split(self.in_channels, dim=1)
         if self.normalize_mode == "LayerNorm":
             x = F.layer_norm(x, x.shape[1:])
