@@ -32,7 +32,7 @@ pixels when both models are 64 px).
    the projector's reconstructions (its optimised noise maps).
 3. `--config256`: encode + generate of the official 256 px StyleMapGAN config (StyleMapConfig()
    defaults: 8x8x64 stylemap, channel multiplier 2) with random weights, at batch 1 and
-   `--batch`, every variant: speed only.
+   `--batch`, every variant: speed only. `--only-config256` runs this part alone.
 The parts run in the order 1, 3, 2 (the projector, the longest, last), and in 3 every variant at
 batch 1 before any at `--batch`; with `--out F` the JSON so far is rewritten to F after each part
 and each variant of 3, so a run stopped by a time limit keeps what it finished.
@@ -303,6 +303,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--projector-num", type=int, default=None, help="project only the first N targets (default: all)")
     ap.add_argument("--no-projector", action="store_true", help="encoder (and --config256) only")
     ap.add_argument("--config256", action="store_true", help="also time the official 256 px config (random weights)")
+    ap.add_argument("--only-config256", action="store_true",
+                    help="time only the 256 px config (skips the given model's speed and errors; with --no-projector)")
     ap.add_argument("--seed", type=int, default=0, help="projector seed (per chunk: seed + start, as the CLI)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
@@ -324,6 +326,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.projector_num is not None and not 1 <= args.projector_num <= args.num:
         ap.error("--projector-num must lie in 1..--num")
     return args
+
+
+def encoder_block(generator: Generator, encoder: Encoder, predictor, targets: torch.Tensor, truth: torch.Tensor,  # type: ignore[no-untyped-def]
+                  args: argparse.Namespace, device: torch.device, out: dict, checks: list[dict]) -> None:
+    """The given model's encode + generate speed and reconstruction errors, and its CPU target, into out and checks."""
+    res = generator.img_resolution
+    cfg = generator.config
+    log(f"encoder: {out['stylemap_model']['path']} ({res} px), speed on {out['device']}")
+    enc: dict = {"what": "encode + generate, one forward pass each, images on the device, no gradients",
+                 "batch": args.batch, "gflop_per_image": pass_gflop(generator, encoder, targets[:1]),
+                 "speed": encoder_speed(generator, encoder, targets, args, device)}
+    with torch.no_grad():
+        codes = encode(encoder, targets, batch=args.batch)
+        recon = torch.cat([generator(codes[i : i + args.batch]) for i in range(0, args.num, args.batch)])
+    enc["errors"] = summary(errors(recon, targets, truth, predictor))
+    log(f"encoder errors: {json.dumps({k: v for k, v in enc['errors'].items() if k != 'per_image'})}")
+    out["encoder"] = enc
+    b1 = enc["speed"]["fp32"]["batch1_ms_per_image"]["median"]
+    checks.append({
+        "what": f"faces64-stylemap config, encode + generate at batch 1 on 2 CPU threads <= {CPU_TARGET_MS:g} ms",
+        "applies": device.type == "cpu" and torch.get_num_threads() == 2 and cfg == faces64_stylemap_config(),
+        "measured_ms": b1, "met": b1 <= CPU_TARGET_MS,
+    })
 
 
 def emit(out: dict, checks: list[dict], path: str | None, load_start: tuple[float, ...], t_start: float) -> None:
@@ -375,26 +400,12 @@ def main() -> None:
                            "generator_parameters": n_params(generator), "encoder_parameters": n_params(encoder)},
     }
 
-    log(f"encoder: {path} ({res} px), speed on {out['device']}")
-    enc: dict = {"what": "encode + generate, one forward pass each, images on the device, no gradients",
-                 "batch": args.batch, "gflop_per_image": pass_gflop(generator, encoder, targets[:1]),
-                 "speed": encoder_speed(generator, encoder, targets, args, device)}
-    with torch.no_grad():
-        codes = encode(encoder, targets, batch=args.batch)
-        recon = torch.cat([generator(codes[i : i + args.batch]) for i in range(0, args.num, args.batch)])
-    enc["errors"] = summary(errors(recon, targets, truth, predictor))
-    log(f"encoder errors: {json.dumps({k: v for k, v in enc['errors'].items() if k != 'per_image'})}")
-    out["encoder"] = enc
-    b1 = enc["speed"]["fp32"]["batch1_ms_per_image"]["median"]
-    bb = enc["speed"]["fp32"][f"batch{args.batch}"]["ms_per_image"]
-    checks = [{
-        "what": f"faces64-stylemap config, encode + generate at batch 1 on 2 CPU threads <= {CPU_TARGET_MS:g} ms",
-        "applies": device.type == "cpu" and torch.get_num_threads() == 2 and cfg == faces64_stylemap_config(),
-        "measured_ms": b1, "met": b1 <= CPU_TARGET_MS,
-    }]
-    emit(out, checks, args.out, load_start, t_start)
+    checks: list[dict] = []
+    if not args.only_config256:
+        encoder_block(generator, encoder, predictor, targets, truth, args, device, out, checks)
+        emit(out, checks, args.out, load_start, t_start)
 
-    if args.config256:
+    if args.config256 or args.only_config256:
         cfg256 = StyleMapConfig()
         torch.manual_seed(0)
         g256, e256 = Generator(cfg256).eval().requires_grad_(False).to(device), Encoder(cfg256).eval().requires_grad_(False).to(device)
@@ -418,7 +429,10 @@ def main() -> None:
         encoder_speed(g256, e256, imgs256, args, device, out=speed, on_row=row_done)
         del g256, e256, imgs256
 
-    if not args.no_projector:
+    if not args.no_projector and not args.only_config256:
+        enc = out["encoder"]
+        b1 = enc["speed"]["fp32"]["batch1_ms_per_image"]["median"]
+        bb = enc["speed"]["fp32"][f"batch{args.batch}"]["ms_per_image"]
         pnum = args.projector_num or args.num
         g2, g2_info = load_generator(args.stylegan2, device)
         g2_targets = targets[:pnum]

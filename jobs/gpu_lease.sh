@@ -155,25 +155,36 @@ elif [ "$PHASE" = targets ]; then
   # COMPILE=1 issue 2's compiled bf16 generator at batch 32.
   if [ -n "$SMOKE" ]; then EVP="--num 4 --repeats 2 --batch 4 --batch-repeats 1 --warmup 1"; PROJ="--steps 3 --batches 1"
   else EVP="--num 64 --repeats 20"; PROJ="--steps 20 --batches 128"; fi
-  SMV=fp32,tf32,graph-tf32,bf16,graph-bf16; [ "$DEVICE" = cpu ] && SMV=fp32
+  SMV=fp32,graph-bf16,graph-tf32,tf32,bf16; [ "$DEVICE" = cpu ] && SMV=fp32
   # shellcheck disable=SC2086
   step 100 "stylemap 256 px encode + generate" evp_stdout.json \
-    $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --no-projector --config256 \
+    $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --only-config256 \
     --variants "$SMV" --cudnn-benchmark $EVP --out "$WORK/benchmarks/results_${DEV}_stylemap_256.json"
   rm -f "$WORK/evp_stdout.json"
   TF=--tf32; [ "$DEVICE" = cpu ] && TF=
-  # shellcheck disable=SC2086
-  step 45 "projection 256 px, TF32" "benchmarks/results_${DEV}_projection_speed_256_b128.json" \
-    $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF $PROJ
-  # shellcheck disable=SC2086
-  [ "$DEVICE" = cpu ] || step 45 "projection 256 px, bf16" "benchmarks/results_${DEV}_projection_speed_256_bf16.json" \
-    $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF --bf16 $PROJ
+  if [ -n "${PROJECTION-1}" ]; then  # PROJECTION= skips the two (the H200's are in benchmarks/)
+    # shellcheck disable=SC2086
+    step 45 "projection 256 px, TF32" "benchmarks/results_${DEV}_projection_speed_256_b128.json" \
+      $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF $PROJ
+    # shellcheck disable=SC2086
+    [ "$DEVICE" = cpu ] || step 45 "projection 256 px, bf16" "benchmarks/results_${DEV}_projection_speed_256_bf16.json" \
+      $PY benchmarks/projection_speed.py --device "$DEVICE" --config256 $TF --bf16 $PROJ
+  fi
   if [ -n "${TRAINSWEEP:-}" ]; then
     # kimg/min of faces64-narrow's training step by batch, to choose the batch of its next chunk
     # (`train --batch` may change on resume; jobs/faces64_gpu.sh takes BATCH=)
     tb=64,128,256; ts=32; [ -n "$SMOKE" ] && { tb=4,8; ts=1; }
     step 90 "faces64-narrow training step by batch ($tb)" "benchmarks/results_${DEV}_train_step_narrow.json" \
       $PY benchmarks/train_step.py --device "$DEVICE" --batches "$tb" --steps "$ts" --impls fir --channel-base 2048 --d-channel-base 8192
+    # The batch for the next chunk, into $OUT/train_batch.txt: the fastest in kimg/min if it is at
+    # least 1.5 times the smallest's (a batch change also changes R1 gamma and the EMA), else the smallest.
+    $PY - "$WORK/benchmarks/results_${DEV}_train_step_narrow.json" >"$OUT/train_batch.txt" 2>>"$LOG" <<'PICK' || echo "${tb%%,*}" >"$OUT/train_batch.txt"
+import json, sys
+rows = {r["batch"]: r["kimg_per_min"] for r in json.load(open(sys.argv[1]))["results"].values()}
+first, best = min(rows), max(rows, key=rows.__getitem__)
+print(best if rows[best] >= 1.5 * rows[first] else first)
+PICK
+    echo "== training batch for the next chunk: $(cat "$OUT/train_batch.txt")" >>"$LOG"
   fi
   if [ -n "${COMPILE:-}" ]; then
     v=fp32,compile-bf16; [ "$DEVICE" = cpu ] && v=fp32
