@@ -10,7 +10,7 @@ latentatlas/weights/:
 - faces64_warped.safetensors: 10 WarpedGANSpace paths in W named by their main factor, steepest
   first (1000 steps, about 25 minutes on 2 CPU cores; a cut run resumes from its state in runs/).
 --warped-only makes just the warped file, for the bundled faces64 as it is.
---model-only PATH writes the checkpoint's G_ema as a model file at PATH and nothing else (no
+--model-only PATH writes the checkpoint's G_ema (with --weights G the raw generator) as a model file at PATH and nothing else (no
 prior, no directions, the package untouched): to measure a run before deciding to bundle it,
 e.g. `latentatlas evaluate PATH --num 10000 --ppl-samples 10000 --device cpu`.
 Run after a GPU chunk (half an hour on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
@@ -46,7 +46,11 @@ def main() -> None:
     ap.add_argument("--run", default="runs/faces64-narrow", help="training run folder (its portable/ checkpoint is read)")
     ap.add_argument("--warped-only", action="store_true", help="only the warped paths file, for the bundled faces64")
     ap.add_argument("--model-only", metavar="PATH", help="only write the checkpoint's G_ema as a model file here (fp16)")
+    ap.add_argument("--weights", choices=("G_ema", "G"), default="G_ema",
+                    help="with --model-only: which generator; G, the raw one, tells whether the EMA narrows the samples")
     args = ap.parse_args()
+    if args.weights != "G_ema" and not args.model_only:
+        raise SystemExit("--weights G: only with --model-only (the bundled model is always G_ema)")
     if args.warped_only:
         from latentatlas.models.bundled import load_generator
 
@@ -59,13 +63,14 @@ def main() -> None:
         meta = f.metadata()
     cfg = TrainConfig(**json.loads(meta["config"]))
     generator = Generator(cfg.generator_config())
-    generator.load_state_dict(load_file(str(portable / "G_ema.safetensors")))
+    generator.load_state_dict(load_file(str(portable / f"{args.weights}.safetensors")))
     kimg = int(meta["nimg"]) / 1000
     generator = generator.eval().requires_grad_(False)
     training = {"trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg, "train_config": json.loads(meta["config"])}
     if args.model_only:
-        save_model(args.model_only, generator, dtype=torch.float16, metadata={"name": Path(args.run).name, **training})
-        print(f"{args.run}: {kimg} kimg -> {args.model_only}")
+        save_model(args.model_only, generator, dtype=torch.float16,
+                   metadata={"name": Path(args.run).name, "weights": args.weights, **training})
+        print(f"{args.run}: {args.weights} at {kimg} kimg -> {args.model_only}")
         return
     # The prior is fitted on the fp16-rounded weights that users will load.
     generator.load_state_dict({k: v.half().float() for k, v in generator.state_dict().items()})

@@ -26,7 +26,7 @@ PRED_BATCH=${PRED_BATCH:-256}
 RUN=${RUN:-runs/faces64-narrow}
 CHANNEL_BASE=${CHANNEL_BASE:-2048}
 CHANNEL_MAX=${CHANNEL_MAX:-128}
-BATCH=${BATCH:-64}               # images per step; a resumed run may change it (see gpu_lease.sh TRAINSWEEP)
+BATCH=${BATCH:-128}              # images per step (60 kimg/min against 36 at 64 on the H200); a resumed run may change it
 # The critic stays as wide as faces64's (128 channels everywhere); empty for runs/faces64 (its
 # config has no such setting, so resuming it with one is refused).
 D_CHANNEL_BASE=${D_CHANNEL_BASE-8192}

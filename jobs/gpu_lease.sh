@@ -38,17 +38,24 @@
 # Usage (device tool):  PHASE=train BUDGET=540 bash jobs/gpu_lease.sh
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
 # PHASE=targets (BUDGET about 170 s; 300 with COMPILE=1 TRAINSWEEP=1): only what the open issues'
-#   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below).
+#   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below),
+#   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (three runs of
+#   benchmarks/profile_pass.py, about a minute each at most).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (487 s; 527 s held with the machine's start), then, at once on the still warm machine (its ignored
 # runs/faces64-narrow/state.pt is still there, so training resumes from it):
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=310 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # and the machine given back with 105 s left: 344.8 kimg of the narrower faces64.
-# The next lease, the same way: PHASE=targets BUDGET=300 COMPILE=1 TRAINSWEEP=1 first (issue 6's
-# 256 px batch 1 now comes before any batch 64; the training step timed at batch 64, 128 and 256),
-# then as much faces64-narrow training as the rest allows, at the batch the sweep found fastest in
-# kimg/min if it is at least 1.5 times batch 64's (BATCH=128 or 256 bash jobs/faces64_gpu.sh).
+# The third lease that day (`benchmarks/results_h200_lease_2026-11-27c_log.txt`), one call of
+#     PHASE=targets BUDGET=300 COMPILE=1 TRAINSWEEP=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
+#     B=$(cat $OUT/train_batch.txt); rm $OUT/train_batch.txt; BUDGET=$((582 - SECONDS)) BATCH=$B BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+# (523 s; the sweep's batch 256 was cut by its time limit, so batch 64 was kept), then at once
+#     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=265 BATCH=128 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+# (208 s), given back with 106 s left: 690.5 kimg (batch 128: 60.3 kimg/min against 35.7 at 64).
+# The next lease: PHASE=targets BUDGET=200 PROFILE=1 PROJECTION= first (where issue 6's 256 px batch
+# 1 spends its time), then as much faces64-narrow training as the rest allows (batch 128 by default;
+# TRAINSWEEP=1 now times 128 and 256 and keeps 256 if it trains at least 1.5 times as fast).
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
@@ -156,6 +163,16 @@ elif [ "$PHASE" = targets ]; then
   if [ -n "$SMOKE" ]; then EVP="--num 4 --repeats 2 --batch 4 --batch-repeats 1 --warmup 1"; PROJ="--steps 3 --batches 1"
   else EVP="--num 64 --repeats 20"; PROJ="--steps 20 --batches 128"; fi
   SMV=fp32,graph-bf16,graph-tf32,tf32,bf16; [ "$DEVICE" = cpu ] && SMV=fp32
+  if [ -n "${PROFILE:-}" ]; then
+    # Where issue 6's 256 px batch 1 spends its 47 ms (bf16): as CUDA runs it (FIR folded into 6x6
+    # transposed kernels), with the FIR as its own pass, and channels-last.
+    m=stylemap256; dt=bf16; [ "$DEVICE" = cpu ] && { m=stylemap64; dt=fp32; }
+    for p in "auto" "fir" "auto --channels-last"; do
+      # shellcheck disable=SC2086
+      step 60 "profile $m batch 1 $dt, resample $p" "benchmarks/results_${DEV}_profile_${m}_$(echo $p | tr -d ' -' | sed 's/channelslast/_cl/').json" \
+        $PY benchmarks/profile_pass.py --model $m --device "$DEVICE" --batch 1 --dtype $dt --cudnn-benchmark --resample $p
+    done
+  fi
   # shellcheck disable=SC2086
   step 100 "stylemap 256 px encode + generate" evp_stdout.json \
     $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --only-config256 \
@@ -173,7 +190,7 @@ elif [ "$PHASE" = targets ]; then
   if [ -n "${TRAINSWEEP:-}" ]; then
     # kimg/min of faces64-narrow's training step by batch, to choose the batch of its next chunk
     # (`train --batch` may change on resume; jobs/faces64_gpu.sh takes BATCH=)
-    tb=64,128,256; ts=32; [ -n "$SMOKE" ] && { tb=4,8; ts=1; }
+    tb=128,256; ts=32; [ -n "$SMOKE" ] && { tb=4,8; ts=1; }
     step 90 "faces64-narrow training step by batch ($tb)" "benchmarks/results_${DEV}_train_step_narrow.json" \
       $PY benchmarks/train_step.py --device "$DEVICE" --batches "$tb" --steps "$ts" --impls fir --channel-base 2048 --d-channel-base 8192
     # The batch for the next chunk, into $OUT/train_batch.txt: the fastest in kimg/min if it is at
