@@ -5,7 +5,8 @@ graph) where the target is 5 ms and batch 64 runs at about 100 TFLOP/s: the time
 other than the convolutions' arithmetic, and only a profile says where. Random weights, no
 gradients; --resample picks how x2 convolutions resample (ops.RESAMPLE_IMPL: the FIR filter as a
 separate pass, or folded into a 6x6 transposed kernel, as CUDA does by default), so the two can
-be compared in one lease; --channels-last converts modules and input.
+be compared in one lease; --layer-norm picks StyleMapGAN's normalisation (F.layer_norm gives
+each image one CUDA thread block); --channels-last converts modules and input.
 
     python benchmarks/profile_pass.py --model stylemap256 --device cuda --batch 1 --dtype bf16 --cudnn-benchmark
     python benchmarks/profile_pass.py --model stylegan2-256 --device cuda --batch 1 --dtype tf32 --resample fir
@@ -21,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from latentatlas.models import ops
+from latentatlas.models import ops, stylemap
 from latentatlas.runtime import set_tf32
 
 MODELS = ("stylemap256", "stylemap64", "stylegan2-256")
@@ -52,6 +53,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dtype", choices=("fp32", "tf32", "bf16"), default="fp32", help="tf32: TF32 matmuls and convolutions; bf16: autocast")
     ap.add_argument("--resample", choices=("auto", "fir", "composite"), default="auto", help="ops.RESAMPLE_IMPL")
+    ap.add_argument("--layer-norm", choices=("auto", "fused", "parallel"), default="auto",
+                    help="StyleMapGAN's LayerNorm (models.stylemap.LAYER_NORM_IMPL; fused = F.layer_norm, as before 2026-11-27)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--cudnn-benchmark", action="store_true")
     ap.add_argument("--warmup", type=int, default=5)
@@ -64,6 +67,7 @@ def main() -> None:
     if args.dtype == "tf32" and device.type != "cuda":
         raise SystemExit("--dtype tf32 needs CUDA")
     ops.RESAMPLE_IMPL = args.resample
+    stylemap.LAYER_NORM_IMPL = args.layer_norm
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     set_tf32(args.dtype == "tf32")
     fn, x, modules = build(args.model, args.batch, device)
@@ -115,7 +119,7 @@ def main() -> None:
         "benchmark": "profile_pass",
         "device": torch.cuda.get_device_name(device) if on_device else f"cpu ({torch.get_num_threads()} threads)",
         "torch": torch.__version__,
-        "settings": {k: getattr(args, k) for k in ("model", "batch", "dtype", "resample", "channels_last", "cudnn_benchmark")},
+        "settings": {k: getattr(args, k) for k in ("model", "batch", "dtype", "resample", "layer_norm", "channels_last", "cudnn_benchmark")},
         "wall_ms_per_pass": {"median": round(statistics.median(walls), 3), "min": round(min(walls), 3), "repeats": args.repeats},
         "profiled_self_ms_per_pass": round(total, 3),
         "time_is": "device (CUDA kernel) time" if on_device else "CPU time",

@@ -39,7 +39,7 @@
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
 # PHASE=targets (BUDGET about 170 s; 300 with COMPILE=1 TRAINSWEEP=1): only what the open issues'
 #   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below),
-#   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (three runs of
+#   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (four runs of
 #   benchmarks/profile_pass.py, about a minute each at most).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
@@ -164,12 +164,14 @@ elif [ "$PHASE" = targets ]; then
   else EVP="--num 64 --repeats 20"; PROJ="--steps 20 --batches 128"; fi
   SMV=fp32,graph-bf16,graph-tf32,tf32,bf16; [ "$DEVICE" = cpu ] && SMV=fp32
   if [ -n "${PROFILE:-}" ]; then
-    # Where issue 6's 256 px batch 1 spends its 47 ms (bf16): as CUDA runs it (FIR folded into 6x6
-    # transposed kernels), with the FIR as its own pass, and channels-last.
+    # Where issue 6's 256 px batch 1 spends its 47 ms (bf16): the library as it is, then with
+    # F.layer_norm as before 2026-11-27 (one thread block per image), the FIR as its own pass
+    # instead of folded into 6x6 transposed kernels, and channels-last.
     m=stylemap256; dt=bf16; [ "$DEVICE" = cpu ] && { m=stylemap64; dt=fp32; }
-    for p in "auto" "fir" "auto --channels-last"; do
+    for p in "auto" "auto --layer-norm fused" "fir" "auto --channels-last"; do
+      name=$(echo "$p" | sed 's/ --layer-norm /_ln_/; s/ --channels-last/_cl/')
       # shellcheck disable=SC2086
-      step 60 "profile $m batch 1 $dt, resample $p" "benchmarks/results_${DEV}_profile_${m}_$(echo $p | tr -d ' -' | sed 's/channelslast/_cl/').json" \
+      step 60 "profile $m batch 1 $dt, resample $p" "benchmarks/results_${DEV}_profile_${m}_$name.json" \
         $PY benchmarks/profile_pass.py --model $m --device "$DEVICE" --batch 1 --dtype $dt --cudnn-benchmark --resample $p
     done
   fi

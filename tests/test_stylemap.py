@@ -64,6 +64,35 @@ def test_inference_mode_gives_the_no_grad_images():
     assert torch.equal(out, ref)
 
 
+def test_parallel_layer_norm_equals_the_fused_one(monkeypatch):
+    """The var_mean form (taken on CUDA at small batches, where F.layer_norm runs one thread
+    block per image) computes the same normalisation, gradient and images."""
+    from latentatlas.models import stylemap
+
+    x = (torch.randn(3, 16, 12, 12) * 3 + 1).requires_grad_(True)
+    fused = torch.nn.functional.layer_norm(x, x.shape[1:])
+    monkeypatch.setattr(stylemap, "LAYER_NORM_IMPL", "auto")
+    assert torch.equal(stylemap.layer_norm_chw(x), fused)  # auto is fused on CPU
+    monkeypatch.setattr(stylemap, "LAYER_NORM_IMPL", "parallel")
+    parallel = stylemap.layer_norm_chw(x)
+    torch.testing.assert_close(parallel, fused, atol=1e-5, rtol=1e-5)
+    w = torch.randn_like(x)
+    (g_fused,) = torch.autograd.grad((fused * w).sum(), x)
+    (g_parallel,) = torch.autograd.grad((parallel * w).sum(), x)
+    torch.testing.assert_close(g_parallel, g_fused, atol=1e-5, rtol=1e-4)
+
+    g, e = randomized(StyleMapConfig(latent_spatial_size=8, **TINY64))
+    img = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        out_parallel = g(e(img))
+        monkeypatch.setattr(stylemap, "LAYER_NORM_IMPL", "fused")
+        out_fused = g(e(img))
+    torch.testing.assert_close(out_parallel, out_fused, atol=1e-4, rtol=0)
+    monkeypatch.setattr(stylemap, "LAYER_NORM_IMPL", "fast")
+    with pytest.raises(ValueError, match="LAYER_NORM_IMPL"):
+        stylemap.layer_norm_chw(x)
+
+
 def test_changing_one_region_of_the_stylemap_changes_mostly_that_region_of_the_image():
     g, _ = randomized(StyleMapConfig(latent_spatial_size=8, **TINY64))
     w = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(1)))
