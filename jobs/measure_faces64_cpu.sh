@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 LA="$PY -m latentatlas.cli"
 MODEL=latentatlas/weights/faces64.safetensors
-STEPS=${STEPS:-"size speed eval projection interpolation clean directions"}
+STEPS=${STEPS:-"speed1000 speed eval projection interpolation clean directions"}
 KIMG=$($PY -c "from latentatlas.models.bundled import load_generator; print(round(load_generator('faces64')[1]['kimg']))")
 CODES=runs/faces64_projection_codes.npz
 mkdir -p runs
@@ -35,7 +35,8 @@ step() {
   echo "   $(( (SECONDS - s) / 60 )) min"
 }
 
-step size benchmarks/results_cpu_faces64_size.json $PY benchmarks/faces64_size.py
+# issue 4's target: a whole 1000-step W+ projection at batch 1 within 60 s
+step speed1000 benchmarks/results_cpu_projection_1000steps_faces64.json $PY benchmarks/projection_speed.py --steps 1000 --batches 1
 step speed benchmarks/results_cpu_projection_speed.json $PY benchmarks/projection_speed.py
 # evaluate prints its table (to the log here) and writes the JSON the README links.
 eval_json() { $LA evaluate faces64 --num 10000 --ppl-samples 10000 --device cpu --json-out runs/faces64_eval.json --force >&2 && cat runs/faces64_eval.json; }
@@ -44,6 +45,9 @@ step projection benchmarks/results_cpu_projection_quality.json \
   $PY benchmarks/projection_quality.py --prior 1e-5 --save-codes "$CODES"
 step interpolation benchmarks/results_cpu_interpolation_smoothness.json \
   $PY benchmarks/interpolation_smoothness.py --codes "$CODES"
+# Random weights of faces64's shape at several widths, the same for any bundled model: only when
+# asked for (STEPS=size), on a quiet machine.
+step size benchmarks/results_cpu_faces64_size.json $PY benchmarks/faces64_size.py
 step clean benchmarks/results_cpu_clean_tradeoff.json $PY benchmarks/clean_tradeoff.py
 step directions benchmarks/results_cpu_directions_table.json \
   $PY benchmarks/directions_table.py --device cpu --seeds 0,1,2 --paths 10 --samples 20000 --supervised-samples 2000 \
