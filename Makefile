@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test,app]'
+	$(BIN)/python -m pip install -q -e '.[test,app,bench]'
 	touch $(STAMP)
 
 # Browser tests need Debian's chromium (Playwright drives it; no browser download).

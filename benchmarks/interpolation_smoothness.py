@@ -90,7 +90,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--codes", default=None, help=".npz from projection_quality.py --save-codes")
     ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--num", type=int, default=3, help="images to project (without --codes)")
+    ap.add_argument("--num", type=int, default=6, help="images to project (without --codes)")
     ap.add_argument("--steps", type=int, default=100, help="projection steps (without --codes)")
     ap.add_argument("--prior", type=float, default=1e-6, help="lambda (without --codes)")
     ap.add_argument("--ood", default=",".join(OOD_KINDS))

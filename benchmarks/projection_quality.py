@@ -4,11 +4,14 @@ What it measures (issue 4). Targets are
 - in-domain: held-out synthfaces renders (seeds from 10_000_000, far from the training seeds of
   faces64, which are below 1e6, and of the predictor, below 13_000), with their true factors;
 - out-of-domain: held-out renders (seeds from 10_500_000) made into something faces64 never
-  saw, one procedural change per image, cycling through `--ood` (default shape,invert,rot90):
+  saw, one change per image, cycling through `--ood` (default shape,photo,invert,photo,rot90,photo):
     shape   a large square (about 45% of the width) with a 4 px black/yellow checkerboard,
             pasted at a random place over the face;
     invert  colours inverted (x -> -x in [-1, 1]: dark background, blue-grey skin);
-    rot90   the face rotated by 90 degrees (lying on its side).
+    rot90   the face rotated by 90 degrees (lying on its side);
+    photo   instead of a render, the next of scikit-image's bundled colour photos (astronaut,
+            a woman in a space suit; coffee, a cup from above; chelsea, a cat), read as
+            `latentatlas project` reads a user's image: centre-cropped and resized.
 Every image is projected with the library's projector (`project`, optimised noise maps as the
 official one) and the loss of `latentatlas project --loss factor`: factor-feature distance of the
 bundled predictor + pixel MSE (weight 1), in W and in W+, with lambda = 0 and with a chosen
@@ -42,8 +45,8 @@ Reported per setting (space, lambda) and domain, mean over images (per image in 
   W and W+ read on one scale); `prior_reference` gives the same for sampled w (and for w_avg,
   where the projector starts).
 
-Defaults are sized for 2 shared CPU cores (3 images per domain, one per out-of-domain kind,
-100 steps; sweep at 50 steps; about 5 to 12 minutes depending on the load);
+Defaults are sized for 2 CPU cores (6 images per domain: out-of-domain the three edits and the
+three photos, 100 steps; sweep at 50 steps; about 5 minutes with the bundled faces64);
 `--num`, `--steps` and `--device cuda` scale it up. `--save-codes F.npz` keeps the
 out-of-domain codes for benchmarks/interpolation_smoothness.py. Prints one JSON object.
 
@@ -59,6 +62,7 @@ import os
 import platform
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -68,6 +72,7 @@ from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.runtime import pick_device  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
+from latentatlas.io.images import read_image  # noqa: E402
 from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior  # noqa: E402
 from latentatlas.models.bundled import load_generator  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
@@ -76,7 +81,8 @@ IN_DOMAIN_SEED = 10_000_000
 OOD_SEED = 10_500_000
 SWEEP_IN_SEED = 10_900_000
 SWEEP_OOD_SEED = 10_950_000
-OOD_KINDS = ("shape", "invert", "rot90")
+OOD_KINDS = ("shape", "photo", "invert", "photo", "rot90", "photo")
+PHOTOS = ("astronaut.png", "coffee.png", "chelsea.png")  # in scikit-image's package data, no download
 GLASSES = synthfaces.FACTOR_NAMES.index("glasses")
 
 
@@ -90,11 +96,21 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def photo(i: int, resolution: int) -> torch.Tensor:
+    """The i-th of PHOTOS (cycled), read by the library's image reader."""
+    try:
+        import skimage.data
+    except ImportError:
+        raise SystemExit("the photo kind needs scikit-image: pip install scikit-image==0.26.0 (make install has it)") from None
+    return read_image(Path(skimage.data.__file__).parent / PHOTOS[i % len(PHOTOS)], resolution)[0]
+
+
 def ood_images(n: int, seed: int, kinds: list[str], resolution: int = 64) -> tuple[torch.Tensor, list[str]]:
-    """n held-out renders, each changed by one procedural edit (kinds cycled): images in [-1, 1]."""
+    """n held-out renders, each changed by one edit or replaced by a photo (kinds cycled): images in [-1, 1]."""
     images, _ = synthfaces.sample(n, seed=seed, resolution=resolution)
     g = torch.Generator().manual_seed(seed + 1)
     out, used = [], []
+    photos = 0
     for i in range(n):
         kind = kinds[i % len(kinds)]
         img = images[i].clone()
@@ -109,8 +125,12 @@ def ood_images(n: int, seed: int, kinds: list[str], resolution: int = 64) -> tup
             img = -img
         elif kind == "rot90":
             img = torch.rot90(img, 1, dims=(1, 2))
+        elif kind == "photo":
+            img = photo(photos, resolution)
+            kind = f"photo:{PHOTOS[photos % len(PHOTOS)].split('.')[0]}"
+            photos += 1
         else:
-            raise SystemExit(f"unknown out-of-domain kind {kind!r}: use {', '.join(OOD_KINDS)}")
+            raise SystemExit(f"unknown out-of-domain kind {kind!r}: use {', '.join(sorted(set(OOD_KINDS)))}")
         out.append(img)
         used.append(kind)
     return torch.stack(out), used
@@ -224,14 +244,14 @@ def sweep(generator, predictor, prior, lambdas: list[float], steps: int, kinds: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--num", type=int, default=3, help="images per domain")
+    ap.add_argument("--num", type=int, default=6, help="images per domain")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--sweep", default="1e-7,1e-6,1e-5", help="lambdas tried (besides 0) to choose one")
     ap.add_argument("--sweep-steps", type=int, default=None, help="steps in the sweep (default: half of --steps)")
     ap.add_argument("--sweep-num", type=int, default=1, help="sweep images per domain")
     ap.add_argument("--max-loss-ratio", type=float, default=1.5)
     ap.add_argument("--prior", type=float, default=None, help="use this lambda, skip the sweep")
-    ap.add_argument("--ood", default=",".join(OOD_KINDS), help="out-of-domain edits, cycled over the images")
+    ap.add_argument("--ood", default=",".join(OOD_KINDS), help="out-of-domain kinds, cycled over the images (photo: the next photo)")
     ap.add_argument("--spaces", default="w,w+")
     ap.add_argument("--whiten-lambdas", default="0,1e-3", help="also project with whitened prior coordinates (`project --whiten`) at these lambdas ('' for none)")
     ap.add_argument("--device", default="auto")
