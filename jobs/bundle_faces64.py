@@ -13,7 +13,7 @@ latentatlas/weights/:
 --model-only PATH writes the checkpoint's G_ema (with --weights G the raw generator) as a model file at PATH and nothing else (no
 prior, no directions, the package untouched): to measure a run before deciding to bundle it,
 e.g. `latentatlas evaluate PATH --num 10000 --ppl-samples 10000 --device cpu`.
-Run after a GPU chunk (half an hour on 2 CPU cores): python jobs/bundle_faces64.py --run runs/faces64-narrow
+Run after a GPU chunk (8 minutes on 2 CPU cores for the 2048 x 128 model): python jobs/bundle_faces64.py --run runs/faces64-narrow
 Bundling another model changes what every faces64 table in the README was measured on: measure them
 again (bash jobs/measure_faces64_cpu.sh).
 """

@@ -11,9 +11,9 @@
 # Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
 # PRED_STEPS=0 the predictor; the checkpoint in $RUN/portable travels with the repo).
 # The widths are the run's (a resumed run keeps them; `train` refuses others): the default,
-# CHANNEL_BASE=2048 into RUN=runs/faces64-narrow, is the narrower faces64 that meets the CPU
+# CHANNEL_BASE=2048 into RUN=runs/faces64-narrow, is the bundled faces64's run (bundled at 690 kimg), which meets the CPU
 # targets (README, "faces64 and how it is measured"); CHANNEL_BASE=8192 D_CHANNEL_BASE= RUN=runs/faces64
-# goes on with the 128-channel model bundled now (restore its checkpoint from git history first:
+# goes on with the earlier, wider faces64 (restore its checkpoint from git history first:
 # README, "Layout").
 # On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
 #   PRED_STEPS=4 PRED_BATCH=8 OUT=/tmp/out bash jobs/faces64_gpu.sh
