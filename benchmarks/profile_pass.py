@@ -71,9 +71,11 @@ def main() -> None:
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     set_tf32(args.dtype == "tf32")
     fn, x, modules = build(args.model, args.batch, device)
-    if args.channels_last:
+    if args.channels_last:  # the 4-D weights and buffers (StyleMapGAN's modulated weight is 5-D)
         for m in modules:
-            m.to(memory_format=torch.channels_last)
+            for t in [*m.parameters(), *m.buffers()]:
+                if t.dim() == 4:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last)
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
 

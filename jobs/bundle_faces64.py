@@ -8,7 +8,8 @@ latentatlas/weights/:
 - faces64_ganspace.safetensors: 10 GANSpace directions named by their main factor;
 - faces64_supervised.safetensors: one InterFaceGAN direction per synthfaces factor;
 - faces64_warped.safetensors: 10 WarpedGANSpace paths in W named by their main factor, steepest
-  first (1000 steps, about 25 minutes on 2 CPU cores; a cut run resumes from its state in runs/).
+  first (1000 steps, about 6 minutes on 2 CPU cores for the 2048 x 128 model; a cut run resumes
+  from its state in runs/).
 --warped-only makes just the warped file, for the bundled faces64 as it is.
 --model-only PATH writes the checkpoint's G_ema (with --weights G the raw generator) as a model file at PATH and nothing else (no
 prior, no directions, the package untouched): to measure a run before deciding to bundle it,

@@ -60,7 +60,11 @@ def _sm_count(device_index: int) -> int:
 
 
 def layer_norm_chw(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """LayerNorm of each image over (C, H, W), no affine parameters (StyleMapGAN's "LayerNorm")."""
+    """LayerNorm of each image over (C, H, W), no affine parameters (StyleMapGAN's "LayerNorm").
+
+    Under autocast the parallel form keeps the input's dtype (bf16 stays bf16; its reductions
+    accumulate in fp32), where F.layer_norm returns fp32.
+    """
     impl = LAYER_NORM_IMPL
     if impl == "auto":
         long_rows = x[0].numel() >= _PARALLEL_LAYER_NORM_MIN_ROW
