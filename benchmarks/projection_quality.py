@@ -50,7 +50,7 @@ three photos, 100 steps; sweep at 50 steps; about 5 minutes with the bundled fac
 `--num`, `--steps` and `--device cuda` scale it up. `--save-codes F.npz` keeps the
 out-of-domain codes for benchmarks/interpolation_smoothness.py. Prints one JSON object.
 
-    python benchmarks/projection_quality.py --save-codes /tmp/codes.npz > benchmarks/results_cpu_projection_quality.json
+    python benchmarks/projection_quality.py --save-codes /tmp/codes.npz --sheet docs/projection_sheet.png > benchmarks/results_cpu_projection_quality.json
     python benchmarks/projection_quality.py --device cuda --num 32 --steps 1000
 """
 
@@ -257,6 +257,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-codes", default=None, help="write the out-of-domain codes per setting to this .npz")
+    ap.add_argument("--sheet", default=None, help="write a PNG: the targets, then one row of reconstructions per setting")
     ap.add_argument("--sweep-only", action="store_true", help="stop after choosing lambda")
     args = ap.parse_args()
 
@@ -296,6 +297,7 @@ def main() -> None:
     out["images"] = {"in_domain_seed": IN_DOMAIN_SEED, "out_of_domain_seed": OOD_SEED, "out_of_domain_kinds": ood_kinds}
     n = args.num
     settings, codes = [], {}
+    sheet_rows = [targets.cpu()]
     whiten_lambdas = [float(x) for x in args.whiten_lambdas.split(",") if x.strip()]
     for space in [s.strip() for s in args.spaces.split(",")]:
         for whiten, lam_s in [(False, 0.0), (False, lam)] + [(True, x) for x in whiten_lambdas]:
@@ -310,6 +312,7 @@ def main() -> None:
                 "per_image": {"in_domain": ind_s, "out_of_domain": ood_s},
             })
             codes[f"{space}_lambda{lam_s:g}{'_whitened' if whiten else ''}"] = res.w[n:].cpu().numpy()
+            sheet_rows.append(res.images.cpu())
             log(json.dumps({k: settings[-1][k] for k in ("space", "lambda", "whitened", "in_domain", "out_of_domain")}))
     out["settings"] = settings
     out["total_seconds"] = time.perf_counter() - t_start
@@ -318,6 +321,12 @@ def main() -> None:
 
         np.savez(args.save_codes, lam=np.array(lam), kinds=np.array(ood_kinds), ood_seed=np.array(OOD_SEED), steps=np.array(args.steps), **codes)
         log(f"codes: {args.save_codes}")
+    if args.sheet:
+        from latentatlas.io.images import make_grid, save_image
+
+        out["sheet"] = {"path": args.sheet, "rows": ["targets"] + [f"{s['space']}, lambda {s['lambda']:g}{', whitened' if s['whitened'] else ''}" for s in settings],
+                        "columns": [f"in-domain {i}" for i in range(n)] + ood_kinds}
+        log(f"sheet: {save_image(args.sheet, make_grid(torch.cat(sheet_rows), cols=2 * n, pad=2))}")
     print(json.dumps(out, indent=1))
 
 
