@@ -39,9 +39,11 @@ def build(name: str, batch: int, device: torch.device) -> tuple[Callable[[torch.
         e = Encoder(cfg).eval().requires_grad_(False).to(device)
         x = torch.rand(batch, 3, cfg.resolution, cfg.resolution, device=device) * 2 - 1
         return (lambda img: g(e(img))), x, [g, e]
+    from generate_throughput import CONFIGS  # config-f at 256 px, as issue 2's figures
+
     from latentatlas.models.stylegan2 import Generator as SG2, GeneratorConfig
 
-    sg = SG2(GeneratorConfig(img_resolution=256, z_dim=512, w_dim=512, channel_base=32768, channel_max=512))
+    sg = SG2(GeneratorConfig(**CONFIGS["256"]))
     sg = sg.eval().requires_grad_(False).to(device)
     return (lambda z: sg(z, noise_mode="const")), torch.randn(batch, 512, device=device), [sg]
 
