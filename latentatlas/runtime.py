@@ -2,7 +2,7 @@
 
 PyTorch takes CPU tensor memory from malloc. glibc serves large blocks with mmap and hands them
 back to the OS when they are freed, so every forward pass of a generator touches fresh pages
-again: 111,000 page faults per 10 faces64 passes at batch 4, 6,465 per projection step, 100,000
+again: 111,000 page faults per 10 passes of the earlier faces64 at batch 4, 6,465 per projection step, 100,000
 per batch of 16 for the 64 px benchmark config (measured with getrusage; at batch 1 faces64 no
 longer frees blocks that large since its weight terms are cached). Keeping freed memory in
 the process, as jemalloc or tcmalloc would (PyTorch's CPU performance guide suggests preloading

@@ -10,12 +10,15 @@ from latentatlas.runtime import keep_freed_cpu_memory
 applied = keep_freed_cpu_memory() if sys.argv[1] == "keep" else None
 torch.set_num_threads(1)
 g, _ = load_generator("faces64")
-z = torch.randn(4, g.z_dim)  # at batch 1 the cached weight terms leave too few large temporaries to show it
+# Batch 64: some of faces64's temporaries pass 32 MiB, the most glibc's dynamic mmap threshold
+# ever rises to on 64-bit, so by default they are mapped and unmapped on every pass. At batch 4
+# that threshold rose above the temporaries on the CI machine (0 faults) but not here (15,000).
+z = torch.randn(64, g.z_dim)
 with torch.no_grad():
-    for _ in range(3):
+    for _ in range(2):
         g(z)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(10):
+    for _ in range(5):
         g(z)
 print(applied, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
@@ -33,5 +36,5 @@ def test_generator_forward_reuses_freed_memory_without_page_faults():
     applied, kept = runs[0][0], min(n for _, n in runs)
     _, default = faults("default")
     assert applied == "True"
-    assert default > 10 * 500  # glibc's default: freed activations come back as fresh pages
+    assert default > 5 * 8192  # glibc's default: at least one fresh 32 MiB block per pass
     assert kept < default / 20
