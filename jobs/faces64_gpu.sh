@@ -27,6 +27,7 @@ RUN=${RUN:-runs/faces64-narrow}
 CHANNEL_BASE=${CHANNEL_BASE:-2048}
 CHANNEL_MAX=${CHANNEL_MAX:-128}
 BATCH=${BATCH:-128}              # images per step (60 kimg/min against 36 at 64 on the H200); a resumed run may change it
+GAMMA=${GAMMA:-}                 # R1 weight; empty: 0.0002 * 64^2 / BATCH (0.0064 at 128). A resumed run may change it
 # The critic stays as wide as faces64's (128 channels everywhere); empty for runs/faces64 (its
 # config has no such setting, so resuming it with one is refused).
 D_CHANNEL_BASE=${D_CHANNEL_BASE-8192}
@@ -52,7 +53,7 @@ fi
 echo "== faces64 training ($(left) s left)" >>"$LOG"
 TRAIN_MIN=$(minutes "$(left) - 75")
 $LA train --out "$RUN" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
-  ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 --max-minutes "$TRAIN_MIN" \
+  ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} ${GAMMA:+--gamma "$GAMMA"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 --max-minutes "$TRAIN_MIN" \
   --device "$DEVICE" 2>"$OUT/train_err.txt" >>"$LOG" || { echo "training failed: $?" >>"$LOG"; tail -30 "$OUT/train_err.txt" >>"$LOG"; }
 tail -c 600 "$OUT/train_err.txt" | tr '\r' '\n' | tail -3 >>"$LOG"
 rm -f "$OUT/train_err.txt"
@@ -63,7 +64,9 @@ if [ -n "$PRED_PID" ]; then
   rm -f "$OUT/predictor.txt"
 fi
 
-cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
+cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"  # train.safetensors carries stats.jsonl too
+echo "== stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
+tail -5 "$RUN/stats.jsonl" >>"$LOG" 2>&1
 last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"
 [ -f runs/factors.safetensors ] && cp runs/factors.safetensors "$OUT/"
 PRED=factors; [ -f runs/factors.safetensors ] && PRED=runs/factors.safetensors

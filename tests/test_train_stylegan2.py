@@ -136,12 +136,47 @@ def test_optimise_clamps_non_finite_gradients_and_ema_blends_parameters():
     assert torch.equal(ema.running_mean, src.running_mean) and int(ema.num_batches_tracked) == 7
 
 
-def test_a_resumed_run_may_change_its_batch(tmp_path):
+def test_a_resumed_run_may_change_its_batch_and_r1_gamma(tmp_path):
     first = train(TrainConfig(total_kimg=0.016, **TINY), tmp_path / "r", progress=False)
     assert first["kimg"] == 0.016
-    resumed = train(TrainConfig(total_kimg=0.048, **{**TINY, "batch": 16}), tmp_path / "r", progress=False)
+    resumed = train(TrainConfig(total_kimg=0.048, **{**TINY, "batch": 16, "r1_gamma": 1.0}), tmp_path / "r", progress=False)
     assert resumed["resumed_from_kimg"] == 0.016 and resumed["finished"] and resumed["kimg"] == 0.048
     state = torch.load(tmp_path / "r" / STATE_FILE, weights_only=True)
     assert state["step"] == 2 + 2 and state["config"]["batch"] == 16  # two steps of 8, then two of 16
+    assert state["config"]["r1_gamma"] == 1.0
     with pytest.raises(UserError, match="other settings"):  # the architecture still may not change
         train(TrainConfig(total_kimg=0.1, **{**TINY, "channel_max": 32}), tmp_path / "r", progress=False)
+
+
+def test_stats_log_keeps_tick_means_and_follows_the_checkpoints(tmp_path, monkeypatch):
+    import math
+    import shutil
+
+    import torch.nn.functional as F
+
+    from latentatlas.training import stats_log
+
+    monkeypatch.setattr(stats_log, "TICK_KIMG", 0.016)  # a tick every two steps of 8
+    train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "a", progress=False)
+    log = tmp_path / "a" / stats_log.LOG_FILE
+    lines = stats_log.read_lines(log)
+    assert [line["kimg"] for line in lines] == [0.016, 0.032, 0.048]
+    for line in lines:
+        assert all(math.isfinite(line[k]) for k in ("G", "D", "D_real", "D_fake", "sec_per_kimg"))
+        # softplus is convex: the mean loss is at least the loss of the mean scores
+        assert line["D"] >= float(F.softplus(torch.tensor(line["D_fake"])) + F.softplus(torch.tensor(-line["D_real"]))) - 1e-6
+    assert "R1" in lines[0] and "R1" not in lines[1]  # lazy R1 ran at step 0 only (every 16 steps)
+    assert "PL" in lines[0] and "PL" not in lines[1] and "PL" in lines[2]  # steps 0 and 4
+
+    # A process killed after its last checkpoint leaves lines past it, the last one cut short.
+    with log.open("a") as f:
+        f.write(json.dumps({"kimg": 0.056, "G": 1.0}) + "\n" + '{"kimg": 0.0')
+    train(TrainConfig(total_kimg=0.064, **TINY), tmp_path / "a", progress=False)
+    resumed = stats_log.read_lines(log)
+    assert [line["kimg"] for line in resumed] == [0.016, 0.032, 0.048, 0.064] and resumed[:3] == lines
+
+    # The portable checkpoint carries the log to another machine, where it goes on.
+    shutil.copytree(tmp_path / "a" / "portable", tmp_path / "b" / "portable")
+    train(TrainConfig(total_kimg=0.080, **TINY), tmp_path / "b", progress=False)
+    travelled = stats_log.read_lines(tmp_path / "b" / stats_log.LOG_FILE)
+    assert travelled[:4] == resumed and [line["kimg"] for line in travelled][4:] == [0.08]

@@ -24,6 +24,7 @@ from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.runtime import set_tf32
+from latentatlas.training import stats_log
 
 # A run folder: the full resumable state (this machine), the portable checkpoint (small
 # safetensors files that travel between machines) and the model file the commands load.
@@ -35,8 +36,11 @@ MODEL_FILE = "model.safetensors"
 # a step at 64 px on a GPU waits on launches more than on arithmetic, so a larger batch may cost
 # little more per step (benchmarks/train_step.py --batches measures it) and a run started small
 # can go on with more images per step. What is derived from the batch (R1 gamma and the EMA
-# half-life when left at their defaults) follows it.
-CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch")
+# half-life when left at their defaults) follows it. The regularisation weights, read afresh at
+# every step, may change too (a critic that pulls away from the generator, seen in stats.jsonl,
+# calls for a larger R1 gamma); the resumed run takes this command's values, defaults included.
+# Not the learning rate: the optimiser's saved state carries its own.
+CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch", "r1_gamma", "pl_weight", "style_mixing")
 
 
 class TrainerBase:
@@ -144,7 +148,8 @@ class TrainerBase:
             extra = {k: v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu() for k, v in self.extra_state().items()}
             save_portable(folder, self.networks(), {k: opt for k, (opt, _) in self.optimizers().items()},
                           {**extra, "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()},
-                          portable_meta(asdict(self.cfg), self.step, self.nimg, self.world))
+                          {**portable_meta(asdict(self.cfg), self.step, self.nimg, self.world),
+                           "stats_log": stats_log.carried_text(self.run_dir)})
         return folder
 
     def load_portable(self, folder: Path) -> None:
@@ -305,10 +310,12 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     bar = tqdm(total=total / 1000, initial=trainer.nimg / 1000, unit="kimg", disable=not progress or trainer.rank != 0,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}")
     stats: dict[str, float] = {}
+    ticks = stats_log.TickLog(trainer.run_dir, trainer.nimg, enabled=trainer.rank == 0)
     stopped_early = False
     while trainer.nimg < total:
         before = trainer.nimg
         stats = trainer.train_step()
+        ticks.add(stats, trainer.nimg)
         bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
         bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
         if trainer.nimg >= next_sample:
@@ -321,6 +328,7 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
             stopped_early = trainer.nimg < total
             break
     bar.close()
+    ticks.flush(trainer.nimg)
     trainer.save()
     trainer.save_portable()
     trainer.write_samples()
@@ -343,12 +351,16 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
         clean_stale_temp_files(run_dir)
     state_path, portable = run_dir / STATE_FILE, run_dir / PORTABLE_DIR
     resumed_from = 0
+    carried_log = None
     if state_path.exists():
         trainer.load(state_path)
         resumed_from = trainer.nimg
     elif (portable / "train.safetensors").exists():
         trainer.load_portable(portable)
         resumed_from = trainer.nimg
+        carried_log = read_portable_meta(portable).get("stats_log")
+    if trainer.rank == 0:
+        stats_log.restore(run_dir, resumed_from, carried_log)
     if trainer.world > 1:
         dist.barrier()
     stats, stopped_early, elapsed = run_loop(trainer, max_minutes, progress)

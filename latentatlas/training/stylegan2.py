@@ -137,9 +137,10 @@ class Trainer(common.TrainerBase):
         with torch.no_grad():
             fake, _ = self._generate(self.batch_gpu)
         real = self.real_batch()
-        loss_d = F.softplus(self.D(fake)).mean() + F.softplus(-self.D(real)).mean()
+        logits_fake, logits_real = self.D(fake), self.D(real)
+        loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
         self._optimise(self.D, self.opt_D, loss_d)
-        stats["D"] = loss_d.item()
+        stats["D"], stats["D_real"], stats["D_fake"] = torch.stack([loss_d, logits_real.mean(), logits_fake.mean()]).tolist()
         # Discriminator: lazy R1 on reals.
         if cfg.gamma > 0 and self.step % cfg.d_reg_interval == 0:
             real = real.detach().requires_grad_(True)

@@ -155,10 +155,12 @@ class StyleMapTrainer(common.TrainerBase):
         with torch.no_grad():
             fake = self.G(self.G.mapping(torch.randn(n, self.G.z_dim, device=self.device)))
             rec = self.G(self.E(real))
-        loss_d = F.softplus(self.D(fake)).mean() + F.softplus(-self.D(real)).mean()
+        logits_fake, logits_real = self.D(fake), self.D(real)
+        loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
         indomain_d = F.softplus(self.D(rec)).mean()
         common.optimise([(self.D, self.opt_D)], loss_d * cfg.lambda_d + indomain_d * cfg.lambda_indomain_d, world)
-        stats["D"], stats["D_rec"] = loss_d.item(), indomain_d.item()
+        stats["D"], stats["D_rec"], stats["D_real"], stats["D_fake"] = torch.stack(
+            [loss_d, indomain_d, logits_real.mean(), logits_fake.mean()]).tolist()
         # 4. Lazy R1.
         if cfg.r1_gamma > 0 and self.step % cfg.d_reg_interval == 0:
             r = real.detach().requires_grad_(True)

@@ -1,0 +1,98 @@
+"""A training run's history: one JSON line per tick in run_dir/stats.jsonl, as NVIDIA's stats.jsonl.
+
+The progress bar shows only the last step's losses, which swing by a factor of ten from one step
+to the next; whether the discriminator is pulling away from the generator (a cause of samples
+that cover too little of the data) shows only in means over many steps. Each line holds the
+kimg at the tick's end, seconds per kimg, and the mean of every value the step reported over
+the tick (PL and R1 over the steps that computed them). With the D_real / D_fake scores (the
+critic's mean logit on reals and fakes) this is what NVIDIA logs as Loss/scores/*.
+
+The log follows the checkpoints: a resumed run first drops the lines past the kimg it resumed
+from (they describe steps that are being trained again), and the portable checkpoint carries
+the log in its metadata, so a run that travels between machines keeps its history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from latentatlas.io.atomic import atomic_path
+
+LOG_FILE = "stats.jsonl"
+TICK_KIMG = 4.0  # NVIDIA's kimg_per_tick
+
+
+def read_lines(path: Path) -> list[dict[str, float]]:
+    """The complete lines of a log; a line cut short by a killed process is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def write_lines(path: Path, lines: list[dict[str, float]]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def restore(run_dir: Path, nimg: int, carried: str | None) -> None:
+    """Make run_dir's log match a checkpoint at `nimg`: keep its lines up to there, or take the
+    text a portable checkpoint carried when this folder has no log."""
+    path = run_dir / LOG_FILE
+    if path.exists():
+        lines = read_lines(path)
+    elif carried:
+        lines = [json.loads(line) for line in carried.splitlines() if line.strip()]
+    else:
+        return
+    write_lines(path, [line for line in lines if line["kimg"] * 1000 <= nimg + 0.5])
+
+
+def carried_text(run_dir: Path) -> str:
+    """The log as text to carry in a portable checkpoint's metadata ('' when there is none)."""
+    path = run_dir / LOG_FILE
+    return path.read_text() if path.exists() else ""
+
+
+class TickLog:
+    """Means of the step statistics, written as one line every TICK_KIMG (and at flush)."""
+
+    def __init__(self, run_dir: Path, nimg: int, enabled: bool = True) -> None:
+        self.path = run_dir / LOG_FILE
+        self.enabled = enabled
+        self.tick_start_nimg = nimg
+        self.next_tick = (int(nimg // (TICK_KIMG * 1000)) + 1) * TICK_KIMG * 1000
+        self.tick_start_time = time.time()
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, stats: dict[str, float], nimg: int) -> None:
+        for k, v in stats.items():
+            self.sums[k] += v
+            self.counts[k] += 1
+        if nimg >= self.next_tick:
+            self.flush(nimg)
+            while self.next_tick <= nimg:
+                self.next_tick += TICK_KIMG * 1000
+
+    def flush(self, nimg: int) -> None:
+        """Write the tick so far (nothing when no step ran since the last line)."""
+        if nimg <= self.tick_start_nimg:
+            return
+        now = time.time()
+        line = {"kimg": nimg / 1000, "sec_per_kimg": round((now - self.tick_start_time) / ((nimg - self.tick_start_nimg) / 1000), 4)}
+        line.update({k: self.sums[k] / self.counts[k] for k in sorted(self.sums)})
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+        self.tick_start_nimg, self.tick_start_time = nimg, now
+        self.sums.clear()
+        self.counts.clear()
