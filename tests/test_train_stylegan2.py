@@ -113,6 +113,14 @@ def test_a_narrow_generator_keeps_a_wide_critic(tmp_path):
     saved = torch.load(tmp_path / "a" / STATE_FILE, weights_only=True)["config"]
     assert saved["d_channel_base"] == 256
 
+    # A run saved before d_channel_base existed has no such key: it resumes when the setting is left unset.
+    from latentatlas.training.common import check_config
+
+    older = {k: v for k, v in saved.items() if k != "d_channel_base"}
+    check_config(older, {**saved, "d_channel_base": None}, 1, 1, tmp_path)
+    with pytest.raises(UserError, match="d_channel_base"):
+        check_config(older, saved, 1, 1, tmp_path)
+
 
 def test_optimise_clamps_non_finite_gradients_and_ema_blends_parameters():
     from latentatlas.training import common

@@ -214,8 +214,9 @@ def ema_update(ema: torch.nn.Module, module: torch.nn.Module, beta: float) -> No
 def check_config(saved_cfg: dict[str, Any], mine_cfg: dict[str, Any], saved_world: int, world: int, source: Path) -> None:
     saved = {k: v for k, v in saved_cfg.items() if k not in CONFIG_KEYS_FREE_ON_RESUME}
     mine = {k: v for k, v in mine_cfg.items() if k not in CONFIG_KEYS_FREE_ON_RESUME}
-    if saved != mine:
-        diff = sorted(k for k in set(mine) | set(saved) if saved.get(k) != mine.get(k))
+    # A setting added since the run was saved is missing from its config: equal when left at None.
+    diff = sorted(k for k in set(mine) | set(saved) if saved.get(k) != mine.get(k))
+    if diff:
         raise UserError(f"{source} was trained with other settings ({', '.join(diff)}): use another --out or the same settings")
     if saved_world != world:
         raise UserError(f"{source} was trained with {saved_world} processes, now {world}: resume with the same count")
