@@ -3,7 +3,8 @@
 #   1. generator throughput benchmark on the quiet GPU (JSON),
 #   2. the factor predictor, trained in the background (weights written even if cut short),
 #   3. a resumable chunk of faces64 StyleGAN2 training (resumes from $RUN/state.pt when a warm
-#      machine still has it, else from $RUN/portable, which travels with the repo), then a quick
+#      machine still has it, else from $RUN/portable, which travels with the repo), then
+#      benchmarks/critic_probe.py (what the critic rewards: seconds on a GPU) and a quick
 #      evaluation if time is left (its PPL is exact only since 2026-11-27: TF32 off).
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
 #   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
@@ -67,6 +68,10 @@ fi
 cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"  # train.safetensors carries stats.jsonl too
 echo "== stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
 tail -5 "$RUN/stats.jsonl" >>"$LOG" 2>&1
+if [ "$(left)" -gt 60 ]; then
+  echo "== critic probe ($(left) s left)" >>"$LOG"
+  timeout 40 $PY benchmarks/critic_probe.py --run "$RUN" --device "$DEVICE" >>"$LOG" 2>&1 || echo "critic probe stopped: $?" >>"$LOG"
+fi
 last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"
 [ -f runs/factors.safetensors ] && cp runs/factors.safetensors "$OUT/"
 PRED=factors; [ -f runs/factors.safetensors ] && PRED=runs/factors.safetensors

@@ -816,7 +816,7 @@ def train(
     z_dim: Annotated[int, typer.Option()] = 256,
     w_dim: Annotated[int, typer.Option()] = 256,
     mapping_layers: Annotated[int, typer.Option()] = 8,
-    gamma: Annotated[float | None, typer.Option(help="R1 weight (default 0.0002 * resolution^2 / batch).")] = None,
+    gamma: Annotated[float | None, typer.Option(help="R1 weight (default 0.0002 * resolution^2 / batch); a resumed run may change it.")] = None,
     lr: Annotated[float, typer.Option()] = 0.0025,
     seed: Annotated[int, typer.Option()] = 0,
     snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
@@ -826,7 +826,9 @@ def train(
 ) -> None:
     """Train a StyleGAN2 generator; run the same command again to resume. Several GPUs: torchrun.
 
-    The defaults are the bundled faces64 config (2.3 M parameters, ~22 ms per image on 2 CPU cores).
+    The defaults are the earlier faces64 config (8192 x 128, 2.3 M parameters); the bundled faces64
+    is --channel-base 2048 --d-channel-base 8192 --batch 128 (jobs/faces64_gpu.sh). OUT/stats.jsonl
+    holds the mean losses and critic scores of every 4 kimg.
 
     Example: latentatlas train --out runs/faces64 --kimg 5000 --batch 64 --max-minutes 8
     Example: torchrun --nproc_per_node 4 -m latentatlas.cli train --out runs/ffhq --data ~/ffhq --resolution 256
