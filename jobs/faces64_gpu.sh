@@ -9,6 +9,10 @@
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
 #   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
 # Then, here: copy $OUT/portable/* to $RUN/portable/, python jobs/bundle_faces64.py --run $RUN, commit both.
+# With GAMMA_B=G (an A/B test of the R1 weight from one checkpoint; use it with BENCH_CONFIGS= and
+# no predictor): log.txt samples.png portable_a.tar.0N portable_b.tar.0N instead of portable/; here:
+#   mkdir -p runs/faces64-narrow-gammaG && cat $OUT/portable_b.tar.* | tar -xf - -C runs/faces64-narrow-gammaG
+# (the same for arm a into a scratch folder), then bundle_faces64.py --model-only on each to compare.
 # Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
 # PRED_STEPS=0 the predictor; the checkpoint in $RUN/portable travels with the repo).
 # The widths are the run's (a resumed run keeps them; `train` refuses others): the default,
@@ -16,8 +20,9 @@
 # targets (README, "faces64 and how it is measured"); CHANNEL_BASE=8192 D_CHANNEL_BASE= RUN=runs/faces64
 # goes on with the earlier, wider faces64 (restore its checkpoint from git history first:
 # README, "Layout").
-# On CPU, for a smoke test: DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 \
-#   PRED_STEPS=4 PRED_BATCH=8 OUT=/tmp/out bash jobs/faces64_gpu.sh
+# On CPU, for a smoke test (RUN elsewhere: the default run's checkpoint is tracked):
+#   DEVICE=cpu BUDGET=90 BENCH_CONFIGS=64 BENCH_VARIANTS=fp32 PRED_STEPS=4 PRED_BATCH=8 \
+#   RUN=/tmp/smoke CHANNEL_BASE=256 CHANNEL_MAX=16 BATCH=8 [GAMMA_B=0.1] OUT=/tmp/out bash jobs/faces64_gpu.sh
 set -u
 BENCH_CONFIGS=${BENCH_CONFIGS-64,256,1024}
 BENCH_BATCHES=${BENCH_BATCHES:-1,16,32}
@@ -29,6 +34,8 @@ CHANNEL_BASE=${CHANNEL_BASE:-2048}
 CHANNEL_MAX=${CHANNEL_MAX:-128}
 BATCH=${BATCH:-128}              # images per step (60 kimg/min against 36 at 64 on the H200); a resumed run may change it
 GAMMA=${GAMMA:-}                 # R1 weight; empty: 0.0002 * 64^2 / BATCH (0.0064 at 128). A resumed run may change it
+GAMMA_B=${GAMMA_B:-}             # an A/B test: a second arm, $RUN resumed with this R1 weight into $RUN-gamma$GAMMA_B,
+                                 # trained beside the first (both launch-bound) for as long; both come back as tar parts
 # The critic stays as wide as faces64's (128 channels everywhere); empty for runs/faces64 (its
 # config has no such setting, so resuming it with one is refused).
 D_CHANNEL_BASE=${D_CHANNEL_BASE-8192}
@@ -51,13 +58,32 @@ PRED_MIN=$(minutes "$(left) - 120")
 PRED_PID=$!
 fi
 
-echo "== faces64 training ($(left) s left)" >>"$LOG"
+# `train_arm FOLDER GAMMA TAG`: a chunk of training into FOLDER (R1 weight GAMMA, empty: the default).
+train_arm() {
+  $LA train --out "$1" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
+    ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} ${2:+--gamma "$2"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 \
+    --max-minutes "$TRAIN_MIN" --device "$DEVICE" 2>"$OUT/train_err_$3.txt" >"$OUT/train_$3.txt" \
+    || { echo "training $3 failed: $?" >>"$OUT/train_$3.txt"; tail -30 "$OUT/train_err_$3.txt" >>"$OUT/train_$3.txt"; }
+  tail -c 600 "$OUT/train_err_$3.txt" | tr '\r' '\n' | tail -3 >>"$OUT/train_$3.txt"
+  rm -f "$OUT/train_err_$3.txt"
+}
+# With GAMMA_B, the B arm starts where $RUN stands (its state.pt on a warm machine, else the
+# portable checkpoint) unless a warm machine still has the B arm's own state from the last call.
+RUN_B=
+if [ -n "$GAMMA_B" ]; then
+  RUN_B="${RUN}-gamma${GAMMA_B}"
+  if [ ! -f "$RUN_B/state.pt" ]; then
+    rm -rf "$RUN_B"; mkdir -p "$RUN_B"; cp -r "$RUN/portable" "$RUN_B/"
+    [ -f "$RUN/state.pt" ] && cp "$RUN/state.pt" "$RUN/stats.jsonl" "$RUN_B/" 2>/dev/null
+  fi
+fi
+echo "== faces64 training ($(left) s left)${RUN_B:+, beside it $RUN_B with R1 gamma $GAMMA_B}" >>"$LOG"
 TRAIN_MIN=$(minutes "$(left) - 75")
-$LA train --out "$RUN" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
-  ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} ${GAMMA:+--gamma "$GAMMA"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 --max-minutes "$TRAIN_MIN" \
-  --device "$DEVICE" 2>"$OUT/train_err.txt" >>"$LOG" || { echo "training failed: $?" >>"$LOG"; tail -30 "$OUT/train_err.txt" >>"$LOG"; }
-tail -c 600 "$OUT/train_err.txt" | tr '\r' '\n' | tail -3 >>"$LOG"
-rm -f "$OUT/train_err.txt"
+PID_B=
+if [ -n "$RUN_B" ]; then train_arm "$RUN_B" "$GAMMA_B" b & PID_B=$!; fi
+train_arm "$RUN" "$GAMMA" a
+[ -n "$PID_B" ] && wait $PID_B
+for arm in a b; do [ -f "$OUT/train_$arm.txt" ] && { cat "$OUT/train_$arm.txt" >>"$LOG"; rm -f "$OUT/train_$arm.txt"; }; done
 if [ -n "$PRED_PID" ]; then
   wait $PRED_PID
   tr '\r' '\n' <"$OUT/predictor.txt" | grep -v '^factor predictor:' | tail -8 >>"$LOG"
@@ -65,17 +91,27 @@ if [ -n "$PRED_PID" ]; then
   rm -f "$OUT/predictor.txt"
 fi
 
-cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"  # train.safetensors carries stats.jsonl too
-echo "== stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
-tail -5 "$RUN/stats.jsonl" >>"$LOG" 2>&1
-if [ "$(left)" -gt 60 ]; then
-  echo "== critic probe ($(left) s left)" >>"$LOG"
-  timeout 40 $PY benchmarks/critic_probe.py --run "$RUN" --device "$DEVICE" >>"$LOG" 2>&1 || echo "critic probe stopped: $?" >>"$LOG"
+# train.safetensors carries stats.jsonl too. Two arms come back as tar files in 15 MB parts
+# (at most 8 files of 16 MiB): cat $OUT/portable_b.tar.* | tar -xf - -C runs/faces64-narrow-gammaG/
+if [ -z "$RUN_B" ]; then
+  cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
+else
+  rmdir "$OUT/portable" 2>/dev/null
+  tar -cf - -C "$RUN" portable | split -b 15M -d - "$OUT/portable_a.tar."
+  tar -cf - -C "$RUN_B" portable | split -b 15M -d - "$OUT/portable_b.tar."
 fi
+for R in "$RUN" $RUN_B; do
+  echo "== $R: stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
+  tail -5 "$R/stats.jsonl" >>"$LOG" 2>&1
+  if [ "$(left)" -gt 60 ]; then
+    echo "== $R: critic probe ($(left) s left)" >>"$LOG"
+    timeout 40 $PY benchmarks/critic_probe.py --run "$R" --device "$DEVICE" >>"$LOG" 2>&1 || echo "critic probe stopped: $?" >>"$LOG"
+  fi
+done
 last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"
 [ -f runs/factors.safetensors ] && cp runs/factors.safetensors "$OUT/"
 PRED=factors; [ -f runs/factors.safetensors ] && PRED=runs/factors.safetensors
-if [ "$(left)" -gt 50 ] && [ -f "$RUN/model.safetensors" ]; then
+if [ -z "$RUN_B" ] && [ "$(left)" -gt 50 ] && [ -f "$RUN/model.safetensors" ]; then  # an A/B test is evaluated here, on 10k
   echo "== evaluate ($(left) s left)" >>"$LOG"
   timeout $(( $(left) - 15 )) $LA evaluate "$RUN/model.safetensors" --predictor "$PRED" \
     --num 5000 --ppl-samples 2000 --device "$DEVICE" >>"$LOG" 2>&1 || echo "evaluate stopped: $?" >>"$LOG"

@@ -53,9 +53,13 @@
 # (523 s; the sweep's batch 256 was cut by its time limit, so batch 64 was kept), then at once
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=265 BATCH=128 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (208 s), given back with 106 s left: 690.5 kimg (batch 128: 60.3 kimg/min against 35.7 at 64).
-# The next lease: PHASE=targets BUDGET=200 PROFILE=1 PROJECTION= first (where issue 6's 256 px batch
-# 1 spends its time), then as much faces64-narrow training as the rest allows (batch 128 by default;
-# TRAINSWEEP=1 now times 128 and 256 and keeps 256 if it trains at least 1.5 times as fast).
+# The next lease, one call:
+#     PHASE=targets BUDGET=200 PROFILE=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
+#     BUDGET=$((575 - SECONDS)) BENCH_CONFIGS= GAMMA_B=0.1 bash jobs/faces64_gpu.sh
+# first where issue 6's 256 px batch 1 spends its time, then an A/B test for issue 3: faces64-narrow
+# resumed twice side by side, with the default R1 weight (0.0064 at batch 128) and with 0.1 (the
+# critic tells every fake from every render: README, "What the critic rewards"); both arms come
+# back (7 files with results.tar and the log) and are evaluated here on 10k samples each.
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
