@@ -833,6 +833,7 @@ def train(
     Example: latentatlas train --out runs/faces64 --kimg 5000 --batch 64 --max-minutes 8
     Example: torchrun --nproc_per_node 4 -m latentatlas.cli train --out runs/ffhq --data ~/ffhq --resolution 256
     """
+    from latentatlas.training.common import finish_distributed
     from latentatlas.training.stylegan2 import TrainConfig, init_distributed
     from latentatlas.training.stylegan2 import train as run_training
 
@@ -845,6 +846,7 @@ def train(
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)
+    finish_distributed()
     typer.echo(json.dumps(result))
 
 
@@ -879,7 +881,7 @@ def train_stylemap(
 
     Example: latentatlas train-stylemap --out runs/faces64-stylemap --kimg 2000 --max-minutes 8
     """
-    from latentatlas.training.common import init_distributed
+    from latentatlas.training.common import finish_distributed, init_distributed
     from latentatlas.training.stylemap import StyleMapTrainConfig
     from latentatlas.training.stylemap import train as run_training
 
@@ -899,6 +901,7 @@ def train_stylemap(
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)
+    finish_distributed()
     typer.echo(json.dumps(result))
 
 

@@ -188,3 +188,28 @@ def test_stats_log_keeps_tick_means_and_follows_the_checkpoints(tmp_path, monkey
     train(TrainConfig(total_kimg=0.080, **TINY), tmp_path / "b", progress=False)
     travelled = stats_log.read_lines(tmp_path / "b" / stats_log.LOG_FILE)
     assert travelled[:4] == resumed and [line["kimg"] for line in travelled][4:] == [0.08]
+
+
+def _agree_on_stop(rank: int, port: int, results) -> None:  # type: ignore[no-untyped-def]
+    import torch.distributed as dist
+
+    from latentatlas.training.common import finish_distributed, out_of_time
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    results[rank] = (out_of_time(rank == 0, 2, torch.device("cpu")), out_of_time(False, 2, torch.device("cpu")))
+    finish_distributed()
+
+
+def test_processes_agree_when_one_runs_out_of_time():
+    """--max-minutes under torchrun: each process's clock passes the limit at its own step; one
+    that stopped alone would leave the other waiting in its next all-reduce."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_agree_on_stop, args=(port, results), nprocs=2, join=True)
+    assert dict(results) == {0: (True, False), 1: (True, False)}

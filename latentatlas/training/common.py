@@ -325,7 +325,7 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
         if trainer.nimg >= next_snapshot:
             trainer.save()
             next_snapshot += snap
-        if max_minutes is not None and time.time() - start > max_minutes * 60:
+        if max_minutes is not None and out_of_time(time.time() - start > max_minutes * 60, trainer.world, trainer.device):
             stopped_early = trainer.nimg < total
             break
     bar.close()
@@ -365,6 +365,8 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
     if trainer.world > 1:
         dist.barrier()
     stats, stopped_early, elapsed = run_loop(trainer, max_minutes, progress)
+    if trainer.world > 1:
+        dist.barrier()  # rank 0's files are complete before any process leaves
     return trainer, {
         "rank": trainer.rank,
         "world": trainer.world,
@@ -376,6 +378,23 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
         "state": str(state_path),
         "last_losses": stats,
     }
+
+
+def out_of_time(mine: bool, world: int, device: torch.device) -> bool:
+    """Whether to stop now, agreed by all processes: each one's clock passes the limit at its own
+    step, and a process that stopped alone would leave the others waiting in their next all-reduce."""
+    if world <= 1:
+        return mine
+    flag = torch.tensor([float(mine)], device=device)
+    dist.all_reduce(flag)  # sum: stop when any process is out of time
+    return bool(flag.item() > 0)
+
+
+def finish_distributed() -> None:
+    """Leave the torchrun process group (a process that exits with it still open can abort in
+    gloo's teardown: 'terminate called without an active exception')."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def init_distributed(device: str) -> str:
