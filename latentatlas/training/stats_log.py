@@ -25,17 +25,19 @@ LOG_FILE = "stats.jsonl"
 TICK_KIMG = 4.0  # NVIDIA's kimg_per_tick
 
 
-def read_lines(path: Path) -> list[dict[str, float]]:
-    """The complete lines of a log; a line cut short by a killed process is skipped."""
-    if not path.exists():
-        return []
+def parse(text: str) -> list[dict[str, float]]:
+    """The complete lines of a log's text; a line cut short by a killed process is skipped."""
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
             continue
     return out
+
+
+def read_lines(path: Path) -> list[dict[str, float]]:
+    return parse(path.read_text()) if path.exists() else []
 
 
 def write_lines(path: Path, lines: list[dict[str, float]]) -> None:
@@ -50,7 +52,7 @@ def restore(run_dir: Path, nimg: int, carried: str | None) -> None:
     if path.exists():
         lines = read_lines(path)
     elif carried:
-        lines = [json.loads(line) for line in carried.splitlines() if line.strip()]
+        lines = parse(carried)
     else:
         return
     write_lines(path, [line for line in lines if line["kimg"] * 1000 <= nimg + 0.5])
