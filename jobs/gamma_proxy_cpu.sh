@@ -32,13 +32,14 @@ done
 $PY - "$ROOT" "$RESULT" default "gamma$GAMMA_B" <<'PYEOF'
 import json, statistics, sys
 from pathlib import Path
+from latentatlas.io.atomic import atomic_path
+from latentatlas.training.stats_log import LOG_FILE, read_lines
 root, result, arms = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 out = {"experiment": "R1 weight A/B at 32 px on CPU (jobs/gamma_proxy_cpu.sh)", "device": "2 CPU cores, one per arm", "arms": {}}
 for name in arms:
     run, ev, probe = (json.loads((root / f"{name}{ext}").read_text()) for ext in (".json", ".eval.json", ".probe.json"))
     ratios = {k: round(v["samples_std"] / v["renders_std"], 3) for k, v in ev["factors"].items()}
-    ticks = [json.loads(l) for l in (root / name / "stats.jsonl").read_text().splitlines()]
-    last = ticks[-5:]
+    last = read_lines(root / name / LOG_FILE)[-5:]
     out["arms"][name] = {
         "r1_gamma": probe["r1_gamma_of_run"], "kimg": run["kimg"], "kimg_per_min": run["kimg_per_min"],
         "factor_fid": round(ev["factor_fid_samples_vs_renders"], 2), "factor_fid_renders_vs_renders": round(ev["factor_fid_renders_vs_renders"], 2),
@@ -47,8 +48,7 @@ for name in arms:
         "renders_blurred_0.8_judged_real": probe["renders_blurred"]["sigma_0.8"]["judged_real"], "r1_penalty": probe["r1"]["penalty_at_run_gamma"],
         "last_ticks_mean": {k: round(statistics.mean(t[k] for t in last if k in t), 3) for k in ("G", "D", "D_real", "D_fake")},
     }
-tmp = Path(result + ".tmp")
-tmp.write_text(json.dumps(out, indent=1) + "\n")
-tmp.replace(result)
+with atomic_path(result) as tmp:
+    tmp.write_text(json.dumps(out, indent=1) + "\n")
 print(json.dumps({k: {x: v[x] for x in ("kimg", "factor_fid", "mean_std_ratio", "critic_accuracy", "factors_under_half")} for k, v in out["arms"].items()}, indent=1))
 PYEOF
