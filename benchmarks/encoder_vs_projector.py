@@ -80,6 +80,7 @@ from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.io.errors import UserError  # noqa: E402
+from latentatlas.models import ops  # noqa: E402
 from latentatlas.models.bundled import load_generator, resolve_model  # noqa: E402
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig, faces64_stylemap_config  # noqa: E402
 from latentatlas.runtime import keep_freed_cpu_memory, pick_device, set_tf32  # noqa: E402
@@ -309,6 +310,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cudnn-benchmark", action="store_true", help="let cuDNN pick its algorithms by timing (off in the library)")
+    ap.add_argument("--resample", choices=ops.RESAMPLE_IMPLS, default="auto",
+                    help="how x2 convolutions resample (ops.RESAMPLE_IMPL; benchmarks/profile_pass.py compares them)")
     ap.add_argument("--out", default=None, help="also write the JSON here, rewritten (atomically) after every part, so a run "
                     "stopped by a time limit keeps the parts it finished")
     args = ap.parse_args(argv)
@@ -374,6 +377,7 @@ def main() -> None:
             raise SystemExit(f"--variants {','.join(bad)}: need CUDA (device {device})")
     if args.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
+    ops.RESAMPLE_IMPL = args.resample
     load_start = os.getloadavg()
     t_start = time.perf_counter()
 
@@ -392,6 +396,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "malloc_keep_freed": malloc_kept,
         "cudnn_benchmark": bool(args.cudnn_benchmark),
+        "resample": args.resample,
         "targets": {"source": "synthfaces", "seed": IN_DOMAIN_SEED, "num": args.num, "predictor": "factors",
                     "predictor_floor_mae": mean(floor), "predictor_floor_mae_per_image": floor},
         "stylemap_model": {"argument": args.stylemap, "path": path, "config": cfg.to_dict(),

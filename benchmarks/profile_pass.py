@@ -3,13 +3,21 @@
 Issue 6's 256 px StyleMapGAN encode + generate at batch 1 took 46.8 ms on an H200 (bf16, CUDA
 graph) where the target is 5 ms and batch 64 runs at about 100 TFLOP/s: the time goes somewhere
 other than the convolutions' arithmetic, and only a profile says where. Random weights, no
-gradients; --resample picks how x2 convolutions resample (ops.RESAMPLE_IMPL: the FIR filter as a
-separate pass, or folded into a 6x6 transposed kernel, as CUDA does by default), so the two can
-be compared in one lease; --layer-norm picks StyleMapGAN's normalisation (F.layer_norm gives
-each image one CUDA thread block); --channels-last converts modules and input.
+gradients. Several settings are timed and profiled in one process (one model, one CUDA context:
+device time is scarce), each given as `resample[+cl][+ln-fused][+nocache]`:
+  - resample: ops.RESAMPLE_IMPL, how x2 convolutions resample: auto (composite on CUDA), fir
+    (the FIR filter as its own depthwise pass), composite (folded into 6x6 transposed or strided
+    kernels), phase (folded, as stride-1 convolutions with pixel_(un)shuffle);
+  - +cl: modules and input in channels-last layout;
+  - +ln-fused: StyleMapGAN's LayerNorm as F.layer_norm (one CUDA thread block per image; the
+    library's choice before 2026-11-27) instead of models.stylemap.LAYER_NORM_IMPL's auto;
+  - +nocache: the weights' derived values (scaled, cast, folded kernels) made on every call, as
+    on CUDA before 2026-11-27 (models.derived.ENABLED).
+With --out F, the JSON so far is rewritten to F after each setting.
 
-    python benchmarks/profile_pass.py --model stylemap256 --device cuda --batch 1 --dtype bf16 --cudnn-benchmark
-    python benchmarks/profile_pass.py --model stylegan2-256 --device cuda --batch 1 --dtype tf32 --resample fir
+    python benchmarks/profile_pass.py --model stylemap256 --device cuda --batch 1 --dtype bf16 --cudnn-benchmark \
+        --settings auto+ln-fused+nocache,auto,phase,fir,phase+cl
+    python benchmarks/profile_pass.py --model stylegan2-256 --device cuda --batch 1 --dtype tf32 --settings fir
 """
 
 from __future__ import annotations
@@ -17,12 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from typing import Callable
 
 import torch
 
-from latentatlas.models import ops, stylemap
+from latentatlas.io.atomic import atomic_path
+from latentatlas.models import derived, ops, stylemap
 from latentatlas.runtime import set_tf32
 
 MODELS = ("stylemap256", "stylemap64", "stylegan2-256")
@@ -48,39 +58,32 @@ def build(name: str, batch: int, device: torch.device) -> tuple[Callable[[torch.
     return (lambda z: sg(z, noise_mode="const")), torch.randn(batch, 512, device=device), [sg]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", choices=MODELS, default="stylemap256")
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--dtype", choices=("fp32", "tf32", "bf16"), default="fp32", help="tf32: TF32 matmuls and convolutions; bf16: autocast")
-    ap.add_argument("--resample", choices=("auto", "fir", "composite"), default="auto", help="ops.RESAMPLE_IMPL")
-    ap.add_argument("--layer-norm", choices=("auto", "fused", "parallel"), default="auto",
-                    help="StyleMapGAN's LayerNorm (models.stylemap.LAYER_NORM_IMPL; fused = F.layer_norm, as before 2026-11-27)")
-    ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--cudnn-benchmark", action="store_true")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=10, help="profiled passes (the table sums them, per pass below)")
-    ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    if args.dtype == "tf32" and device.type != "cuda":
-        raise SystemExit("--dtype tf32 needs CUDA")
-    ops.RESAMPLE_IMPL = args.resample
-    stylemap.LAYER_NORM_IMPL = args.layer_norm
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
-    set_tf32(args.dtype == "tf32")
-    fn, x, modules = build(args.model, args.batch, device)
-    if args.channels_last:  # the 4-D weights and buffers (StyleMapGAN's modulated weight is 5-D)
-        for m in modules:
-            for t in [*m.parameters(), *m.buffers()]:
-                if t.dim() == 4:
-                    t.data = t.data.contiguous(memory_format=torch.channels_last)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
+def parse_setting(text: str) -> dict:
+    """'phase+cl+nocache' -> {"resample": "phase", "channels_last": True, "layer_norm": "auto", "derived_cache": False}."""
+    resample, *flags = text.split("+")
+    if resample not in ops.RESAMPLE_IMPLS:
+        raise SystemExit(f"--settings {text!r}: resample must be one of {', '.join(ops.RESAMPLE_IMPLS)}")
+    unknown = set(flags) - {"cl", "ln-fused", "nocache"}
+    if unknown:
+        raise SystemExit(f"--settings {text!r}: unknown {', '.join(sorted(unknown))} (use +cl, +ln-fused, +nocache)")
+    return {"name": text, "resample": resample, "channels_last": "cl" in flags,
+            "layer_norm": "fused" if "ln-fused" in flags else "auto", "derived_cache": "nocache" not in flags}
 
+
+def set_layout(modules: list[torch.nn.Module], x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """The 4-D weights, buffers and input in channels-last or standard layout (StyleMapGAN's
+    modulated weight is 5-D and stays)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for m in modules:
+        for t in [*m.parameters(), *m.buffers()]:
+            if t.dim() == 4:
+                t.data = t.data.contiguous(memory_format=fmt)
+    return x.contiguous(memory_format=fmt) if x.dim() == 4 else x
+
+
+def profile_setting(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, device: torch.device,
+                    args: argparse.Namespace) -> dict:
+    """Wall ms per pass (after --warmup passes) and the profiler's operators per pass."""
     def one() -> torch.Tensor:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
             return fn(x)
@@ -119,18 +122,62 @@ def main() -> None:
     by_op: dict[str, float] = {}
     for r in rows:
         by_op[r["op"]] = by_op.get(r["op"], 0.0) + r["self_ms_per_pass"]
-    out = {
-        "benchmark": "profile_pass",
-        "device": torch.cuda.get_device_name(device) if on_device else f"cpu ({torch.get_num_threads()} threads)",
-        "torch": torch.__version__,
-        "settings": {k: getattr(args, k) for k in ("model", "batch", "dtype", "resample", "layer_norm", "channels_last", "cudnn_benchmark")},
+    return {
         "wall_ms_per_pass": {"median": round(statistics.median(walls), 3), "min": round(min(walls), 3), "repeats": args.repeats},
         "profiled_self_ms_per_pass": round(total, 3),
-        "time_is": "device (CUDA kernel) time" if on_device else "CPU time",
         "by_op": {k: round(v, 3) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[: args.top]},
         "top": [{**r, "self_ms_per_pass": round(r["self_ms_per_pass"], 3), "share": round(r["self_ms_per_pass"] / total, 3)}
                 for r in rows[: args.top]],
     }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", choices=MODELS, default="stylemap256")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--dtype", choices=("fp32", "tf32", "bf16"), default="fp32", help="tf32: TF32 matmuls and convolutions; bf16: autocast")
+    ap.add_argument("--settings", default="auto", help="comma list of resample[+cl][+ln-fused][+nocache] (see above), run in this order")
+    ap.add_argument("--cudnn-benchmark", action="store_true")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=10, help="timed passes, then as many profiled (the table sums them, per pass below)")
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", help="also write the JSON here, rewritten after each setting")
+    args = ap.parse_args()
+    settings = [parse_setting(t.strip()) for t in args.settings.split(",") if t.strip()]
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if args.dtype == "tf32" and device.type != "cuda":
+        raise SystemExit("--dtype tf32 needs CUDA")
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    set_tf32(args.dtype == "tf32")
+    fn, x, modules = build(args.model, args.batch, device)
+    out = {
+        "benchmark": "profile_pass",
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "torch": torch.__version__,
+        "settings": {k: getattr(args, k) for k in ("model", "batch", "dtype", "cudnn_benchmark")},
+        "time_is": "device (CUDA kernel) time" if device.type == "cuda" else "CPU time",
+        "runs": {},
+    }
+    reference = None
+    for s in settings:
+        ops.RESAMPLE_IMPL = s["resample"]
+        stylemap.LAYER_NORM_IMPL = s["layer_norm"]
+        derived.ENABLED = s["derived_cache"]
+        x = set_layout(modules, x, s["channels_last"])
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+            y = fn(x).float()
+        if reference is None:
+            reference = y
+        run = {**{k: v for k, v in s.items() if k != "name"}, "max_abs_diff_vs_first": float((y - reference).abs().max())}
+        run.update(profile_setting(fn, x, device, args))
+        out["runs"][s["name"]] = run
+        print(f"{s['name']}: {run['wall_ms_per_pass']['median']} ms", file=sys.stderr)
+        if args.out:
+            with atomic_path(args.out) as tmp:
+                tmp.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
 

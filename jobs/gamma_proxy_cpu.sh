@@ -7,12 +7,21 @@
 # images up-sampled to its 64 px) and benchmarks/critic_probe.py, summed up in $RESULT.
 # Resumable: run it again to train MINUTES more (each arm resumes from its state.pt).
 #   MINUTES=50 GAMMA_B=0.1 bash jobs/gamma_proxy_cpu.sh   # 2026-11-27: 140 kimg an arm, README says what it showed
+# SWITCH=1: the second arm is instead the default arm's run copied (once) to default-gammaG and
+# resumed with GAMMA_B, as the GPU A/B test switches faces64's weight late in its training; the
+# default arm goes on beside it as the control.
 set -u
 MINUTES=${MINUTES:-45}
 GAMMA_B=${GAMMA_B:-0.1}
 ROOT=${ROOT:-runs/gamma-proxy-32}
 PY=${PY:-.venv/bin/python}
 RESULT=${RESULT:-benchmarks/results_cpu_gamma_proxy_32px.json}
+SWITCH=${SWITCH:-}
+B_NAME=gamma$GAMMA_B
+if [ -n "$SWITCH" ]; then
+  B_NAME=default-gamma$GAMMA_B
+  [ -d "$ROOT/$B_NAME" ] || cp -r "$ROOT/default" "$ROOT/$B_NAME" || exit 1
+fi
 ARGS=(--resolution 32 --batch 32 --channel-base 1024 --channel-max 64 --z-dim 128 --w-dim 128
       --kimg 100000 --snapshot-kimg 10 --sample-kimg 50 --device cpu)
 mkdir -p "$ROOT"
@@ -22,14 +31,14 @@ arm() {  # arm NAME CORE [--gamma G]
     --max-minutes "$MINUTES" 2>"$ROOT/$name.err" | tail -1 >"$ROOT/$name.json"
 }
 arm default 0 & A=$!
-arm "gamma$GAMMA_B" 1 --gamma "$GAMMA_B" & B=$!
+arm "$B_NAME" 1 --gamma "$GAMMA_B" & B=$!
 wait $A $B
-for name in default "gamma$GAMMA_B"; do
+for name in default "$B_NAME"; do
   $PY -m latentatlas.cli evaluate "$ROOT/$name/model.safetensors" --num 5000 --ppl-samples 500 --device cpu \
     --json-out "$ROOT/$name.eval.json" --force >/dev/null 2>&1 || echo "evaluate $name failed"
   $PY benchmarks/critic_probe.py --run "$ROOT/$name" --num 512 --out "$ROOT/$name.probe.json" >/dev/null 2>&1 || echo "probe $name failed"
 done
-$PY - "$ROOT" "$RESULT" default "gamma$GAMMA_B" <<'PYEOF'
+$PY - "$ROOT" "$RESULT" default "$B_NAME" <<'PYEOF'
 import json, statistics, sys
 from pathlib import Path
 from latentatlas.io.atomic import atomic_path

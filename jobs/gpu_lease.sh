@@ -39,8 +39,8 @@
 #                       PHASE=bench BUDGET=260 bash jobs/gpu_lease.sh
 # PHASE=targets (BUDGET about 170 s; 300 with COMPILE=1 TRAINSWEEP=1): only what the open issues'
 #   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below),
-#   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (four runs of
-#   benchmarks/profile_pass.py, about a minute each at most).
+#   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (seven settings
+#   in one run of benchmarks/profile_pass.py, at most 150 s).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (487 s; 527 s held with the machine's start), then, at once on the still warm machine (its ignored
@@ -167,22 +167,32 @@ elif [ "$PHASE" = targets ]; then
   if [ -n "$SMOKE" ]; then EVP="--num 4 --repeats 2 --batch 4 --batch-repeats 1 --warmup 1"; PROJ="--steps 3 --batches 1"
   else EVP="--num 64 --repeats 20"; PROJ="--steps 20 --batches 128"; fi
   SMV=fp32,graph-bf16,graph-tf32,tf32,bf16; [ "$DEVICE" = cpu ] && SMV=fp32
+  RESAMPLE=auto
   if [ -n "${PROFILE:-}" ]; then
-    # Where issue 6's 256 px batch 1 spends its 47 ms (bf16): the library as it is, then with
-    # F.layer_norm as before 2026-11-27 (one thread block per image), the FIR as its own pass
-    # instead of folded into 6x6 transposed kernels, and channels-last.
+    # Where issue 6's 256 px batch 1 spends its 47 ms (bf16), in one process: as measured then
+    # (F.layer_norm, weights re-derived every call), with the parallel LayerNorm, with the kept
+    # derived weights (the library now), and the resampling forms (phase: stride-1 convolutions
+    # with pixel_(un)shuffle; fir: separate FIR pass), also channels-last. The fastest resampling
+    # form of the library's settings is then used for the encode + generate timing below.
     m=stylemap256; dt=bf16; [ "$DEVICE" = cpu ] && { m=stylemap64; dt=fp32; }
-    for p in "auto" "auto --layer-norm fused" "fir" "auto --channels-last"; do
-      name=$(echo "$p" | sed 's/ --layer-norm /_ln_/; s/ --channels-last/_cl/')
-      # shellcheck disable=SC2086
-      step 60 "profile $m batch 1 $dt, resample $p" "benchmarks/results_${DEV}_profile_${m}_$name.json" \
-        $PY benchmarks/profile_pass.py --model $m --device "$DEVICE" --batch 1 --dtype $dt --cudnn-benchmark --resample $p
-    done
+    prof=benchmarks/results_${DEV}_profile_${m}.json
+    step 150 "profile $m batch 1 $dt" profile_stdout.json \
+      $PY benchmarks/profile_pass.py --model $m --device "$DEVICE" --batch 1 --dtype $dt --cudnn-benchmark --top 15 \
+      --settings auto+ln-fused+nocache,auto+nocache,auto,phase,fir,phase+cl,composite+cl --out "$WORK/$prof"
+    rm -f "$WORK/profile_stdout.json"
+    RESAMPLE=$($PY - "$WORK/$prof" 2>>"$LOG" <<'PICK' || echo auto
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"].values()
+mine = [r for r in runs if r["layer_norm"] == "auto" and r["derived_cache"] and not r["channels_last"]]
+print(min(mine, key=lambda r: r["wall_ms_per_pass"]["median"])["resample"])
+PICK
+)
+    echo "== resampling for the 256 px timing: $RESAMPLE" >>"$LOG"
   fi
   # shellcheck disable=SC2086
   step 100 "stylemap 256 px encode + generate" evp_stdout.json \
     $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --only-config256 \
-    --variants "$SMV" --cudnn-benchmark $EVP --out "$WORK/benchmarks/results_${DEV}_stylemap_256.json"
+    --variants "$SMV" --cudnn-benchmark --resample "$RESAMPLE" $EVP --out "$WORK/benchmarks/results_${DEV}_stylemap_256.json"
   rm -f "$WORK/evp_stdout.json"
   TF=--tf32; [ "$DEVICE" = cpu ] && TF=
   if [ -n "${PROJECTION-1}" ]; then  # PROJECTION= skips the two (the H200's are in benchmarks/)

@@ -114,3 +114,46 @@ def test_derived_values_follow_in_place_changes_of_their_dependencies():
     trainable = torch.randn(4, 3, requires_grad=True)
     ops.derived.cached(weight, "grad", lambda w: w * trainable, depends_on=(trainable,)).sum().backward()
     assert trainable.grad is not None
+
+
+def test_a_dependency_replaced_by_another_tensor_replaces_the_value_instead_of_adding_one():
+    weight = torch.randn(4, 3)
+    for scale in (1.0, 2.0, 3.0):  # a fresh tensor each call, as a filter computed per call would be
+        f = torch.full((3,), scale)
+        assert torch.equal(ops.derived.cached(weight, "scaled", lambda w: w * f, depends_on=(f,)), weight * scale)
+    assert [k for k in weight._latentatlas_derived if k != "_key"] == ["scaled"]
+
+
+@pytest.mark.parametrize("impl", ["composite", "phase"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_every_resampling_implementation_computes_the_official_fir_arrangement(monkeypatch, impl, k):
+    """conv2d_up2 and downsample_conv2d with the filter folded into the weight (a transposed or
+    strided convolution, or the phase form's stride-1 convolution with pixel_(un)shuffle) equal
+    the separate FIR pass, in value and in the gradients of input and weight; a frozen weight's
+    folded kernel is kept and reused."""
+    torch.manual_seed(0)
+    f = ops.setup_filter([1, 3, 3, 1]).double()
+    x = torch.randn(2, 5, 6, 6, dtype=torch.float64, requires_grad=True)
+
+    def run(name: str, fn):  # type: ignore[no-untyped-def]
+        monkeypatch.setattr(ops, "RESAMPLE_IMPL", name)
+        w = torch.randn(7, 5, k, k, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        y = fn(x, w)
+        gx, gw = torch.autograd.grad(y, (x, w), torch.ones_like(y) + y.detach())
+        return y.detach(), gx, gw
+
+    cases = [lambda x, w: ops.downsample_conv2d(x, w, f, padding=k // 2)]
+    if k == 3:  # the up-sampling 3x3 convolution (1x1 up-sampling is the skip's own path)
+        cases.append(lambda x, w: ops.conv2d_up2(x, w, f))
+    for fn in cases:
+        ref, got = run("fir", fn), run(impl, fn)
+        assert ref[0].shape == got[0].shape
+        for a, b in zip(ref, got):
+            torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    frozen = torch.randn(7, 5, 3, 3, dtype=torch.float64)
+    monkeypatch.setattr(ops, "RESAMPLE_IMPL", impl)
+    with torch.no_grad():
+        ops.conv2d_up2(x, frozen, f)
+        kept = dict(frozen._latentatlas_derived)
+        ops.conv2d_up2(x, frozen, f)
+    assert len(kept) == 2 and all(frozen._latentatlas_derived[n] is v for n, v in kept.items())

@@ -2,10 +2,13 @@
 
 Why: at inference and in projection the generator's weights never change, yet every call
 recomputed what depends only on them (the squared-weight sums behind demodulation, a
-channels-last copy for CPU convolutions, Winograd-transformed filters). Caching them on the
-tensor itself ties their lifetime to the weight and needs no registry. Only CPU tensors that
-need no gradient are cached: on GPU these costs are negligible, and tracing tools
-(torch.compile, CUDA graphs) see plain tensor code.
+channels-last copy for CPU convolutions, Winograd-transformed filters, weights with the FIR
+filter folded in). Caching them on the tensor itself ties their lifetime to the weight and
+needs no registry. Only tensors that need no gradient are cached, on any device: a batch-1
+pass of the 256 px StyleMapGAN config on CUDA re-derived all its weights on every call (scaled,
+cast, concatenated, and 20 FIR foldings whose tensors alone come to about 1.6 GB of float32
+read and written). Nothing is cached while torch.compile traces or a CUDA graph is
+captured: those see plain tensor code (a graph captured after a cached call reads the cache).
 
 The price is memory: Winograd filters take 4x the weights of the layers that use them (36
 numbers per 3x3 filter), a channels-last copy 1x; for a 1024 px config-f generator on CPU
@@ -18,31 +21,40 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+# False: derive on every call, as before values were kept on GPU weights (benchmarks compare the two).
+ENABLED = True
+
 
 def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.Tensor],
            depends_on: Sequence[torch.Tensor | None] = ()) -> torch.Tensor:
-    """fn(weight), computed once per (name, weight version) for a frozen CPU weight.
+    """fn(weight), computed once per (name, weight version) for a frozen weight.
 
     `depends_on`: other frozen tensors fn reads (StyleMapGAN's beta weight beside its gamma
-    weight); their versions join the name, so an in-place change of any of them is seen too."""
+    weight, an FIR filter); a change of any of them (in place, or another tensor) replaces the
+    value kept under `name`, so one name holds one value."""
     tensors = (weight, *depends_on)
-    if (weight.device.type != "cpu" or any(t is None or t.is_inference() for t in tensors)
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):  # type: ignore[union-attr]
+    if (not ENABLED or any(t is None or t.is_inference() for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))  # type: ignore[union-attr]
+            or torch.compiler.is_compiling()):
         return fn(weight)  # an inference-mode tensor has no version counter to key the cache by
-    if depends_on:
-        name = f"{name}@" + ",".join(f"{t._version}.{t.data_ptr()}" for t in depends_on)  # type: ignore[union-attr]
+    deps = tuple((t._version, t.data_ptr()) for t in depends_on)  # type: ignore[union-attr]
     key = (weight._version, weight.data_ptr(), weight.dtype)
     store = getattr(weight, "_latentatlas_derived", None)
+    if weight.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        # A value made during capture would be computed only at replay: read, never make.
+        entry = store.get(name) if store is not None and store.get("_key") == key else None
+        return entry[1] if entry is not None and entry[0] == deps else fn(weight)
     if store is None or store.get("_key") != key:
         store = {"_key": key}
         try:
             weight._latentatlas_derived = store  # type: ignore[attr-defined]
         except AttributeError:  # a tensor that takes no attributes: no cache
             return fn(weight)
-    if name not in store:
+    entry = store.get(name)
+    if entry is None or entry[0] != deps:
         # Made outside inference mode even when called inside it: an inference tensor has no
         # version counter, so a value derived from this one (a transposed copy of a scaled
         # weight) could not be cached in turn.
         with torch.inference_mode(False):
-            store[name] = fn(weight.detach())
-    return store[name]
+            entry = store[name] = (deps, fn(weight.detach()))
+    return entry[1]

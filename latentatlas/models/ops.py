@@ -197,8 +197,15 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
 #   "composite": the FIR filter folded into the weight (a 6x6 kernel), one dense stride-2
 #                convolution: 4x the multiply-adds of the convolution but no depthwise pass,
 #                which GPUs run poorly;
+#   "phase":     the folded filter too, as stride-1 convolutions: up-sampling computes the four
+#                output phases of the 6x6 transposed kernel as 4x the output channels of one
+#                3x3 convolution at the input size, then pixel_shuffle; down-sampling
+#                pixel_unshuffles the input into 4x its channels, then one stride-1 3x3
+#                convolution. Composite's multiply-adds, without transposed, strided or
+#                depthwise kernels; 1x1 kernels keep the FIR pass (folding costs them 16x);
 #   "auto":      composite on CUDA, fir elsewhere.
 RESAMPLE_IMPL = "auto"
+RESAMPLE_IMPLS = ("auto", "fir", "composite", "phase")
 
 
 # How a stride-1 3x3 modulated convolution is computed when no weight gradient is needed:
@@ -269,12 +276,67 @@ def _conv3x3_method(x: torch.Tensor, weight: torch.Tensor, up: int, padding: int
     return "f43" if side >= WINOGRAD_MIN_SIZE and weight.shape[1] * side >= WINOGRAD_MIN_WORK else None
 
 
-def _use_composite(x: torch.Tensor) -> bool:
+def _resample_impl(x: torch.Tensor) -> str:
+    """RESAMPLE_IMPL with "auto" resolved for x's device: "fir", "composite" or "phase"."""
     if RESAMPLE_IMPL == "auto":
-        return x.device.type == "cuda"
-    if RESAMPLE_IMPL not in ("fir", "composite"):
-        raise ValueError(f"RESAMPLE_IMPL must be 'auto', 'fir' or 'composite', got {RESAMPLE_IMPL!r}")
-    return RESAMPLE_IMPL == "composite"
+        return "composite" if x.device.type == "cuda" else "fir"
+    if RESAMPLE_IMPL not in RESAMPLE_IMPLS:
+        raise ValueError(f"RESAMPLE_IMPL must be one of {RESAMPLE_IMPLS}, got {RESAMPLE_IMPL!r}")
+    return RESAMPLE_IMPL
+
+
+def _phase_up_offsets(k: int, padding: int) -> tuple[int, int]:
+    """The input row offsets d (lowest, highest) that a stride-2 transposed k-tap kernel with
+    this padding reads for output rows 2m and 2m + 1: row 2m + a takes input row m + d through
+    kernel row a + padding - 2d, wherever that lies in 0..k-1."""
+    return min(-((k - 1 - a - padding) // 2) for a in (0, 1)), max((a + padding) // 2 for a in (0, 1))
+
+
+def _phase_down_offsets(k: int, padding: int) -> tuple[int, int]:
+    """The offsets d (lowest, highest) of the pixel_unshuffled rows that a stride-2 k-tap kernel
+    with this padding reads: kernel row ky reads input row 2(m + d) + a with 2d + a = ky - padding."""
+    return (-padding) // 2, (k - 1 - padding) // 2
+
+
+def _phase_up_weight(kernel: torch.Tensor, padding: int) -> torch.Tensor:
+    """conv_transpose2d(x, kernel [I, O, K, K], stride=2, padding=P) as a stride-1 convolution.
+
+    Each of the four output phases (a, b) is an ordinary correlation of x (_phase_up_offsets).
+    Returns the weight [4 * O, I, T, T], phase (a, b) of output channel o at o * 4 + a * 2 + b
+    (pixel_shuffle's order): pixel_shuffle(conv2d(x padded by -d_lo before and d_hi after,
+    weight), 2) is the transposed convolution, whose output must be exactly 2H (K = 2P + 2).
+    """
+    i_ch, o_ch, k, _ = kernel.shape
+    if k != 2 * padding + 2:
+        raise ValueError(f"a {k}x{k} stride-2 transposed kernel with padding {padding} does not double the size")
+    d_lo, d_hi = _phase_up_offsets(k, padding)
+    t = d_hi - d_lo + 1
+    w = kernel.new_zeros(o_ch, 2, 2, i_ch, t, t)
+    for a in (0, 1):
+        for d in range(d_lo, d_hi + 1):
+            ky = a + padding - 2 * d
+            for b in (0, 1):
+                for e in range(d_lo, d_hi + 1):
+                    kx = b + padding - 2 * e
+                    if 0 <= ky < k and 0 <= kx < k:
+                        w[:, a, b, :, d - d_lo, e - d_lo] = kernel[:, :, ky, kx].t()
+    return w.reshape(4 * o_ch, i_ch, t, t)
+
+
+def _phase_down_weight(kernel: torch.Tensor, padding: int) -> torch.Tensor:
+    """conv2d(x, kernel [O, I, K, K], stride=2, padding=P) as a stride-1 convolution of
+    pixel_unshuffle(x, 2) padded by -d_lo before and d_hi after (_phase_down_offsets): the
+    weight [O, 4 * I, T, T], input phase (a, b) of channel i at i * 4 + a * 2 + b."""
+    o_ch, i_ch, k, _ = kernel.shape
+    d_lo, d_hi = _phase_down_offsets(k, padding)
+    t = d_hi - d_lo + 1
+    w = kernel.new_zeros(o_ch, i_ch, 2, 2, t, t)
+    for ky in range(k):
+        a, d = (ky - padding) % 2, (ky - padding) // 2
+        for kx in range(k):
+            b, e = (kx - padding) % 2, (kx - padding) // 2
+            w[:, :, a, b, d - d_lo, e - d_lo] = kernel[:, :, ky, kx]
+    return w.reshape(o_ch, 4 * i_ch, t, t)
 
 
 def _fold_filter(weight: torch.Tensor, f: torch.Tensor, gain: float) -> torch.Tensor:
@@ -300,10 +362,19 @@ def conv2d_up2(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.
     fw = f.shape[-1]
     p0 = 1 + (fw + 1) // 2 - (kh - 1)
     p1 = 1 + (fw - 2) // 2 - (kh - 2)
-    if _use_composite(x) and p0 == p1:
+    impl = _resample_impl(x)
+    if impl != "fir" and p0 == p1:
         # upfirdn2d convolves with f (correlates with its flip); fold the flipped filter.
-        kernel = _fold_filter(weight.transpose(0, 1), f.flip([0, 1]), 4.0)
-        return F.conv_transpose2d(x, kernel, stride=2, padding=fw - 1 - p0)
+        # Both forms depend on the weight alone: kept for a frozen one (models.derived).
+        pad = fw - 1 - p0
+        if impl == "phase":
+            w = derived.cached(weight, f"phase_up_{pad}", lambda t: _phase_up_weight(
+                _fold_filter(t.transpose(0, 1), f.flip([0, 1]), 4.0), pad), depends_on=(f,))
+            d_lo, d_hi = _phase_up_offsets(kh + fw - 1, pad)
+            return F.pixel_shuffle(F.conv2d(F.pad(x, [-d_lo, d_hi, -d_lo, d_hi]), w), 2)
+        kernel = derived.cached(weight, "composite_up", lambda t: _fold_filter(t.transpose(0, 1), f.flip([0, 1]), 4.0),
+                                depends_on=(f,))
+        return F.conv_transpose2d(x, kernel, stride=2, padding=pad)
     # The transposed convolution copies a transposed weight view to contiguous memory in its
     # forward and again in its backward pass: with a frozen weight, once (6 copies of 0.2-0.3 ms
     # per faces64 projector step before).
@@ -497,10 +568,17 @@ def downsample_conv2d(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor, pa
     fw = f.shape[-1]
     p0 = padding + (fw - 2 + 1) // 2
     p1 = padding + (fw - 2) // 2
-    if _use_composite(x) and p0 == p1:
+    impl = _resample_impl(x)
+    if impl == "phase" and weight.shape[-1] > 1 and p0 == p1 and x.shape[-1] % 2 == 0 and x.shape[-2] % 2 == 0:
+        w = derived.cached(weight, f"phase_down_{p0}", lambda t: _phase_down_weight(_fold_filter(t, f, 1.0), p0),
+                           depends_on=(f,))
+        d_lo, d_hi = _phase_down_offsets(weight.shape[-1] + fw - 1, p0)
+        return F.conv2d(F.pad(F.pixel_unshuffle(x, 2), [-d_lo, d_hi, -d_lo, d_hi]), w)
+    if impl == "composite" and p0 == p1:
         # FIR (a true convolution with f), then a correlation with the weight: one
-        # correlation with each kernel fully correlated with f.
-        return F.conv2d(x, _fold_filter(weight, f, 1.0), stride=2, padding=p0)
+        # correlation with each kernel fully correlated with f (kept for a frozen weight).
+        kernel = derived.cached(weight, "composite_down", lambda t: _fold_filter(t, f, 1.0), depends_on=(f,))
+        return F.conv2d(x, kernel, stride=2, padding=p0)
     if weight.shape[-1] == 1:
         x = upfirdn2d(x, f, down=2, padding=(p0, p1, p0, p1))
         return F.conv2d(x, weight)

@@ -169,12 +169,12 @@ class EqualConv2d(nn.Module):
 
 def conv_weight(weight: torch.Tensor, make: Callable[[torch.Tensor], torch.Tensor], like: torch.Tensor, name: str,
                 depends_on: tuple[torch.Tensor | None, ...] = ()) -> torch.Tensor:
-    """make(weight) in like's dtype. On CPU it is kept on the frozen weight (models.derived) in
+    """make(weight) in like's dtype, kept on a frozen weight (models.derived); on CPU in
     channels-last layout: oneDNN's convolutions run faster on channels-last tensors, and a
     channels-last weight makes every activation after it channels-last too (faces64-stylemap
     encode + generate at batch 1 on 2 cores: 33 -> 29 ms)."""
     if like.device.type != "cpu" or like.dim() != 4:
-        return make(weight).to(like.dtype)
+        return derived.cached(weight, f"{name}_{like.dtype}", lambda w: make(w).to(like.dtype), depends_on)
     return derived.cached(weight, f"{name}_{like.dtype}",
                           lambda w: make(w).to(like.dtype).contiguous(memory_format=torch.channels_last), depends_on)
 
@@ -207,8 +207,8 @@ def _upsample_conv(x: torch.Tensor, weight: torch.Tensor, kernel: torch.Tensor) 
     """Transposed stride-2 convolution (weight transposed, not flipped), then the blur: the official
     up-sampling convolution; `kernel` is the stored blur kernel (already times 4). Output 2H x 2W."""
     k = weight.shape[-1]
-    if k == 3:
-        return conv2d_up2(x, weight, kernel / 4)  # same padding (1, 1); FIR folded on CUDA
+    if k == 3:  # same padding (1, 1); FIR folded on CUDA (ops.RESAMPLE_IMPL)
+        return conv2d_up2(x, weight, derived.cached(kernel, "quarter", lambda t: t / 4))
     p = (kernel.shape[-1] - 2) - (k - 1)
     p0, p1 = (p + 1) // 2 + 1, p // 2 + 1
     x = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2)
