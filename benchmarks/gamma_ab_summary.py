@@ -1,0 +1,73 @@
+"""One JSON for an R1-weight A/B test: per arm, what `latentatlas evaluate` and critic_probe.py said.
+
+Issue 3's faces64 covers some factors too narrowly (std of predicted factors, samples against
+renders, 0.26 for face width) while its critic tells every fake from every render. The A/B
+tests train arms from one checkpoint or seed with different R1 weights (jobs/gamma_proxy_cpu.sh
+at 32 px on CPU, jobs/faces64_gpu.sh GAMMA_B= at 64 px on a GPU); this puts their figures side
+by side. Each ARM is a run folder (its stats.jsonl, or the log its portable checkpoint carries)
+with ARM.eval.json (`latentatlas evaluate --json-out`) and ARM.probe.json (critic_probe.py --out)
+beside it.
+
+    python benchmarks/gamma_ab_summary.py --out benchmarks/results_cpu_gamma_proxy_32px_switch.json \\
+        --experiment "..." --device "2 CPU cores, one per arm" runs/gamma-proxy-32/default runs/gamma-proxy-32/default-gamma0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from latentatlas.io.atomic import atomic_path
+from latentatlas.training import stats_log
+from latentatlas.training.common import read_portable_meta
+
+TAIL_TICKS = 5  # ticks (4 kimg each) averaged for the losses and the speed
+
+
+def ticks(run: Path) -> list[dict[str, float]]:
+    """The run's stats log: its file, else the one its portable checkpoint carries."""
+    lines = stats_log.read_lines(run / stats_log.LOG_FILE)
+    if not lines and (run / "portable").is_dir():
+        lines = stats_log.parse(read_portable_meta(run / "portable").get("stats_log") or "")
+    return lines
+
+
+def arm_summary(run: Path) -> dict:
+    ev = json.loads(run.with_name(run.name + ".eval.json").read_text())
+    probe = json.loads(run.with_name(run.name + ".probe.json").read_text())
+    ratios = {k: round(v["samples_std"] / v["renders_std"], 3) for k, v in ev["factors"].items()}
+    last = ticks(run)[-TAIL_TICKS:]
+    return {
+        "r1_gamma": probe["r1_gamma_of_run"], "kimg": probe["kimg"],
+        "kimg_per_min_last_ticks": round(60 / statistics.mean(t["sec_per_kimg"] for t in last), 3) if last else None,
+        "factor_fid": round(ev["factor_fid_samples_vs_renders"], 2), "factor_fid_renders_vs_renders": round(ev["factor_fid_renders_vs_renders"], 2),
+        "num_images": ev["num_images"], "ppl_w": ev.get("ppl_w_factor_features"),
+        "mean_std_ratio": round(statistics.mean(ratios.values()), 3), "factors_under_half": sorted(k for k, r in ratios.items() if r < 0.5),
+        "std_ratio": ratios, "critic_accuracy": probe["accuracy_renders_vs_fakes_G"],
+        "renders_blurred_0.8_judged_real": probe["renders_blurred"]["sigma_0.8"]["judged_real"], "r1_penalty": probe["r1"]["penalty_at_run_gamma"],
+        "last_ticks_mean": {k: round(statistics.mean(t[k] for t in last if k in t), 3)
+                            for k in ("G", "D", "D_real", "D_fake") if any(k in t for t in last)},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("arms", nargs="+", type=Path, help="run folders, each with ARM.eval.json and ARM.probe.json beside it")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--experiment", default="R1 weight A/B")
+    ap.add_argument("--device", required=True, help="where the arms trained, in words")
+    args = ap.parse_args()
+    missing = [str(p) for a in args.arms for p in (a.with_name(a.name + ".eval.json"), a.with_name(a.name + ".probe.json")) if not p.exists()]
+    if missing:
+        raise SystemExit(f"missing: {', '.join(missing)} (run `latentatlas evaluate --json-out` and critic_probe.py --out first)")
+    out = {"experiment": args.experiment, "device": args.device, "arms": {a.name: arm_summary(a) for a in args.arms}}
+    with atomic_path(args.out) as tmp:
+        tmp.write_text(json.dumps(out, indent=1) + "\n")
+    keys = ("kimg", "factor_fid", "mean_std_ratio", "critic_accuracy", "factors_under_half")
+    print(json.dumps({k: {x: v[x] for x in keys} for k, v in out["arms"].items()}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
