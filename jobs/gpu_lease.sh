@@ -54,12 +54,13 @@
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=265 BATCH=128 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (208 s), given back with 106 s left: 690.5 kimg (batch 128: 60.3 kimg/min against 35.7 at 64).
 # The next lease, one call:
-#     PHASE=targets BUDGET=200 PROFILE=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
+#     PHASE=targets BUDGET=240 PROFILE=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
 #     BUDGET=$((575 - SECONDS)) BENCH_CONFIGS= GAMMA_B=0.1 bash jobs/faces64_gpu.sh
 # first where issue 6's 256 px batch 1 spends its time, then an A/B test for issue 3: faces64-narrow
 # resumed twice side by side, with the default R1 weight (0.0064 at batch 128) and with 0.1 (the
 # critic tells every fake from every render: README, "What the critic rewards"); both arms come
-# back (7 files with results.tar and the log) and are evaluated here on 10k samples each.
+# back (7 files with results.tar and the log) and are evaluated here on 10k samples each
+# (`FILES=<files_at> DEV=h100 bash jobs/after_gamma_ab.sh`, about 25 minutes on 2 cores).
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
@@ -166,7 +167,10 @@ elif [ "$PHASE" = targets ]; then
   # COMPILE=1 issue 2's compiled bf16 generator at batch 32.
   if [ -n "$SMOKE" ]; then EVP="--num 4 --repeats 2 --batch 4 --batch-repeats 1 --warmup 1"; PROJ="--steps 3 --batches 1"
   else EVP="--num 64 --repeats 20"; PROJ="--steps 20 --batches 128"; fi
-  SMV=fp32,graph-bf16,graph-tf32,tf32,bf16; [ "$DEVICE" = cpu ] && SMV=fp32
+  SMV=fp32,graph-bf16,graph-tf32,tf32,bf16
+  # after the profile (its settings' bf16 walls are the eager figures): fp32 as the reference, the best graph
+  [ -n "${PROFILE:-}" ] && SMV=fp32,graph-bf16
+  [ "$DEVICE" = cpu ] && SMV=fp32
   RESAMPLE=auto
   if [ -n "${PROFILE:-}" ]; then
     # Where issue 6's 256 px batch 1 spends its 47 ms (bf16), in one process: as measured then
