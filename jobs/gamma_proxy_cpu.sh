@@ -4,7 +4,9 @@
 # side by side on one core each, with the default R1 weight (0.0002 * 32^2 / 32 = 0.0064, the
 # same as faces64's at batch 128) and with GAMMA_B, for MINUTES each; then for each the factor
 # statistics of 5k samples against 5k renders (`latentatlas evaluate`, the predictor reading
-# images up-sampled to its 64 px) and benchmarks/critic_probe.py, summed up in $RESULT.
+# images up-sampled to its 64 px) and benchmarks/critic_probe.py, summed up in $RESULT by
+# benchmarks/gamma_ab_summary.py, with the means of the last factor monitor lines (every 10 kimg,
+# 1000 samples: training/factor_monitor.py; since 2026-11-27's SWITCH run).
 # Resumable: run it again to train MINUTES more (each arm resumes from its state.pt).
 #   MINUTES=50 GAMMA_B=0.1 bash jobs/gamma_proxy_cpu.sh   # 2026-11-27: 140 kimg an arm, README says what it showed
 # SWITCH=1: the second arm is instead the default arm's run copied (once) to default-gammaG and
@@ -23,7 +25,7 @@ if [ -n "$SWITCH" ]; then
   [ -d "$ROOT/$B_NAME" ] || cp -r "$ROOT/default" "$ROOT/$B_NAME" || exit 1
 fi
 ARGS=(--resolution 32 --batch 32 --channel-base 1024 --channel-max 64 --z-dim 128 --w-dim 128
-      --kimg 100000 --snapshot-kimg 10 --sample-kimg 50 --device cpu)
+      --kimg 100000 --snapshot-kimg 10 --sample-kimg 50 --metrics-kimg 10 --metrics-num 1000 --device cpu)
 mkdir -p "$ROOT"
 arm() {  # arm NAME CORE [--gamma G]
   local name=$1 core=$2; shift 2
@@ -38,26 +40,5 @@ for name in default "$B_NAME"; do
     --json-out "$ROOT/$name.eval.json" --force >/dev/null 2>&1 || echo "evaluate $name failed"
   $PY benchmarks/critic_probe.py --run "$ROOT/$name" --num 512 --out "$ROOT/$name.probe.json" >/dev/null 2>&1 || echo "probe $name failed"
 done
-$PY - "$ROOT" "$RESULT" default "$B_NAME" <<'PYEOF'
-import json, statistics, sys
-from pathlib import Path
-from latentatlas.io.atomic import atomic_path
-from latentatlas.training.stats_log import LOG_FILE, read_lines
-root, result, arms = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-out = {"experiment": "R1 weight A/B at 32 px on CPU (jobs/gamma_proxy_cpu.sh)", "device": "2 CPU cores, one per arm", "arms": {}}
-for name in arms:
-    run, ev, probe = (json.loads((root / f"{name}{ext}").read_text()) for ext in (".json", ".eval.json", ".probe.json"))
-    ratios = {k: round(v["samples_std"] / v["renders_std"], 3) for k, v in ev["factors"].items()}
-    last = read_lines(root / name / LOG_FILE)[-5:]
-    out["arms"][name] = {
-        "r1_gamma": probe["r1_gamma_of_run"], "kimg": run["kimg"], "kimg_per_min": run["kimg_per_min"],
-        "factor_fid": round(ev["factor_fid_samples_vs_renders"], 2), "factor_fid_renders_vs_renders": round(ev["factor_fid_renders_vs_renders"], 2),
-        "mean_std_ratio": round(statistics.mean(ratios.values()), 3), "factors_under_half": sorted(k for k, r in ratios.items() if r < 0.5),
-        "std_ratio": ratios, "critic_accuracy": probe["accuracy_renders_vs_fakes_G"],
-        "renders_blurred_0.8_judged_real": probe["renders_blurred"]["sigma_0.8"]["judged_real"], "r1_penalty": probe["r1"]["penalty_at_run_gamma"],
-        "last_ticks_mean": {k: round(statistics.mean(t[k] for t in last if k in t), 3) for k in ("G", "D", "D_real", "D_fake")},
-    }
-with atomic_path(result) as tmp:
-    tmp.write_text(json.dumps(out, indent=1) + "\n")
-print(json.dumps({k: {x: v[x] for x in ("kimg", "factor_fid", "mean_std_ratio", "critic_accuracy", "factors_under_half")} for k, v in out["arms"].items()}, indent=1))
-PYEOF
+$PY benchmarks/gamma_ab_summary.py --out "$RESULT" --experiment "R1 weight A/B at 32 px on CPU (jobs/gamma_proxy_cpu.sh)" \
+  --device "2 CPU cores, one per arm" "$ROOT/default" "$ROOT/$B_NAME"

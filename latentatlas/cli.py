@@ -821,6 +821,8 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
     sample_kimg: Annotated[float, typer.Option(help="Sample grid every N kimg.")] = 50.0,
+    metrics_kimg: Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")] = 0.0,
+    metrics_num: Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")] = 2000,
     max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -828,7 +830,8 @@ def train(
 
     The defaults are the earlier faces64 config (8192 x 128, 2.3 M parameters); the bundled faces64
     is --channel-base 2048 --d-channel-base 8192 --batch 128 (jobs/faces64_gpu.sh). OUT/stats.jsonl
-    holds the mean losses and critic scores of every 4 kimg.
+    holds the mean losses and critic scores of every 4 kimg; with --metrics-kimg on synthfaces,
+    OUT/metrics.jsonl the factor FID and each factor's spread against the renders' as training goes.
 
     Example: latentatlas train --out runs/faces64 --kimg 5000 --batch 64 --max-minutes 8
     Example: torchrun --nproc_per_node 4 -m latentatlas.cli train --out runs/ffhq --data ~/ffhq --resolution 256
@@ -843,6 +846,7 @@ def train(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, z_dim=z_dim, w_dim=w_dim,
         mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, d_channel_base=d_channel_base,
         lr=lr, r1_gamma=gamma, seed=seed, snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
+        metrics_kimg=metrics_kimg, metrics_num=metrics_num,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)

@@ -213,3 +213,51 @@ def test_processes_agree_when_one_runs_out_of_time():
     results = mp.Manager().dict()
     mp.spawn(_agree_on_stop, args=(port, results), nprocs=2, join=True)
     assert dict(results) == {0: (True, False), 1: (True, False)}
+
+
+def test_factor_monitor_measures_spread_and_follows_the_checkpoints(tmp_path):
+    """The monitor's std ratios read the samples' spread (renders of one face: none; fresh renders:
+    the renders' own), and a run with --metrics-kimg writes a line on schedule and where it stops,
+    trimmed on resume and carried by the portable checkpoint like stats.jsonl."""
+    import shutil
+
+    from latentatlas.data import synthfaces
+    from latentatlas.training import stats_log
+    from latentatlas.training.factor_monitor import FactorMonitor
+
+    class Renders(torch.nn.Module):  # a stand-in generator: z -> renders (one face, or one per z)
+        z_dim, device = 4, torch.device("cpu")
+
+        def __init__(self, one_face: bool) -> None:
+            super().__init__()
+            self.one_face, self.calls = one_face, 0
+
+        def forward(self, z, truncation_psi=1.0):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            seed = 5 if self.one_face else 10_000 + 1000 * self.calls
+            images, _ = synthfaces.sample(len(z), seed=seed, resolution=32)
+            return images[:1].expand(len(z), -1, -1, -1) if self.one_face else images
+
+    monitor = FactorMonitor(tmp_path, num=300, resolution=32, device=torch.device("cpu"))
+    same = monitor.measure(Renders(one_face=True), kimg=1.0)
+    fresh = monitor.measure(Renders(one_face=False), kimg=2.0)
+    assert set(same["std_ratio"]) == set(synthfaces.FACTOR_NAMES) and same["num"] == 300
+    assert max(same["std_ratio"].values()) < 0.05 and same["factors_under_half"] == sorted(synthfaces.FACTOR_NAMES)
+    assert fresh["mean_std_ratio_capped"] > 0.85 and fresh["factors_under_half"] == []
+    assert fresh["factor_fid"] < same["factor_fid"] / 10
+    assert [line["kimg"] for line in stats_log.read_lines(tmp_path / stats_log.METRICS_FILE)] == [1.0, 2.0]
+
+    cfg = dict(TINY, metrics_kimg=0.016, metrics_num=64)
+    train(TrainConfig(total_kimg=0.040, **cfg), tmp_path / "a", progress=False)
+    log = tmp_path / "a" / stats_log.METRICS_FILE
+    lines = stats_log.read_lines(log)
+    assert [line["kimg"] for line in lines] == [0.016, 0.032, 0.04]  # on schedule, then where it stopped
+    with log.open("a") as f:
+        f.write(json.dumps({"kimg": 0.056}) + "\n")  # past the checkpoint: dropped on resume
+    shutil.copytree(tmp_path / "a" / "portable", tmp_path / "b" / "portable")
+    train(TrainConfig(total_kimg=0.048, **cfg), tmp_path / "a", progress=False)
+    assert [line["kimg"] for line in stats_log.read_lines(log)] == [0.016, 0.032, 0.04, 0.048]
+    train(TrainConfig(total_kimg=0.048, **cfg), tmp_path / "b", progress=False)
+    assert stats_log.read_lines(tmp_path / "b" / stats_log.METRICS_FILE)[:3] == lines
+    with pytest.raises(UserError, match="synthfaces"):
+        TrainConfig(data=str(tmp_path), metrics_kimg=10)

@@ -37,6 +37,27 @@ def render_batches(n: int, batch: int, seed: int, resolution: int, device: torch
         yield images
 
 
+def factor_features(predictor: FactorPredictor, batches: Iterator[torch.Tensor]) -> torch.Tensor:
+    """[N, feature_dim + factors]: the predictor's penultimate features, then its factor estimates."""
+    return collect_features(batches, lambda images: torch.cat([predictor.features(images), predictor.predict(images)], dim=1))
+
+
+def factor_comparison(samples: torch.Tensor, renders: torch.Tensor, feature_dim: int) -> dict[str, Any]:
+    """Factor-feature FID and per-factor mean and std of samples against renders (factor_features rows)."""
+    return {
+        "factor_fid_samples_vs_renders": fid_from_features(samples[:, :feature_dim], renders[:, :feature_dim]),
+        "factors": {
+            name: {
+                "samples_mean": float(samples[:, feature_dim + j].mean()),
+                "samples_std": float(samples[:, feature_dim + j].std()),
+                "renders_mean": float(renders[:, feature_dim + j].mean()),
+                "renders_std": float(renders[:, feature_dim + j].std()),
+            }
+            for j, name in enumerate(synthfaces.FACTOR_NAMES)
+        },
+    }
+
+
 @torch.no_grad()
 def evaluate_model(
     generator: Generator,
@@ -59,26 +80,16 @@ def evaluate_model(
             bar.update(len(b))
             yield b
 
-    def both(images: torch.Tensor) -> torch.Tensor:
-        return torch.cat([predictor.features(images), predictor.predict(images)], dim=1)
-
     fd = predictor.feature_dim
-    samples = collect_features(tracked(sample_batches(generator, num, batch, seed=0)), both)
-    renders_a = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), both)
-    renders_b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_B, res, device)), both)
+    samples = factor_features(predictor, tracked(sample_batches(generator, num, batch, seed=0)))
+    renders_a = factor_features(predictor, tracked(render_batches(num, batch, RENDER_SEED_A, res, device)))
+    renders_b = factor_features(predictor, tracked(render_batches(num, batch, RENDER_SEED_B, res, device)))
+    compared = factor_comparison(samples, renders_a, fd)
     out: dict[str, Any] = {
         "num_images": num,
-        "factor_fid_samples_vs_renders": fid_from_features(samples[:, :fd], renders_a[:, :fd]),
+        "factor_fid_samples_vs_renders": compared["factor_fid_samples_vs_renders"],
         "factor_fid_renders_vs_renders": fid_from_features(renders_b[:, :fd], renders_a[:, :fd]),
-        "factors": {
-            name: {
-                "samples_mean": float(samples[:, fd + j].mean()),
-                "samples_std": float(samples[:, fd + j].std()),
-                "renders_mean": float(renders_a[:, fd + j].mean()),
-                "renders_std": float(renders_a[:, fd + j].std()),
-            }
-            for j, name in enumerate(synthfaces.FACTOR_NAMES)
-        },
+        "factors": compared["factors"],
     }
     if inception_path:
         inception = load_inception(inception_path, device)

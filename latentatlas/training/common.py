@@ -40,7 +40,11 @@ MODEL_FILE = "model.safetensors"
 # every step, may change too (a critic that pulls away from the generator, seen in stats.jsonl,
 # calls for a larger R1 gamma); the resumed run takes this command's values, defaults included.
 # Not the learning rate: the optimiser's saved state carries its own.
-CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch", "r1_gamma", "pl_weight", "style_mixing")
+CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch", "r1_gamma", "pl_weight", "style_mixing",
+                              "metrics_kimg", "metrics_num")
+# The JSON-lines logs a run folder keeps and its portable checkpoint carries (metadata key: file):
+# the tick means of the losses, and the factor monitor's lines (training/factor_monitor.py).
+CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRICS_FILE}
 
 
 class TrainerBase:
@@ -149,7 +153,7 @@ class TrainerBase:
             save_portable(folder, self.networks(), {k: opt for k, (opt, _) in self.optimizers().items()},
                           {**extra, "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()},
                           {**portable_meta(asdict(self.cfg), self.step, self.nimg, self.world),
-                           "stats_log": stats_log.carried_text(self.run_dir)})
+                           **{key: stats_log.carried_text(self.run_dir, name) for key, name in CARRIED_LOGS.items()}})
         return folder
 
     def load_portable(self, folder: Path) -> None:
@@ -308,6 +312,9 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     snap, samp = int(cfg.snapshot_kimg * 1000), int(cfg.sample_kimg * 1000)
     next_snapshot = (trainer.nimg // snap + 1) * snap
     next_sample = (trainer.nimg // samp + 1) * samp
+    every = int(getattr(cfg, "metrics_kimg", 0) * 1000)  # the factor monitor (StyleGAN2 on synthfaces)
+    next_metrics = (trainer.nimg // every + 1) * every if every > 0 else None
+    measured_at = None
     bar = tqdm(total=total / 1000, initial=trainer.nimg / 1000, unit="kimg", disable=not progress or trainer.rank != 0,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}")
     stats: dict[str, float] = {}
@@ -322,6 +329,10 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
         if trainer.nimg >= next_sample:
             trainer.write_samples()
             next_sample += samp
+        if next_metrics is not None and trainer.nimg >= next_metrics:
+            trainer.measure_factors()
+            measured_at = trainer.nimg
+            next_metrics += every
         if trainer.nimg >= next_snapshot:
             trainer.save()
             next_snapshot += snap
@@ -330,6 +341,8 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
             break
     bar.close()
     ticks.flush(trainer.nimg)
+    if next_metrics is not None and measured_at != trainer.nimg:
+        trainer.measure_factors()  # where the run stops, so every chunk ends with a line
     trainer.save()
     trainer.save_portable()
     trainer.write_samples()
@@ -352,16 +365,17 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
         clean_stale_temp_files(run_dir)
     state_path, portable = run_dir / STATE_FILE, run_dir / PORTABLE_DIR
     resumed_from = 0
-    carried_log = None
+    carried: dict[str, str] = {}
     if state_path.exists():
         trainer.load(state_path)
         resumed_from = trainer.nimg
     elif (portable / "train.safetensors").exists():
         trainer.load_portable(portable)
         resumed_from = trainer.nimg
-        carried_log = read_portable_meta(portable).get("stats_log")
+        carried = read_portable_meta(portable)
     if trainer.rank == 0:
-        stats_log.restore(run_dir, resumed_from, carried_log)
+        for key, name in CARRIED_LOGS.items():
+            stats_log.restore(run_dir, resumed_from, carried.get(key), name)
     if trainer.world > 1:
         dist.barrier()
     stats, stopped_early, elapsed = run_loop(trainer, max_minutes, progress)

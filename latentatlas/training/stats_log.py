@@ -22,6 +22,7 @@ from pathlib import Path
 from latentatlas.io.atomic import atomic_path
 
 LOG_FILE = "stats.jsonl"
+METRICS_FILE = "metrics.jsonl"  # the factor monitor's lines (training/factor_monitor.py), kept the same way
 TICK_KIMG = 4.0  # NVIDIA's kimg_per_tick
 
 
@@ -45,10 +46,11 @@ def write_lines(path: Path, lines: list[dict[str, float]]) -> None:
         tmp.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def restore(run_dir: Path, nimg: int, carried: str | None) -> None:
-    """Make run_dir's log match a checkpoint at `nimg`: keep its lines up to there, or take the
+def restore(run_dir: Path, nimg: int, carried: str | None, name: str = LOG_FILE) -> None:
+    """Make run_dir's log `name` (any JSON-lines log with a kimg in each line: this one, the
+    factor monitor's) match a checkpoint at `nimg`: keep its lines up to there, or take the
     text a portable checkpoint carried when this folder has no log."""
-    path = run_dir / LOG_FILE
+    path = run_dir / name
     if path.exists():
         lines = read_lines(path)
     elif carried:
@@ -58,9 +60,9 @@ def restore(run_dir: Path, nimg: int, carried: str | None) -> None:
     write_lines(path, [line for line in lines if line["kimg"] * 1000 <= nimg + 0.5])
 
 
-def carried_text(run_dir: Path) -> str:
+def carried_text(run_dir: Path, name: str = LOG_FILE) -> str:
     """The log as text to carry in a portable checkpoint's metadata ('' when there is none)."""
-    path = run_dir / LOG_FILE
+    path = run_dir / name
     return path.read_text() if path.exists() else ""
 
 

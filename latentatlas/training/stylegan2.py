@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.io.checkpoints import save_model
+from latentatlas.io.errors import UserError
 from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from latentatlas.training import common
@@ -60,7 +61,15 @@ class TrainConfig:
     seed: int = 0
     snapshot_kimg: float = 50.0
     sample_kimg: float = 50.0
+    metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
+    metrics_num: int = 2000
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.metrics_kimg < 0 or self.metrics_num < 2:
+            raise UserError(f"--metrics-kimg must be >= 0 and --metrics-num >= 2, got {self.metrics_kimg} and {self.metrics_num}")
+        if self.metrics_kimg > 0 and self.data != "synthfaces":
+            raise UserError("--metrics-kimg measures synthfaces factors: it needs --data synthfaces")
 
     @property
     def gamma(self) -> float:
@@ -180,6 +189,16 @@ class Trainer(common.TrainerBase):
                 img = self.G_ema(z)
             save_image(path, make_grid(img.cpu(), cols=8))
         return path
+
+    def measure_factors(self) -> None:
+        """A factor monitor line for G_ema now (rank 0; the renders' features are made at the first call)."""
+        if self.rank != 0:
+            return
+        if getattr(self, "_monitor", None) is None:
+            from latentatlas.training.factor_monitor import FactorMonitor
+
+            self._monitor = FactorMonitor(self.run_dir, self.cfg.metrics_num, self.cfg.resolution, self.device)
+        self._monitor.measure(self.G_ema, self.nimg / 1000)
 
     def export(self) -> Path:
         path = self.run_dir / MODEL_FILE

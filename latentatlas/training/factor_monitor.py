@@ -1,0 +1,60 @@
+"""Factor coverage while a synthfaces model trains: what `latentatlas evaluate` measures, small and often.
+
+Why: in issue 3's runs, how widely the samples spread each factor swings from checkpoint to
+checkpoint (a 32 px run: face width's std ratio, samples against renders, 1.21 at 207 kimg and
+0.44 at 285), so one evaluation at the end says little about a setting, and comparing two
+settings (R1 weights) needs the history. As NVIDIA's training computes its metrics at every
+snapshot: every `metrics_kimg`, rank 0 draws `metrics_num` samples of the EMA generator (the
+same latents each time), the bundled factor predictor reads them, and one JSON line goes to
+RUN/metrics.jsonl: the factor FID against as many renders (made once per run; at a few
+thousand images it lies above the 10k figure of `evaluate`, so compare lines with lines), each
+factor's std ratio, their mean (each capped at 1, so that no factor's excess hides another's
+shortfall) and the factors under half. The log follows the checkpoints like stats.jsonl. Its
+time counts in stats.jsonl's seconds per kimg.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentatlas.metrics.evaluate import RENDER_SEED_A, factor_comparison, factor_features, render_batches, sample_batches
+from latentatlas.models.stylegan2 import Generator
+from latentatlas.training.stats_log import METRICS_FILE
+SAMPLE_SEED = 0  # evaluate's
+BATCH = 250
+
+
+def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per-factor std ratio (samples / renders), their mean capped at 1 per factor, the factors under half."""
+    ratios = {k: round(v["samples_std"] / v["renders_std"], 3) for k, v in factors.items()}
+    return {"mean_std_ratio_capped": round(statistics.mean(min(r, 1.0) for r in ratios.values()), 3),
+            "factors_under_half": sorted(k for k, r in ratios.items() if r < 0.5), "std_ratio": ratios}
+
+
+class FactorMonitor:
+    """Measures a generator against `num` renders at its resolution; the renders' features once."""
+
+    def __init__(self, run_dir: Path, num: int, resolution: int, device: torch.device, predictor: str = "factors") -> None:
+        from latentatlas.training.attributes import load_predictor
+
+        self.path = Path(run_dir) / METRICS_FILE
+        self.num = num
+        self.predictor = load_predictor(predictor, device)
+        with torch.no_grad():
+            self.renders = factor_features(self.predictor, render_batches(num, BATCH, RENDER_SEED_A, resolution, device))
+
+    @torch.no_grad()
+    def measure(self, generator: Generator, kimg: float) -> dict[str, Any]:
+        """One line for the generator as it is at `kimg`, appended to RUN/metrics.jsonl."""
+        samples = factor_features(self.predictor, sample_batches(generator, self.num, BATCH, seed=SAMPLE_SEED))
+        compared = factor_comparison(samples, self.renders, self.predictor.feature_dim)
+        line = {"kimg": kimg, "num": self.num, "factor_fid": round(compared["factor_fid_samples_vs_renders"], 3),
+                **coverage(compared["factors"])}
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+        return line
