@@ -11,8 +11,8 @@
 # Then, here: copy $OUT/portable/* to $RUN/portable/, python jobs/bundle_faces64.py --run $RUN, commit both.
 # With GAMMA_B=G (an A/B test of the R1 weight from one checkpoint; use it with BENCH_CONFIGS= and
 # no predictor): log.txt samples.png portable_a.tar.0N portable_b.tar.0N instead of portable/; here:
-#   mkdir -p runs/faces64-narrow-gammaG && cat $OUT/portable_b.tar.* | tar -xf - -C runs/faces64-narrow-gammaG
-# (the same for arm a into a scratch folder), then bundle_faces64.py --model-only on each to compare.
+#   FILES=<files_at> DEV=h100 GAMMA_B=G bash jobs/after_gamma_ab.sh
+# (unpacks both arms, evaluates each, and compares them, with their factor monitor lines).
 # Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
 # PRED_STEPS=0 the predictor; the checkpoint in $RUN/portable travels with the repo).
 # The widths are the run's (a resumed run keeps them; `train` refuses others): the default,
@@ -34,6 +34,7 @@ CHANNEL_BASE=${CHANNEL_BASE:-2048}
 CHANNEL_MAX=${CHANNEL_MAX:-128}
 BATCH=${BATCH:-128}              # images per step (60 kimg/min against 36 at 64 on the H200); a resumed run may change it
 GAMMA=${GAMMA:-}                 # R1 weight; empty: 0.0002 * 64^2 / BATCH (0.0064 at 128). A resumed run may change it
+METRICS_KIMG=${METRICS_KIMG:-20}  # factor monitor (metrics.jsonl, 2000 samples): every N kimg and at the end; 0: off
 GAMMA_B=${GAMMA_B:-}             # an A/B test: a second arm, $RUN resumed with this R1 weight into $RUN-gamma$GAMMA_B,
                                  # trained beside the first (both launch-bound) for as long; both come back as tar parts
 # The critic stays as wide as faces64's (128 channels everywhere); empty for runs/faces64 (its
@@ -62,6 +63,7 @@ fi
 train_arm() {
   $LA train --out "$1" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
     ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} ${2:+--gamma "$2"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 \
+    --metrics-kimg "$METRICS_KIMG" \
     --max-minutes "$TRAIN_MIN" --device "$DEVICE" 2>"$OUT/train_err_$3.txt" >"$OUT/train_$3.txt" \
     || { echo "training $3 failed: $?" >>"$OUT/train_$3.txt"; tail -30 "$OUT/train_err_$3.txt" >>"$OUT/train_$3.txt"; }
   tail -c 600 "$OUT/train_err_$3.txt" | tr '\r' '\n' | tail -3 >>"$OUT/train_$3.txt"
@@ -103,6 +105,9 @@ fi
 for R in "$RUN" $RUN_B; do
   echo "== $R: stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
   tail -5 "$R/stats.jsonl" >>"$LOG" 2>&1
+  echo "== $R: metrics.jsonl (factor monitor), this chunk's lines" >>"$LOG"
+  $PY -c "import json,sys; [print(json.dumps({k: l[k] for k in ('kimg', 'factor_fid', 'mean_std_ratio_capped', 'factors_under_half')})) for l in map(json.loads, open(sys.argv[1]))]" \
+    "$R/metrics.jsonl" 2>/dev/null | tail -12 >>"$LOG"
   if [ "$(left)" -gt 60 ]; then
     echo "== $R: critic probe ($(left) s left)" >>"$LOG"
     timeout 40 $PY benchmarks/critic_probe.py --run "$R" --device "$DEVICE" >>"$LOG" 2>&1 || echo "critic probe stopped: $?" >>"$LOG"
