@@ -41,6 +41,8 @@ def main() -> None:
     import torch
     import torch.nn.functional as F
 
+    from degrade import gaussian_blur, half_and_back
+
     from latentatlas.data import synthfaces
     from latentatlas.io.atomic import atomic_path
     from latentatlas.runtime import keep_freed_cpu_memory
@@ -60,16 +62,6 @@ def main() -> None:
 
     def in_batches(fn, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([fn(x[i : i + b]) for i in range(0, len(x), b)])
-
-    def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        r = 3
-        k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma**2))
-        k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)
-        x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k, groups=x.shape[1])
-        return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.transpose(2, 3), groups=x.shape[1])
-
-    def half_and_back(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(F.avg_pool2d(x, 2), scale_factor=2, mode="bilinear", align_corners=False)
 
     def hf_energy(x: torch.Tensor) -> float:
         lap = torch.tensor([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]], device=x.device).view(1, 1, 3, 3).repeat(x.shape[1], 1, 1, 1)
