@@ -25,6 +25,7 @@ import torch
 from latentatlas.metrics.evaluate import RENDER_SEED_A, factor_comparison, factor_features, render_batches, sample_batches
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.training.stats_log import METRICS_FILE
+
 SAMPLE_SEED = 0  # evaluate's
 BATCH = 250
 

@@ -102,6 +102,7 @@ class Trainer(common.TrainerBase):
         self.opt_G = _adam(self.G.parameters(), cfg.lr, cfg.g_reg_interval)
         self.opt_D = _adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
         self.pl_mean = torch.zeros([], device=self.device)
+        self._monitor = None  # training/factor_monitor.py, made at the first measurement
         self.setup_data()
 
     # ------------------------------------------------------------------ losses
@@ -194,7 +195,7 @@ class Trainer(common.TrainerBase):
         """A factor monitor line for G_ema now (rank 0; the renders' features are made at the first call)."""
         if self.rank != 0:
             return
-        if getattr(self, "_monitor", None) is None:
+        if self._monitor is None:
             from latentatlas.training.factor_monitor import FactorMonitor
 
             self._monitor = FactorMonitor(self.run_dir, self.cfg.metrics_num, self.cfg.resolution, self.device)
