@@ -202,7 +202,9 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
 #                3x3 convolution at the input size, then pixel_shuffle; down-sampling
 #                pixel_unshuffles the input into 4x its channels, then one stride-1 3x3
 #                convolution. Composite's multiply-adds, without transposed, strided or
-#                depthwise kernels; 1x1 kernels keep the FIR pass (folding costs them 16x);
+#                depthwise kernels; 1x1 kernels keep the FIR pass (folding costs them 16x).
+#                Made for frozen weights (StyleMapGAN), whose rearranged kernels are kept:
+#                StyleGAN2's batch-1 weights carry the styles and are rearranged every call;
 #   "auto":      composite on CUDA, fir elsewhere.
 RESAMPLE_IMPL = "auto"
 RESAMPLE_IMPLS = ("auto", "fir", "composite", "phase")
