@@ -40,21 +40,21 @@ def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.T
     deps = tuple((t._version, t.data_ptr()) for t in depends_on)  # type: ignore[union-attr]
     key = (weight._version, weight.data_ptr(), weight.dtype)
     store = getattr(weight, "_latentatlas_derived", None)
+    current = store is not None and store.get("_key") == key
+    entry = store.get(name) if current else None
+    if entry is not None and entry[0] == deps:
+        return entry[1]
     if weight.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-        # A value made during capture would be computed only at replay: read, never make.
-        entry = store.get(name) if store is not None and store.get("_key") == key else None
-        return entry[1] if entry is not None and entry[0] == deps else fn(weight)
-    if store is None or store.get("_key") != key:
+        return fn(weight)  # a value made during capture would be computed only at replay: read, never make
+    if not current:
         store = {"_key": key}
         try:
             weight._latentatlas_derived = store  # type: ignore[attr-defined]
         except AttributeError:  # a tensor that takes no attributes: no cache
             return fn(weight)
-    entry = store.get(name)
-    if entry is None or entry[0] != deps:
-        # Made outside inference mode even when called inside it: an inference tensor has no
-        # version counter, so a value derived from this one (a transposed copy of a scaled
-        # weight) could not be cached in turn.
-        with torch.inference_mode(False):
-            entry = store[name] = (deps, fn(weight.detach()))
+    # Made outside inference mode even when called inside it: an inference tensor has no
+    # version counter, so a value derived from this one (a transposed copy of a scaled
+    # weight) could not be cached in turn.
+    with torch.inference_mode(False):
+        entry = store[name] = (deps, fn(weight.detach()))  # type: ignore[index]
     return entry[1]

@@ -156,7 +156,8 @@ class TrainerBase:
                            **{key: stats_log.carried_text(self.run_dir, name) for key, name in CARRIED_LOGS.items()}})
         return folder
 
-    def load_portable(self, folder: Path) -> None:
+    def load_portable(self, folder: Path) -> dict[str, str]:
+        """Resume from a portable folder; returns its metadata (config, counters, carried logs)."""
         meta = read_portable_meta(folder)
         check_config(json.loads(meta["config"]), asdict(self.cfg), int(meta["world"]), self.world, folder)
         t = load_portable(folder, self.networks(), self.optimizers(), self.device)
@@ -165,6 +166,7 @@ class TrainerBase:
         if self.rank == 0:
             torch.set_rng_state(t["rng"])
             self.data_gen.set_state(t["data_rng"])
+        return meta
 
 
 def adam(params, lr: float, reg_interval: int | None = None) -> torch.optim.Adam:  # type: ignore[no-untyped-def]
@@ -370,9 +372,8 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
         trainer.load(state_path)
         resumed_from = trainer.nimg
     elif (portable / "train.safetensors").exists():
-        trainer.load_portable(portable)
+        carried = trainer.load_portable(portable)
         resumed_from = trainer.nimg
-        carried = read_portable_meta(portable)
     if trainer.rank == 0:
         for key, name in CARRIED_LOGS.items():
             stats_log.restore(run_dir, resumed_from, carried.get(key), name)
