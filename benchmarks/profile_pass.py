@@ -167,14 +167,19 @@ def main() -> None:
         stylemap.LAYER_NORM_IMPL = s["layer_norm"]
         derived.ENABLED = s["derived_cache"]
         x = set_layout(modules, x, s["channels_last"])
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
-            y = fn(x).float()
-        if reference is None:
-            reference = y
-        run = {**{k: v for k, v in s.items() if k != "name"}, "max_abs_diff_vs_first": float((y - reference).abs().max())}
-        run.update(profile_setting(fn, x, device, args))
+        run = {k: v for k, v in s.items() if k != "name"}
+        try:  # one failing setting (a kernel, memory) must not lose the others
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
+                y = fn(x).float()
+            if reference is None:
+                reference = y
+            run["max_abs_diff_vs_first"] = float((y - reference).abs().max())
+            run.update(profile_setting(fn, x, device, args))
+            print(f"{s['name']}: {run['wall_ms_per_pass']['median']} ms", file=sys.stderr)
+        except Exception as e:  # noqa: BLE001
+            run["error"] = f"{type(e).__name__}: {e}"[:500]
+            print(f"{s['name']}: {run['error']}", file=sys.stderr)
         out["runs"][s["name"]] = run
-        print(f"{s['name']}: {run['wall_ms_per_pass']['median']} ms", file=sys.stderr)
         if args.out:
             with atomic_path(args.out) as tmp:
                 tmp.write_text(json.dumps(out, indent=1) + "\n")

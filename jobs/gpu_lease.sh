@@ -187,7 +187,7 @@ elif [ "$PHASE" = targets ]; then
     RESAMPLE=$($PY - "$WORK/$prof" 2>>"$LOG" <<'PICK' || echo auto
 import json, sys
 runs = json.load(open(sys.argv[1]))["runs"].values()
-mine = [r for r in runs if r["layer_norm"] == "auto" and r["derived_cache"] and not r["channels_last"]]
+mine = [r for r in runs if "error" not in r and r["layer_norm"] == "auto" and r["derived_cache"] and not r["channels_last"]]
 print(min(mine, key=lambda r: r["wall_ms_per_pass"]["median"])["resample"])
 PICK
 )
