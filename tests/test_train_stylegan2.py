@@ -261,3 +261,15 @@ def test_factor_monitor_measures_spread_and_follows_the_checkpoints(tmp_path):
     assert stats_log.read_lines(tmp_path / "b" / stats_log.METRICS_FILE)[:3] == lines
     with pytest.raises(UserError, match="synthfaces"):
         TrainConfig(data=str(tmp_path), metrics_kimg=10)
+
+
+def test_loop_schedules_keep_their_kimg_marks_across_a_resume():
+    """Samples, snapshots and the monitor fire at multiples of their period, also in a run resumed
+    between two marks; a period of 0 never fires."""
+    from latentatlas.training.common import Schedule
+
+    fresh, resumed, off = Schedule(0.016, 0), Schedule(0.016, 24), Schedule(0, 0)
+    fired = {name: [n for n in range(8, 72, 8) if s.due(n)] for name, s in
+             (("fresh", fresh), ("resumed", resumed), ("off", off))}
+    assert fired == {"fresh": [16, 32, 48, 64], "resumed": [32, 48, 64], "off": []}
+    assert not off.active and fresh.active

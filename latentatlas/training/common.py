@@ -302,6 +302,23 @@ def setup_cuda(device: str | torch.device) -> None:
         set_tf32(True)
 
 
+class Schedule:
+    """An "every N kimg" event of the loop (samples, snapshots, the factor monitor), counted from
+    multiples of N so that a resumed run keeps the same kimg marks. N <= 0: never."""
+
+    def __init__(self, kimg: float, nimg: int) -> None:
+        self.period = int(kimg * 1000)
+        self.active = self.period > 0
+        self.next = (nimg // self.period + 1) * self.period if self.active else 0
+
+    def due(self, nimg: int) -> bool:
+        """Whether the count has reached the next mark; if so the mark moves on by one period."""
+        if not self.active or nimg < self.next:
+            return False
+        self.next += self.period
+        return True
+
+
 def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[dict[str, float], bool, float]:
     """Train until cfg.total_kimg or max_minutes: samples and checkpoints on schedule, a progress
     bar on rank 0, and at the end state, portable checkpoint, samples and model file.
@@ -311,11 +328,9 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     cfg = trainer.cfg
     total = int(cfg.total_kimg * 1000)
     start = time.time()
-    snap, samp = int(cfg.snapshot_kimg * 1000), int(cfg.sample_kimg * 1000)
-    next_snapshot = (trainer.nimg // snap + 1) * snap
-    next_sample = (trainer.nimg // samp + 1) * samp
-    every = int(getattr(cfg, "metrics_kimg", 0) * 1000)  # the factor monitor (StyleGAN2 on synthfaces)
-    next_metrics = (trainer.nimg // every + 1) * every if every > 0 else None
+    snapshots = Schedule(cfg.snapshot_kimg, trainer.nimg)
+    samples = Schedule(cfg.sample_kimg, trainer.nimg)
+    monitor = Schedule(getattr(cfg, "metrics_kimg", 0), trainer.nimg)  # the factor monitor (StyleGAN2 on synthfaces)
     measured_at = None
     bar = tqdm(total=total / 1000, initial=trainer.nimg / 1000, unit="kimg", disable=not progress or trainer.rank != 0,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}")
@@ -328,22 +343,19 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
         ticks.add(stats, trainer.nimg)
         bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
         bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-        if trainer.nimg >= next_sample:
+        if samples.due(trainer.nimg):
             trainer.write_samples()
-            next_sample += samp
-        if next_metrics is not None and trainer.nimg >= next_metrics:
+        if monitor.due(trainer.nimg):
             trainer.measure_factors()
             measured_at = trainer.nimg
-            next_metrics += every
-        if trainer.nimg >= next_snapshot:
+        if snapshots.due(trainer.nimg):
             trainer.save()
-            next_snapshot += snap
         if max_minutes is not None and out_of_time(time.time() - start > max_minutes * 60, trainer.world, trainer.device):
             stopped_early = trainer.nimg < total
             break
     bar.close()
     ticks.flush(trainer.nimg)
-    if next_metrics is not None and measured_at != trainer.nimg:
+    if monitor.active and measured_at != trainer.nimg:
         trainer.measure_factors()  # where the run stops, so every chunk ends with a line
     trainer.save()
     trainer.save_portable()
