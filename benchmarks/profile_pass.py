@@ -4,7 +4,7 @@ Issue 6's 256 px StyleMapGAN encode + generate at batch 1 took 46.8 ms on an H20
 graph) where the target is 5 ms and batch 64 runs at about 100 TFLOP/s: the time goes somewhere
 other than the convolutions' arithmetic, and only a profile says where. Random weights, no
 gradients. Several settings are timed and profiled in one process (one model, one CUDA context:
-device time is scarce), each given as `resample[+cl][+ln-fused][+nocache]`:
+device time is scarce), each given as `resample[+cl][+ln-fused][+nocache][+small]`:
   - resample: ops.RESAMPLE_IMPL, how x2 convolutions resample: auto (composite on CUDA), fir
     (the FIR filter as its own depthwise pass), composite (folded into 6x6 transposed or strided
     kernels), phase (folded, as stride-1 convolutions with pixel_(un)shuffle);
@@ -12,7 +12,10 @@ device time is scarce), each given as `resample[+cl][+ln-fused][+nocache]`:
   - +ln-fused: StyleMapGAN's LayerNorm as F.layer_norm (one CUDA thread block per image; the
     library's choice before 2026-11-27) instead of models.stylemap.LAYER_NORM_IMPL's auto;
   - +nocache: the weights' derived values (scaled, cast, folded kernels) made on every call, as
-    on CUDA before 2026-11-27 (models.derived.ENABLED).
+    on CUDA before 2026-11-27 (models.derived.ENABLED);
+  - +small: the StyleMapGAN config with the official `small_generator` option (every per-layer
+    stylemap keeps style_dim channels: 267 against 535 GFLOP per 256 px pass on CPU's code path),
+    a second model beside the first; its difference is taken to its own first setting.
 With --out F, the JSON so far is rewritten to F after each setting.
 
     python benchmarks/profile_pass.py --model stylemap256 --device cuda --batch 1 --dtype bf16 --cudnn-benchmark \
@@ -38,13 +41,18 @@ from latentatlas.runtime import set_tf32
 MODELS = ("stylemap256", "stylemap64", "stylegan2-256")
 
 
-def build(name: str, batch: int, device: torch.device) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, list[torch.nn.Module]]:
-    """The pass to profile, its input and the modules in it (random weights, seed 0)."""
+def build(name: str, batch: int, device: torch.device, small: bool = False
+          ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor, list[torch.nn.Module]]:
+    """The pass to profile, its input and the modules in it (random weights, seed 0); `small`: a
+    StyleMapGAN with the small_generator option."""
     torch.manual_seed(0)
     if name.startswith("stylemap"):
+        from dataclasses import replace
+
         from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig, faces64_stylemap_config
 
         cfg = StyleMapConfig() if name == "stylemap256" else faces64_stylemap_config()
+        cfg = replace(cfg, small_generator=small)
         g = Generator(cfg).eval().requires_grad_(False).to(device)
         e = Encoder(cfg).eval().requires_grad_(False).to(device)
         x = torch.rand(batch, 3, cfg.resolution, cfg.resolution, device=device) * 2 - 1
@@ -55,19 +63,23 @@ def build(name: str, batch: int, device: torch.device) -> tuple[Callable[[torch.
 
     sg = SG2(GeneratorConfig(**CONFIGS["256"]))
     sg = sg.eval().requires_grad_(False).to(device)
+    if small:
+        raise SystemExit("--settings +small: StyleMapGAN models only")
     return (lambda z: sg(z, noise_mode="const")), torch.randn(batch, 512, device=device), [sg]
 
 
 def parse_setting(text: str) -> dict:
-    """'phase+cl+nocache' -> {"resample": "phase", "channels_last": True, "layer_norm": "auto", "derived_cache": False}."""
+    """'phase+cl+nocache' -> {"resample": "phase", "channels_last": True, "layer_norm": "auto",
+    "derived_cache": False, "small_generator": False}."""
     resample, *flags = text.split("+")
     if resample not in ops.RESAMPLE_IMPLS:
         raise SystemExit(f"--settings {text!r}: resample must be one of {', '.join(ops.RESAMPLE_IMPLS)}")
-    unknown = set(flags) - {"cl", "ln-fused", "nocache"}
+    unknown = set(flags) - {"cl", "ln-fused", "nocache", "small"}
     if unknown:
-        raise SystemExit(f"--settings {text!r}: unknown {', '.join(sorted(unknown))} (use +cl, +ln-fused, +nocache)")
+        raise SystemExit(f"--settings {text!r}: unknown {', '.join(sorted(unknown))} (use +cl, +ln-fused, +nocache, +small)")
     return {"name": text, "resample": resample, "channels_last": "cl" in flags,
-            "layer_norm": "fused" if "ln-fused" in flags else "auto", "derived_cache": "nocache" not in flags}
+            "layer_norm": "fused" if "ln-fused" in flags else "auto", "derived_cache": "nocache" not in flags,
+            "small_generator": "small" in flags}
 
 
 def set_layout(modules: list[torch.nn.Module], x: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -137,7 +149,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--dtype", choices=("fp32", "tf32", "bf16"), default="fp32", help="tf32: TF32 matmuls and convolutions; bf16: autocast")
-    ap.add_argument("--settings", default="auto", help="comma list of resample[+cl][+ln-fused][+nocache] (see above), run in this order")
+    ap.add_argument("--settings", default="auto", help="comma list of resample[+cl][+ln-fused][+nocache][+small] (see above), run in this order")
     ap.add_argument("--cudnn-benchmark", action="store_true")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=10, help="timed passes, then as many profiled (the table sums them, per pass below)")
@@ -152,7 +164,7 @@ def main() -> None:
         raise SystemExit("--dtype tf32 needs CUDA")
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     set_tf32(args.dtype == "tf32")
-    fn, x, modules = build(args.model, args.batch, device)
+    built: dict[bool, tuple] = {}  # small_generator -> (pass, input, modules); built when first asked for
     out = {
         "benchmark": "profile_pass",
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
@@ -161,19 +173,22 @@ def main() -> None:
         "time_is": "device (CUDA kernel) time" if device.type == "cuda" else "CPU time",
         "runs": {},
     }
-    reference = None
+    reference: dict[bool, torch.Tensor] = {}  # each model's first output
     for s in settings:
         ops.RESAMPLE_IMPL = s["resample"]
         stylemap.LAYER_NORM_IMPL = s["layer_norm"]
         derived.ENABLED = s["derived_cache"]
-        x = set_layout(modules, x, s["channels_last"])
         run = {k: v for k, v in s.items() if k != "name"}
         try:  # one failing setting (a kernel, memory) must not lose the others
+            small = s["small_generator"]
+            if small not in built:
+                built[small] = build(args.model, args.batch, device, small=small)
+            fn, x, modules = built[small]
+            x = set_layout(modules, x, s["channels_last"])
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16"):
                 y = fn(x).float()
-            if reference is None:
-                reference = y
-            run["max_abs_diff_vs_first"] = float((y - reference).abs().max())
+            reference.setdefault(small, y)
+            run["max_abs_diff_vs_first"] = float((y - reference[small]).abs().max())
             run.update(profile_setting(fn, x, device, args))
             print(f"{s['name']}: {run['wall_ms_per_pass']['median']} ms", file=sys.stderr)
         except Exception as e:  # noqa: BLE001
