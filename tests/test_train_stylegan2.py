@@ -163,16 +163,26 @@ def test_stats_log_keeps_tick_means_and_follows_the_checkpoints(tmp_path, monkey
     import torch.nn.functional as F
 
     from latentatlas.training import stats_log
+    from latentatlas.training.stylegan2 import Trainer
 
     monkeypatch.setattr(stats_log, "TICK_KIMG", 0.016)  # a tick every two steps of 8
-    train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "a", progress=False)
+    write_samples = Trainer.write_samples
+
+    def slow_samples(self):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)
+        return write_samples(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "write_samples", slow_samples)  # the grid at 0.032 kimg, in the third tick
+        train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "a", progress=False)
     log = tmp_path / "a" / stats_log.LOG_FILE
     lines = stats_log.read_lines(log)
     assert [line["kimg"] for line in lines] == [0.016, 0.032, 0.048]
     for line in lines:
-        assert all(math.isfinite(line[k]) for k in ("G", "D", "D_real", "D_fake", "sec_per_kimg"))
+        assert all(math.isfinite(line[k]) for k in ("G", "D", "D_real", "D_fake", "sec_per_kimg", "maintenance_sec"))
         # softplus is convex: the mean loss is at least the loss of the mean scores
         assert line["D"] >= float(F.softplus(torch.tensor(line["D_fake"])) + F.softplus(torch.tensor(-line["D_real"]))) - 1e-6
+    assert lines[2]["maintenance_sec"] >= 1.0  # the loop times the (slow) sample grid as maintenance
     assert "R1" in lines[0] and "R1" not in lines[1]  # lazy R1 ran at step 0 only (every 16 steps)
     assert "PL" in lines[0] and "PL" not in lines[1] and "PL" in lines[2]  # steps 0 and 4
 
@@ -188,6 +198,29 @@ def test_stats_log_keeps_tick_means_and_follows_the_checkpoints(tmp_path, monkey
     train(TrainConfig(total_kimg=0.080, **TINY), tmp_path / "b", progress=False)
     travelled = stats_log.read_lines(tmp_path / "b" / stats_log.LOG_FILE)
     assert travelled[:4] == resumed and [line["kimg"] for line in travelled][4:] == [0.08]
+
+
+def test_tick_speed_leaves_out_maintenance(tmp_path, monkeypatch):
+    """Seconds per kimg count the training steps only; samples, snapshots and the monitor are the
+    tick's maintenance_sec (NVIDIA's Timing/maintenance_sec). A fake clock makes it exact."""
+    from types import SimpleNamespace
+
+    from latentatlas.training import stats_log
+
+    clock = [100.0]
+    monkeypatch.setattr(stats_log, "time", SimpleNamespace(time=lambda: clock[0]))
+    ticks = stats_log.TickLog(tmp_path, 0)
+    clock[0] += 1.0
+    ticks.add({"G": 1.0}, 2000)
+    with ticks.maintenance():
+        clock[0] += 10.0
+    clock[0] += 1.0
+    ticks.add({"G": 3.0}, 4000)  # the tick ends at 4 kimg: 12 s, 10 of them maintenance
+    clock[0] += 2.0
+    ticks.add({"G": 5.0}, 8000)  # the next: 2 s of steps, none of maintenance
+    lines = stats_log.read_lines(tmp_path / stats_log.LOG_FILE)
+    assert lines == [{"kimg": 4.0, "sec_per_kimg": 0.5, "maintenance_sec": 10.0, "G": 2.0},
+                     {"kimg": 8.0, "sec_per_kimg": 0.5, "maintenance_sec": 0.0, "G": 5.0}]
 
 
 def _agree_on_stop(rank: int, port: int, results) -> None:  # type: ignore[no-untyped-def]

@@ -343,13 +343,14 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
         ticks.add(stats, trainer.nimg)
         bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
         bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-        if samples.due(trainer.nimg):
-            trainer.write_samples()
-        if monitor.due(trainer.nimg):
-            trainer.measure_factors()
-            measured_at = trainer.nimg
-        if snapshots.due(trainer.nimg):
-            trainer.save()
+        with ticks.maintenance():
+            if samples.due(trainer.nimg):
+                trainer.write_samples()
+            if monitor.due(trainer.nimg):
+                trainer.measure_factors()
+                measured_at = trainer.nimg
+            if snapshots.due(trainer.nimg):
+                trainer.save()
         if max_minutes is not None and out_of_time(time.time() - start > max_minutes * 60, trainer.world, trainer.device):
             stopped_early = trainer.nimg < total
             break

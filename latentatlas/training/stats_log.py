@@ -10,6 +10,10 @@ critic's mean logit on reals and fakes) this is what NVIDIA logs as Loss/scores/
 The log follows the checkpoints: a resumed run first drops the lines past the kimg it resumed
 from (they describe steps that are being trained again), and the portable checkpoint carries
 the log in its metadata, so a run that travels between machines keeps its history.
+
+Seconds per kimg count training steps only: sample grids, snapshots and the factor monitor are
+timed apart and logged as the tick's `maintenance_sec`, as NVIDIA's Timing/maintenance_sec, so
+that a run measured every 10 kimg reports the same speed as one that is not.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from latentatlas.io.atomic import atomic_path
@@ -75,6 +81,7 @@ class TickLog:
         self.tick_start_nimg = nimg
         self.next_tick = (int(nimg // (TICK_KIMG * 1000)) + 1) * TICK_KIMG * 1000
         self.tick_start_time = time.time()
+        self.maintenance_sec = 0.0
         self.sums: dict[str, float] = defaultdict(float)
         self.counts: dict[str, int] = defaultdict(int)
 
@@ -87,16 +94,27 @@ class TickLog:
             while self.next_tick <= nimg:
                 self.next_tick += TICK_KIMG * 1000
 
+    @contextmanager
+    def maintenance(self) -> Iterator[None]:
+        """Time what runs inside apart from the training steps (samples, snapshots, the monitor)."""
+        start = time.time()
+        try:
+            yield
+        finally:
+            self.maintenance_sec += time.time() - start
+
     def flush(self, nimg: int) -> None:
         """Write the tick so far (nothing when no step ran since the last line)."""
         if nimg <= self.tick_start_nimg:
             return
         now = time.time()
-        line = {"kimg": nimg / 1000, "sec_per_kimg": round((now - self.tick_start_time) / ((nimg - self.tick_start_nimg) / 1000), 4)}
+        training = max(now - self.tick_start_time - self.maintenance_sec, 0.0)
+        line = {"kimg": nimg / 1000, "sec_per_kimg": round(training / ((nimg - self.tick_start_nimg) / 1000), 4),
+                "maintenance_sec": round(self.maintenance_sec, 3)}
         line.update({k: self.sums[k] / self.counts[k] for k in sorted(self.sums)})
         if self.enabled:
             with self.path.open("a") as f:
                 f.write(json.dumps(line) + "\n")
-        self.tick_start_nimg, self.tick_start_time = nimg, now
+        self.tick_start_nimg, self.tick_start_time, self.maintenance_sec = nimg, now, 0.0
         self.sums.clear()
         self.counts.clear()
