@@ -63,8 +63,6 @@ def build(name: str, batch: int, device: torch.device, small: bool = False
 
     sg = SG2(GeneratorConfig(**CONFIGS["256"]))
     sg = sg.eval().requires_grad_(False).to(device)
-    if small:
-        raise SystemExit("--settings +small: StyleMapGAN models only")
     return (lambda z: sg(z, noise_mode="const")), torch.randn(batch, 512, device=device), [sg]
 
 
@@ -158,6 +156,8 @@ def main() -> None:
     ap.add_argument("--out", help="also write the JSON here, rewritten after each setting")
     args = ap.parse_args()
     settings = [parse_setting(t.strip()) for t in args.settings.split(",") if t.strip()]
+    if any(s["small_generator"] for s in settings) and not args.model.startswith("stylemap"):
+        ap.error("--settings +small: StyleMapGAN models only")
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if args.dtype == "tf32" and device.type != "cuda":
