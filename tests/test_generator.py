@@ -127,3 +127,23 @@ def test_explicit_noise_maps_override_noise_mode(tiny_generator):
     assert not torch.allclose(a, c, atol=1e-4) and torch.allclose(c[1:], c1, atol=1e-5)
     with pytest.raises(ValueError, match="noise maps"):
         tiny_generator.synthesis(ws, noise_maps=per_image[:-1])
+
+
+def test_frozen_generators_trace_as_one_graph_for_torch_compile(tiny_generator):
+    """torch.compile fuses what it sees in one graph; every break leaves the pieces eager and makes
+    each shared helper recompile per layer shape until dynamo's limit. The weight cache
+    (is_inference) and the CPU FIR matrices (taps read as floats) broke the generators' graphs 83
+    times; nothing in a frozen pass may break it."""
+    import torch._dynamo as dynamo
+
+    from latentatlas.models.stylemap import Encoder, Generator as StyleMapGenerator, StyleMapConfig
+
+    g = tiny_generator.eval().requires_grad_(False)
+    cfg = StyleMapConfig(resolution=16, latent_spatial_size=4, style_dim=8, mapping_layers=2, channel_base=64, channel_max=16)
+    sg, enc = StyleMapGenerator(cfg).eval().requires_grad_(False), Encoder(cfg).eval().requires_grad_(False)
+    dynamo.reset()
+    with torch.no_grad():
+        for fn, x in ((lambda z: g(z, noise_mode="const"), torch.randn(2, g.z_dim)),
+                      (lambda img: sg(enc(img)), torch.rand(1, 3, 16, 16) * 2 - 1)):
+            explained = dynamo.explain(fn)(x)
+            assert explained.graph_break_count == 0, [str(r.reason).split("\n")[0] for r in explained.break_reasons]

@@ -33,9 +33,9 @@ def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.T
     weight, an FIR filter); a change of any of them (in place, or another tensor) replaces the
     value kept under `name`, so one name holds one value."""
     tensors = (weight, *depends_on)
-    if (not ENABLED or any(t is None or t.is_inference() for t in tensors)
-            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))  # type: ignore[union-attr]
-            or torch.compiler.is_compiling()):
+    if (torch.compiler.is_compiling()  # first: dynamo cannot trace is_inference() and would break the graph here
+            or not ENABLED or any(t is None or t.is_inference() for t in tensors)
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))):  # type: ignore[union-attr]
         return fn(weight)  # an inference-mode tensor has no version counter to key the cache by
     deps = tuple((t._version, t.data_ptr()) for t in depends_on)  # type: ignore[union-attr]
     key = (weight._version, weight.data_ptr(), weight.dtype)

@@ -159,6 +159,8 @@ def _separable_fir_matrices(
     h, w = x.shape[-2:]
     if x.device.type != "cpu" or not x.dtype.is_floating_point or max(h, w) * up > FIR_MATMUL_MAX_SIDE:
         return None
+    if torch.compiler.is_compiling():  # the taps are read as Python floats, which breaks a compiled graph
+        return None
     if not x.is_contiguous():
         # Channels-last activations (both generators' convolutions make them) would be copied to
         # NCHW and back: there the depthwise convolution won, e.g. 128 channels 33 px 0.47
