@@ -132,7 +132,7 @@ def test_explicit_noise_maps_override_noise_mode(tiny_generator):
 def test_frozen_generators_trace_as_one_graph_for_torch_compile(tiny_generator):
     """torch.compile fuses what it sees in one graph; every break leaves the pieces eager and makes
     each shared helper recompile per layer shape until dynamo's limit. The weight cache
-    (is_inference) and the CPU FIR matrices (taps read as floats) broke the generators' graphs 83
+    (is_inference) and the CPU FIR matrices (taps read as floats) broke a 64 px StyleGAN2 pass 83
     times; nothing in a frozen pass may break it."""
     import torch._dynamo as dynamo
 
