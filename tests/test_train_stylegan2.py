@@ -297,12 +297,13 @@ def test_factor_monitor_measures_spread_and_follows_the_checkpoints(tmp_path):
 
 
 def test_loop_schedules_keep_their_kimg_marks_across_a_resume():
-    """Samples, snapshots and the monitor fire at multiples of their period, also in a run resumed
-    between two marks; a period of 0 never fires."""
-    from latentatlas.training.common import Schedule
+    """Samples, snapshots, the monitor and the log's ticks fire at multiples of their period, also
+    in a run resumed between two marks; a step past several marks fires once; 0 never fires."""
+    from latentatlas.training.schedule import Schedule
 
-    fresh, resumed, off = Schedule(0.016, 0), Schedule(0.016, 24), Schedule(0, 0)
-    fired = {name: [n for n in range(8, 72, 8) if s.due(n)] for name, s in
-             (("fresh", fresh), ("resumed", resumed), ("off", off))}
-    assert fired == {"fresh": [16, 32, 48, 64], "resumed": [32, 48, 64], "off": []}
+    fresh, resumed, off, big = Schedule(0.016, 0), Schedule(0.016, 24), Schedule(0, 0), Schedule(0.016, 0)
+    fired = {name: [n for n in steps if s.due(n)] for name, s, steps in
+             (("fresh", fresh, range(8, 72, 8)), ("resumed", resumed, range(32, 72, 8)), ("off", off, range(8, 72, 8)),
+              ("big batches", big, (40, 80, 90, 100)))}
+    assert fired == {"fresh": [16, 32, 48, 64], "resumed": [32, 48, 64], "off": [], "big batches": [40, 80, 100]}
     assert not off.active and fresh.active

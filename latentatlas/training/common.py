@@ -25,6 +25,7 @@ from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
 from latentatlas.runtime import set_tf32
 from latentatlas.training import stats_log
+from latentatlas.training.schedule import Schedule
 
 # A run folder: the full resumable state (this machine), the portable checkpoint (small
 # safetensors files that travel between machines) and the model file the commands load.
@@ -300,23 +301,6 @@ def setup_cuda(device: str | torch.device) -> None:
         # relative error per product, far below the noise of GAN training.
         torch.backends.cudnn.benchmark = True
         set_tf32(True)
-
-
-class Schedule:
-    """An "every N kimg" event of the loop (samples, snapshots, the factor monitor), counted from
-    multiples of N so that a resumed run keeps the same kimg marks. N <= 0: never."""
-
-    def __init__(self, kimg: float, nimg: int) -> None:
-        self.period = int(kimg * 1000)
-        self.active = self.period > 0
-        self.next = (nimg // self.period + 1) * self.period if self.active else 0
-
-    def due(self, nimg: int) -> bool:
-        """Whether the count has reached the next mark; if so the mark moves on by one period."""
-        if not self.active or nimg < self.next:
-            return False
-        self.next += self.period
-        return True
 
 
 def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[dict[str, float], bool, float]:

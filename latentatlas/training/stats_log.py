@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from latentatlas.io.atomic import atomic_path
+from latentatlas.training.schedule import Schedule
 
 LOG_FILE = "stats.jsonl"
 METRICS_FILE = "metrics.jsonl"  # the factor monitor's lines (training/factor_monitor.py), kept the same way
@@ -79,7 +80,7 @@ class TickLog:
         self.path = run_dir / LOG_FILE
         self.enabled = enabled
         self.tick_start_nimg = nimg
-        self.next_tick = (int(nimg // (TICK_KIMG * 1000)) + 1) * TICK_KIMG * 1000
+        self.ticks = Schedule(TICK_KIMG, nimg)
         self.tick_start_time = time.time()
         self.maintenance_sec = 0.0
         self.sums: dict[str, float] = defaultdict(float)
@@ -89,10 +90,8 @@ class TickLog:
         for k, v in stats.items():
             self.sums[k] += v
             self.counts[k] += 1
-        if nimg >= self.next_tick:
+        if self.ticks.due(nimg):
             self.flush(nimg)
-            while self.next_tick <= nimg:
-                self.next_tick += TICK_KIMG * 1000
 
     @contextmanager
     def maintenance(self) -> Iterator[None]:
