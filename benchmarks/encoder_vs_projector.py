@@ -14,8 +14,10 @@ pixels when both models are 64 px).
      for fp32; images/s at `--batch` (default 64; the targets repeated to fill it; median of
      `--batch-repeats` calls). Model loading is not counted.
    - `--variants` (default fp32) times the same pass with tf32, bf16 (autocast), graph (the whole
-     pass replayed as one CUDA graph, latentatlas.models.cuda_graph) or graph-tf32; each with
-     its max abs difference to the fp32 images. All but fp32 and bf16 need CUDA.
+     pass replayed as one CUDA graph, latentatlas.models.cuda_graph), graph-tf32, compile
+     (torch.compile, fp32) or compile-graph-bf16 (compiled with mode="reduce-overhead": CUDA
+     graphs, bf16 autocast); each with its max abs difference to the fp32 images. All but fp32,
+     bf16 and compile need CUDA; compile time is left out of the timing.
    - quality (fp32, the library's `inversion.encoder.encode`, then the generator): per image the
      pixel MSE to the target, the factor-feature distance (bundled predictor `factors`, the
      projector's loss term) and the mean abs error of the 20 predicted factors of the
@@ -89,15 +91,21 @@ from latentatlas.training.attributes import load_predictor  # noqa: E402
 OFFICIAL_STEPS = 1000
 CPU_TARGET_MS = 30.0  # issue 6: faces64-stylemap, batch 1, 2 CPU cores
 GPU_TARGET_MS = 5.0  # issue 6: a 256 px model, batch 1, H100
-# name: (allow TF32, autocast dtype, replay as a CUDA graph)
-VARIANTS: dict[str, tuple[bool, torch.dtype | None, bool]] = {
-    "fp32": (False, None, False),
-    "tf32": (True, None, False),
-    "bf16": (False, torch.bfloat16, False),
-    "graph": (False, None, True),
-    "graph-tf32": (True, None, True),
-    "graph-bf16": (False, torch.bfloat16, True),
+# name: (allow TF32, autocast dtype, how it runs: "eager", "graph" (replayed as one CUDA graph) or
+# "compile" / "compile-graph" (torch.compile's inductor, which fuses the normalisation, modulation,
+# bias and activation around the convolutions; -graph: its mode="reduce-overhead", which replays
+# the compiled pass as CUDA graphs). Compile time is not timed; the first call pays it.
+VARIANTS: dict[str, tuple[bool, torch.dtype | None, str]] = {
+    "fp32": (False, None, "eager"),
+    "tf32": (True, None, "eager"),
+    "bf16": (False, torch.bfloat16, "eager"),
+    "graph": (False, None, "graph"),
+    "graph-tf32": (True, None, "graph"),
+    "graph-bf16": (False, torch.bfloat16, "graph"),
+    "compile": (False, None, "compile"),
+    "compile-graph-bf16": (False, torch.bfloat16, "compile-graph"),
 }
+CPU_VARIANTS = ("fp32", "bf16", "compile")
 
 
 def sync(device: torch.device) -> None:
@@ -134,8 +142,8 @@ def fill(images: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def pass_fn(generator: Generator, encoder: Encoder, variant: str, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """encode + generate in the variant's precision (as a CUDA graph for the graph variants)."""
-    _, autocast, graph = VARIANTS[variant]
+    """encode + generate in the variant's precision, run as the variant says (eager, CUDA graph, compiled)."""
+    _, autocast, how = VARIANTS[variant]
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         if autocast is None:
@@ -143,10 +151,14 @@ def pass_fn(generator: Generator, encoder: Encoder, variant: str, example: torch
         with torch.autocast(x.device.type, dtype=autocast):
             return generator(encoder(x)).float()
 
-    if graph:
+    if how == "graph":
         from latentatlas.models.cuda_graph import CudaGraphed
 
         return CudaGraphed(fn, example)
+    if how == "compile":
+        return torch.compile(fn, dynamic=False)
+    if how == "compile-graph":
+        return torch.compile(fn, dynamic=False, mode="reduce-overhead")
     return fn
 
 
@@ -298,7 +310,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=50, help="timed calls at batch 1")
     ap.add_argument("--batch-repeats", type=int, default=5, help="timed calls at --batch")
     ap.add_argument("--warmup", type=int, default=5, help="untimed calls before timing at batch 1")
-    ap.add_argument("--variants", default="fp32", help="comma list of " + ", ".join(VARIANTS) + " (all but fp32 and bf16 need CUDA)")
+    ap.add_argument("--variants", default="fp32", help="comma list of " + ", ".join(VARIANTS) + " (all but " + ", ".join(CPU_VARIANTS) + " need CUDA)")
     ap.add_argument("--steps", type=int, default=100, help=f"projector steps (the official count is {OFFICIAL_STEPS})")
     ap.add_argument("--projector-batch", type=int, default=8)
     ap.add_argument("--projector-num", type=int, default=None, help="project only the first N targets (default: all)")
@@ -372,7 +384,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(pick_device(args.device))
     if device.type != "cuda":
-        bad = [v for v in args.variants if v not in ("fp32", "bf16")]
+        bad = [v for v in args.variants if v not in CPU_VARIANTS]
         if bad:
             raise SystemExit(f"--variants {','.join(bad)}: need CUDA (device {device})")
     if args.cudnn_benchmark:

@@ -40,7 +40,8 @@
 # PHASE=targets (BUDGET about 170 s; 300 with COMPILE=1 TRAINSWEEP=1): only what the open issues'
 #   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below),
 #   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (eight settings
-#   in one run of benchmarks/profile_pass.py, at most 150 s).
+#   in one run of benchmarks/profile_pass.py, at most 150 s), with COMPILE256=1 that pass also
+#   compiled (90 s more).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (487 s; 527 s held with the machine's start), then, at once on the still warm machine (its ignored
@@ -54,9 +55,10 @@
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=265 BATCH=128 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (208 s), given back with 106 s left: 690.5 kimg (batch 128: 60.3 kimg/min against 35.7 at 64).
 # The next lease, one call:
-#     PHASE=targets BUDGET=240 PROFILE=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
+#     PHASE=targets BUDGET=330 PROFILE=1 COMPILE256=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
 #     BUDGET=$((575 - SECONDS)) BENCH_CONFIGS= GAMMA_B=0.1 bash jobs/faces64_gpu.sh
-# first where issue 6's 256 px batch 1 spends its time, then an A/B test for issue 3: faces64-narrow
+# first where issue 6's 256 px batch 1 spends its time and the pass compiled (inductor + CUDA
+# graphs) beside the eager CUDA graph, then an A/B test for issue 3: faces64-narrow
 # resumed twice side by side, with the default R1 weight (0.0064 at batch 128) and with 0.1 (the
 # critic tells every fake from every render: README, "What the critic rewards"); both arms come
 # back (7 files with results.tar and the log) and are evaluated here on 10k samples each
@@ -170,7 +172,10 @@ elif [ "$PHASE" = targets ]; then
   SMV=fp32,graph-bf16,graph-tf32,tf32,bf16
   # after the profile (its settings' bf16 walls are the eager figures): fp32 as the reference, the best graph
   [ -n "${PROFILE:-}" ] && SMV=fp32,graph-bf16
-  [ "$DEVICE" = cpu ] && SMV=fp32
+  # COMPILE256=1 (90 s more): also the pass compiled by inductor and replayed as CUDA graphs
+  # (compile-graph-bf16); the compiled 256 px generator was 10x fp32 where CUDA graphs gave 6.8x.
+  SMT=100; [ -n "${COMPILE256:-}" ] && { SMV=$SMV,compile-graph-bf16; SMT=190; }
+  [ "$DEVICE" = cpu ] && SMV=fp32${COMPILE256:+,compile}
   RESAMPLE=auto
   if [ -n "${PROFILE:-}" ]; then
     # Where issue 6's 256 px batch 1 spends its 47 ms (bf16), in one process: as measured then
@@ -197,7 +202,7 @@ PICK
     echo "== resampling for the 256 px timing: $RESAMPLE" >>"$LOG"
   fi
   # shellcheck disable=SC2086
-  step 100 "stylemap 256 px encode + generate" evp_stdout.json \
+  step $SMT "stylemap 256 px encode + generate" evp_stdout.json \
     $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --only-config256 \
     --variants "$SMV" --cudnn-benchmark --resample "$RESAMPLE" $EVP --out "$WORK/benchmarks/results_${DEV}_stylemap_256.json"
   rm -f "$WORK/evp_stdout.json"
