@@ -303,7 +303,7 @@ def test_loop_schedules_keep_their_kimg_marks_across_a_resume():
 
     fresh, resumed, off, big = Schedule(0.016, 0), Schedule(0.016, 24), Schedule(0, 0), Schedule(0.016, 0)
     fired = {name: [n for n in steps if s.due(n)] for name, s, steps in
-             (("fresh", fresh, range(8, 72, 8)), ("resumed", resumed, range(32, 72, 8)), ("off", off, range(8, 72, 8)),
+             (("fresh", fresh, range(8, 72, 8)), ("resumed", resumed, range(8, 72, 8)), ("off", off, range(8, 72, 8)),
               ("big batches", big, (40, 80, 90, 100)))}
     assert fired == {"fresh": [16, 32, 48, 64], "resumed": [32, 48, 64], "off": [], "big batches": [40, 80, 100]}
     assert not off.active and fresh.active
