@@ -823,7 +823,7 @@ def train(
     sample_kimg: Annotated[float, typer.Option(help="Sample grid every N kimg.")] = 50.0,
     metrics_kimg: Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")] = 0.0,
     metrics_num: Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")] = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a StyleGAN2 generator; run the same command again to resume. Several GPUs: torchrun.
@@ -876,7 +876,7 @@ def train_stylemap(
     seed: Annotated[int, typer.Option()] = 0,
     snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
     sample_kimg: Annotated[float, typer.Option(help="Sample sheet every N kimg.")] = 50.0,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a StyleMapGAN (generator + encoder); run the same command again to resume. Several GPUs: torchrun.

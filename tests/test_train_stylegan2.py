@@ -68,6 +68,61 @@ def test_kill_minus_nine_resumes_from_last_checkpoint(tmp_path):
     assert not list(run.glob(".*.tmp*"))  # stale temp files from the killed write are gone
 
 
+def test_sigterm_stops_after_the_step_and_saves_like_max_minutes(tmp_path):
+    """What `timeout`, a scheduler or a closing session send: the run saves everything it saves
+    at --max-minutes and says why it stopped, instead of losing the steps since its last snapshot."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(_cli("train", "--out", str(run), "--kimg", "20", "--sample-kimg", "0.008", *TINY_ARGS),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(run.glob("samples-*.png")):
+        time.sleep(0.2)
+    assert not (run / STATE_FILE).exists()  # no snapshot yet: snapshot_kimg is 50
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM: saving the training state" in err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["stopped_by"] == "SIGTERM" and not result["finished"]
+    saved = torch.load(run / STATE_FILE, weights_only=True)
+    assert saved["nimg"] == round(result["kimg"] * 1000) > 0
+    assert (run / "portable" / "train.safetensors").exists() and (run / "model.safetensors").exists()
+
+
+def test_a_second_ctrl_c_interrupts_at_once_and_the_handlers_are_put_back():
+    from latentatlas.training.stop_signal import stop_on_signal
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(KeyboardInterrupt):
+        with stop_on_signal(announce=False) as request:
+            signal.raise_signal(signal.SIGINT)
+            assert request.name == "SIGINT"  # the first only asks
+            signal.raise_signal(signal.SIGINT)
+            time.sleep(1.0)  # Python runs the handler between bytecodes
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_the_state_is_written_every_few_minutes_whatever_snapshot_kimg_says(tmp_path, monkeypatch):
+    """A SIGKILL cannot be caught: the timed writes bound what it loses on a slow machine."""
+    from latentatlas.training import common, stylegan2
+
+    written: list[int] = []
+    real_save = stylegan2.Trainer.save
+
+    def counting_save(self):  # type: ignore[no-untyped-def]
+        written.append(self.nimg)
+        return real_save(self)
+
+    monkeypatch.setattr(stylegan2.Trainer, "save", counting_save)
+    cfg = dict(TINY, snapshot_kimg=1000.0)
+    train(TrainConfig(total_kimg=0.032, **cfg), tmp_path / "a", progress=False)
+    assert written == [32]  # at the end only
+    written.clear()
+    monkeypatch.setattr(common, "STATE_EVERY_MINUTES", 0.0)
+    train(TrainConfig(total_kimg=0.032, **cfg), tmp_path / "b", progress=False)
+    assert written == [8, 16, 24, 32, 32]  # every step, then at the end
+
+
 def test_two_process_gloo_training_keeps_ranks_in_sync(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

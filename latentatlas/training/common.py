@@ -1,6 +1,6 @@
 """What every latentatlas GAN trainer shares: Adam as StyleGAN2 sets it up, gradient averaging
 over torchrun processes, EMA, the portable checkpoint format, config checks on resume, the
-training loop with its progress bar and time limit, and joining the process group.
+training loop with its progress bar, time limit and stop on a signal, and joining the process group.
 
 A trainer object used with `run_loop` has `cfg` (with total_kimg, batch, snapshot_kimg,
 sample_kimg), `rank`, `world`, `nimg`, `train_step() -> dict`, `save()`, `save_portable()`,
@@ -26,6 +26,7 @@ from latentatlas.io.errors import UserError
 from latentatlas.runtime import set_tf32
 from latentatlas.training import stats_log
 from latentatlas.training.schedule import Schedule
+from latentatlas.training.stop_signal import stop_on_signal
 
 # A run folder: the full resumable state (this machine), the portable checkpoint (small
 # safetensors files that travel between machines) and the model file the commands load.
@@ -46,6 +47,10 @@ CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "bat
 # The JSON-lines logs a run folder keeps and its portable checkpoint carries (metadata key: file):
 # the tick means of the losses, and the factor monitor's lines (training/factor_monitor.py).
 CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRICS_FILE}
+# The loop also writes the state this often, whatever snapshot_kimg says: on 2 CPU cores 50 kimg
+# of a 64 px StyleMapGAN take 75 minutes, all of it lost to a SIGKILL without this (about 0.3 s a
+# write there).
+STATE_EVERY_MINUTES = 15.0
 
 
 class TrainerBase:
@@ -303,10 +308,11 @@ def setup_cuda(device: str | torch.device) -> None:
         set_tf32(True)
 
 
-def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[dict[str, float], bool, float]:
-    """Train until cfg.total_kimg or max_minutes: samples and checkpoints on schedule, a progress
+def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[dict[str, float], str | None, float]:
+    """Train until cfg.total_kimg, max_minutes or a SIGINT/SIGTERM (training/stop_signal.py):
+    samples and checkpoints on schedule, the state also every STATE_EVERY_MINUTES, a progress
     bar on rank 0, and at the end state, portable checkpoint, samples and model file.
-    Returns (last losses, stopped early, seconds)."""
+    Returns (last losses, what stopped it early: "max_minutes", a signal's name or None, seconds)."""
     from tqdm import tqdm
 
     cfg = trainer.cfg
@@ -320,33 +326,40 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}")
     stats: dict[str, float] = {}
     ticks = stats_log.TickLog(trainer.run_dir, trainer.nimg, enabled=trainer.rank == 0)
-    stopped_early = False
-    while trainer.nimg < total:
-        before = trainer.nimg
-        stats = trainer.train_step()
-        ticks.add(stats, trainer.nimg)
-        bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
-        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
-        with ticks.maintenance():
-            if samples.due(trainer.nimg):
-                trainer.write_samples()
-            if monitor.due(trainer.nimg):
-                trainer.measure_factors()
-                measured_at = trainer.nimg
-            if snapshots.due(trainer.nimg):
-                trainer.save()
-        if max_minutes is not None and out_of_time(time.time() - start > max_minutes * 60, trainer.world, trainer.device):
-            stopped_early = trainer.nimg < total
-            break
-    bar.close()
-    ticks.flush(trainer.nimg)
-    if monitor.active and measured_at != trainer.nimg:
-        trainer.measure_factors()  # where the run stops, so every chunk ends with a line
-    trainer.save()
-    trainer.save_portable()
-    trainer.write_samples()
-    trainer.export()
-    return stats, stopped_early, time.time() - start
+    stopped_by: str | None = None
+    saved_at = start  # when the state was last written
+    with stop_on_signal(announce=trainer.rank == 0) as request:
+        while trainer.nimg < total:
+            before = trainer.nimg
+            stats = trainer.train_step()
+            ticks.add(stats, trainer.nimg)
+            bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
+            bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
+            with ticks.maintenance():
+                if samples.due(trainer.nimg):
+                    trainer.write_samples()
+                if monitor.due(trainer.nimg):
+                    trainer.measure_factors()
+                    measured_at = trainer.nimg
+                if snapshots.due(trainer.nimg) or time.time() - saved_at > STATE_EVERY_MINUTES * 60:
+                    trainer.save()
+                    saved_at = time.time()
+            time_up = max_minutes is not None and time.time() - start > max_minutes * 60
+            # Under torchrun every step asks the others (one tiny all-reduce): a signal may reach one process only.
+            if out_of_time(time_up or request.name is not None, trainer.world, trainer.device):
+                stopped_by = request.name or ("max_minutes" if time_up else "a signal to another process")
+                break
+        if trainer.nimg >= total:
+            stopped_by = None
+        bar.close()
+        ticks.flush(trainer.nimg)
+        if monitor.active and measured_at != trainer.nimg:
+            trainer.measure_factors()  # where the run stops, so every chunk ends with a line
+        trainer.save()  # still inside: a first signal here does not cut the final writes short
+        trainer.save_portable()
+        trainer.write_samples()
+        trainer.export()
+    return stats, stopped_by, time.time() - start
 
 
 def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: str | torch.device,
@@ -376,7 +389,7 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
             stats_log.restore(run_dir, resumed_from, carried.get(key), name)
     if trainer.world > 1:
         dist.barrier()
-    stats, stopped_early, elapsed = run_loop(trainer, max_minutes, progress)
+    stats, stopped_by, elapsed = run_loop(trainer, max_minutes, progress)
     if trainer.world > 1:
         dist.barrier()  # rank 0's files are complete before any process leaves
     return trainer, {
@@ -385,7 +398,8 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
         "kimg": trainer.nimg / 1000,
         "resumed_from_kimg": resumed_from / 1000,
         "kimg_per_min": round((trainer.nimg - resumed_from) / 1000 / max(elapsed / 60, 1e-9), 3),
-        "finished": not stopped_early and trainer.nimg >= int(trainer.cfg.total_kimg * 1000),
+        "finished": stopped_by is None and trainer.nimg >= int(trainer.cfg.total_kimg * 1000),
+        "stopped_by": stopped_by,
         "model": str(run_dir / MODEL_FILE),
         "state": str(state_path),
         "last_losses": stats,
