@@ -29,7 +29,7 @@ import time
 
 # The settings a row was made with: rows of another budget are not mixed into one table.
 BUDGET_KEYS = ("model", "paths", "samples", "supervised_samples", "warped_steps", "warped_batch", "dipoles", "starts",
-               "frames", "length", "reconstructor_steps", "reconstructor_batch")
+               "frames", "length", "reconstructor_steps", "reconstructor_batch", "reconstructor_input")
 FIGURES = ("disentanglement", "completeness", "mean_steepness", "mean_off_target_drift", "reconstructor_accuracy")
 
 
@@ -61,7 +61,7 @@ def make_paths(method: str, generator, predictor, k: int, seed: int, args, tmp: 
     elif method in ("linear-rbf", "warped"):
         linear = method == "linear-rbf"
         cfg = WarpedConfig(sets=k, dipoles=1 if linear else args.dipoles, space="w", linear=linear, steps=args.warped_steps,
-                           batch=args.warped_batch, seed=seed)
+                           batch=args.warped_batch, seed=seed, reconstructor_input=args.reconstructor_input)
         result = train_warped(generator, os.path.join(tmp, f"{method}-{seed}.safetensors"), cfg, resume=False, progress=False)
         paths = PathSet(result.paths)
     else:
@@ -87,7 +87,8 @@ def read_runs(path: str, seeds: list[int], methods: list[str], want: dict) -> di
                 except json.JSONDecodeError:  # a line cut by a time limit: that row runs again
                     skipped += 1
                     continue
-                if row.get("budget") != want:
+                # Rows from before the reconstructor's input was a setting: it saw the pair.
+                if {"reconstructor_input": "pair", **row.get("budget", {})} != want:
                     skipped += 1
                 elif row["seed"] in seeds and row["method"] in methods:
                     runs.setdefault(row["method"], []).append(row)
@@ -141,6 +142,8 @@ def main() -> None:
     p.add_argument("--length", type=float, default=0.5, help="half path length in units of w_std")
     p.add_argument("--reconstructor-steps", type=int, default=1000)
     p.add_argument("--reconstructor-batch", type=int, default=16)
+    p.add_argument("--reconstructor-input", default="difference", choices=("pair", "difference"),
+                   help="what both reconstructors (WarpedGANSpace's joint one and the scoring one) see of a pair")
     p.add_argument("--heatmaps", default="", help="folder for the first seed's heat-maps (directions_<method>.png)")
     p.add_argument("--runs", default="", help="JSON-lines file: finished rows are appended and not run again")
     p.add_argument("--report-only", action="store_true", help="print the table of the rows in --runs; run nothing")
@@ -181,7 +184,8 @@ def main() -> None:
                 paths, seconds = make_paths(method, generator, predictor, args.paths, seed, args, tmp)
                 s = score_paths(generator, predictor, paths, starts=args.starts, steps=args.frames, length=args.length,
                                 top=args.paths, reconstructor_steps=args.reconstructor_steps,
-                                reconstructor_batch=args.reconstructor_batch, seed=7 + seed)
+                                reconstructor_batch=args.reconstructor_batch, reconstructor_input=args.reconstructor_input,
+                                seed=7 + seed)
                 row = {k: s[k] for k in FIGURES if k in s}
                 if "reconstructor" in s:
                     row["reconstructor_accuracy"] = s["reconstructor"]["accuracy"]

@@ -670,6 +670,7 @@ def directions_warped(
     batch: Annotated[int, typer.Option(help="Image pairs per step.")] = 12,
     lr: Annotated[float, typer.Option(help="Adam learning rate for support sets and reconstructor.")] = 1e-4,
     width: Annotated[int, typer.Option(help="Reconstructor width (channels of its first stage).")] = 32,
+    reconstructor_input: Annotated[str, typer.Option(help="What the reconstructor sees: 'difference' (the original and the change) or 'pair' (both images, the paper's; files from before 2026-11-27 were trained so).")] = "difference",
     seed: Annotated[int, typer.Option()] = 0,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after N minutes (state saved; run again to resume).")] = None,
     device: DeviceOpt = "auto",
@@ -690,7 +691,7 @@ def directions_warped(
     if dipoles is None:
         dipoles = 1 if linear else 16
     cfg = WarpedConfig(sets=sets, dipoles=dipoles, steps=steps, space=space, linear=linear, learn_alphas=learn_alphas,
-                       batch=batch, lr=lr, width=width, seed=seed)
+                       batch=batch, lr=lr, width=width, seed=seed, reconstructor_input=reconstructor_input)
     if not state_path(out).exists():
         _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
@@ -712,6 +713,7 @@ def directions_score(
     top: Annotated[int, typer.Option(help="Score the first N directions.")] = 20,
     reconstructor_steps: Annotated[int, typer.Option(help="Also train a fresh reconstructor on the frozen paths for N steps and report its held-out accuracy (0: skip).")] = 0,
     reconstructor_batch: Annotated[int, typer.Option(help="Image pairs per reconstructor step.")] = 16,
+    reconstructor_input: Annotated[str, typer.Option(help="What the reconstructor sees: 'difference' (the original and the change) or 'pair' (both images, the paper's).")] = "difference",
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
@@ -739,7 +741,8 @@ def directions_score(
     d.check_model(generator)
     pred = load_predictor(predictor, generator.device)
     summary = score_paths(generator, pred, d, starts=starts, steps=steps, length=length, top=top,
-                          reconstructor_steps=reconstructor_steps, reconstructor_batch=reconstructor_batch)
+                          reconstructor_steps=reconstructor_steps, reconstructor_batch=reconstructor_batch,
+                          reconstructor_input=reconstructor_input)
     slopes = torch.tensor(summary["slopes"])
     heatmap(slopes, [f"{d.names[i]}: {p['name']}" for i, p in enumerate(summary["paths"])], str(out / "heatmap.png"), d.method)
     with atomic_path(out / "score.json") as tmp:

@@ -241,6 +241,60 @@ def test_reconstructor_accuracy_keeps_the_paths_frozen_and_is_reproducible(gener
         reconstructor_accuracy(generator, support.direction, 1, "w", 3.0, **kw)
 
 
+def _toy_accuracy(inputs: str, steps: int = 80, paths: int = 4) -> float:
+    """A reconstructor trained to tell which of `paths` fixed faint patterns was added to random images."""
+    g = torch.Generator().manual_seed(0)
+    patterns = 0.05 * torch.randn(paths, 3, 16, 16, generator=g)
+
+    def pairs(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a = 0.5 * torch.randn(n, 3, 16, 16, generator=g)
+        k = torch.randint(0, paths, (n,), generator=g)
+        eps = (0.5 + 0.5 * torch.rand(n, generator=g)) * (2 * torch.randint(0, 2, (n,), generator=g) - 1)
+        return a, a + eps[:, None, None, None] * patterns[k], k
+
+    torch.manual_seed(0)
+    recon = Reconstructor(paths, 16, 3, width=8, inputs=inputs)
+    opt = torch.optim.Adam(recon.parameters(), lr=1e-3)
+    for _ in range(steps):
+        a, b, k = pairs(32)
+        loss = torch.nn.functional.cross_entropy(recon(a, b)[0], k)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    a, b, k = pairs(512)
+    with torch.no_grad():
+        return float((recon(a, b)[0].argmax(1) == k).float().mean())
+
+
+def test_the_difference_input_tells_faint_changes_apart_where_the_pair_does_not():
+    """Why "difference" is the default: a shift changes an image little, and a small network handed
+    both images has to learn the subtraction first (on faces64's GANSpace paths: README, Directions)."""
+    assert _toy_accuracy("difference") > 0.95
+    assert _toy_accuracy("pair") < 0.4  # chance is 0.25
+    with pytest.raises(UserError, match="difference"):
+        Reconstructor(2, 16, 3, inputs="sum")
+
+
+def test_files_and_states_from_before_the_input_setting_keep_the_pair(generator, tmp_path):
+    """Their reconstructor saw the pair: the loaded config says so, and resuming asks for it."""
+    import safetensors.torch
+
+    out = tmp_path / "w.safetensors"
+    train_warped(generator, out, _cfg(steps=1, reconstructor_input="pair"), progress=False)
+    tensors = safetensors.torch.load_file(out)
+    with safetensors.safe_open(out, "pt") as f:
+        meta = f.metadata()
+    old_config = {k: v for k, v in json.loads(meta["config"]).items() if k != "reconstructor_input"}
+    safetensors.torch.save_file(tensors, out, metadata={**meta, "config": json.dumps(old_config)})
+    assert load_warped(out).config.reconstructor_input == "pair"
+    state = torch.load(state_path(out), weights_only=True)
+    state["config"].pop("reconstructor_input")
+    torch.save(state, state_path(out))
+    with pytest.raises(UserError, match="another config"):
+        train_warped(generator, out, _cfg(steps=2), progress=False)
+    assert train_warped(generator, out, _cfg(steps=2, reconstructor_input="pair"), progress=False).step == 2
+
+
 @pytest.fixture
 def model_file(tmp_path, tiny_generator):
     path = tmp_path / "tiny.safetensors"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from latentatlas.directions.files import sample_w
+from latentatlas.directions.reconstructor import RECONSTRUCTOR_INPUTS
 from latentatlas.directions.warped import PathSet
 from latentatlas.inversion.projector import w_statistics
 from latentatlas.io.errors import UserError
@@ -28,6 +29,7 @@ def score_paths(
     top: int = 20,
     reconstructor_steps: int = 0,
     reconstructor_batch: int = 16,
+    reconstructor_input: str = "difference",
     seed: int = 7,
 ) -> dict[str, Any]:
     """Per-path main factor, steepness and drift; disentanglement, completeness; optional reconstructor accuracy."""
@@ -35,6 +37,8 @@ def score_paths(
         raise UserError("scoring walks paths in W: these directions are in z")
     if reconstructor_steps < 0 or reconstructor_batch < 1:
         raise UserError("reconstructor steps must be >= 0 and the batch >= 1")
+    if reconstructor_input not in RECONSTRUCTOR_INPUTS:
+        raise UserError(f"reconstructor input {reconstructor_input!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
     _, w_std = w_statistics(generator, 5000)
     w0 = sample_w(generator, starts, seed=seed)
     k = min(top, len(paths))
@@ -45,6 +49,7 @@ def score_paths(
         from latentatlas.directions.reconstructor import reconstructor_accuracy
 
         summary["reconstructor"] = reconstructor_accuracy(
-            generator, paths.field, k, paths.space, w_std, reconstructor_steps, reconstructor_batch, seed=seed, progress=False
+            generator, paths.field, k, paths.space, w_std, reconstructor_steps, reconstructor_batch, seed=seed, progress=False,
+            inputs=reconstructor_input,
         )
     return summary

@@ -33,6 +33,7 @@ from torch import nn
 
 from latentatlas.directions.files import Directions, load_directions, model_fingerprint
 from latentatlas.directions.reconstructor import (
+    RECONSTRUCTOR_INPUTS,
     Reconstructor,
     check_space,
     latent_codes,
@@ -71,6 +72,7 @@ class WarpedConfig:
     lr: float = 1e-4  # Adam, for support sets and reconstructor (the paper's)
     lambda_reg: float = 0.25
     width: int = 32  # reconstructor width
+    reconstructor_input: str = "difference"  # reconstructor.RECONSTRUCTOR_INPUTS; files from before it have "pair"
     steps: int = 20_000
     seed: int = 0
 
@@ -87,11 +89,13 @@ class WarpedConfig:
             raise UserError(f"shift range [{self.shift_min}, {self.shift_max}]: need 0 < min <= max")
         if self.step <= 0 or self.gamma <= 0 or self.batch < 1 or self.lr <= 0 or self.steps < 0:
             raise UserError("step, gamma and lr must be positive; batch >= 1 and steps >= 0")
+        if self.reconstructor_input not in RECONSTRUCTOR_INPUTS:
+            raise UserError(f"reconstructor input {self.reconstructor_input!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WarpedConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{k: v for k, v in _with_old_defaults(d).items() if k in known})
 
 
 class SupportSets(nn.Module):
@@ -462,12 +466,17 @@ def init_training(generator: Generator, cfg: WarpedConfig) -> tuple[SupportSets,
             cfg.sets, cfg.dipoles, dim, scale=scale, center=center, gamma=cfg.gamma, radius=(cfg.radius_min, cfg.radius_max),
             linear=cfg.linear, learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas,
         )
-        recon = Reconstructor(cfg.sets, generator.img_resolution, generator.img_channels, cfg.width)
+        recon = Reconstructor(cfg.sets, generator.img_resolution, generator.img_channels, cfg.width, cfg.reconstructor_input)
     return support.to(generator.device), recon.to(generator.device)
 
 
+def _with_old_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A config as saved, with what files from before a field existed did: their reconstructor saw the pair."""
+    return {"reconstructor_input": "pair", **cfg}
+
+
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k != "steps"}  # more steps may be asked for on resume
+    return {k: v for k, v in _with_old_defaults(cfg).items() if k != "steps"}  # more steps may be asked for on resume
 
 
 def train_warped(
