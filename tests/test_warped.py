@@ -341,6 +341,8 @@ def test_warped_commands_refuse_bad_input(run_cli, model_file, tmp_path, tiny_ge
     base = ("directions", "warped", "train", model_file, "--out", out, "--sets", "2", "--steps", "1", "--batch", "2", "--width", "8", "--device", "cpu")
     code, _, err = run_cli(*base, "--space", "x")
     assert code == 2 and "z or w" in err and not out.exists()
+    code, _, err = run_cli(*base, "--reconstructor-input", "sum")
+    assert code == 2 and "use one of pair, difference" in err and not out.exists()
     code, _, err = run_cli(*base, "--linear", "--dipoles", "3")
     assert code == 2 and "one dipole" in err
     out.write_bytes(b"mine")

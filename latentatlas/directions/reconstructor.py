@@ -40,6 +40,11 @@ DIFFERENCE_GAIN = 10.0
 EVAL_SEED_OFFSET = 500_000_000  # held-out batches never share a seed with training batches
 
 
+def check_inputs(inputs: str) -> None:
+    if inputs not in RECONSTRUCTOR_INPUTS:
+        raise UserError(f"reconstructor input {inputs!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
+
+
 def _groups(channels: int) -> int:
     return math.gcd(channels, 8)
 
@@ -75,8 +80,7 @@ class Reconstructor(nn.Module):
             raise UserError(f"the reconstructor needs a power-of-two resolution >= 4, got {resolution}")
         if num_paths < 1 or width < 1:
             raise UserError("the reconstructor needs at least one path and a width >= 1")
-        if inputs not in RECONSTRUCTOR_INPUTS:
-            raise UserError(f"reconstructor inputs {inputs!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
+        check_inputs(inputs)
         self.num_paths, self.resolution, self.channels, self.width, self.inputs = num_paths, resolution, channels, width, inputs
         self.stem = nn.Sequential(nn.Conv2d(2 * channels, width, 3, padding=1, bias=False), nn.GroupNorm(_groups(width), width), nn.SiLU())
         blocks: list[nn.Module] = []

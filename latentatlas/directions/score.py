@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from latentatlas.directions.files import sample_w
-from latentatlas.directions.reconstructor import RECONSTRUCTOR_INPUTS
+from latentatlas.directions.reconstructor import check_inputs
 from latentatlas.directions.warped import PathSet
 from latentatlas.inversion.projector import w_statistics
 from latentatlas.io.errors import UserError
@@ -37,8 +37,7 @@ def score_paths(
         raise UserError("scoring walks paths in W: these directions are in z")
     if reconstructor_steps < 0 or reconstructor_batch < 1:
         raise UserError("reconstructor steps must be >= 0 and the batch >= 1")
-    if reconstructor_input not in RECONSTRUCTOR_INPUTS:
-        raise UserError(f"reconstructor input {reconstructor_input!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
+    check_inputs(reconstructor_input)
     _, w_std = w_statistics(generator, 5000)
     w0 = sample_w(generator, starts, seed=seed)
     k = min(top, len(paths))

@@ -33,8 +33,8 @@ from torch import nn
 
 from latentatlas.directions.files import Directions, load_directions, model_fingerprint
 from latentatlas.directions.reconstructor import (
-    RECONSTRUCTOR_INPUTS,
     Reconstructor,
+    check_inputs,
     check_space,
     latent_codes,
     pair_loss,
@@ -89,8 +89,7 @@ class WarpedConfig:
             raise UserError(f"shift range [{self.shift_min}, {self.shift_max}]: need 0 < min <= max")
         if self.step <= 0 or self.gamma <= 0 or self.batch < 1 or self.lr <= 0 or self.steps < 0:
             raise UserError("step, gamma and lr must be positive; batch >= 1 and steps >= 0")
-        if self.reconstructor_input not in RECONSTRUCTOR_INPUTS:
-            raise UserError(f"reconstructor input {self.reconstructor_input!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
+        check_inputs(self.reconstructor_input)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "WarpedConfig":
