@@ -347,10 +347,9 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
             time_up = max_minutes is not None and time.time() - start > max_minutes * 60
             # Under torchrun every step asks the others (one tiny all-reduce): a signal may reach one process only.
             if out_of_time(time_up or request.name is not None, trainer.world, trainer.device):
-                stopped_by = request.name or ("max_minutes" if time_up else "a signal to another process")
+                if trainer.nimg < total:  # a stop asked at the last step is no early stop
+                    stopped_by = request.name or ("max_minutes" if time_up else "a signal to another process")
                 break
-        if trainer.nimg >= total:
-            stopped_by = None
         bar.close()
         ticks.flush(trainer.nimg)
         if monitor.active and measured_at != trainer.nimg:
