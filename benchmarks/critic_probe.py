@@ -44,7 +44,7 @@ def main() -> None:
     from degrade import gaussian_blur, half_and_back
 
     from latentatlas.data import synthfaces
-    from latentatlas.io.atomic import atomic_path
+    from latentatlas.io.atomic import write_json
     from latentatlas.runtime import keep_freed_cpu_memory
     from latentatlas.training.common import PORTABLE_DIR, read_portable_meta
     from latentatlas.training.stylegan2 import TrainConfig, Trainer
@@ -101,11 +101,9 @@ def main() -> None:
                       "distance_from_median": round(float(torch.corrcoef(torch.stack([(v - v.median()).abs(), d_real]))[0, 1]), 3)}
     out["score_correlation_with_factor"] = corr
     out["seconds"] = round(time.time() - start, 1)
-    text = json.dumps(out, indent=1)
-    print(text)
+    print(json.dumps(out, indent=1))
     if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text + "\n")
+        write_json(args.out, out)
 
 
 if __name__ == "__main__":

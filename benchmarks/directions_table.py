@@ -126,6 +126,9 @@ def report(runs: dict[str, list[dict]], device: str, torch_version: str, args: a
 
 
 def main() -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+    from latentatlas.directions.reconstructor import RECONSTRUCTOR_INPUTS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="faces64")
     p.add_argument("--device", default="cpu")
@@ -142,7 +145,7 @@ def main() -> None:
     p.add_argument("--length", type=float, default=0.5, help="half path length in units of w_std")
     p.add_argument("--reconstructor-steps", type=int, default=1000)
     p.add_argument("--reconstructor-batch", type=int, default=16)
-    p.add_argument("--reconstructor-input", default="difference", choices=("pair", "difference"),
+    p.add_argument("--reconstructor-input", default="difference", choices=RECONSTRUCTOR_INPUTS,
                    help="what both reconstructors (WarpedGANSpace's joint one and the scoring one) see of a pair")
     p.add_argument("--heatmaps", default="", help="folder for the first seed's heat-maps (directions_<method>.png)")
     p.add_argument("--runs", default="", help="JSON-lines file: finished rows are appended and not run again")
@@ -150,7 +153,6 @@ def main() -> None:
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
     import torch
 
     from latentatlas.directions.files import model_fingerprint

@@ -20,7 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
-from latentatlas.io.atomic import atomic_path
+from latentatlas.io.atomic import write_json
 from latentatlas.training import stats_log
 from latentatlas.training.common import read_portable_meta
 from latentatlas.training.factor_monitor import METRICS_FILE, coverage
@@ -75,8 +75,7 @@ def main() -> None:
     if missing:
         raise SystemExit(f"missing: {', '.join(missing)} (run `latentatlas evaluate --json-out` and critic_probe.py --out first)")
     out = {"experiment": args.experiment, "device": args.device, "arms": {a.name: arm_summary(a) for a in args.arms}}
-    with atomic_path(args.out) as tmp:
-        tmp.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
     keys = ("kimg", "factor_fid", "mean_std_ratio_capped", "critic_accuracy", "factors_under_half")
     print(json.dumps({k: {x: v[x] for x in keys} for k, v in out["arms"].items()}, indent=1))
 

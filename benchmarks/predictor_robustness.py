@@ -21,7 +21,7 @@ import torch
 from degrade import gaussian_blur, half_and_back
 
 from latentatlas.data import synthfaces
-from latentatlas.io.atomic import atomic_path
+from latentatlas.io.atomic import write_json
 from latentatlas.training.attributes import load_predictor
 
 SEED = 40_000_000  # far from the seeds the predictor and the generators trained on
@@ -62,11 +62,9 @@ def main() -> None:
             out["r2_or_accuracy"][name] = {f: round(float(score[j]), 3) for j, f in enumerate(synthfaces.FACTOR_NAMES)}
     del out["std_ratio_vs_clean"]["clean"]
     out["seconds"] = round(time.time() - start, 1)
-    text = json.dumps(out, indent=1)
     if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text + "\n")
-    print(text)
+        write_json(args.out, out)
+    print(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

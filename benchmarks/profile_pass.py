@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from latentatlas.io.atomic import atomic_path
+from latentatlas.io.atomic import write_json
 from latentatlas.models import derived, ops, stylemap
 from latentatlas.runtime import set_tf32
 
@@ -196,8 +196,7 @@ def main() -> None:
             print(f"{s['name']}: {run['error']}", file=sys.stderr)
         out["runs"][s["name"]] = run
         if args.out:
-            with atomic_path(args.out) as tmp:
-                tmp.write_text(json.dumps(out, indent=1) + "\n")
+            write_json(args.out, out)
     print(json.dumps(out, indent=1))
 
 

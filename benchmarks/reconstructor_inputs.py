@@ -36,7 +36,7 @@ def main() -> None:
     from latentatlas.directions.reconstructor import reconstructor_accuracy
     from latentatlas.directions.warped import load_paths
     from latentatlas.inversion.projector import w_statistics
-    from latentatlas.io.atomic import atomic_path
+    from latentatlas.io.atomic import write_json
     from latentatlas.models.bundled import WEIGHTS_DIR, load_generator
 
     if args.threads:
@@ -62,11 +62,9 @@ def main() -> None:
         "directions": args.directions, "paths": len(paths), "chance": 1 / len(paths), "steps": args.steps, "batch": args.batch,
         "shift_range_w_std": [0.1, 0.25], "eval_samples": 256, "rows": rows,
     }
-    text = json.dumps(result, indent=1)
-    print(text)
+    print(json.dumps(result, indent=1))
     if args.out:
-        with atomic_path(args.out) as tmp:
-            tmp.write_text(text + "\n")
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

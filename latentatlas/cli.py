@@ -442,7 +442,7 @@ def project(
     from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance
     from latentatlas.inversion.projector import ProjectorConfig, project as run_projection
     from latentatlas.metrics.reconstruction import reconstruction_errors
-    from latentatlas.io.atomic import atomic_path
+    from latentatlas.io.atomic import atomic_path, write_json
     from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
     from latentatlas.latent.gaussian import GaussianPrior
     from latentatlas.io.checkpoints import require_stylegan2, trained_on_synthfaces
@@ -531,8 +531,7 @@ def project(
                 "final": {k: v[i] for k, v in errors.items()},
                 "history": {k: [row[i] for row in v] for k, v in res.losses.items()},
             }
-            with atomic_path(out / f"{f.stem}_losses.json") as tmp:
-                tmp.write_text(json.dumps(record))
+            write_json(out / f"{f.stem}_losses.json", record, indent=None)
             if video and res.frames:
                 save_animation(out / f"{f.stem}_progress.mp4", torch.stack([fr[i] for fr in res.frames]), fps=24)
             typer.echo(f"{f.name}: mse {errors['mse'][i]:.4f} -> {out / (f.stem + '.npz')}, {out / (f.stem + '_compare.png')}")
@@ -728,7 +727,7 @@ def directions_score(
 
     from latentatlas.directions.score import score_paths
     from latentatlas.directions.warped import load_paths
-    from latentatlas.io.atomic import atomic_path
+    from latentatlas.io.atomic import write_json
     from latentatlas.metrics.paths import heatmap
     from latentatlas.models.bundled import load_generator
     from latentatlas.training.attributes import load_predictor
@@ -745,8 +744,7 @@ def directions_score(
                           reconstructor_input=reconstructor_input)
     slopes = torch.tensor(summary["slopes"])
     heatmap(slopes, [f"{d.names[i]}: {p['name']}" for i, p in enumerate(summary["paths"])], str(out / "heatmap.png"), d.method)
-    with atomic_path(out / "score.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+    write_json(out / "score.json", summary)
     typer.echo(f"{'path':<12}{'main factor':<18}{'steep':>8}{'drift':>8}")
     for i, p in enumerate(summary["paths"]):
         typer.echo(f"{d.names[i]:<12}{p['name']:<18}{p['steepness']:>8.3f}{p['off_target_drift']:>8.3f}")
@@ -1103,7 +1101,7 @@ def evaluate(
 
     Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
     """
-    from latentatlas.io.atomic import atomic_path
+    from latentatlas.io.atomic import write_json
     from latentatlas.metrics.evaluate import evaluate_model
     from latentatlas.models.bundled import load_generator
     from latentatlas.training.attributes import load_predictor
@@ -1126,8 +1124,7 @@ def evaluate(
     for name, st in res["factors"].items():
         typer.echo(f"{name:<16}{st['samples_mean']:>14.3f}{st['samples_std']:>8.3f}{st['renders_mean']:>14.3f}{st['renders_std']:>8.3f}")
     if json_out is not None:
-        with atomic_path(json_out) as tmp:
-            tmp.write_text(json.dumps(res, indent=2))
+        write_json(json_out, res, indent=2)
         typer.echo(f"json: {json_out}")
 
 

@@ -7,6 +7,7 @@ user's chosen name.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,3 +40,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def write_json(path: str | os.PathLike[str], obj: object, indent: int | None = 1) -> None:
+    """`obj` as JSON (and a final newline) at `path`, atomically: results files are read by other tools mid-run."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=indent) + "\n")
