@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU figure the README gives for faces64, measured again on the bundled model: run it after
 # `python jobs/bundle_faces64.py --run ...` has bundled a new faces64 (the narrower one of
-# jobs/faces64_gpu.sh). About 3 hours on 2 cores, so it resumes: a step whose output is newer than
+# jobs/faces64_gpu.sh). About 3.5 hours on 2 cores (the directions table alone 1 hour), so it resumes: a step whose output is newer than
 # latentatlas/weights/faces64.safetensors is done and skipped; run it again after a cut. Each step
 # writes to a temp file and renames it, so a cut step leaves no half-written result.
 #
@@ -51,6 +51,8 @@ step size benchmarks/results_cpu_faces64_size.json $PY benchmarks/faces64_size.p
 step clean benchmarks/results_cpu_clean_tradeoff.json $PY benchmarks/clean_tradeoff.py
 step directions benchmarks/results_cpu_directions_table.json \
   $PY benchmarks/directions_table.py --device cpu --seeds 0,1,2 --paths 10 --samples 20000 --supervised-samples 2000 \
-    --warped-steps 400 --starts 32 --frames 9 --reconstructor-steps 0 --runs benchmarks/results_cpu_directions_runs.jsonl
-# (no --heatmaps: docs/directions_*.png are the GPU budget's, from jobs/gpu_lease.sh)
+    --warped-steps 400 --starts 32 --frames 9 --reconstructor-steps 300 --runs benchmarks/results_cpu_directions_runs.jsonl \
+    --heatmaps runs/directions_cpu_heatmaps
+# (docs/directions_*.png are the GPU budget's, from jobs/gpu_lease.sh; the README's CPU heat-maps are
+# runs/directions_cpu_heatmaps/directions_<method>.png copied to docs/directions_cpu_<method>.png)
 echo "== all done: faces64 at ${KIMG} kimg"
