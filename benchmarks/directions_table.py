@@ -47,8 +47,7 @@ def make_paths(method: str, generator, predictor, k: int, seed: int, args, tmp: 
 
     t = time.perf_counter()
     if method == "ganspace":
-        paths = PathSet(ganspace(generator, num_samples=args.samples, components=k, batch=max(k, min(10_000, args.samples)),
-                                 seed=seed, progress=False))
+        paths = PathSet(ganspace(generator, num_samples=args.samples, components=k, seed=seed, progress=False))
     elif method == "sefa":
         paths = PathSet(sefa(generator, components=k, scale_samples=min(args.samples, 20_000), seed=seed))
     elif method == "supervised":

@@ -572,7 +572,7 @@ def directions_pca(
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
     rng = _layer_range(layers, generator)
-    d = ganspace(generator, num_samples=samples, components=components, layers=rng, batch=max(components, min(10_000, samples)))
+    d = ganspace(generator, num_samples=samples, components=components, layers=rng)
     save_directions(out, d)
     typer.echo(f"{len(d)} GANSpace directions: {out}")
 

@@ -19,7 +19,7 @@ def ganspace(
     generator: Generator,
     num_samples: int = 300_000,
     components: int = 80,
-    batch: int = 10_000,
+    batch: int | None = None,
     seed: int = 0,
     layers: tuple[int, int] | None = None,
     progress: bool = True,
@@ -29,6 +29,8 @@ def ganspace(
 
     if components > generator.w_dim:
         raise UserError(f"at most {generator.w_dim} components in a {generator.w_dim}-d W, asked for {components}")
+    if batch is None:  # 10k rows a batch, but never fewer than the components (IncrementalPCA's need)
+        batch = max(components, min(10_000, num_samples))
     if batch < components:
         raise UserError(f"the PCA batch ({batch}) must be at least the number of components ({components})")
     pca = IncrementalPCA(n_components=components)
