@@ -59,8 +59,8 @@ def main() -> None:
     device = torch.cuda.get_device_name(0) if generator.device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
     result = {
         "benchmark": "reconstructor_inputs", "device": device, "torch": torch.__version__, "model": args.model,
-        "directions": args.directions, "paths": len(paths), "chance": 1 / len(paths), "steps": args.steps, "batch": args.batch,
-        "shift_range_w_std": [0.1, 0.25], "eval_samples": 256, "rows": rows,
+        "directions": args.directions, "paths": len(paths), "chance": r["chance"], "steps": args.steps, "batch": args.batch,
+        "shift_range_w_std": r["shift_range"], "eval_samples": r["eval_samples"], "rows": rows,
     }
     print(json.dumps(result, indent=1))
     if args.out:

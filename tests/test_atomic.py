@@ -23,7 +23,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
     target = tmp_path / "result.json"
     write_json(target, {"old": True})
     with pytest.raises(TypeError):
-        write_json(target, {"bad": object()})  # not JSON-serialisable: fails mid-write
+        write_json(target, {"bad": object()})  # not JSON-serialisable: the encoder fails inside the write
     with pytest.raises(RuntimeError):
         with atomic_path(target) as tmp:
             tmp.write_text("half")
