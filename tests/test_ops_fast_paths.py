@@ -114,6 +114,15 @@ def test_derived_values_follow_in_place_changes_of_their_dependencies():
     trainable = torch.randn(4, 3, requires_grad=True)
     ops.derived.cached(weight, "grad", lambda w: w * trainable, depends_on=(trainable,)).sum().backward()
     assert trainable.grad is not None
+    # Kept in a no_grad pass over a trainable dependency, the value holds no graph: frozen
+    # afterwards, a backward through it (to an input) works, where a kept graph had been freed.
+    with torch.no_grad():
+        ops.derived.cached(weight, "nograd", lambda w: w * trainable, depends_on=(trainable,))
+    trainable.requires_grad_(False)
+    x = torch.randn(3, requires_grad=True)
+    for _ in range(2):
+        (ops.derived.cached(weight, "nograd", lambda w: w * trainable, depends_on=(trainable,)) @ x).sum().backward()
+    assert x.grad is not None
 
 
 def test_a_dependency_replaced_by_another_tensor_replaces_the_value_instead_of_adding_one():

@@ -54,7 +54,10 @@ def cached(weight: torch.Tensor, name: str, fn: Callable[[torch.Tensor], torch.T
             return fn(weight)
     # Made outside inference mode even when called inside it: an inference tensor has no
     # version counter, so a value derived from this one (a transposed copy of a scaled
-    # weight) could not be cached in turn.
-    with torch.inference_mode(False):
+    # weight) could not be cached in turn. And under no_grad: leaving inference mode turns
+    # gradients back on, and a value made in a no_grad pass over trainable weights (a sample
+    # grid during training) would keep their graph; the first backward through it after the
+    # weights were frozen (stylemap refinement after such a pass) then failed.
+    with torch.inference_mode(False), torch.no_grad():
         entry = store[name] = (deps, fn(weight.detach()))  # type: ignore[index]
     return entry[1]
