@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from latentatlas.editing.local import check_mask, local_edit, resize_mask, transplant
-from latentatlas.inversion.encoder import encode
+from latentatlas.inversion.encoder import encode, refine
 from latentatlas.io.checkpoints import load_stylemap_any, load_stylemap_model, save_stylemap_model
 from latentatlas.io.errors import UserError
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig
@@ -157,6 +157,28 @@ def test_bad_inputs_are_user_errors():
         check_mask(torch.zeros(32, 32), 64)
     with pytest.raises(UserError, match=r"in \[0, 1\]"):
         check_mask(torch.full((64, 64), 2.0), 64)
+
+
+def test_refine_lowers_the_reconstruction_error_and_leaves_the_generator_alone():
+    g, e = randomized(StyleMapConfig(latent_spatial_size=4, **TINY64))
+    g.requires_grad_(True)  # refine must freeze it for the search and give the flags back
+    torch.manual_seed(1)
+    with torch.no_grad():
+        truth = g.mapping(torch.randn(3, g.z_dim))
+        targets = g(truth)
+    start = truth + 0.5 * torch.randn_like(truth)
+    before = [p.clone() for p in g.parameters()]
+    refined = refine(g, start, targets, steps=30, lr=0.05, batch=2)  # two batches: 2 + 1
+    with torch.no_grad():
+        err_start = (g(start) - targets).square().mean((1, 2, 3))
+        err_refined = (g(refined) - targets).square().mean((1, 2, 3))
+    assert refined.shape == start.shape and not refined.requires_grad
+    assert (err_refined < 0.5 * err_start).all(), (err_start, err_refined)
+    assert all(p.requires_grad for p in g.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, g.parameters()))
+    assert torch.equal(refine(g, start, targets, steps=0), start)
+    with pytest.raises(UserError, match="2 stylemaps for 3 images"):
+        refine(g, start[:2], targets)
 
 
 def test_strength_scales_the_mask_and_edit_is_local_edit_or_transplant():
@@ -390,6 +412,10 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     assert Image.open(tmp_path / "enc" / "comparison.png").size == (32, 48)
     code, out, err = run_cli("encode", model, a, "--out", tmp_path / "enc", "--device", "cpu")
     assert code == 2 and "already exists" in err
+    code, out, err = run_cli("encode", model, a, b, "--refine", "20", "--out", tmp_path / "enc_refined", "--device", "cpu")
+    assert code == 0, err
+    refined = json.loads(out)
+    assert refined["refine_steps"] == 20 and refined["mse"] < refined["mse_encoder"]
 
     for i, extra in enumerate([["--mask", "eyes"], ["--mask", "mouth", "--per-layer"], ["--mask", "hair", "--shift", "4,-2"],
                                    ["--mask", "eyes", "--strength", "0.5"]]):

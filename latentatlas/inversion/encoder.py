@@ -23,3 +23,48 @@ def encode(encoder: torch.nn.Module, images: torch.Tensor, batch: int = 16) -> t
                         "(the encode and edit-local commands resize files for you)")
     device = next(encoder.parameters()).device
     return torch.cat([encoder(images[i : i + batch].to(device)) for i in range(0, images.shape[0], batch)])
+
+
+def refine(generator: torch.nn.Module, stylemaps: torch.Tensor, images: torch.Tensor, steps: int = 100,
+           lr: float = 0.03, batch: int = 32, progress: bool = False) -> torch.Tensor:
+    """Stylemaps [N, C, S, S] optimised by Adam for `steps` steps on the pixel MSE of G(w) to the images.
+
+    The encoder is fast but approximate; starting an optimisation from its answer (the hybrid
+    inversion of in-domain GAN inversion and e4e's follow-ups) lowers the reconstruction error
+    in tens of steps where the projector needs hundreds from the mean. Pixel MSE only: on
+    synthfaces the factor predictor's features are the measuring instrument, and a loss on them
+    would grade itself. The generator's weights are left as they were.
+    """
+    if steps < 0:
+        raise UserError(f"refinement steps must be >= 0, got {steps}")
+    if stylemaps.shape[0] != images.shape[0]:
+        raise UserError(f"{stylemaps.shape[0]} stylemaps for {images.shape[0]} images")
+    if steps == 0:
+        return stylemaps.clone()
+    if not torch.isfinite(images).all():
+        raise UserError("the images hold NaN or infinite values")
+    from tqdm import tqdm
+
+    device = stylemaps.device
+    flags = [p.requires_grad for p in generator.parameters()]
+    generator.requires_grad_(False)
+    out = []
+    bar = tqdm(total=steps * -(-stylemaps.shape[0] // batch), disable=not progress, desc="refine", unit="step")
+    try:
+        for i in range(0, stylemaps.shape[0], batch):
+            w = stylemaps[i : i + batch].detach().clone().requires_grad_(True)
+            target = images[i : i + batch].to(device)
+            opt = torch.optim.Adam([w], lr=lr)
+            with torch.enable_grad():
+                for _ in range(steps):
+                    loss = (generator(w) - target).square().mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    bar.update()
+            out.append(w.detach())
+    finally:
+        bar.close()
+        for p, f in zip(generator.parameters(), flags):
+            p.requires_grad_(f)
+    return torch.cat(out)
