@@ -25,7 +25,8 @@ result. Per region:
 
 `--refine STEPS` optimises both stylemaps on pixel MSE after encoding (the encoder's answer as
 the start): do the edits carry more of the region when the codes reconstruct better, or does
-the 8x8 stylemap itself hold them back?
+the 8x8 stylemap itself hold them back? `--grow PX` grows the masks: does the swap carry more
+when it takes the neighbouring cells too?
 
 Prints one JSON object; `--sheet F.png` also writes, per region, a sheet of the first 8 pairs
 (rows: source, reference, mask, result).
@@ -51,7 +52,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from projection_quality import device_name, log  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
-from latentatlas.editing.local import edit  # noqa: E402
+from latentatlas.editing.local import edit, grow_mask  # noqa: E402
 from latentatlas.inversion.encoder import encode, refine  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.models.bundled import resolve_model  # noqa: E402
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
                     help="optimise both stylemaps this many steps on pixel MSE after encoding (inversion.encoder.refine)")
     ap.add_argument("--refine-lr", type=float, default=0.03)
+    ap.add_argument("--grow", type=int, default=0, metavar="PX",
+                    help="grow every region mask by this many pixels (does the swap carry more with neighbouring cells?)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
@@ -165,7 +168,8 @@ def main() -> None:
         "blend": "every layer's stylemap" if args.per_layer else "input stylemap, max-pooled mask",
         "stylemaps": "encoder, then refined (inversion.encoder.refine)" if refined else "encoder",
         "refine": refined or None,
-        "mask": "union of the region masks of source and reference (synthfaces geometry, true factors)",
+        "mask": "union of the region masks of source and reference (synthfaces geometry, true factors)"
+                + (f", grown by {args.grow} px" if args.grow else ""),
         "reconstruction": {
             "mse_source": float((recon_src - sources).square().mean()),
             "mse_reference": float((recon_ref - refs).square().mean()),
@@ -176,6 +180,8 @@ def main() -> None:
     for region in regions:
         log(f"region {region}")
         mask = torch.maximum(synthfaces.region_mask(region, res, t_src), synthfaces.region_mask(region, res, t_ref))[:, None].to(device)
+        if args.grow:
+            mask = grow_mask(mask, args.grow)
         result = run(lambda s: edit(generator, w_src[s], w_ref[s], mask[s], per_layer=args.per_layer), args.pairs)
         pred = run(lambda s: predictor.predict(result[s]), args.pairs)
         images = {"source": sources, "reference": refs, "result": result, "recon_source": recon_src, "recon_reference": recon_ref}

@@ -1009,6 +1009,8 @@ def edit_local(
     shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
     per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
     strength: Annotated[float, typer.Option(help="Blend strength in [0, 1]: the mask is scaled by it (1: take the region, 0: keep the source).")] = 1.0,
+    grow: Annotated[int, typer.Option(min=0, help="Grow the mask by this many pixels: a margin of neighbouring "
+                                      "stylemap cells carries more of the part (and changes more around it).")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edit"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -1020,12 +1022,12 @@ def edit_local(
     A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times), and a seed
     number stands for a model sample; the strip then shows the model's rendering of them.
 
-    Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask eyes --out edit
+    Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask eyes --grow 4 --out edit
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask m.png --shift 8,-4
     """
     import torch
 
-    from latentatlas.editing.local import check_shift, check_strength, edit, mask_coverage_note, region_or_file_mask
+    from latentatlas.editing.local import check_shift, check_strength, edit, grow_mask, mask_coverage_note, region_or_file_mask
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.io.images import make_grid, save_image
     from latentatlas.models.bundled import resolve_model
@@ -1043,6 +1045,7 @@ def edit_local(
     if d is not None:
         check_shift(d, res)
     m_img, notes = region_or_file_mask(mask, res)
+    m_img = grow_mask(m_img, grow)
     for n in notes:
         typer.echo(f"note: {n}", err=True)
     frac, degenerate = mask_coverage_note(m_img, generator.latent_spatial_size)

@@ -267,6 +267,10 @@ def test_local_edit_follows_the_painted_mask(page):
         latencies.append(time.perf_counter() - t)  # from typing the value, Playwright's own steps included
         server_ms.append(float(re.search(r"· (\d+) ms", page.locator("#local-status").inner_text()).group(1)))
     assert "moved by 0,-4 px" in page.locator("#local-status").inner_text()
+    for value in (4, 0):  # growing the mask takes more cells from the reference; back to the drawn mask
+        before = _image_src(page, "#local-result")
+        _set_number(page, "#grow", value)
+        _wait_change(page, before, "#local-result")
     print(f"\nlocal edit, new result in the browser: {stroke_s * 1000:.0f} ms after the first stroke ends, "
           f"{stroke2_s * 1000:.0f} ms after the second; slider change -> result "
           f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes, "

@@ -49,6 +49,8 @@ def test_pictures_are_encoded_once_and_the_edit_follows_the_mask(stylemap_file, 
     moved = sess.edit(src, ref, mask, shift=(16, 8), per_layer=True)
     assert not np.array_equal(moved.image, quarter.image)
     sess.edit(src, ref, sess.mask("mouth"))
+    grown = sess.mask("drawn", drawn, grow=16)  # the 32 px quarter grown by 16 px: 48x48, 3/4 of each side
+    assert float(grown.mean()) == 48 * 48 / 64**2 and sess.edit(src, ref, grown).coverage == 0.5625
     assert len(calls) == 2  # the synthfaces face and the upload, once each, over five edits
     sample = sess.edit(Picture("sample", 5), ref, mask)
     assert len(calls) == 2 and sample.image.shape == (64, 64, 3)  # a model sample needs no encoding

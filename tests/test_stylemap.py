@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from latentatlas.editing.local import check_mask, local_edit, resize_mask, transplant
+from latentatlas.editing.local import check_mask, grow_mask, local_edit, resize_mask, transplant
 from latentatlas.inversion.encoder import encode, refine
 from latentatlas.io.checkpoints import load_stylemap_any, load_stylemap_model, save_stylemap_model
 from latentatlas.io.errors import UserError
@@ -179,6 +179,18 @@ def test_refine_lowers_the_reconstruction_error_and_leaves_the_generator_alone()
     assert torch.equal(refine(g, start, targets, steps=0), start)
     with pytest.raises(UserError, match="2 stylemaps for 3 images"):
         refine(g, start[:2], targets)
+
+
+def test_grow_mask_takes_every_pixel_within_the_margin():
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[0, 0, 5, 7] = 1
+    mask[0, 0, 0, 15] = 0.5
+    grown = grow_mask(mask, 2)
+    assert grown[0, 0, 3:8, 5:10].eq(1).all() and grown[0, 0, 0:3, 13:16].eq(0.5).all()
+    assert float(grown.sum()) == 25 + 0.5 * 9  # nothing beyond the margin, clipped at the border
+    assert grow_mask(mask, 0) is mask
+    with pytest.raises(UserError, match="can only grow"):
+        grow_mask(mask, -1)
 
 
 def test_strength_scales_the_mask_and_edit_is_local_edit_or_transplant():
@@ -443,6 +455,9 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, "--mask", _png(tmp_path / "m.png", mask),
                              "--out", tmp_path / "edit_png", "--device", "cpu")
     assert code == 0 and json.loads(out)["mask_fraction"] == 0.5
+    code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, "--mask", tmp_path / "m.png", "--grow", "4",
+                             "--out", tmp_path / "edit_grown", "--device", "cpu")
+    assert code == 0 and json.loads(out)["mask_fraction"] == 0.75, err  # rows 0-11 of 16: three of four cell rows
 
     bad = [
         (["--mask", _png(tmp_path / "empty.png", np.zeros((16, 16), np.uint8))], "the mask is empty"),

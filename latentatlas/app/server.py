@@ -527,12 +527,14 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                     dy = gr.Slider(-(res // 2), res // 2, value=0, step=1, label="Shift dy (px)", elem_id="dy")
                 per_layer = gr.Checkbox(False, label="Blend every layer's stylemap (sharper outline; a shift always does)",
                                         elem_id="per-layer")
+                grow = gr.Slider(0, res // 4, value=0, step=1, elem_id="grow",
+                                 label="Grow the mask (px): neighbouring cells carry more of the part, and change more around it")
 
     # The strokes as a grey image, kept server-side: reading the editor's value costs the browser an
     # export of its canvas, so only painting does; slider changes reuse the kept strokes.
     drawn = gr.State(None)
     src_inputs, ref_inputs = [lmodel, src_kind, src_seed, src_file], [lmodel, ref_kind, ref_seed, ref_file]
-    edit_inputs = [*src_inputs, *ref_inputs[1:], drawn, mask_kind, dx, dy, strength, per_layer]
+    edit_inputs = [*src_inputs, *ref_inputs[1:], drawn, mask_kind, dx, dy, strength, per_layer, grow]
 
     def view(name, kind, seed, f, size=DISPLAY):  # type: ignore[no-untyped-def]
         """The picture as shown (None until it can be made: the edit's status says why)."""
@@ -549,11 +551,11 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                   if background is not None and layer is not None and layer.shape[:2] == background.shape[:2]]
         return {"background": background, "layers": layers, "composite": None}, _drawn_alpha({"layers": layers})
 
-    def run_edit(name, sk, ss, sf, rk, rs, rf, alpha, mk, dx_v, dy_v, strength_v, per_layer_v):  # type: ignore[no-untyped-def]
+    def run_edit(name, sk, ss, sf, rk, rs, rf, alpha, mk, dx_v, dy_v, strength_v, per_layer_v, grow_v):  # type: ignore[no-untyped-def]
         """The result, or the result left as it was and the reason in the status line."""
         try:
             sess = sessions.stylemap(name)
-            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None)
+            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None, int(grow_v or 0))
             out = sess.edit(Picture(sk, int(ss or 0), sf), Picture(rk, int(rs or 0), rf), mask, (int(dx_v), int(dy_v)),
                             bool(per_layer_v), float(strength_v), limits)
         except UserError as e:
@@ -581,7 +583,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         r = sessions.stylemap(name).resolution
         choices = _mask_choices(r)
         return (gr.update(minimum=-(r // 2), maximum=r // 2, value=0), gr.update(minimum=-(r // 2), maximum=r // 2, value=0),
-                gr.update(choices=choices, value=MASK_DRAWN))
+                gr.update(choices=choices, value=MASK_DRAWN), gr.update(maximum=r // 4, value=0))
 
     fast: dict[str, Any] = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="local-edit", concurrency_limit=4)
     src_kind.change(on_kind, src_kind, [src_seed, src_file], queue=False)
@@ -594,10 +596,11 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         run_edit, edit_inputs, [result, status], **fast)
     editor.input(on_paint, [editor, *edit_inputs], [drawn, result, status], **fast)
     editor.clear(show_reference, [*ref_inputs, editor], [editor, drawn]).then(run_edit, edit_inputs, [result, status])
-    gr.on([mask_kind.change, dx.change, dy.change, strength.change, per_layer.change], run_edit, edit_inputs, [result, status], **fast)
+    gr.on([mask_kind.change, dx.change, dy.change, strength.change, per_layer.change, grow.change], run_edit, edit_inputs,
+          [result, status], **fast)
     demo.load(view, src_inputs, src_view).then(show_reference, [*ref_inputs, editor], [editor, drawn]).then(
         run_edit, edit_inputs, [result, status])
-    lmodel.change(on_model, lmodel, [dx, dy, mask_kind]).then(view, src_inputs, src_view).then(
+    lmodel.change(on_model, lmodel, [dx, dy, mask_kind, grow]).then(view, src_inputs, src_view).then(
         show_reference, [*ref_inputs, editor], [editor, drawn]).then(run_edit, edit_inputs, [result, status])
 
 

@@ -345,16 +345,17 @@ class StyleMapSession:
                     raise public_error(e, p.path or "") from None
             return image, encode(self.encoder, image)
 
-    def mask(self, kind: str, drawn: np.ndarray | None = None) -> torch.Tensor:
-        """[1, 1, R, R] in [0, 1]: the drawn strokes (alpha or grey [H, W], any square size) or a face region."""
-        from latentatlas.editing.local import mask_from_grey, region_mask
+    def mask(self, kind: str, drawn: np.ndarray | None = None, grow: int = 0) -> torch.Tensor:
+        """[1, 1, R, R] in [0, 1]: the drawn strokes (alpha or grey [H, W], any square size) or a face
+        region, grown by `grow` pixels (editing.local.grow_mask)."""
+        from latentatlas.editing.local import grow_mask, mask_from_grey, region_mask
 
         res = self.resolution
         if kind == MASK_DRAWN:
             if drawn is None:
                 return torch.zeros(1, 1, res, res)
-            return mask_from_grey(drawn, res, name="the drawn mask")[0]
-        return region_mask(kind, res)[0]
+            return grow_mask(mask_from_grey(drawn, res, name="the drawn mask")[0], grow)
+        return grow_mask(region_mask(kind, res)[0], grow)
 
     def edit(self, src: Picture, ref: Picture, mask: torch.Tensor, shift: tuple[int, int] = (0, 0),
              per_layer: bool = False, strength: float = 1.0, limits: UploadLimits | None = None) -> LocalEdit:

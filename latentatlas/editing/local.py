@@ -159,6 +159,21 @@ def region_or_file_mask(spec: str, resolution: int) -> tuple[torch.Tensor, list[
     return load_mask(spec, resolution)
 
 
+def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """The mask [N, 1, R, R] grown by `pixels` in every direction (a square max filter).
+
+    Why: a part of the face is drawn from its own stylemap cells and their neighbours' (the
+    resizer's and the synthesis' 3x3 convolutions reach across cells), so a mask drawn tight on
+    the part carries it only partly; taking a margin of neighbouring cells from the reference
+    carries more of it and changes more around it (README, "Local editing on synthfaces").
+    """
+    if pixels < 0:
+        raise UserError(f"a mask can only grow: got {pixels} px")
+    if pixels == 0:
+        return mask
+    return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
+
+
 def mask_coverage_note(mask: torch.Tensor, size: int, mode: str = "max") -> tuple[float, str | None]:
     """Fraction of stylemap cells taken from the reference, with a note for the degenerate cases."""
     m = resize_mask(mask, size, mode)
