@@ -927,24 +927,32 @@ def encode(
     model: StyleMapArg,
     images: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoded"),
-    refine: Annotated[int, typer.Option(min=0, help="Then optimise each stylemap this many steps on pixel MSE, "
-                                        "starting from the encoder's answer (0: the encoder alone).")] = 0,
+    refine: Annotated[int, typer.Option(min=0, help="Then optimise each stylemap this many steps on pixel MSE "
+                                        "(plus LPIPS with --vgg and --lpips-lin), from the encoder's answer (0: the encoder alone).")] = 0,
+    vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth), for LPIPS in --refine.")] = None,
+    lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth), for LPIPS in --refine.")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Encode images into stylemaps in one forward pass; write each code (.npz), its reconstruction, and a comparison sheet.
 
     Example: latentatlas encode runs/faces64-stylemap/model.safetensors photos/ --out codes [--refine 100]
+    Example: latentatlas encode stylemapgan_celeba_hq.pt photos/ --refine 200 --vgg vgg16.pth --lpips-lin vgg.pth
     """
     import torch
 
     from latentatlas.inversion.encoder import encode as encode_images
     from latentatlas.inversion.encoder import refine as refine_stylemaps
+    from latentatlas.inversion.losses import LPIPSVGG
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.latent.codes import LatentCode, save_codes
     from latentatlas.io.images import list_images, make_grid, save_image
     from latentatlas.models.bundled import resolve_model
 
+    if (vgg or lpips_lin) and not refine:
+        raise UserError("--vgg and --lpips-lin are the loss of --refine: give --refine N too")
+    if bool(vgg) != bool(lpips_lin):
+        raise UserError("LPIPS needs both --vgg and --lpips-lin files")
     files, skipped = list_images(images)
     for s in skipped:
         typer.echo(f"note: skipped {s} (not an image)", err=True)
@@ -953,6 +961,7 @@ def encode(
         raise UserError("two images share a file name stem; their outputs would collide: rename one")
     outputs = [out / f"{s}.npz" for s in stems] + [out / f"{s}_rec.png" for s in stems] + [out / "comparison.png"]
     _outputs(outputs, force)
+    lpips = LPIPSVGG.from_files(vgg, lpips_lin) if vgg and lpips_lin else None  # bad files fail before the work
     generator, encoder, _ = load_stylemap_any(resolve_model(model), pick_device(device))
     res = generator.img_resolution
     x = torch.stack([_read_for_model(f, res) for f in files])  # type: ignore[misc]
@@ -964,9 +973,11 @@ def encode(
 
     summary: dict[str, Any] = {"images": len(files), "stylemap_shape": list(codes.shape[1:])}
     if refine:
+        if lpips is not None:
+            lpips.to(codes.device)
         summary["mse_encoder"] = round(float((render(codes) - x).square().mean()), 5)
-        codes = refine_stylemaps(generator, codes, x, refine, progress=True)
-        summary["refine_steps"] = refine
+        codes = refine_stylemaps(generator, codes, x, refine, progress=True, perceptual=lpips)
+        summary["refine_steps"], summary["refine_loss"] = refine, "MSE + LPIPS" if lpips else "MSE"
     rec = render(codes)
     for i, s in enumerate(stems):
         save_codes(out / f"{s}.npz", LatentCode("stylemap", codes[i : i + 1].cpu()), model=model, images=[files[i].name])

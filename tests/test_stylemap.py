@@ -177,6 +177,9 @@ def test_refine_lowers_the_reconstruction_error_and_leaves_the_generator_alone()
     assert all(p.requires_grad for p in g.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, g.parameters()))
     assert torch.equal(refine(g, start, targets, steps=0), start)
+    seen = []  # a perceptual distance joins the MSE: per image, on the synthesised images against the targets
+    refine(g, start, targets, steps=2, perceptual=lambda a, b: seen.append((a.shape, torch.equal(b, targets))) or (a - b).abs().mean((1, 2, 3)))
+    assert seen == [(targets.shape, True)] * 2
     with pytest.raises(UserError, match="2 stylemaps for 3 images"):
         refine(g, start[:2], targets)
 
@@ -427,7 +430,18 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     code, out, err = run_cli("encode", model, a, b, "--refine", "20", "--out", tmp_path / "enc_refined", "--device", "cpu")
     assert code == 0, err
     refined = json.loads(out)
-    assert refined["refine_steps"] == 20 and refined["mse"] < refined["mse_encoder"]
+    assert refined["refine_steps"] == 20 and refined["mse"] < refined["mse_encoder"] and refined["refine_loss"] == "MSE"
+    from test_projector import _vgg_files
+
+    vgg, lin = _vgg_files(tmp_path)
+    code, out, err = run_cli("encode", model, a, "--refine", "3", "--vgg", vgg, "--lpips-lin", lin, "--out", tmp_path / "enc_lpips",
+                             "--device", "cpu")
+    assert code == 0 and json.loads(out)["refine_loss"] == "MSE + LPIPS", err
+    for extra, message in [(["--vgg", vgg, "--lpips-lin", lin], "give --refine N too"), (["--refine", "3", "--vgg", vgg], "needs both"),
+                           (["--refine", "3", "--vgg", a, "--lpips-lin", lin], "not a readable PyTorch weights file")]:
+        code, out, err = run_cli("encode", model, a, *extra, "--out", tmp_path / "enc_bad", "--device", "cpu")
+        assert code == 2 and message in err and "Traceback" not in err, (extra, err)
+    assert not (tmp_path / "enc_bad").exists()  # refused before anything was written
 
     for i, extra in enumerate([["--mask", "eyes"], ["--mask", "mouth", "--per-layer"], ["--mask", "hair", "--shift", "4,-2"],
                                    ["--mask", "eyes", "--strength", "0.5"]]):
