@@ -2,7 +2,8 @@
 
 The optimisation projector (projector.py) searches the code of an image step by step; a
 StyleMapGAN model ships an encoder trained with its generator that maps an image to its
-stylemap at once, which is what makes its editing interactive (editing/local.py).
+stylemap at once, which is what makes its editing interactive (editing/local.py). `refine`
+then optimises that answer when a closer reconstruction is worth seconds per image.
 """
 
 from __future__ import annotations
