@@ -17,7 +17,7 @@ result. Per region:
   is good), and the transfer: for the factors where source and reference differ by more than
   0.2, (predicted - source) / (reference - source), median over pairs and factors (1: fully the
   reference's, 0: still the source's);
-- the other factors: mean |predicted - source truth| of the result ("drift"), next to the same
+- the other factors: mean |predicted - source truth| of the result ("drift"; also per factor), next to the same
   for the source's plain reconstruction (the encoder's own floor);
 - the paper's MSE_src (pixels outside the mask, result vs source render) and MSE_ref (inside the
   mask, result vs reference render), each next to its floor: the reconstructions of the source
@@ -95,7 +95,11 @@ def region_figures(pred: torch.Tensor, recon_src_pred: torch.Tensor, t_src: torc
         "region_error_to_source": float((pred[:, idx] - t_src[:, idx]).abs().mean()),
         "region_transfer_median": transfer(pred[:, idx], t_src[:, idx], t_ref[:, idx]),
         "other_factors_drift": float((pred[:, other] - t_src[:, other]).abs().mean()),
+        "other_factors_drift_by_factor": {synthfaces.FACTOR_NAMES[i]: round(float((pred[:, i] - t_src[:, i]).abs().mean()), 4)
+                                          for i in other},
         "other_factors_drift_floor_reconstruction": float((recon_src_pred[:, other] - t_src[:, other]).abs().mean()),
+        "other_factors_drift_floor_by_factor": {synthfaces.FACTOR_NAMES[i]: round(float((recon_src_pred[:, i] - t_src[:, i]).abs().mean()), 4)
+                                                for i in other},
         "mse_src_outside_mask": float(masked_mse(images["result"], images["source"], outside).mean()),
         "mse_src_floor_reconstruction": float(masked_mse(images["recon_source"], images["source"], outside).mean()),
         "mse_ref_inside_mask": float(masked_mse(images["result"], images["reference"], inside).mean()),
