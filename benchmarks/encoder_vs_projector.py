@@ -32,6 +32,8 @@ pixels when both models are 64 px).
    computed from it (1000 x step + the measured fixed cost per call, not run) when --steps is
    not 1000. A 2-step projection first warms up, not counted. Errors as for the encoder, on
    the projector's reconstructions (its optimised noise maps).
+   - `--refine STEPS`: the encoder's stylemaps then refined (`inversion.encoder.refine`, pixel
+     MSE, `--refine-batch` images at once): wall seconds per image and the same errors.
 3. `--config256`: encode + generate of the official 256 px StyleMapGAN config (StyleMapConfig()
    defaults: 8x8x64 stylemap, channel multiplier 2) with random weights, at batch 1 and
    `--batch`, every variant: speed only. `--only-config256` runs this part alone.
@@ -77,7 +79,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from projection_quality import IN_DOMAIN_SEED, device_name, log  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
-from latentatlas.inversion.encoder import encode  # noqa: E402
+from latentatlas.inversion.encoder import encode, refine  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
@@ -316,6 +318,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--projector-batch", type=int, default=8)
     ap.add_argument("--projector-num", type=int, default=None, help="project only the first N targets (default: all)")
     ap.add_argument("--no-projector", action="store_true", help="encoder (and --config256) only")
+    ap.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                    help="also time and score the encoder's stylemaps refined this many steps (inversion.encoder.refine)")
+    ap.add_argument("--refine-batch", type=int, default=16)
     ap.add_argument("--config256", action="store_true", help="also time the official 256 px config (random weights)")
     ap.add_argument("--only-config256", action="store_true",
                     help="time only the 256 px config (skips the given model's speed and errors; with --no-projector)")
@@ -359,6 +364,20 @@ def encoder_block(generator: Generator, encoder: Encoder, predictor, targets: to
     enc["errors"] = summary(errors(recon, targets, truth, predictor))
     log(f"encoder errors: {json.dumps({k: v for k, v in enc['errors'].items() if k != 'per_image'})}")
     out["encoder"] = enc
+    if args.refine:
+        log(f"encoder + {args.refine} refinement steps, batch {args.refine_batch}")
+        sync(device)
+        t = time.perf_counter()
+        refined = refine(generator, codes, targets, args.refine, batch=args.refine_batch)
+        sync(device)
+        seconds = time.perf_counter() - t
+        with torch.no_grad():
+            recon = torch.cat([generator(refined[i : i + args.batch]) for i in range(0, args.num, args.batch)])
+        out["encoder_refined"] = {"what": "the encoder's stylemaps, then inversion.encoder.refine (Adam on pixel MSE, lr 0.03)",
+                                  "steps": args.refine, "batch": args.refine_batch,
+                                  "seconds_per_image": seconds / args.num, "errors": summary(errors(recon, targets, truth, predictor))}
+        log(f"refined: {seconds / args.num:.3f} s per image, "
+            f"{json.dumps({k: v for k, v in out['encoder_refined']['errors'].items() if k != 'per_image'})}")
     b1 = enc["speed"]["fp32"]["batch1_ms_per_image"]["median"]
     checks.append({
         "what": f"faces64-stylemap config, encode + generate at batch 1 on 2 CPU threads <= {CPU_TARGET_MS:g} ms",
