@@ -271,6 +271,10 @@ def test_local_edit_follows_the_painted_mask(page):
         before = _image_src(page, "#local-result")
         _set_number(page, "#grow", value)
         _wait_change(page, before, "#local-result")
+    for toggle in ("check", "uncheck"):  # refined pictures reconstruct closer: another result; then back
+        before = _image_src(page, "#local-result")
+        getattr(page.locator("#refine input"), toggle)()
+        _wait_change(page, before, "#local-result")
     print(f"\nlocal edit, new result in the browser: {stroke_s * 1000:.0f} ms after the first stroke ends, "
           f"{stroke2_s * 1000:.0f} ms after the second; slider change -> result "
           f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms over {len(latencies)} changes, "

@@ -54,6 +54,17 @@ def test_pictures_are_encoded_once_and_the_edit_follows_the_mask(stylemap_file, 
     assert len(calls) == 2  # the synthfaces face and the upload, once each, over five edits
     sample = sess.edit(Picture("sample", 5), ref, mask)
     assert len(calls) == 2 and sample.image.shape == (64, 64, 3)  # a model sample needs no encoding
+    # Refined: the encoded pictures' stylemaps are optimised once (kept beside the plain ones), a
+    # sample's code is left as it is; the encoder is not run again.
+    image, plain = sess.picture(src)
+    _, refined = sess.picture(src, refine=3)
+    assert sess.picture(src, refine=3)[1] is refined and not torch.equal(refined, plain)
+    assert sess.picture(Picture("sample", 5), refine=3)[1] is sess.picture(Picture("sample", 5))[1]
+    with torch.no_grad():
+        err = [float((sess.generator(c) - image).square().mean()) for c in (plain, refined)]
+    assert err[1] < err[0]
+    assert not np.array_equal(sess.edit(src, ref, mask, refine=3).image, quarter.image)
+    assert len(calls) == 2
     with pytest.raises(UserError, match="upload an image first"):
         sess.picture(Picture("upload", 0, None))
     with pytest.raises(UserError, match="unknown picture kind"):

@@ -306,9 +306,11 @@ class StyleMapSession:
     def resolution(self) -> int:
         return self.generator.img_resolution
 
-    def picture(self, p: Picture, limits: UploadLimits | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def picture(self, p: Picture, limits: UploadLimits | None = None, refine: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(image [1, 3, R, R] in [-1, 1], stylemap [1, C, S, S]) of a picture; uploads go through
-        the upload limits (`uploads.load_upload`) and are named by file name in messages."""
+        the upload limits (`uploads.load_upload`) and are named by file name in messages. With
+        `refine`, an encoded picture's stylemap is then optimised that many steps
+        (`inversion.encoder.refine`; kept apart from the plain one)."""
         if p.kind not in PICTURE_KINDS:
             raise UserError(f"unknown picture kind {p.kind!r}: use one of {', '.join(PICTURE_KINDS)}")
         if p.kind == "upload":
@@ -317,7 +319,18 @@ class StyleMapSession:
             key: Hashable = ("upload", file_key(p.path))
         else:
             key = (p.kind, check_seed(p.seed))
+        if refine and p.kind != "sample":
+            image, code = self.picture(p, limits)
+            if str(p.path).lower().endswith(".npz"):
+                return image, code  # a code is no encoder's guess: nothing to refine
+            return self._pictures.get((*key, "refine", refine), lambda: self._refined(image, code, refine))
         return self._pictures.get(key, lambda: self._make_picture(p, limits))
+
+    def _refined(self, image: torch.Tensor, code: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from latentatlas.inversion.encoder import refine
+
+        with self.lock:
+            return image, refine(self.generator, code, image.to(code.device), steps)
 
     @torch.no_grad()
     def _make_picture(self, p: Picture, limits: UploadLimits | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -358,15 +371,16 @@ class StyleMapSession:
         return grow_mask(region_mask(kind, res)[0], grow)
 
     def edit(self, src: Picture, ref: Picture, mask: torch.Tensor, shift: tuple[int, int] = (0, 0),
-             per_layer: bool = False, strength: float = 1.0, limits: UploadLimits | None = None) -> LocalEdit:
-        """The source with the masked region of the reference; a shift other than (0, 0) transplants it."""
+             per_layer: bool = False, strength: float = 1.0, limits: UploadLimits | None = None, refine: int = 0) -> LocalEdit:
+        """The source with the masked region of the reference; a shift other than (0, 0) transplants it.
+        `refine`: encoded pictures are refined that many steps first (once each, then kept)."""
         import time
 
         from latentatlas.editing.local import edit, mask_coverage_note
 
         t = time.perf_counter()
-        _, a = self.picture(src, limits)
-        _, b = self.picture(ref, limits)
+        _, a = self.picture(src, limits, refine)
+        _, b = self.picture(ref, limits, refine)
         coverage, note = mask_coverage_note(mask, self.generator.latent_spatial_size)
         with self.lock:
             out = edit(self.generator, a, b, mask.to(a.device), shift=None if tuple(shift) == (0, 0) else tuple(shift),
