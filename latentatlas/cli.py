@@ -927,7 +927,7 @@ def encode(
     model: StyleMapArg,
     images: Annotated[list[Path], typer.Argument(help="Images or folders of images.")],
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("encoded"),
-    refine: Annotated[int, typer.Option(min=0, help="Then optimise each stylemap this many steps on pixel MSE "
+    refine: Annotated[int, typer.Option(help="Then optimise each stylemap this many steps on pixel MSE "
                                         "(plus LPIPS with --vgg and --lpips-lin), from the encoder's answer (0: the encoder alone).")] = 0,
     vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth), for LPIPS in --refine.")] = None,
     lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth), for LPIPS in --refine.")] = None,
@@ -1020,7 +1020,7 @@ def edit_local(
     shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
     per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
     strength: Annotated[float, typer.Option(help="Blend strength in [0, 1]: the mask is scaled by it (1: take the region, 0: keep the source).")] = 1.0,
-    grow: Annotated[int, typer.Option(min=0, help="Grow the mask by this many pixels: a margin of neighbouring "
+    grow: Annotated[int, typer.Option(help="Grow the mask by this many pixels: a margin of neighbouring "
                                       "stylemap cells carries more of the part (and changes more around it).")] = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edit"),
     device: DeviceOpt = "auto",
