@@ -10,12 +10,18 @@ pixel change (over the channels) in rings of Chebyshev distance from the cell, i
 is the cell's own area. A change that falls to zero with distance is the convolutions' reach; a
 floor that stays at every distance is the normalisation's.
 
+`--random S` measures the faces64-stylemap architecture with an S x S stylemap and random
+weights instead (codes from its mapping network; no encoder): how much of the reach is the
+architecture's, and what a finer stylemap would do before one is trained.
+
     python benchmarks/stylemap_cell_reach.py --model faces64-stylemap --out benchmarks/results_cpu_stylemap_cell_reach.json
+    python benchmarks/stylemap_cell_reach.py --random 16 --out benchmarks/results_cpu_stylemap_cell_reach_random16.json
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -33,6 +39,7 @@ from latentatlas.inversion.encoder import encode  # noqa: E402
 from latentatlas.io.atomic import write_json  # noqa: E402
 from latentatlas.io.checkpoints import load_stylemap_any  # noqa: E402
 from latentatlas.models.bundled import resolve_model  # noqa: E402
+from latentatlas.models.stylemap import Generator, faces64_stylemap_config  # noqa: E402
 
 
 def ring_changes(change: torch.Tensor, cell: tuple[int, int], s: int) -> list[float]:
@@ -48,6 +55,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="faces64-stylemap")
     ap.add_argument("--pairs", type=int, default=64)
+    ap.add_argument("--random", type=int, default=None, metavar="S",
+                    help="the faces64-stylemap architecture with an S x S stylemap and random weights instead of --model")
     ap.add_argument("--cells", default="all", help="'all' or row,col pairs like 5,3;2,4")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=None, help="also write the JSON here")
@@ -55,12 +64,21 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     device = torch.device("cpu")
-    generator, encoder, _ = load_stylemap_any(resolve_model(args.model), device)
-    generator.eval(), encoder.eval()
+    if args.random:
+        torch.manual_seed(0)
+        generator = Generator(dataclasses.replace(faces64_stylemap_config(), latent_spatial_size=args.random)).eval()
+        with torch.no_grad():
+            w_src, w_ref = (generator.mapping(torch.randn(args.pairs, generator.z_dim)) for _ in range(2))
+        model = f"faces64-stylemap architecture, {args.random}x{args.random} stylemap, random weights (seed 0), mapped codes"
+    else:
+        generator, encoder, _ = load_stylemap_any(resolve_model(args.model), device)
+        generator.eval(), encoder.eval()
+        res = generator.img_resolution
+        sources, _ = synthfaces.sample(args.pairs, seed=SOURCE_SEED, resolution=res)
+        refs, _ = synthfaces.sample(args.pairs, seed=REFERENCE_SEED, resolution=res)
+        w_src, w_ref = encode(encoder, sources, 32), encode(encoder, refs, 32)
+        model = args.model
     s, res = generator.latent_spatial_size, generator.img_resolution
-    sources, _ = synthfaces.sample(args.pairs, seed=SOURCE_SEED, resolution=res)
-    refs, _ = synthfaces.sample(args.pairs, seed=REFERENCE_SEED, resolution=res)
-    w_src, w_ref = encode(encoder, sources, 32), encode(encoder, refs, 32)
     cells = ([(i, j) for i in range(s) for j in range(s)] if args.cells == "all"
              else [tuple(int(v) for v in c.split(",")) for c in args.cells.split(";")])
     with torch.no_grad():
@@ -81,7 +99,7 @@ def main() -> None:
         "benchmark": "stylemap_cell_reach",
         "device": device_name(device),
         "torch": torch.__version__,
-        "model": args.model,
+        "model": model,
         "pairs": args.pairs,
         "stylemap": " x ".join(str(v) for v in w_src.shape[1:]),
         "cell_pixels": res // s,
