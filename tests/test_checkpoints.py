@@ -134,3 +134,22 @@ def test_a_model_file_with_a_broken_config_is_one_line_error(tmp_path, tiny_gene
     save_file(tensors, str(bad), metadata=meta)
     with pytest.raises(UserError, match="generator config in the file is missing or invalid"):
         load_model(bad)
+
+
+def test_a_safetensors_header_length_ending_in_0x80_is_not_read_as_a_pickle(tmp_path):
+    """The header length's low byte can be 0x80, a pickle's first byte (it was for a 16x16 stylemap model)."""
+    from safetensors.torch import save_file
+
+    from latentatlas.io.checkpoints import sniff_format
+
+    for pad in range(0, 300):
+        path = tmp_path / "m.safetensors"
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        raise AssertionError("no padding gave a header length ending in 0x80")
+    assert sniff_format(path) == "latentatlas"
+    pickled = tmp_path / "p.pkl"
+    pickled.write_bytes(b"\x80\x04" + b"\x00" * 20)
+    assert sniff_format(pickled) == "pickle"

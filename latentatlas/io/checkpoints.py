@@ -317,12 +317,15 @@ def sniff_format(path: str | Path) -> str:
         raise UserError(f"{path} is a directory, not a model file")
     with open(path, "rb") as f:
         head = f.read(16)
+    size = path.stat().st_size
     if head[:4] == b"PK\x03\x04":
         return "torch"
+    # safetensors before pickle: its first 8 bytes are the header length, whose low byte may be
+    # 0x80, a pickle's first byte (a 16x16 stylemap model's header was 0x2980 bytes long).
+    if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "latentatlas"
     if head[:1] == b"\x80":
         return "pickle"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "latentatlas"
     raise UserError(
         f"{path}: unknown model format; expected a latentatlas .safetensors file, an official "
         "StyleGAN2 .pkl or a rosinality .pt checkpoint"
