@@ -200,17 +200,18 @@ def interpolate(
     space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
     truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
     fps: Annotated[int, typer.Option(help="Frames per second of the animations.")] = 12,
+    refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Interpolate between two seeds or saved codes: a strip PNG, a GIF and an MP4.
 
-    With a StyleMapGAN model the ends may also be images (encoded in one pass), and the path is
-    linear in stylemap space (--space and slerp do not apply).
+    With a StyleMapGAN model the ends may also be images (encoded in one pass, then refined with
+    --refine N), and the path is linear in stylemap space (--space and slerp do not apply).
 
     Example: latentatlas interpolate ffhq.pkl --from 3 --to 8 --method slerp --space z --frames 24
-    Example: latentatlas interpolate faces64-stylemap --from a.png --to b.png --frames 12
+    Example: latentatlas interpolate faces64-stylemap --from a.png --to b.png --frames 12 --refine 100
     """
     from latentatlas.io.checkpoints import STYLEMAP_KIND, load_stylemap_any, model_kind
     from latentatlas.io.images import make_grid, save_animation, save_image
@@ -232,10 +233,13 @@ def interpolate(
         sm, encoder, _ = load_stylemap_any(resolve_model(model), pick_device(device))
         mean = sm.mean_stylemap() if truncation != 1 else None
         names = (model, str(resolve_model(model)))
-        a, b = (_stylemap_input(t, sm, encoder, names, truncation, mean)[0] for t in (start, end))
+        a, b = (_stylemap_input(t, sm, encoder, names, truncation, mean, refine)[0] for t in (start, end))
         codes, images = interpolate_stylemaps(sm, a, b, frames)
         path, meta = LatentCode("stylemap", codes.cpu()), {"name": model}
     else:
+        if refine:
+            raise UserError("--refine refines StyleMapGAN encodings; for a StyleGAN2 model project the images "
+                            "(latentatlas project) and interpolate between the .npz codes")
         generator, meta = load_generator(model, pick_device(device))
         path, images = travel(_endpoint(start, generator, space, truncation), _endpoint(end, generator, space, truncation),
                               generator, frames, method, truncation)
@@ -911,6 +915,8 @@ def train_stylemap(
 
 
 StyleMapArg = Annotated[str, typer.Argument(help="A StyleMapGAN model: our .safetensors (train-stylemap) or an official naver-ai/StyleMapGAN .pt.")]
+RefineOpt = Annotated[int, typer.Option(min=0, help="StyleMapGAN, inputs given as images: optimise each encoded stylemap this many "
+                                        "steps on pixel MSE first, as `encode --refine` (0: the encoder's answer as it is).")]
 
 
 def _read_for_model(path: Path, resolution: int) -> "object":
@@ -988,15 +994,17 @@ def encode(
 
 
 def _stylemap_input(text: str, generator: "object", encoder: "object", model_names: tuple[str, ...],
-                    truncation: float = 1.0, mean: "object" = None) -> tuple["object", "object"]:
+                    truncation: float = 1.0, mean: "object" = None, refine: int = 0) -> tuple["object", "object"]:
     """A StyleMapGAN input -> (stylemap [1, C, S, S] on the model's device, image [3, R, R] on CPU):
     a seed number (a model sample, truncated towards `mean`), a stylemap code (.npz from `encode`,
-    checked against the model) or an image file (encoded in one pass). For codes and seeds the
-    image is the model's rendering."""
+    checked against the model) or an image file (encoded in one pass, then refined `refine` steps
+    when asked: codes and seeds are no encoder's guess, so they are taken as they are). For codes
+    and seeds the image is the model's rendering."""
     import torch
 
     from latentatlas.editing.local import random_stylemaps
     from latentatlas.inversion.encoder import encode as encode_images
+    from latentatlas.inversion.encoder import refine as refine_stylemaps
     from latentatlas.latent.codes import code_for_model
 
     g: Any = generator
@@ -1006,7 +1014,10 @@ def _stylemap_input(text: str, generator: "object", encoder: "object", model_nam
         code = code_for_model(text, g, model_names).tensor.to(g.device)
     else:
         image = _read_for_model(Path(text), g.img_resolution)
-        return encode_images(encoder, image[None]), image  # type: ignore[index, arg-type]
+        code = encode_images(encoder, image[None])  # type: ignore[index, arg-type]
+        if refine:
+            code = refine_stylemaps(g, code, image[None].to(code.device), refine, progress=True)  # type: ignore[index]
+        return code, image
     with torch.no_grad():
         return code, g(code)[0].clamp(-1, 1).cpu()
 
@@ -1022,6 +1033,7 @@ def edit_local(
     strength: Annotated[float, typer.Option(help="Blend strength in [0, 1]: the mask is scaled by it (1: take the region, 0: keep the source).")] = 1.0,
     grow: Annotated[int, typer.Option(help="Grow the mask by this many pixels: a margin of neighbouring "
                                       "stylemap cells carries more of the part (and changes more around it).")] = 0,
+    refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edit"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -1031,7 +1043,9 @@ def edit_local(
     Writes strip.png (source, reference, mask, result) and result.png. An empty mask is refused (the
     result would be the source); a mask covering everything gives the reference's reconstruction.
     A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times), and a seed
-    number stands for a model sample; the strip then shows the model's rendering of them.
+    number stands for a model sample; the strip then shows the model's rendering of them. With
+    --refine N, images are encoded and then refined N steps (as `encode --refine`): the source and
+    reference are reconstructed more closely; the swap carries the region about as far (README).
 
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask eyes --grow 4 --out edit
     Example: latentatlas edit-local model.safetensors --source a.png --reference b.png --mask m.png --shift 8,-4
@@ -1065,7 +1079,7 @@ def edit_local(
     if degenerate:
         typer.echo(f"note: {degenerate}", err=True)
     names = (model, str(resolve_model(model)))
-    inputs = [_stylemap_input(t, generator, encoder, names) for t in (source, reference)]
+    inputs = [_stylemap_input(t, generator, encoder, names, refine=refine) for t in (source, reference)]
     codes = torch.cat([c for c, _ in inputs])
     x = torch.stack([im for _, im in inputs])  # type: ignore[misc]
     m_img = m_img.to(codes.device)

@@ -41,6 +41,8 @@ def test_interpolate_and_mix(run_cli, model_file, tmp_path):
     assert (out / "interpolation.mp4").stat().st_size > 0
     gif = Image.open(out / "interpolation.gif")
     assert gif.n_frames == 5
+    code, _, err = run_cli("interpolate", model_file, "--refine", "10", "--out", tmp_path / "r")
+    assert code == 2 and "latentatlas project" in err and not (tmp_path / "r" / "interpolation.png").exists(), err
     code, _, err = run_cli("mix", model_file, "--rows", "0-1", "--cols", "2-4", "--cutoff", "2", "--out", tmp_path / "mix.png")
     assert code == 0, err
     assert Image.open(tmp_path / "mix.png").size == (4 * 16, 3 * 16)

@@ -584,12 +584,26 @@ def test_cli_generate_interpolate_and_edit_from_seeds_with_a_stylemap_model(tmp_
     code, out, err = run_cli("interpolate", model, "--from", "1", "--to", png, "--frames", "3", "--out", tmp_path / "j", "--device", "cpu")
     assert code == 0, err
     assert (tmp_path / "j" / "interpolation.gif").exists()
+    # --refine: an image end is optimised towards the image; a seed end is no encoder's guess and stays.
+    code, out, err = run_cli("interpolate", model, "--from", "1", "--to", png, "--frames", "3", "--refine", "15",
+                             "--out", tmp_path / "jr", "--device", "cpu")
+    assert code == 0, err
+    plain, refined = (torch.from_numpy(np.load(tmp_path / d / "interpolation.npz")["latents"]) for d in ("j", "jr"))
+    torch.testing.assert_close(refined[0], plain[0])
+    target = torch.full((1, 3, 16, 16), 90 / 127.5 - 1)
+    with torch.no_grad():
+        errs = [float((g(c[-1:]) - target).square().mean()) for c in (plain, refined)]
+    assert errs[1] < errs[0], errs
 
     code, out, err = run_cli("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--out", tmp_path / "e",
                              "--device", "cpu")
     assert code == 0, err
+    code, out, err = run_cli("edit-local", model, "--source", png, "--reference", "1", "--mask", "eyes", "--refine", "5",
+                             "--out", tmp_path / "er", "--device", "cpu")
+    assert code == 0 and (tmp_path / "er" / "result.png").exists(), err
     for args, message in [(("generate", model, "--class", "1"), "no --truncation-cutoff, --class"),
                           (("interpolate", model, "--method", "slerp"), "interpolated linearly"),
-                          (("interpolate", model, "--to", tmp_path / "nope.png"), "nope.png")]:
+                          (("interpolate", model, "--to", tmp_path / "nope.png"), "nope.png"),
+                          (("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--refine", "-1"), "--refine")]:
         code, _, err = run_cli(*args, "--out", tmp_path / "x", "--device", "cpu", "--force")
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
