@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -558,6 +559,19 @@ def _layer_range(text: str | None, generator) -> tuple[int, int] | None:  # type
     return start, end
 
 
+def _find_directions(model: str, out: Path, layers: str | None, device: str, force: bool, method: str,
+                     find: Callable[[Any, tuple[int, int] | None], Any]) -> None:
+    """The unsupervised finders' common course: check the output, load, find on the --layers range, save."""
+    from latentatlas.directions.files import save_directions
+    from latentatlas.models.bundled import load_generator
+
+    _outputs([out], force)
+    generator, _ = load_generator(model, pick_device(device))
+    d = find(generator, _layer_range(layers, generator))
+    save_directions(out, d)
+    typer.echo(f"{len(d)} {method} directions: {out}")
+
+
 @directions_app.command("pca")
 def directions_pca(
     model: ModelArg,
@@ -569,16 +583,10 @@ def directions_pca(
     force: ForceOpt = False,
 ) -> None:
     """GANSpace: principal components of W. Example: latentatlas directions pca faces64 --out pca.safetensors"""
-    from latentatlas.directions.files import save_directions
     from latentatlas.directions.pca import ganspace
-    from latentatlas.models.bundled import load_generator
 
-    _outputs([out], force)
-    generator, _ = load_generator(model, pick_device(device))
-    rng = _layer_range(layers, generator)
-    d = ganspace(generator, num_samples=samples, components=components, layers=rng)
-    save_directions(out, d)
-    typer.echo(f"{len(d)} GANSpace directions: {out}")
+    _find_directions(model, out, layers, device, force, "GANSpace",
+                     lambda g, rng: ganspace(g, num_samples=samples, components=components, layers=rng))
 
 
 @directions_app.command("sefa")
@@ -591,16 +599,10 @@ def directions_sefa(
     force: ForceOpt = False,
 ) -> None:
     """SeFa: eigenvectors of the stacked style-affine weights. Example: latentatlas directions sefa faces64 --out sefa.safetensors"""
-    from latentatlas.directions.files import save_directions
     from latentatlas.directions.sefa import sefa
-    from latentatlas.models.bundled import load_generator
 
-    _outputs([out], force)
-    generator, _ = load_generator(model, pick_device(device))
-    rng = _layer_range(layers, generator)
-    d = sefa(generator, layers=rng, components=min(components, generator.w_dim))
-    save_directions(out, d)
-    typer.echo(f"{len(d)} SeFa directions: {out}")
+    _find_directions(model, out, layers, device, force, "SeFa",
+                     lambda g, rng: sefa(g, layers=rng, components=min(components, g.w_dim)))
 
 
 @directions_app.command("supervised")
