@@ -224,6 +224,7 @@ def interpolate(
         raise UserError(f"--space {space}: use z or w")
     if frames < 2 or frames > 2000:
         raise UserError(f"--frames {frames}: use 2..2000")
+    _check_refine(refine)
     files = [out / "interpolation.png", out / "interpolation.gif", out / "interpolation.mp4", out / "interpolation.npz"]
     _outputs(files, force)
     if model_kind(resolve_model(model)) == STYLEMAP_KIND:
@@ -917,7 +918,7 @@ def train_stylemap(
 
 
 StyleMapArg = Annotated[str, typer.Argument(help="A StyleMapGAN model: our .safetensors (train-stylemap) or an official naver-ai/StyleMapGAN .pt.")]
-RefineOpt = Annotated[int, typer.Option(min=0, help="StyleMapGAN, inputs given as images: optimise each encoded stylemap this many "
+RefineOpt = Annotated[int, typer.Option(help="StyleMapGAN, inputs given as images: optimise each encoded stylemap this many "
                                         "steps on pixel MSE first, as `encode --refine` (0: the encoder's answer as it is).")]
 
 
@@ -957,6 +958,7 @@ def encode(
     from latentatlas.io.images import list_images, make_grid, save_image
     from latentatlas.models.bundled import resolve_model
 
+    _check_refine(refine)
     if (vgg or lpips_lin) and not refine:
         raise UserError("--vgg and --lpips-lin are the loss of --refine: give --refine N too")
     if bool(vgg) != bool(lpips_lin):
@@ -993,6 +995,12 @@ def encode(
     save_image(out / "comparison.png", make_grid(torch.stack([x, rec], 1).reshape(-1, *x.shape[1:]), cols=2))
     summary["mse"] = round(float((rec - x).square().mean()), 5)
     typer.echo(json.dumps({**summary, "out": str(out)}))
+
+
+def _check_refine(steps: int) -> None:
+    """--refine is checked before any work, and also where no input is an image (it would be ignored)."""
+    if steps < 0:
+        raise UserError(f"--refine {steps}: give a number of steps >= 0 (0: no refinement)")
 
 
 def _stylemap_input(text: str, generator: "object", encoder: "object", model_names: tuple[str, ...],
@@ -1066,6 +1074,7 @@ def edit_local(
             raise UserError(f"--shift {shift!r}: give two integers dx,dy in pixels, e.g. 8,-4")
         d = (int(m.group(1)), int(m.group(2)))
     check_strength(strength)
+    _check_refine(refine)
     _outputs([out / "strip.png", out / "result.png"], force)
     generator, encoder, _ = load_stylemap_any(resolve_model(model), pick_device(device))
     res = generator.img_resolution

@@ -604,6 +604,6 @@ def test_cli_generate_interpolate_and_edit_from_seeds_with_a_stylemap_model(tmp_
     for args, message in [(("generate", model, "--class", "1"), "no --truncation-cutoff, --class"),
                           (("interpolate", model, "--method", "slerp"), "interpolated linearly"),
                           (("interpolate", model, "--to", tmp_path / "nope.png"), "nope.png"),
-                          (("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--refine", "-1"), "--refine")]:
+                          (("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--refine", "-1"), "--refine -1: give a number of steps >= 0")]:
         code, _, err = run_cli(*args, "--out", tmp_path / "x", "--device", "cpu", "--force")
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
