@@ -1150,11 +1150,15 @@ def evaluate(
 ) -> None:
     """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
 
+    A StyleMapGAN model gets PPL in its stylemap and its encoder's reconstruction of N held-out renders too.
+
     Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
+    Example: latentatlas evaluate faces64-stylemap --num 10000
     """
     from latentatlas.io.atomic import write_json
+    from latentatlas.io.checkpoints import STYLEMAP_KIND, load_stylemap_any, model_kind
     from latentatlas.metrics.evaluate import evaluate_model
-    from latentatlas.models.bundled import load_generator
+    from latentatlas.models.bundled import load_generator, resolve_model
     from latentatlas.training.attributes import load_predictor
 
     if num < 2 or ppl_samples < 1:
@@ -1162,15 +1166,26 @@ def evaluate(
     if json_out is not None:
         _outputs([json_out], force)
     dev = pick_device(device)
-    generator, _ = load_generator(model, dev)
+    path = resolve_model(model)
+    encoder = None
+    if model_kind(path) == STYLEMAP_KIND:
+        generator, encoder, _ = load_stylemap_any(path, dev)
+    else:
+        generator, _ = load_generator(model, dev)
     pred = load_predictor(predictor, dev)
     res = evaluate_model(generator, pred, num=num, batch=batch, ppl_samples=ppl_samples,
-                         inception_path=str(inception) if inception else None)
+                         inception_path=str(inception) if inception else None, encoder=encoder)
     typer.echo(f"{'factor-feature FID, samples vs renders':<44}{res['factor_fid_samples_vs_renders']:.4f}")
     typer.echo(f"{'factor-feature FID, renders vs renders':<44}{res['factor_fid_renders_vs_renders']:.4f}")
     if "inception_fid_samples_vs_renders" in res:
         typer.echo(f"{'Inception FID, samples vs renders':<44}{res['inception_fid_samples_vs_renders']:.3f}")
-    typer.echo(f"{'PPL in w (factor features, eps 1e-4)':<44}{res['ppl_w_factor_features']:.4f}")
+    if encoder is None:
+        typer.echo(f"{'PPL in w (factor features, eps 1e-4)':<44}{res['ppl_w_factor_features']:.4f}")
+    else:
+        rec = res["reconstruction"]
+        typer.echo(f"{'PPL in stylemap (factor features, eps 1e-4)':<44}{res['ppl_stylemap_factor_features']:.4f}")
+        typer.echo(f"{'encoder reconstruction, pixel MSE':<44}{rec['mse']:.5f}")
+        typer.echo(f"{'reconstruction factor error (its floor)':<44}{rec['factor_mae_vs_truth']:.4f} ({rec['predictor_floor_mae']:.4f})")
     typer.echo(f"{'factor':<16}{'samples mean':>14}{'std':>8}{'renders mean':>14}{'std':>8}")
     for name, st in res["factors"].items():
         typer.echo(f"{name:<16}{st['samples_mean']:>14.3f}{st['samples_std']:>8.3f}{st['renders_mean']:>14.3f}{st['renders_std']:>8.3f}")

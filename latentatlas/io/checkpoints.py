@@ -437,7 +437,7 @@ def training_facts(info: dict[str, Any]) -> dict[str, Any]:
 
 STYLEMAP_KIND = "stylemap"
 # The commands that take a StyleMapGAN model, named where a StyleGAN2-only one is given one.
-STYLEMAP_COMMANDS = "info, generate, interpolate, encode, edit-local and serve"
+STYLEMAP_COMMANDS = "info, generate, interpolate, encode, edit-local, evaluate and serve"
 ENCODER_PREFIX = "encoder."
 
 

@@ -2,7 +2,8 @@
 
 For random pairs and t ~ U(0, 1): images at t and t + eps along slerp (z) or lerp (w), distance
 d(img_t, img_t+eps) / eps^2, mean over samples after dropping the lowest and highest 1%
-(the official filtering). The distance is LPIPS when the caller gives one; for synthfaces
+(the official filtering). For a StyleMapGAN generator "w" is its mapping's output, the
+stylemap (the code its encoder, interpolation and local edits work in), lerped whole. The distance is LPIPS when the caller gives one; for synthfaces
 models it is the squared distance of factor-predictor features ("factor PPL"), named so.
 Computed with TF32 off (runtime.exact_fp32): its rounding is far larger than eps-sized changes.
 """
@@ -17,6 +18,7 @@ import torch
 from latentatlas.io.errors import UserError
 from latentatlas.latent.paths import lerp, slerp
 from latentatlas.models.stylegan2 import Generator
+from latentatlas.models.stylemap import Generator as StyleMapGenerator
 from latentatlas.runtime import exact_fp32
 
 Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -24,7 +26,7 @@ Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @torch.no_grad()
 def perceptual_path_length(
-    generator: Generator,
+    generator: Generator | StyleMapGenerator,
     distance: Distance,
     space: str = "w",
     num_samples: int = 10_000,
@@ -41,7 +43,7 @@ def perceptual_path_length(
         return _path_length(generator, distance, space, num_samples, epsilon, batch, seed, on_batch)
 
 
-def _path_length(generator: Generator, distance: Distance, space: str, num_samples: int, epsilon: float, batch: int,
+def _path_length(generator: Generator | StyleMapGenerator, distance: Distance, space: str, num_samples: int, epsilon: float, batch: int,
                  seed: int, on_batch: Callable[[int], None] | None) -> float:
     device = generator.device
     g = torch.Generator(device="cpu").manual_seed(seed)
@@ -50,16 +52,25 @@ def _path_length(generator: Generator, distance: Distance, space: str, num_sampl
         n = min(batch, num_samples - i)
         z = torch.randn(2 * n, generator.z_dim, generator=g).to(device)
         t = torch.rand(n, generator=g).to(device)
-        if space == "z":
-            z0, z1 = z[:n], z[n:]
-            za, zb = slerp(z0, z1, t), slerp(z0, z1, t + epsilon)
-            wa, wb = generator.mapping(za), generator.mapping(zb)
+        if isinstance(generator, StyleMapGenerator):
+            if space == "z":
+                z0, z1 = z[:n], z[n:]
+                codes = generator.mapping(torch.cat([slerp(z0, z1, t), slerp(z0, z1, t + epsilon)]))
+            else:
+                maps = generator.mapping(z)
+                codes = torch.cat([lerp(maps[:n], maps[n:], t), lerp(maps[:n], maps[n:], t + epsilon)])
+            img = generator(codes)
         else:
-            ws = generator.mapping(z)
-            w0, w1 = ws[:n, 0], ws[n:, 0]
-            wa = lerp(w0, w1, t).unsqueeze(1).repeat(1, generator.num_ws, 1)
-            wb = lerp(w0, w1, t + epsilon).unsqueeze(1).repeat(1, generator.num_ws, 1)
-        img = generator.synthesis(torch.cat([wa, wb]), noise_mode="const")
+            if space == "z":
+                z0, z1 = z[:n], z[n:]
+                za, zb = slerp(z0, z1, t), slerp(z0, z1, t + epsilon)
+                wa, wb = generator.mapping(za), generator.mapping(zb)
+            else:
+                ws = generator.mapping(z)
+                w0, w1 = ws[:n, 0], ws[n:, 0]
+                wa = lerp(w0, w1, t).unsqueeze(1).repeat(1, generator.num_ws, 1)
+                wb = lerp(w0, w1, t + epsilon).unsqueeze(1).repeat(1, generator.num_ws, 1)
+            img = generator.synthesis(torch.cat([wa, wb]), noise_mode="const")
         dists.append((distance(img[:n], img[n:]) / epsilon**2).cpu())
         if on_batch is not None:
             on_batch(2 * n)
