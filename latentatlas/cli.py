@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_at_least
 from latentatlas.runtime import pick_device
 
 app = typer.Typer(
@@ -454,6 +454,7 @@ def project(
     from latentatlas.io.checkpoints import require_stylegan2, trained_on_synthfaces
     from latentatlas.models.bundled import load_generator, resolve_model
 
+    require_at_least("--batch", batch, 1, "images projected at once")
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
                           record_every=max(steps // 100, 1) if video else 0)
     files, skipped = list_images(images)
@@ -732,15 +733,14 @@ def directions_score(
     """
     import torch
 
-    from latentatlas.directions.score import score_paths
+    from latentatlas.directions.score import check_score_settings, score_paths
     from latentatlas.directions.warped import load_paths
     from latentatlas.io.atomic import write_json
     from latentatlas.metrics.paths import heatmap
     from latentatlas.models.bundled import load_generator
     from latentatlas.training.attributes import load_predictor
 
-    if reconstructor_steps < 0 or reconstructor_batch < 1:
-        raise UserError("--reconstructor-steps must be >= 0 and --reconstructor-batch >= 1")
+    check_score_settings(starts, steps, length, top, reconstructor_steps, reconstructor_batch, reconstructor_input)
     _outputs([out / "score.json", out / "heatmap.png"], force)
     generator, _ = load_generator(model, pick_device(device))
     d = load_paths(directions, generator.device)

@@ -39,6 +39,17 @@ def tiny_generator() -> Generator:
     return randomize(Generator(tiny_config()))
 
 
+def one_line_error(code: int, out: str, err: str, *words: str) -> None:
+    """A user error as the CLI must report it: exit code 2, one line on stderr (no traceback,
+    no progress bar: nothing ran), holding each of `words`."""
+    assert code == 2, (code, err)
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
 @pytest.fixture
 def run_cli(monkeypatch, capsys):
     """Run `latentatlas ARGS...` in-process; returns (exit code, stdout, stderr)."""

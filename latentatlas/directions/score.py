@@ -7,13 +7,14 @@ typical distance of w from its mean), frames, and reconstructor budget.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from latentatlas.directions.files import sample_w
 from latentatlas.directions.reconstructor import check_inputs
 from latentatlas.directions.warped import PathSet
 from latentatlas.inversion.projector import w_statistics
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_at_least
 from latentatlas.metrics.paths import path_responses, summarize
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.training.attributes import FactorPredictor
@@ -33,11 +34,9 @@ def score_paths(
     seed: int = 7,
 ) -> dict[str, Any]:
     """Per-path main factor, steepness and drift; disentanglement, completeness; optional reconstructor accuracy."""
+    check_score_settings(starts, steps, length, top, reconstructor_steps, reconstructor_batch, reconstructor_input)
     if paths.space != "w":
         raise UserError("scoring walks paths in W: these directions are in z")
-    if reconstructor_steps < 0 or reconstructor_batch < 1:
-        raise UserError("reconstructor steps must be >= 0 and the batch >= 1")
-    check_inputs(reconstructor_input)
     _, w_std = w_statistics(generator, 5000)
     w0 = sample_w(generator, starts, seed=seed)
     k = min(top, len(paths))
@@ -52,3 +51,17 @@ def score_paths(
             inputs=reconstructor_input,
         )
     return summary
+
+
+def check_score_settings(starts: int, steps: int, length: float, top: int, reconstructor_steps: int = 0,
+                         reconstructor_batch: int = 16, reconstructor_input: str = "difference") -> None:
+    """The walk's settings, checked before any work: a slope needs 2 frames and a path of some length
+    (else the scores are NaN), and at least one start code and one path."""
+    require_at_least("--starts", starts, 1, "start codes per path")
+    require_at_least("--steps", steps, 2, "frames per path: a slope needs two")
+    require_at_least("--top", top, 1, "directions to score")
+    if not (math.isfinite(length) and length > 0):
+        raise UserError(f"--length {length}: give a positive half path length in w_std units, e.g. 0.5")
+    require_at_least("--reconstructor-steps", reconstructor_steps, 0, "0: skip the reconstructor")
+    require_at_least("--reconstructor-batch", reconstructor_batch, 1, "image pairs per step")
+    check_inputs(reconstructor_input)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from latentatlas.directions.files import Directions, model_fingerprint, sample_w, scales_along
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_at_least
 from latentatlas.models.stylegan2 import Generator
 
 
@@ -28,6 +28,7 @@ def sefa(
     scale_samples: int = 20_000,
     seed: int = 0,
 ) -> Directions:
+    require_at_least("--components", components, 1)
     affines = affine_layers(generator)
     start, end = layers if layers is not None else (0, len(affines))
     if not 0 <= start < end <= len(affines):

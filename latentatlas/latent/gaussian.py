@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_at_least
 from latentatlas.models.stylegan2 import Generator
 
 PRIOR_PREFIX = "prior."
@@ -123,6 +123,7 @@ class GaussianPrior:
 
         if num_samples < generator.w_dim + 1:
             raise UserError(f"need more samples than dimensions ({generator.w_dim}) to fit a covariance, got {num_samples}")
+        require_at_least("--batch", batch, 1, "mapping samples per step")
         g = torch.Generator().manual_seed(seed)
         d = generator.w_dim
         s1 = torch.zeros(d, dtype=torch.float64)

@@ -20,6 +20,7 @@ import torch
 from latentatlas.data import synthfaces
 from latentatlas.inversion.encoder import encode
 from latentatlas.inversion.losses import factor_feature_distance
+from latentatlas.io.errors import require_at_least
 from latentatlas.metrics.fid import collect_features, fid_from_features, load_inception
 from latentatlas.metrics.ppl import perceptual_path_length
 from latentatlas.models.stylegan2 import Generator
@@ -103,6 +104,8 @@ def evaluate_model(
     """The figures of the module docstring; `encoder` (a StyleMapGAN model's) adds the reconstruction."""
     from tqdm import tqdm
 
+    require_at_least("--batch", batch, 1, "images per forward pass")
+    inception = load_inception(inception_path, generator.device) if inception_path else None  # a bad file fails before the work
     device = generator.device
     res = generator.img_resolution
     total = 3 * num + (2 * num if inception_path else 0) + 2 * ppl_samples + (num if encoder is not None else 0)
@@ -124,8 +127,7 @@ def evaluate_model(
         "factor_fid_renders_vs_renders": fid_from_features(renders_b[:, :fd], renders_a[:, :fd]),
         "factors": compared["factors"],
     }
-    if inception_path:
-        inception = load_inception(inception_path, device)
+    if inception is not None:
         a = collect_features(tracked(sample_batches(generator, num, batch, seed=0)), inception)
         b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), inception)
         out["inception_fid_samples_vs_renders"] = fid_from_features(a, b)

