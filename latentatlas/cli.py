@@ -622,11 +622,8 @@ def directions_supervised(
     force: ForceOpt = False,
 ) -> None:
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
-    import numpy as np
-    import torch
-
     from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import supervised
+    from latentatlas.directions.supervised import load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
@@ -645,14 +642,9 @@ def directions_supervised(
         sc = factors_of_w(generator, pred, codes)
         names = list(FACTOR_NAMES)
     else:
-        try:
-            with np.load(scores, allow_pickle=False) as data:
-                codes, sc, names = torch.from_numpy(data["latents"]).float(), torch.from_numpy(data["scores"]).float(), [str(n) for n in data["names"]]
-        except (OSError, KeyError, ValueError) as e:
-            raise UserError(f"{scores}: needs arrays latents [N, D], scores [N, F], names [F] ({e})") from None
+        codes, sc, names = load_scores(scores)
         if codes.ndim != 2 or codes.shape[1] != generator.w_dim:
             raise UserError(f"{scores}: latents must be w codes [N, {generator.w_dim}]")
-        sc = sc.reshape(len(sc), -1)
     rng = _layer_range(layers, generator)
     cond = [c.strip() for c in conditional.split(",")] if conditional else None
     d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)

@@ -79,16 +79,16 @@ def test_code_files_round_trip(tmp_path):
     with pytest.raises(UserError, match="not a readable"):
         load_codes(tmp_path / "bad.npz")
     np.savez(tmp_path / "nan.npz", latents=np.full((1, 4), np.nan, np.float32), space=np.array("w"))
-    with pytest.raises(UserError, match="NaN"):
+    with pytest.raises(UserError, match=r"nan\.npz: the w code holds NaN"):  # names the file
         load_codes(tmp_path / "nan.npz")
 
 
 def test_a_code_file_that_unpacks_too_large_is_refused_before_reading(tmp_path, monkeypatch):
-    import latentatlas.latent.codes as codes
+    import latentatlas.io.npzfile as npzfile
 
     np.savez_compressed(tmp_path / "zeros.npz", latents=np.zeros((64, 18, 512), np.float32), space=np.array("w+"))
     assert (tmp_path / "zeros.npz").stat().st_size < 50_000  # 2.4 MB of arrays, packed small
-    monkeypatch.setattr(codes, "MAX_CODE_FILE_BYTES", 2**20)
+    monkeypatch.setattr(npzfile, "MAX_NPZ_BYTES", 2**20)
     with pytest.raises(UserError, match="unpacks to 2 MB, over the 1 MB"):
         load_codes(tmp_path / "zeros.npz")
 

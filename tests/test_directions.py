@@ -253,3 +253,17 @@ def test_directions_score_refuses_settings_that_give_no_scores_before_any_work(r
     out = tmp_path / "s"
     one_line_error(*run_cli("directions", "score", model_file, tmp_path / "pca.safetensors", *args, "--out", out, "--device", "cpu"), message)
     assert not out.exists()
+
+
+def test_supervised_scores_file_is_read_as_code_files_are(run_cli, model_file, tmp_path):
+    """A text file given as --scores used to get numpy's advice about allow_pickle."""
+    out = tmp_path / "sup.safetensors"
+    fake = tmp_path / "fake.npz"
+    fake.write_text("latents,scores\n1,2\n")
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", fake, "--out", out, "--device", "cpu"),
+                   "fake.npz: not a readable .npz file (it is not a zip archive of arrays)")
+    assert "allow_pickle" not in run_cli("directions", "supervised", model_file, "--scores", fake, "--out", out)[2]
+    np.savez(tmp_path / "codes.npz", latents=np.zeros((4, 16), np.float32))
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", tmp_path / "codes.npz", "--out", out, "--device", "cpu"),
+                   "codes.npz: needs arrays latents [N, D], scores [N, F], names [F]; it has no scores, names")
+    assert not out.exists()

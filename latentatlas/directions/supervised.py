@@ -11,10 +11,29 @@ attributes, so editing one leaves those alone (to first order).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from latentatlas.directions.files import Directions, scales_along
 from latentatlas.io.errors import UserError
+from latentatlas.io.npzfile import read_npz
+
+SCORES_LAYOUT = "latents [N, D], scores [N, F], names [F]"
+
+
+def load_scores(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """A user's scores file (.npz): codes [N, D], scores [N, F] and the F attribute names."""
+    data = read_npz(path)
+    missing = [k for k in ("latents", "scores", "names") if k not in data]
+    if missing:
+        raise UserError(f"{path}: needs arrays {SCORES_LAYOUT}; it has no {', '.join(missing)}")
+    try:
+        codes, scores = (torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in ("latents", "scores"))
+        return codes, scores.reshape(len(scores), -1), [str(n) for n in data["names"]]
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{path}: needs arrays {SCORES_LAYOUT} of numbers and names ({e})") from None
 
 
 def _groups(scores: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:

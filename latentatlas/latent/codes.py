@@ -6,7 +6,6 @@ synthesis network by mistake, and every file records the space and the model it 
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
+from latentatlas.io.npzfile import read_npz
 from latentatlas.models.stylegan2 import Generator, truncate
 
 SPACES = ("z", "w", "w+", "stylemap")
@@ -152,38 +152,23 @@ def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] 
             np.savez(f, **arrays)
 
 
-# Unpacked size a code file may have: w+ codes of about 29,000 images of a 1024 px model.
-MAX_CODE_FILE_BYTES = 2**30
-
-
 def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
     """Read a .npz written by save_codes (or by the projector); returns the code and its info."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):  # np.load would read other files as .npy or pickles and say so
-        raise UserError(f"{path}: not a readable .npz file (it is not a zip archive of arrays)")
-    with zipfile.ZipFile(path) as archive:  # a small upload can unpack to gigabytes: look first
-        unpacked = sum(member.file_size for member in archive.infolist())
-    if unpacked > MAX_CODE_FILE_BYTES:
-        raise UserError(f"{path}: unpacks to {unpacked / 2**20:.0f} MB, over the {MAX_CODE_FILE_BYTES / 2**20:.0f} MB a code file may hold")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "latents" not in data or "space" not in data:
-                raise UserError(f"{path}: not a latent-code file (it needs 'latents' and 'space' arrays)")
-            latents = data["latents"]
-            info: dict[str, object] = {"space": str(data["space"]), "model": str(data["model"]) if "model" in data else ""}
-            if "seeds" in data:
-                info["seeds"] = data["seeds"].tolist()
-            if "images" in data:
-                info["images"] = data["images"].tolist()
-    except UserError:
-        raise
-    except (ValueError, OSError, EOFError) as e:
-        raise UserError(f"{path}: not a readable .npz file ({e})") from None
+    data = read_npz(path)
+    if "latents" not in data or "space" not in data:
+        raise UserError(f"{path}: not a latent-code file (it needs 'latents' and 'space' arrays)")
+    latents = data["latents"]
+    info: dict[str, object] = {"space": str(data["space"]), "model": str(data["model"]) if "model" in data else ""}
+    if "seeds" in data:
+        info["seeds"] = data["seeds"].tolist()
+    if "images" in data:
+        info["images"] = data["images"].tolist()
     if latents.dtype.kind != "f":
         raise UserError(f"{path}: latents must be floating point, got {latents.dtype}")
-    return LatentCode(str(info["space"]), torch.from_numpy(latents.astype(np.float32))), info
+    try:
+        return LatentCode(str(info["space"]), torch.from_numpy(latents.astype(np.float32))), info
+    except UserError as e:  # a NaN, a wrong shape or space: say which file
+        raise UserError(f"{path}: {e}") from None
 
 
 def same_model(recorded: str, names: Collection[str]) -> bool:
