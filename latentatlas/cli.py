@@ -147,6 +147,8 @@ def generate(
         typer.echo(f"latents (stylemap): {out / 'latents.npz'}")
         return
     generator, meta = load_generator(model, pick_device(device))
+    if truncation_cutoff is not None:
+        _check_layer_index("--truncation-cutoff", truncation_cutoff, generator)
     z = z_from_seeds(seed_list, generator.z_dim, generator.device)
     c = _labels(generator, class_idx, len(seed_list))
     images, ws = [], []
@@ -160,6 +162,13 @@ def generate(
     save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
     _write_samples(out, img, seed_list, grid, per_seed)
     typer.echo(f"latents (w+): {out / 'latents.npz'}")
+
+
+def _check_layer_index(option: str, value: int, generator) -> None:  # type: ignore[no-untyped-def]
+    """A w+ layer boundary, 0..num_ws (generate --truncation-cutoff, mix --cutoff): a negative one
+    would slice from the end and a larger one be clamped, both silently."""
+    if not 0 <= value <= generator.num_ws:
+        raise UserError(f"{option} {value}: this model has {generator.num_ws} layers; use 0..{generator.num_ws}")
 
 
 def _write_samples(out: Path, img: "object", seed_list: list[int], grid: bool, per_seed: bool) -> None:
@@ -278,8 +287,7 @@ def mix(
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
-    if not 0 <= cutoff <= generator.num_ws:
-        raise UserError(f"--cutoff {cutoff}: this model has {generator.num_ws} layers; use 0..{generator.num_ws}")
+    _check_layer_index("--cutoff", cutoff, generator)
 
     def wplus(seeds: list[int]) -> LatentCode:
         z = z_from_seeds(seeds, generator.z_dim, generator.device)
@@ -388,12 +396,11 @@ def clean(
 
     from latentatlas.io.images import make_grid, save_image
     from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_w, z_from_seeds
-    from latentatlas.latent.gaussian import GaussianPrior
+    from latentatlas.latent.gaussian import GaussianPrior, check_tau
     from latentatlas.models.bundled import load_generator
 
     seed_list = parse_seeds(seeds)
-    if tau <= 0:
-        raise UserError(f"--tau {tau}: must be positive")
+    check_tau(tau)
     _outputs([out / "clean.png", out / "clean.npz"], force)
     generator, info = load_generator(model, pick_device(device))
     prior = GaussianPrior.from_model_info(info, model)

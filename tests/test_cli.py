@@ -93,3 +93,19 @@ def test_project_batch_below_one_is_refused_before_any_work(run_cli, model_file,
     out = tmp_path / "p"
     _one_line_error(*run_cli("project", model_file, tmp_path, "--batch", "0", "--out", out), "--batch 0: use at least 1")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("generate", "--truncation-cutoff", "-1", "--trunc", "0.5"), "--truncation-cutoff -1: this model has 6 layers; use 0..6"),
+    (("generate", "--truncation-cutoff", "40", "--trunc", "0.5"), "--truncation-cutoff 40: this model has 6 layers; use 0..6"),
+    (("mix", "--cutoff", "40"), "--cutoff 40: this model has 6 layers; use 0..6"),
+    (("clean", "--tau", "nan"), "--tau nan: give a positive number of standard deviations, e.g. 2"),
+    (("clean", "--tau", "0"), "--tau 0.0: give a positive number of standard deviations"),
+])
+def test_layer_cutoffs_and_tau_are_checked_alike(run_cli, model_file, tmp_path, args, message):
+    """generate --truncation-cutoff used to slice from the end (-1) or be clamped (40) silently, as mix
+    --cutoff never was; clean took --tau nan (compressing nothing) while refusing 0."""
+    out = tmp_path / "o"
+    target = out / "mix.png" if args[0] == "mix" else out
+    _one_line_error(*run_cli(args[0], model_file, *args[1:], "--out", target, "--device", "cpu"), message)
+    assert not out.exists()

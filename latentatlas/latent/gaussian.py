@@ -34,6 +34,13 @@ def degaussianize(v: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(v, INVERSE_SLOPE)
 
 
+def check_tau(tau: float) -> float:
+    """The compression threshold: a positive, finite number of standard deviations (NaN would compress nothing)."""
+    if not (math.isfinite(tau) and tau > 0):
+        raise UserError(f"--tau {tau}: give a positive number of standard deviations, e.g. 2")
+    return tau
+
+
 @dataclass
 class GaussianPrior:
     """Mean, covariance and their derived forms in v = leaky_relu(w, 5)."""
@@ -107,8 +114,7 @@ class GaussianPrior:
         Components within tau standard deviations are untouched, so typical codes keep their
         identity; only the rare large excursions, where artifacts live, are pulled in.
         """
-        if tau <= 0:
-            raise UserError(f"tau must be positive, got {tau}")
+        check_tau(tau)
         c = self.to_pca(w)
         a = c.abs()
         squashed = torch.where(a > tau, tau + torch.log1p(a - tau), a)
