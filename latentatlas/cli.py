@@ -810,6 +810,10 @@ def traverse(
     typer.echo(f"strip: {out / (stem + '.png')}  animation: {out / (stem + '.gif')}")
 
 
+MetricsKimgOpt = Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")]
+MetricsNumOpt = Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")]
+
+
 @app.command()
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: state.pt (resumable), sample grids, model.safetensors.")],
@@ -828,8 +832,8 @@ def train(
     seed: Annotated[int, typer.Option()] = 0,
     snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
     sample_kimg: Annotated[float, typer.Option(help="Sample grid every N kimg.")] = 50.0,
-    metrics_kimg: Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")] = 0.0,
-    metrics_num: Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")] = 2000,
+    metrics_kimg: MetricsKimgOpt = 0.0,
+    metrics_num: MetricsNumOpt = 2000,
     max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -883,12 +887,16 @@ def train_stylemap(
     seed: Annotated[int, typer.Option()] = 0,
     snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
     sample_kimg: Annotated[float, typer.Option(help="Sample sheet every N kimg.")] = 50.0,
+    metrics_kimg: MetricsKimgOpt = 0.0,
+    metrics_num: MetricsNumOpt = 2000,
     max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a StyleMapGAN (generator + encoder); run the same command again to resume. Several GPUs: torchrun.
 
-    The defaults are the faces64-stylemap config (64 px, 8x8x64 stylemap).
+    The defaults are the faces64-stylemap config (64 px, 8x8x64 stylemap). With --metrics-kimg on
+    synthfaces, OUT/metrics.jsonl gets the EMA generator's factor FID and each factor's spread
+    against the renders' as training goes, as for `train`.
 
     Example: latentatlas train-stylemap --out runs/faces64-stylemap --kimg 2000 --max-minutes 8
     """
@@ -908,7 +916,7 @@ def train_stylemap(
         style_dim=style_dim, mapping_layers=mapping_layers, channel_base=channel_base, channel_multiplier=channel_multiplier,
         channel_max=channel_max, small_generator=small_generator, lr=lr, r1_gamma=gamma, perceptual=perceptual,
         vgg=str(vgg) if vgg else None, lpips_lin=str(lpips_lin) if lpips_lin else None, seed=seed,
-        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
+        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg, metrics_kimg=metrics_kimg, metrics_num=metrics_num,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)

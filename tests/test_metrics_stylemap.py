@@ -66,3 +66,19 @@ def test_evaluate_command_scores_a_stylemap_model(run_cli, tmp_path):
     assert res["reconstruction"]["num_images"] == 8 and res["reconstruction"]["mse"] > 0
     assert res["ppl_stylemap_factor_features"] >= 0 and "ppl_w_factor_features" not in res
     assert res["factor_fid_samples_vs_renders"] > 0
+
+
+def test_train_stylemap_monitors_the_factors_on_schedule(run_cli, tmp_path):
+    """--metrics-kimg: the factor monitor the StyleGAN2 trainer has, a line per period and where the run stops."""
+    from latentatlas.training import stats_log
+
+    tiny = ["--resolution", "16", "--batch", "4", "--latent-spatial-size", "4", "--style-dim", "8", "--mapping-layers", "2",
+            "--channel-base", "128", "--channel-max", "16", "--perceptual", "none", "--device", "cpu"]
+    code, _, err = run_cli("train-stylemap", "--out", tmp_path / "run", "--kimg", "0.012", "--metrics-kimg", "0.008",
+                           "--metrics-num", "16", *tiny)
+    assert code == 0, err
+    lines = stats_log.read_lines(tmp_path / "run" / stats_log.METRICS_FILE)
+    assert [line["kimg"] for line in lines] == [0.008, 0.012]
+    assert all(line["num"] == 16 and line["factor_fid"] > 0 and 0 < line["mean_std_ratio_capped"] <= 1 for line in lines)
+    code, _, err = run_cli("train-stylemap", "--out", tmp_path / "other", "--metrics-kimg", "-1", *tiny)
+    assert code != 0 and "--metrics-kimg must be >= 0" in err and "Traceback" not in err

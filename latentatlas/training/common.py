@@ -3,8 +3,9 @@ over torchrun processes, EMA, the portable checkpoint format, config checks on r
 training loop with its progress bar, time limit and stop on a signal, and joining the process group.
 
 A trainer object used with `run_loop` has `cfg` (with total_kimg, batch, snapshot_kimg,
-sample_kimg), `rank`, `world`, `nimg`, `train_step() -> dict`, `save()`, `save_portable()`,
-`write_samples()` and `export()`.
+sample_kimg, metrics_kimg, metrics_num), `rank`, `world`, `nimg`, `G_ema`, `train_step() -> dict`,
+`save()`, `save_portable()`, `write_samples()` and `export()`; TrainerBase gives it the factor
+monitor's `measure_factors()`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRIC
 STATE_EVERY_MINUTES = 15.0
 
 
+def check_monitor_settings(metrics_kimg: float, metrics_num: int, data: str) -> None:
+    """Both trainers' configs: the factor monitor's settings (training/factor_monitor.py), refused as one line before a run starts."""
+    if metrics_kimg < 0 or metrics_num < 2:
+        raise UserError(f"--metrics-kimg must be >= 0 and --metrics-num >= 2, got {metrics_kimg} and {metrics_num}")
+    if metrics_kimg > 0 and data != "synthfaces":
+        raise UserError("--metrics-kimg measures synthfaces factors: it needs --data synthfaces")
+
+
 class TrainerBase:
     """What both trainers do the same way: the processes and the per-process batch, the data
     source and its seeds, the broadcast of the initial weights, the real batches, and the
@@ -63,6 +72,18 @@ class TrainerBase:
     """
 
     cfg: Any
+    _monitor: Any = None  # training/factor_monitor.py, made at the first measurement
+
+    def measure_factors(self) -> None:
+        """A factor monitor line for G_ema now (rank 0; the renders' features are made at the
+        first call): run_loop calls it every cfg.metrics_kimg, for either trainer."""
+        if self.rank != 0:
+            return
+        if self._monitor is None:
+            from latentatlas.training.factor_monitor import FactorMonitor
+
+            self._monitor = FactorMonitor(self.run_dir, self.cfg.metrics_num, self.cfg.resolution, self.device)
+        self._monitor.measure(self.G_ema, self.nimg / 1000)
 
     def networks(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
@@ -320,7 +341,7 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     start = time.time()
     snapshots = Schedule(cfg.snapshot_kimg, trainer.nimg)
     samples = Schedule(cfg.sample_kimg, trainer.nimg)
-    monitor = Schedule(getattr(cfg, "metrics_kimg", 0), trainer.nimg)  # the factor monitor (StyleGAN2 on synthfaces)
+    monitor = Schedule(cfg.metrics_kimg, trainer.nimg)  # the factor monitor (synthfaces)
     measured_at = None
     bar = tqdm(total=total / 1000, initial=trainer.nimg / 1000, unit="kimg", disable=not progress or trainer.rank != 0,
                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} kimg [{elapsed}<{remaining}]{postfix}")

@@ -24,6 +24,7 @@ import torch
 
 from latentatlas.metrics.evaluate import RENDER_SEED_A, factor_comparison, factor_features, render_batches, sample_batches
 from latentatlas.models.stylegan2 import Generator
+from latentatlas.models.stylemap import Generator as StyleMapGenerator
 from latentatlas.training.stats_log import METRICS_FILE
 
 SAMPLE_SEED = 0  # evaluate's
@@ -50,7 +51,7 @@ class FactorMonitor:
             self.renders = factor_features(self.predictor, render_batches(num, BATCH, RENDER_SEED_A, resolution, device))
 
     @torch.no_grad()
-    def measure(self, generator: Generator, kimg: float) -> dict[str, Any]:
+    def measure(self, generator: Generator | StyleMapGenerator, kimg: float) -> dict[str, Any]:
         """One line for the generator as it is at `kimg`, appended to RUN/metrics.jsonl."""
         samples = factor_features(self.predictor, sample_batches(generator, self.num, BATCH, seed=SAMPLE_SEED))
         compared = factor_comparison(samples, self.renders, self.predictor.feature_dim)

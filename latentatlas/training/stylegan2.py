@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.io.checkpoints import save_model
-from latentatlas.io.errors import UserError
 from latentatlas.io.images import make_grid, save_image
 from latentatlas.models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from latentatlas.training import common
@@ -66,10 +65,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.metrics_kimg < 0 or self.metrics_num < 2:
-            raise UserError(f"--metrics-kimg must be >= 0 and --metrics-num >= 2, got {self.metrics_kimg} and {self.metrics_num}")
-        if self.metrics_kimg > 0 and self.data != "synthfaces":
-            raise UserError("--metrics-kimg measures synthfaces factors: it needs --data synthfaces")
+        common.check_monitor_settings(self.metrics_kimg, self.metrics_num, self.data)
 
     @property
     def gamma(self) -> float:
@@ -102,7 +98,6 @@ class Trainer(common.TrainerBase):
         self.opt_G = _adam(self.G.parameters(), cfg.lr, cfg.g_reg_interval)
         self.opt_D = _adam(self.D.parameters(), cfg.lr, cfg.d_reg_interval)
         self.pl_mean = torch.zeros([], device=self.device)
-        self._monitor = None  # training/factor_monitor.py, made at the first measurement
         self.setup_data()
 
     # ------------------------------------------------------------------ losses
@@ -190,16 +185,6 @@ class Trainer(common.TrainerBase):
                 img = self.G_ema(z)
             save_image(path, make_grid(img.cpu(), cols=8))
         return path
-
-    def measure_factors(self) -> None:
-        """A factor monitor line for G_ema now (rank 0; the renders' features are made at the first call)."""
-        if self.rank != 0:
-            return
-        if self._monitor is None:
-            from latentatlas.training.factor_monitor import FactorMonitor
-
-            self._monitor = FactorMonitor(self.run_dir, self.cfg.metrics_num, self.cfg.resolution, self.device)
-        self._monitor.measure(self.G_ema, self.nimg / 1000)
 
     def export(self) -> Path:
         path = self.run_dir / MODEL_FILE

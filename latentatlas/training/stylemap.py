@@ -67,7 +67,12 @@ class StyleMapTrainConfig:
     seed: int = 0
     snapshot_kimg: float = 50.0
     sample_kimg: float = 50.0
+    metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
+    metrics_num: int = 2000
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        common.check_monitor_settings(self.metrics_kimg, self.metrics_num, self.data)
 
     def model_config(self) -> StyleMapConfig:
         return StyleMapConfig(
