@@ -7,6 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -31,6 +32,9 @@ ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model f
 
 
 
+MAX_SEEDS = 100_000  # seeds one call takes
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-3,7,10-11' -> [0, 1, 2, 3, 7, 10, 11]."""
     seeds: list[int] = []
@@ -46,9 +50,18 @@ def parse_seeds(text: str) -> list[int]:
         if hi >= 2**32:
             raise UserError(f"seed {hi} is too large: seeds must be below 2**32")
         seeds.extend(range(lo, hi + 1))
-    if len(seeds) > 100_000:
-        raise UserError(f"{len(seeds)} seeds is too many for one call")
+    if len(seeds) > MAX_SEEDS:
+        raise UserError(f"seed list {text!r} holds {len(seeds)} seeds; one call takes at most {MAX_SEEDS}: split it over several calls")
     return seeds
+
+
+def _check_unique_stems(files: list[Path]) -> None:
+    """Outputs are named after each input's file stem: two inputs with one stem would overwrite each other's."""
+    first: dict[str, Path] = {}
+    for f in files:
+        if f.stem in first:
+            raise UserError(f"{first[f.stem]} and {f} share the name {f.stem!r}, after which the outputs are named: rename one")
+        first[f.stem] = f
 
 
 def _outputs(paths: list[Path], force: bool) -> None:
@@ -127,6 +140,7 @@ def generate(
     from latentatlas.models.bundled import load_generator, resolve_model
 
     seed_list = parse_seeds(seeds)
+    _check_truncation(truncation)
     if noise_mode not in ("const", "random", "none"):
         raise UserError(f"--noise-mode {noise_mode}: use const, random or none")
     files = [out / "latents.npz"] + ([out / "grid.png"] if grid else [])
@@ -162,6 +176,13 @@ def generate(
     save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
     _write_samples(out, img, seed_list, grid, per_seed)
     typer.echo(f"latents (w+): {out / 'latents.npz'}")
+
+
+def _check_truncation(psi: float | None) -> None:
+    """--trunc takes any finite psi (1: none, 0: the average, above 1: exaggerated); NaN would turn
+    every code into NaN, and the error would come later, about a code the user never gave."""
+    if psi is not None and not math.isfinite(psi):
+        raise UserError(f"--trunc {psi}: give a finite truncation psi (1 = none, e.g. 0.7)")
 
 
 def _check_layer_index(option: str, value: int, generator) -> None:  # type: ignore[no-untyped-def]
@@ -231,6 +252,7 @@ def interpolate(
 
     if space not in ("z", "w"):
         raise UserError(f"--space {space}: use z or w")
+    _check_truncation(truncation)
     if frames < 2 or frames > 2000:
         raise UserError(f"--frames {frames}: use 2..2000")
     _check_refine(refine)
@@ -285,6 +307,7 @@ def mix(
     from latentatlas.models.bundled import load_generator
 
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
+    _check_truncation(truncation)
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
     _check_layer_index("--cutoff", cutoff, generator)
@@ -401,6 +424,7 @@ def clean(
 
     seed_list = parse_seeds(seeds)
     check_tau(tau)
+    _check_truncation(truncation)
     _outputs([out / "clean.png", out / "clean.npz"], force)
     generator, info = load_generator(model, pick_device(device))
     prior = GaussianPrior.from_model_info(info, model)
@@ -467,9 +491,7 @@ def project(
     files, skipped = list_images(images)
     if skipped:
         typer.echo(f"warning: skipped {len(skipped)} non-image files (e.g. {skipped[0]})", err=True)
-    stems = [f.stem for f in files]
-    if len(set(stems)) != len(stems):
-        raise UserError("two images share a file name; outputs are named after it: rename one")
+    _check_unique_stems(files)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     files = files[rank::world]
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
@@ -555,6 +577,9 @@ directions_app = typer.Typer(no_args_is_help=True, help="Find, and score, edit d
 app.add_typer(directions_app, name="directions")
 
 
+LAYERS_HELP = "start-end with the end excluded, e.g. 0-4 (layers 0..3)"
+
+
 def _layer_range(text: str | None, generator) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
     """--layers start-end (end excluded), checked against the model's number of ws."""
     if text is None:
@@ -564,7 +589,8 @@ def _layer_range(text: str | None, generator) -> tuple[int, int] | None:  # type
         raise UserError(f"--layers {text!r}: give a range start-end with end > start, e.g. 0-4 (end excluded)")
     start, end = int(m.group(1)), int(m.group(2))
     if end > generator.num_ws:
-        raise UserError(f"--layers {start}-{end}: this model has {generator.num_ws} layers")
+        raise UserError(f"--layers {start}-{end}: this model has {generator.num_ws} layers; give start-end within "
+                        f"0-{generator.num_ws} (end excluded), e.g. 0-{min(4, generator.num_ws)}")
     return start, end
 
 
@@ -587,7 +613,7 @@ def directions_pca(
     out: Annotated[Path, typer.Option(help="Directions file (.safetensors).")],
     samples: Annotated[int, typer.Option(help="W samples for the incremental PCA.")] = 300_000,
     components: Annotated[int, typer.Option()] = 80,
-    layers: Annotated[str | None, typer.Option(help="W+ layers the edits apply to, e.g. 0-4 (default: all).")] = None,
+    layers: Annotated[str | None, typer.Option(help=f"W+ layers the edits apply to, {LAYERS_HELP} (default: all).")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
@@ -602,7 +628,7 @@ def directions_pca(
 def directions_sefa(
     model: ModelArg,
     out: Annotated[Path, typer.Option(help="Directions file (.safetensors).")],
-    layers: Annotated[str | None, typer.Option(help="Layers whose affine weights are factorised (and edited), e.g. 0-4.")] = None,
+    layers: Annotated[str | None, typer.Option(help=f"Layers whose affine weights are factorised (and edited), {LAYERS_HELP} (default: all).")] = None,
     components: Annotated[int, typer.Option()] = 80,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -624,23 +650,27 @@ def directions_supervised(
     method: Annotated[str, typer.Option(help="svm (InterFaceGAN) or mean (vector arithmetic).")] = "svm",
     fraction: Annotated[float, typer.Option(help="Top and bottom fraction used.")] = 0.1,
     conditional: Annotated[str | None, typer.Option(help="Comma-separated attributes to hold fixed, e.g. yaw,light.")] = None,
-    layers: Annotated[str | None, typer.Option(help="W+ layers the edits apply to (default: all).")] = None,
+    layers: Annotated[str | None, typer.Option(help=f"W+ layers the edits apply to, {LAYERS_HELP} (default: all).")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
+    from latentatlas.data.synthfaces import FACTOR_NAMES
     from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import load_scores, supervised
+    from latentatlas.directions.supervised import check_conditional, load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
         raise UserError("give exactly one of --predictor or --scores")
     if not 0 < fraction <= 0.5:
         raise UserError(f"--fraction {fraction}: use a value in (0, 0.5]")
+    cond = [c.strip() for c in conditional.split(",")] if conditional else None
+    if predictor is not None:  # the predictor's attributes are known now, before the codes are sampled and scored
+        check_conditional(cond, list(FACTOR_NAMES))
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
+    rng = _layer_range(layers, generator)
     if predictor is not None:
-        from latentatlas.data.synthfaces import FACTOR_NAMES
         from latentatlas.metrics.paths import factors_of_w
         from latentatlas.training.attributes import load_predictor
 
@@ -652,8 +682,6 @@ def directions_supervised(
         codes, sc, names = load_scores(scores)
         if codes.ndim != 2 or codes.shape[1] != generator.w_dim:
             raise UserError(f"{scores}: latents must be w codes [N, {generator.w_dim}]")
-    rng = _layer_range(layers, generator)
-    cond = [c.strip() for c in conditional.split(",")] if conditional else None
     d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
     save_directions(out, d)
     typer.echo(f"{len(d)} supervised directions ({d.method}): {out}")
@@ -790,6 +818,7 @@ def traverse(
         raise UserError(f"--strength {strength!r}: give two numbers like -3,3")
     if steps < 2 or steps > 200:
         raise UserError(f"--steps {steps}: use 2..200")
+    _check_truncation(truncation)
     seed_list = parse_seeds(seeds)
     d = load_paths(directions)
     k = d.index(path)
@@ -973,9 +1002,8 @@ def encode(
     files, skipped = list_images(images)
     for s in skipped:
         typer.echo(f"note: skipped {s} (not an image)", err=True)
+    _check_unique_stems(files)
     stems = [f.stem for f in files]
-    if len(set(stems)) != len(stems):
-        raise UserError("two images share a file name stem; their outputs would collide: rename one")
     outputs = [out / f"{s}.npz" for s in stems] + [out / f"{s}_rec.png" for s in stems] + [out / "comparison.png"]
     _outputs(outputs, force)
     lpips = LPIPSVGG.from_files(vgg, lpips_lin) if vgg and lpips_lin else None  # bad files fail before the work

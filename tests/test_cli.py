@@ -109,3 +109,27 @@ def test_layer_cutoffs_and_tau_are_checked_alike(run_cli, model_file, tmp_path, 
     target = out / "mix.png" if args[0] == "mix" else out
     _one_line_error(*run_cli(args[0], model_file, *args[1:], "--out", target, "--device", "cpu"), message)
     assert not out.exists()
+
+
+def _two_images_named_a(tmp_path):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        Image.new("RGB", (16, 16)).save(tmp_path / folder / "a.png")
+    return tmp_path / "x", tmp_path / "y"
+
+
+def test_messages_say_where_and_what_to_do(run_cli, model_file, tmp_path):
+    out = tmp_path / "o"
+    _one_line_error(*run_cli("generate", model_file, "--trunc", "nan", "--out", out), "--trunc nan: give a finite truncation psi (1 = none")
+    _one_line_error(*run_cli("mix", model_file, "--trunc", "inf", "--out", out / "m.png"), "--trunc inf: give a finite truncation psi")
+    _one_line_error(*run_cli("generate", model_file, "--seeds", "0-100000", "--out", out),
+                    "seed list '0-100000' holds 100001 seeds; one call takes at most 100000: split it over several calls")
+    np.savez(tmp_path / "nan.npz", latents=np.full((1, 16), np.nan, np.float32), space=np.array("w"))
+    _one_line_error(*run_cli("interpolate", model_file, "--from", tmp_path / "nan.npz", "--out", out),
+                    "nan.npz: the w code holds NaN or infinite values")
+    x, y = _two_images_named_a(tmp_path)
+    for command, model in (("project", model_file), ("encode", "faces64-stylemap")):
+        _one_line_error(*run_cli(command, model, x, y, "--out", out),
+                        f"{x / 'a.png'} and {y / 'a.png'} share the name 'a', after which the outputs are named: rename one")
+    _one_line_error(*run_cli("info", "factors"), "factors is the bundled factor predictor, not a model: give it as --predictor factors")
+    assert not out.exists()

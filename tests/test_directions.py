@@ -267,3 +267,13 @@ def test_supervised_scores_file_is_read_as_code_files_are(run_cli, model_file, t
     one_line_error(*run_cli("directions", "supervised", model_file, "--scores", tmp_path / "codes.npz", "--out", out, "--device", "cpu"),
                    "codes.npz: needs arrays latents [N, D], scores [N, F], names [F]; it has no scores, names")
     assert not out.exists()
+
+
+def test_directions_layers_and_conditional_name_what_is_valid(run_cli, model_file, tmp_path):
+    out = tmp_path / "d.safetensors"
+    one_line_error(*run_cli("directions", "pca", model_file, "--layers", "0-40", "--samples", "100", "--components", "2", "--out", out),
+                   "--layers 0-40: this model has 6 layers; give start-end within 0-6 (end excluded), e.g. 0-4")
+    # Refused before 10,000 codes are sampled and scored (no progress bar), with the attributes listed.
+    one_line_error(*run_cli("directions", "supervised", model_file, "--predictor", "factors", "--conditional", "yaw,nosuch", "--out", out),
+                   "cannot condition on nosuch: not among the attributes; use some of face_width, jaw,", "yaw, roll, background_hue, light")
+    assert not out.exists()

@@ -80,6 +80,13 @@ def condition(direction: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
     return (out / out.norm()).float()
 
 
+def check_conditional(conditional_on: list[str] | None, names: list[str]) -> None:
+    """The attributes to hold fixed must be among those scored: checked before the boundaries are fitted."""
+    unknown = [c for c in conditional_on or [] if c not in names]
+    if unknown:
+        raise UserError(f"cannot condition on {', '.join(unknown)}: not among the attributes; use some of {', '.join(names)}")
+
+
 def supervised(
     codes: torch.Tensor,
     scores: torch.Tensor,
@@ -93,12 +100,10 @@ def supervised(
     """One direction per attribute column of scores [N, F]; conditioned on the named others if asked."""
     if scores.ndim != 2 or scores.shape[1] != len(names):
         raise UserError(f"scores must be [N, {len(names)}] for the {len(names)} names")
+    check_conditional(conditional_on, names)
     raw = torch.stack([boundary(codes, scores[:, j], method, fraction) for j in range(len(names))])
     vectors = raw
     if conditional_on:
-        unknown = [c for c in conditional_on if c not in names]
-        if unknown:
-            raise UserError(f"cannot condition on {', '.join(unknown)}: not among the attributes")
         cond_idx = [names.index(c) for c in conditional_on]
         vectors = torch.stack(
             [condition(raw[j], raw[[i for i in cond_idx if i != j]]) for j in range(len(names))]

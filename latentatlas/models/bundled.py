@@ -55,6 +55,9 @@ def resolve_model(model: str) -> Path:
     if candidate.exists():
         return candidate
     names = ", ".join(sorted(BUNDLED)) or "none yet"
+    if model in BUNDLED_PREDICTORS:  # bundled too, but a predictor: it reads images, it makes none
+        raise UserError(f"{model} is the bundled factor predictor, not a model: give it as --predictor {model} "
+                        f"(bundled models: {names})")
     raise UserError(f"{model}: no such file, and not a bundled model (bundled: {names})")
 
 
