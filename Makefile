@@ -25,8 +25,9 @@ $(CHROMIUM):
 
 install: $(STAMP)
 
+# demo-out is the demo's own folder: a rerun refreshes it (--force), as `make clean` removes it.
 demo: $(STAMP)
-	$(BIN)/latentatlas demo --out demo-out
+	$(BIN)/latentatlas demo --out demo-out --force
 
 # The web app on http://127.0.0.1:7860
 serve: $(STAMP)

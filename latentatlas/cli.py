@@ -1235,10 +1235,12 @@ def synthfaces(
     seed: Annotated[int, typer.Option(help="Seed of the gallery and of the strips' base faces.")] = 0,
     resolution: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
     steps: Annotated[int, typer.Option(help="Images per factor strip.")] = 8,
+    device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Render the synthfaces gallery (64 samples) and one strip per factor (factor swept, others fixed).
 
+    The factors come from the seed alone; --device only says where they are rendered.
     Example: latentatlas synthfaces --out docs --resolution 128
     """
     import torch
@@ -1250,14 +1252,15 @@ def synthfaces(
         raise UserError(f"--resolution {resolution}: use 16..1024")
     gallery, strips = out / "synthfaces_gallery.png", out / "synthfaces_factors.png"
     _outputs([gallery, strips], force)
-    images, _ = sample(64, seed, resolution)
-    save_image(gallery, make_grid(images, cols=8, pad=2))
-    base = sample_factors(1, seed + 1)
+    dev = pick_device(device)
+    images, _ = sample(64, seed, resolution, device=dev)
+    save_image(gallery, make_grid(images.cpu(), cols=8, pad=2))
+    base = sample_factors(1, seed + 1, dev)
     rows = []
     for i in range(len(FACTOR_NAMES)):
         f = base.repeat(steps, 1)
-        f[:, i] = torch.linspace(0, 1, steps)
-        rows.append(render(f, resolution))
+        f[:, i] = torch.linspace(0, 1, steps, device=dev)
+        rows.append(render(f, resolution).cpu())
     save_image(strips, make_grid(torch.cat(rows), cols=steps, pad=2))
     typer.echo(f"gallery: {gallery}\nfactor strips (one row per factor, in order: {', '.join(FACTOR_NAMES)}): {strips}")
 
@@ -1313,12 +1316,17 @@ DEMO_FACES_SEED = 10_000_003  # held-out renders (projection_quality's in-domain
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("demo-out"),
     device: DeviceOpt = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Write into an output folder that already holds files (overwriting the demo's own).")] = False,
 ) -> None:
     """Run the main job end to end on the bundled models: faces64's sample grid, interpolation,
     style mixing and walks along its bundled directions (a supervised one and a WarpedGANSpace
-    path), and a local edit with faces64-stylemap (the hair of one encoded render into another)."""
+    path), and a local edit with faces64-stylemap (the hair of one encoded render into another).
+
+    It writes a dozen files into OUT; an OUT that already holds files needs --force (make demo passes it)."""
     from latentatlas.models.bundled import BUNDLED_DIRECTIONS, DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL, WEIGHTS_DIR
 
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"{out} already holds files (an earlier demo?): pass --force to overwrite the demo's files in it, or give another --out")
     out.mkdir(parents=True, exist_ok=True)
     model = DEFAULT_MODEL
     generate(model, seeds="0-31", out=out, truncation=1.0, truncation_cutoff=None, noise_mode="const", class_idx=None, grid=True, per_seed=False, device=device, force=True)

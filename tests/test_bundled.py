@@ -8,6 +8,8 @@ from latentatlas.data.synthfaces import FACTORS
 from latentatlas.models.bundled import load_generator
 from latentatlas.training.attributes import evaluate, load_predictor
 
+from conftest import one_line_error
+
 
 def test_faces64_loads_by_name_and_makes_faces():
     generator, info = load_generator("faces64")
@@ -38,6 +40,11 @@ def test_demo_writes_its_pictures(run_cli, tmp_path):
     walks = sorted(p.name for p in (tmp_path / "demo" / "directions").glob("traverse_*.png"))
     assert walks[0] == "traverse_hair_colour.png" and walks[1].startswith("traverse_warp0_"), walks  # no spaces in names
     assert "demo done" in out
+    # A second run into the same folder needs --force (make demo passes it), and is refused before any work.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*")}
+    one_line_error(*run_cli("demo", "--out", tmp_path / "demo", "--device", "cpu"),
+                   "already holds files (an earlier demo?): pass --force to overwrite the demo's files in it, or give another --out")
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "demo").rglob("*")} == before
 
 
 def test_faces64_stylemap_encodes_renders_and_swaps_hair():

@@ -35,3 +35,14 @@ def test_resolutions_and_bad_input():
     assert (small - render(f, 64)).abs().mean() < 0.03  # anti-aliased: coarse render ~ box-filtered fine one
     with pytest.raises(ValueError, match="factors must have shape"):
         render(torch.zeros(2, 3))
+
+
+def test_synthfaces_command_renders_on_the_device_it_is_given(run_cli, tmp_path):
+    from PIL import Image
+
+    code, out, err = run_cli("synthfaces", "--out", tmp_path, "--resolution", "16", "--steps", "3", "--device", "cpu")
+    assert code == 0, err
+    assert Image.open(tmp_path / "synthfaces_gallery.png").size == (8 * 16 + 7 * 2, 8 * 16 + 7 * 2)
+    assert Image.open(tmp_path / "synthfaces_factors.png").size[0] == 3 * 16 + 2 * 2
+    code, _, err = run_cli("synthfaces", "--out", tmp_path, "--device", "tpu", "--force")
+    assert code == 2 and "--device tpu: use auto, cpu or cuda" in err
