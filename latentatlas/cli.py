@@ -1147,24 +1147,30 @@ def train_predictor(
     max_minutes: Annotated[float | None, typer.Option(help="Stop after N minutes; writes the weights anyway (marked incomplete).")] = None,
     eval_num: Annotated[int, typer.Option(help="Held-out renders for the per-factor R^2 / accuracy report (0: skip).")] = 2000,
     device: DeviceOpt = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Train the synthfaces factor predictor on fresh renders; run again to resume.
+
+    An existing OUT is refused without --force unless its own run's state (OUT.state.pt) is beside
+    it: then the run resumes.
 
     It scores every method against the ground-truth factors, and its features define the
     factor-feature FID. Prints per-factor R^2 (continuous) and accuracy (binary) as JSON.
 
     Example: latentatlas train-predictor --out runs/factors.safetensors --steps 12000 --batch 256
     """
-    from latentatlas.training.attributes import TrainConfig, evaluate
+    from latentatlas.training.attributes import TrainConfig, evaluate, state_path
     from latentatlas.training.attributes import train as run_training
 
     if steps < 1 or batch < 2 or width < 1:
         raise UserError("--steps must be >= 1, --batch >= 2 and --width >= 1")
+    if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
+        _outputs([out], force)
     dev = pick_device(device)
     out.parent.mkdir(parents=True, exist_ok=True)
     model = run_training(out, TrainConfig(steps=steps, batch=batch, lr=lr, width=width, seed=seed), dev, max_minutes=max_minutes)
     if not out.exists():
-        typer.echo(f"stopped before the last step; run the same command again to resume from {out.with_suffix('.state.pt')}")
+        typer.echo(f"stopped before the last step; run the same command again to resume from {state_path(out)}")
         return
     typer.echo(f"predictor: {out}")
     if eval_num > 0:

@@ -133,3 +133,20 @@ def test_messages_say_where_and_what_to_do(run_cli, model_file, tmp_path):
                         f"{x / 'a.png'} and {y / 'a.png'} share the name 'a', after which the outputs are named: rename one")
     _one_line_error(*run_cli("info", "factors"), "factors is the bundled factor predictor, not a model: give it as --predictor factors")
     assert not out.exists()
+
+
+def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_run(run_cli, tmp_path):
+    """train-predictor overwrote any OUT without --force; only its own run's state beside OUT
+    (attributes.state_path: OUT.state.pt) makes a rerun resume, and so rewrite OUT, unasked."""
+    from latentatlas.training.attributes import state_path
+
+    out = tmp_path / "pred.safetensors"
+    out.write_text("my notes")
+    args = ("train-predictor", "--out", out, "--steps", "1", "--batch", "2", "--width", "1", "--eval-num", "0", "--device", "cpu")
+    _one_line_error(*run_cli(*args), f"{out} already exists: choose another name or pass --force to overwrite it")
+    assert out.read_text() == "my notes" and sorted(p.name for p in tmp_path.iterdir()) == ["pred.safetensors"]
+    code, stdout, err = run_cli(*args, "--force")
+    assert code == 0 and "predictor:" in stdout, err
+    assert state_path(out) == tmp_path / "pred.state.pt" and state_path(out).exists()
+    code, stdout, err = run_cli(*args)  # the same run again: it resumes from its state, no --force needed
+    assert code == 0 and "predictor:" in stdout, err

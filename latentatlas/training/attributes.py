@@ -130,6 +130,11 @@ def _batch(step: int, cfg: TrainConfig, device: torch.device) -> tuple[torch.Ten
     return images, factors
 
 
+def state_path(out: str | Path) -> Path:
+    """FILE.safetensors -> FILE.state.pt: the resumable state of the run that writes FILE."""
+    return Path(out).with_suffix(".state.pt")
+
+
 def train(
     out: str | Path,
     cfg: TrainConfig,
@@ -151,7 +156,7 @@ def train(
     from tqdm import tqdm
 
     out = Path(out)
-    state_path = out.with_suffix(".state.pt")
+    state_file = state_path(out)
     device = torch.device(device)
     setup_cuda(device)
     with torch.random.fork_rng(devices=[]):
@@ -159,10 +164,10 @@ def train(
         model = FactorPredictor(width=cfg.width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step = 0
-    if resume and state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=True)
+    if resume and state_file.exists():
+        state = torch.load(state_file, map_location=device, weights_only=True)
         if state["config"] != asdict(cfg):
-            raise UserError(f"{state_path} was trained with another config {state['config']}: remove it or match it")
+            raise UserError(f"{state_file} was trained with another config {state['config']}: remove it or match it")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = int(state["step"])
@@ -189,11 +194,11 @@ def train(
         if step % 50 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if step - last_save >= 1000 or step == end:
-            _save_state(state_path, model, opt, step, cfg)
+            _save_state(state_file, model, opt, step, cfg)
             last_save = step
     bar.close()
     if step != last_save:
-        _save_state(state_path, model, opt, step, cfg)
+        _save_state(state_file, model, opt, step, cfg)
     model.eval()
     if step >= cfg.steps or timed_out:
         save_predictor(out, model, {"train": asdict(cfg), "steps": step, "complete": step >= cfg.steps})
