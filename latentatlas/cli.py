@@ -64,10 +64,26 @@ def _check_unique_stems(files: list[Path]) -> None:
         first[f.stem] = f
 
 
-def _outputs(paths: list[Path], force: bool) -> None:
+def _check_folder(folder: Path, option: str = "--out") -> None:
+    """A folder a command writes into (its --out, or the folder of an output file): refused before
+    any work when it, or a folder above it, is an existing file (making it would fail after the
+    work, with a traceback)."""
+    for p in (folder, *folder.parents):
+        if p.is_dir():
+            return
+        if p.exists():
+            raise UserError(f"{p}: is a file, not a folder: give a folder for {option}")
+
+
+def _outputs(paths: list[Path], force: bool, option: str = "--out") -> None:
+    """The files a command will write, checked before any work: each in a folder (_check_folder), none
+    an existing folder, and none an existing file unless --force. `option` names where they come from."""
     from latentatlas.io.atomic import check_writable
 
     for p in paths:
+        _check_folder(p.parent, option)
+        if p.is_dir():
+            raise UserError(f"{p}: is a folder, not a file: choose another {option}")
         check_writable(p, force)
 
 
@@ -345,7 +361,7 @@ def convert(
 
     if dst.suffix != ".safetensors":
         raise UserError(f"{dst}: the output must end in .safetensors")
-    _outputs([dst], force)
+    _outputs([dst], force, "DST")
     dtype = torch.float16 if fp16 else None
 
     def provenance(meta: dict) -> dict:
@@ -882,6 +898,7 @@ def train(
 
     if resolution < 8 or resolution & (resolution - 1):
         raise UserError(f"--resolution {resolution}: use a power of two >= 8")
+    _check_folder(out)
     cfg = TrainConfig(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, z_dim=z_dim, w_dim=w_dim,
         mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, d_channel_base=d_channel_base,
@@ -940,6 +957,7 @@ def train_stylemap(
     for f in (vgg, lpips_lin):
         if f is not None and not f.is_file():
             raise UserError(f"{f}: no such file")
+    _check_folder(out)
     cfg = StyleMapTrainConfig(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, latent_spatial_size=latent_spatial_size,
         style_dim=style_dim, mapping_layers=mapping_layers, channel_base=channel_base, channel_multiplier=channel_multiplier,
@@ -1205,7 +1223,7 @@ def evaluate(
     if num < 2 or ppl_samples < 1:
         raise UserError("--num must be >= 2 and --ppl-samples >= 1")
     if json_out is not None:
-        _outputs([json_out], force)
+        _outputs([json_out], force, "--json-out")
     dev = pick_device(device)
     path = resolve_model(model)
     encoder = None
@@ -1331,6 +1349,7 @@ def demo(
     It writes a dozen files into OUT; an OUT that already holds files needs --force (make demo passes it)."""
     from latentatlas.models.bundled import BUNDLED_DIRECTIONS, DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL, WEIGHTS_DIR
 
+    _check_folder(out)
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"{out} already holds files (an earlier demo?): pass --force to overwrite the demo's files in it, or give another --out")
     out.mkdir(parents=True, exist_ok=True)

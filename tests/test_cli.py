@@ -150,3 +150,40 @@ def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_ru
     assert state_path(out) == tmp_path / "pred.state.pt" and state_path(out).exists()
     code, stdout, err = run_cli(*args)  # the same run again: it resumes from its state, no --force needed
     assert code == 0 and "predictor:" in stdout, err
+
+
+@pytest.mark.parametrize("args,option", [
+    (("generate", "MODEL"), "--out"),
+    (("project", "MODEL", "IMAGE", "--steps", "1"), "--out"),
+    (("encode", "faces64-stylemap", "IMAGE"), "--out"),
+    (("train", "--kimg", "1"), "--out"),
+    (("train-stylemap", "--kimg", "1"), "--out"),
+    (("demo",), "--out"),
+    (("mix", "MODEL"), "--out"),  # a file output, in a folder that is a file
+    (("train-predictor",), "--out"),
+    (("evaluate", "MODEL"), "--json-out"),
+])
+@pytest.mark.parametrize("below", [False, True])
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(run_cli, model_file, tmp_path, args, option, below):
+    """A regular file where a folder is expected (an --out folder, or the folder of an --out file) failed
+    after the work with a FileExistsError or NotADirectoryError traceback; now _check_folder says so first."""
+    image = tmp_path / "face.png"
+    Image.new("RGB", (16, 16)).save(image)
+    notes = tmp_path / "notes"
+    notes.write_text("mine")
+    target = notes / "sub" if below else notes
+    if args[0] in ("mix", "train-predictor", "evaluate"):  # file outputs: their folder is the file
+        target = target / "out.png"
+    before = sorted(tmp_path.rglob("*"))
+    argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
+    _one_line_error(*run_cli(*argv, option, target, "--device", "cpu"), f"{notes}: is a file, not a folder: give a folder for {option}")
+    assert sorted(tmp_path.rglob("*")) == before and notes.read_text() == "mine"
+
+
+def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, model_file, tmp_path):
+    """--force let mix (and every file output) reach the end of the work, then fail to replace a folder."""
+    folder = tmp_path / "mix.png"
+    folder.mkdir()
+    _one_line_error(*run_cli("mix", model_file, "--out", folder, "--force"), f"{folder}: is a folder, not a file: choose another --out")
+    assert not any(folder.iterdir())
+
