@@ -271,6 +271,7 @@ def interpolate(
     _check_truncation(truncation)
     if frames < 2 or frames > 2000:
         raise UserError(f"--frames {frames}: use 2..2000")
+    require_at_least("--fps", fps, 1, "frames per second of the animations")
     _check_refine(refine)
     files = [out / "interpolation.png", out / "interpolation.gif", out / "interpolation.mp4", out / "interpolation.npz"]
     _outputs(files, force)
@@ -501,6 +502,7 @@ def project(
     from latentatlas.io.checkpoints import require_stylegan2, trained_on_synthfaces
     from latentatlas.models.bundled import load_generator, resolve_model
 
+    require_at_least("--steps", steps, 1, "optimisation steps")
     require_at_least("--batch", batch, 1, "images projected at once")
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
                           record_every=max(steps // 100, 1) if video else 0)
@@ -683,6 +685,7 @@ def directions_supervised(
     cond = [c.strip() for c in conditional.split(",")] if conditional else None
     if predictor is not None:  # the predictor's attributes are known now, before the codes are sampled and scored
         check_conditional(cond, list(FACTOR_NAMES))
+        require_at_least("--samples", samples, 4, "codes to sample and score: the top and the bottom --fraction take two each")
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
     rng = _layer_range(layers, generator)
@@ -738,6 +741,7 @@ def directions_warped(
     from latentatlas.directions.warped import WarpedConfig, state_path, train_warped
     from latentatlas.models.bundled import load_generator
 
+    require_at_least("--steps", steps, 1, "training steps: with none the paths stay at their random start")
     if dipoles is None:
         dipoles = 1 if linear else 16
     cfg = WarpedConfig(sets=sets, dipoles=dipoles, steps=steps, space=space, linear=linear, learn_alphas=learn_alphas,
@@ -1274,6 +1278,7 @@ def synthfaces(
 
     if resolution < 16 or resolution > 1024:
         raise UserError(f"--resolution {resolution}: use 16..1024")
+    require_at_least("--steps", steps, 2, "images per factor strip: a sweep needs two")
     gallery, strips = out / "synthfaces_gallery.png", out / "synthfaces_factors.png"
     _outputs([gallery, strips], force)
     dev = pick_device(device)

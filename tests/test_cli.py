@@ -187,3 +187,32 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, mod
     _one_line_error(*run_cli("mix", model_file, "--out", folder, "--force"), f"{folder}: is a folder, not a file: choose another --out")
     assert not any(folder.iterdir())
 
+
+@pytest.mark.parametrize("args,message", [
+    (("project", "MODEL", "IMAGE", "--steps", "0"), "--steps 0: use at least 1 (optimisation steps)"),
+    (("project", "MODEL", "IMAGE", "--steps", "-5"), "--steps -5: use at least 1 (optimisation steps)"),
+    (("directions", "supervised", "MODEL", "--predictor", "factors", "--samples", "0"), "--samples 0: use at least 4"),
+    (("directions", "warped", "train", "MODEL", "--steps", "0"), "--steps 0: use at least 1 (training steps"),
+    (("interpolate", "MODEL", "--fps", "0"), "--fps 0: use at least 1 (frames per second of the animations)"),
+    (("interpolate", "MODEL", "--fps", "-2"), "--fps -2: use at least 1"),
+    (("synthfaces", "--steps", "0"), "--steps 0: use at least 2 (images per factor strip: a sweep needs two)"),
+    (("synthfaces", "--steps", "1"), "--steps 1: use at least 2"),
+    (("train", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
+    (("train", "--kimg", "-1"), "--kimg -1: give a positive number"),
+    (("train", "--kimg", "nan"), "--kimg nan: give a positive number"),
+    (("train", "--batch", "0"), "--batch 0: use at least 1 (images per step, over all processes)"),
+    (("train", "--mapping-layers", "0"), "bad StyleGAN2 settings: mapping_layers must be positive, got 0"),
+    (("train-stylemap", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
+    (("train-stylemap", "--batch", "-4"), "--batch -4: use at least 1"),
+])
+def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_file, tmp_path, args, message):
+    """Each of these gave a traceback (a division by zero, an empty torch.cat, a negative tensor size,
+    tqdm or gif writing), or silently wrote nonsense (untrained networks or paths marked finished,
+    one-image "sweeps"), often after some files were written."""
+    image = tmp_path / "face.png"
+    Image.new("RGB", (16, 16)).save(image)
+    out = tmp_path / "o"
+    target = out / "d.safetensors" if args[0] == "directions" else out
+    argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
+    _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
+    assert not out.exists()

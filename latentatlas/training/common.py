@@ -11,6 +11,7 @@ monitor's `measure_factors()`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import torch.distributed as dist
 
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_at_least
 from latentatlas.runtime import set_tf32
 from latentatlas.training import stats_log
 from latentatlas.training.schedule import Schedule
@@ -60,6 +61,21 @@ def check_monitor_settings(metrics_kimg: float, metrics_num: int, data: str) -> 
         raise UserError(f"--metrics-kimg must be >= 0 and --metrics-num >= 2, got {metrics_kimg} and {metrics_num}")
     if metrics_kimg > 0 and data != "synthfaces":
         raise UserError("--metrics-kimg measures synthfaces factors: it needs --data synthfaces")
+
+
+def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -> None:
+    """Both trainers' configs, refused as one line before the run folder is made: the run's length
+    and batch (--kimg 0 wrote the untrained networks as a finished model; a negative or NaN --kimg,
+    or --batch 0, failed with a traceback), the factor monitor's settings, and the network's own
+    (`network_config()`, whose ValueError names the setting, e.g. mapping_layers 0)."""
+    if not (math.isfinite(cfg.total_kimg) and cfg.total_kimg > 0):
+        raise UserError(f"--kimg {cfg.total_kimg:g}: give a positive number of thousands of training images, e.g. 1000")
+    require_at_least("--batch", cfg.batch, 1, "images per step, over all processes")
+    check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data)
+    try:
+        network_config()
+    except ValueError as e:
+        raise UserError(f"bad {kind} settings: {e}") from None
 
 
 class TrainerBase:

@@ -65,7 +65,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        common.check_monitor_settings(self.metrics_kimg, self.metrics_num, self.data)
+        common.check_run_settings(self, "StyleGAN2", self.generator_config)
 
     @property
     def gamma(self) -> float:

@@ -72,7 +72,7 @@ class StyleMapTrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        common.check_monitor_settings(self.metrics_kimg, self.metrics_num, self.data)
+        common.check_run_settings(self, "StyleMapGAN", self.model_config)
 
     def model_config(self) -> StyleMapConfig:
         return StyleMapConfig(
@@ -116,10 +116,7 @@ def perceptual_loss(kind: str, cfg: StyleMapTrainConfig, device: torch.device): 
 class StyleMapTrainer(common.TrainerBase):
     def __init__(self, cfg: StyleMapTrainConfig, run_dir: str | Path, device: str | torch.device = "cpu") -> None:
         self.setup_processes(cfg, run_dir, device)
-        try:
-            model_cfg = cfg.model_config()
-        except ValueError as e:
-            raise UserError(f"bad StyleMapGAN settings: {e}") from None
+        model_cfg = cfg.model_config()  # checked with the config (common.check_run_settings)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.G = Generator(model_cfg).to(self.device).train().requires_grad_(False)
