@@ -3,8 +3,9 @@
 For random pairs and t ~ U(0, 1): images at t and t + eps along slerp (z) or lerp (w), distance
 d(img_t, img_t+eps) / eps^2, mean over samples after dropping the lowest and highest 1%
 (the official filtering). For a StyleMapGAN generator "w" is its mapping's output, the
-stylemap (the code its encoder, interpolation and local edits work in), lerped whole. The distance is LPIPS when the caller gives one; for synthfaces
-models it is the squared distance of factor-predictor features ("factor PPL"), named so.
+stylemap (the code its encoder, interpolation and local edits work in), lerped whole. The
+distance is LPIPS when the caller gives one; for synthfaces models it is the squared distance of
+factor-predictor features ("factor PPL"), named so.
 Computed with TF32 off (runtime.exact_fp32): its rounding is far larger than eps-sized changes.
 """
 
