@@ -137,7 +137,7 @@ def test_messages_say_where_and_what_to_do(run_cli, model_file, tmp_path):
 
 def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_run(run_cli, tmp_path):
     """train-predictor overwrote any OUT without --force; only its own run's state beside OUT
-    (attributes.state_path: OUT.state.pt) makes a rerun resume, and so rewrite OUT, unasked."""
+    (io.atomic.state_path: OUT.state.pt) makes a rerun resume, and so rewrite OUT, unasked."""
     from latentatlas.training.attributes import state_path
 
     out = tmp_path / "pred.safetensors"

@@ -42,7 +42,7 @@ from latentatlas.directions.reconstructor import (
     step_seed,
 )
 from latentatlas.io import tensorfile
-from latentatlas.io.atomic import atomic_path
+from latentatlas.io.atomic import atomic_path, state_path
 from latentatlas.io.errors import UserError
 from latentatlas.latent.codes import LatentCode, to_wplus
 from latentatlas.metrics.paths import PathFn, linear_path
@@ -448,11 +448,6 @@ class TrainResult:
     complete: bool
     state: Path
     stats: dict[str, float]
-
-
-def state_path(out: str | Path) -> Path:
-    """FILE.safetensors -> FILE.state.pt: optimiser, reconstructor and step, to resume from."""
-    return Path(out).with_suffix(".state.pt")
 
 
 def init_training(generator: Generator, cfg: WarpedConfig) -> tuple[SupportSets, Reconstructor]:

@@ -16,6 +16,12 @@ from pathlib import Path
 from latentatlas.io.errors import UserError
 
 
+def state_path(out: str | Path) -> Path:
+    """FILE.safetensors -> FILE.state.pt: the resumable state (optimiser, step, ...) kept beside the
+    one-file output of a run that resumes (train-predictor, directions warped train)."""
+    return Path(out).with_suffix(".state.pt")
+
+
 def check_writable(path: Path, force: bool) -> None:
     """Refuse to overwrite an existing file unless asked (--force)."""
     if path.exists() and not force:

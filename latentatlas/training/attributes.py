@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from latentatlas.data import synthfaces
-from latentatlas.io.atomic import atomic_path
+from latentatlas.io.atomic import atomic_path, state_path
 from latentatlas.io.errors import UserError
 from latentatlas.training.common import setup_cuda
 
@@ -128,11 +128,6 @@ class TrainConfig:
 def _batch(step: int, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     images, factors = synthfaces.sample(cfg.batch, seed=cfg.seed * 10_000_019 + step, resolution=cfg.render_resolution, device=device)
     return images, factors
-
-
-def state_path(out: str | Path) -> Path:
-    """FILE.safetensors -> FILE.state.pt: the resumable state of the run that writes FILE."""
-    return Path(out).with_suffix(".state.pt")
 
 
 def train(
