@@ -204,6 +204,8 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, mod
     (("train", "--mapping-layers", "0"), "bad StyleGAN2 settings: mapping_layers must be positive, got 0"),
     (("train-stylemap", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
     (("train-stylemap", "--batch", "-4"), "--batch -4: use at least 1"),
+    (("train", "--resolution", "8"), "--resolution 8: synthfaces renders at least 16 px"),
+    (("train-stylemap", "--resolution", "8"), "--resolution 8: synthfaces renders at least 16 px"),
 ])
 def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     """Each of these gave a traceback (a division by zero, an empty torch.cat, a negative tensor size,

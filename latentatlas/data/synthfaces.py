@@ -148,12 +148,15 @@ def _hair_sdf(x, y, hair_length, cy_head, face_cx, face_rx, face_ry) -> torch.Te
     return torch.minimum(back_hair, crown)
 
 
+MIN_RESOLUTION = 16  # below it the eyes and mouth are under a pixel
+
+
 def render(factors: torch.Tensor, resolution: int = 64) -> torch.Tensor:
     """Images [N, 3, R, R] in [-1, 1] from factors [N, NUM_FACTORS] in [0, 1]."""
     if factors.ndim != 2 or factors.shape[1] != NUM_FACTORS:
         raise ValueError(f"factors must have shape [N, {NUM_FACTORS}], got {list(factors.shape)}")
-    if resolution < 16:
-        raise ValueError(f"resolution must be at least 16, got {resolution}")
+    if resolution < MIN_RESOLUTION:
+        raise ValueError(f"resolution must be at least {MIN_RESOLUTION}, got {resolution}")
     f = factors.float().clamp(0, 1)
     n = f.shape[0]
     F = {name: f[:, i] for name, i in _IDX.items()}

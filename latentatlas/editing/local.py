@@ -145,8 +145,8 @@ def region_mask(region: str, resolution: int) -> tuple[torch.Tensor, list[str]]:
 
     if region not in synthfaces.REGIONS:
         raise UserError(f"unknown face region {region!r}: use one of {', '.join(synthfaces.REGIONS)}")
-    if resolution < 16:
-        raise UserError(f"face-region masks need a model of at least 16 px, this one is {resolution} px")
+    if resolution < synthfaces.MIN_RESOLUTION:
+        raise UserError(f"face-region masks need a model of at least {synthfaces.MIN_RESOLUTION} px, this one is {resolution} px")
     return synthfaces.region_mask(region, resolution)[:, None], [f"mask: synthfaces region {region!r} of the average face"]
 
 

@@ -72,6 +72,9 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
         raise UserError(f"--kimg {cfg.total_kimg:g}: give a positive number of thousands of training images, e.g. 1000")
     require_at_least("--batch", cfg.batch, 1, "images per step, over all processes")
     check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data)
+    if cfg.data == "synthfaces" and cfg.resolution < synthfaces.MIN_RESOLUTION:
+        raise UserError(f"--resolution {cfg.resolution}: synthfaces renders at least {synthfaces.MIN_RESOLUTION} px; "
+                        "use 16 or more, or train on a folder of images (--data)")
     try:
         network_config()
     except ValueError as e:
