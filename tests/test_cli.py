@@ -180,6 +180,16 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(run_cli, mod
     assert sorted(tmp_path.rglob("*")) == before and notes.read_text() == "mine"
 
 
+def test_a_resumable_output_named_as_a_folder_is_refused(run_cli, model_file, tmp_path, monkeypatch):
+    """'.' has no file name to put the resumable state beside (Path.with_suffix raised ValueError)."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    _one_line_error(*run_cli("train-predictor", "--out", ".", "--steps", "1"), ".: is a folder, not a file: give a file for --out")
+    _one_line_error(*run_cli("directions", "warped", "train", model_file, "--out", ".", "--steps", "1"),
+                    ".: is a folder, not a file: give a file for --out")
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, model_file, tmp_path):
     """--force let mix (and every file output) reach the end of the work, then fail to replace a folder."""
     folder = tmp_path / "mix.png"

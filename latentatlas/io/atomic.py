@@ -19,6 +19,8 @@ from latentatlas.io.errors import UserError
 def state_path(out: str | Path) -> Path:
     """FILE.safetensors -> FILE.state.pt: the resumable state (optimiser, step, ...) kept beside the
     one-file output of a run that resumes (train-predictor, directions warped train)."""
+    if not Path(out).name:  # '.', '..' or '/': a folder, and with_suffix would raise
+        raise UserError(f"{out}: is a folder, not a file: give a file for --out, e.g. run.safetensors")
     return Path(out).with_suffix(".state.pt")
 
 
