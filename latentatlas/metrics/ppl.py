@@ -53,25 +53,16 @@ def _path_length(generator: Generator | StyleMapGenerator, distance: Distance, s
         n = min(batch, num_samples - i)
         z = torch.randn(2 * n, generator.z_dim, generator=g).to(device)
         t = torch.rand(n, generator=g).to(device)
+        if space == "z":
+            z0, z1 = z[:n], z[n:]
+            codes = torch.cat([generator.mapping(slerp(z0, z1, t)), generator.mapping(slerp(z0, z1, t + epsilon))])
+        else:  # a StyleGAN2 mapping repeats w for every layer, so lerping its w+ lerps w
+            c = generator.mapping(z)
+            codes = torch.cat([lerp(c[:n], c[n:], t), lerp(c[:n], c[n:], t + epsilon)])
         if isinstance(generator, StyleMapGenerator):
-            if space == "z":
-                z0, z1 = z[:n], z[n:]
-                codes = generator.mapping(torch.cat([slerp(z0, z1, t), slerp(z0, z1, t + epsilon)]))
-            else:
-                maps = generator.mapping(z)
-                codes = torch.cat([lerp(maps[:n], maps[n:], t), lerp(maps[:n], maps[n:], t + epsilon)])
             img = generator(codes)
         else:
-            if space == "z":
-                z0, z1 = z[:n], z[n:]
-                za, zb = slerp(z0, z1, t), slerp(z0, z1, t + epsilon)
-                wa, wb = generator.mapping(za), generator.mapping(zb)
-            else:
-                ws = generator.mapping(z)
-                w0, w1 = ws[:n, 0], ws[n:, 0]
-                wa = lerp(w0, w1, t).unsqueeze(1).repeat(1, generator.num_ws, 1)
-                wb = lerp(w0, w1, t + epsilon).unsqueeze(1).repeat(1, generator.num_ws, 1)
-            img = generator.synthesis(torch.cat([wa, wb]), noise_mode="const")
+            img = generator.synthesis(codes, noise_mode="const")
         dists.append((distance(img[:n], img[n:]) / epsilon**2).cpu())
         if on_batch is not None:
             on_batch(2 * n)
