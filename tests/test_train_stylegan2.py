@@ -211,6 +211,23 @@ def test_a_resumed_run_may_change_its_batch_and_r1_gamma(tmp_path):
         train(TrainConfig(total_kimg=0.1, **{**TINY, "channel_max": 32}), tmp_path / "r", progress=False)
 
 
+def test_settings_the_processes_refuse_leave_no_run_folder(tmp_path, monkeypatch):
+    from latentatlas.training import common
+
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no-images"):
+        train(TrainConfig(total_kimg=0.016, **{**TINY, "data": str(empty)}), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    # torchrun with 3 processes and --batch 8: refused before the folder is made (it was left empty)
+    monkeypatch.setattr(common.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(common.dist, "get_world_size", lambda: 3)
+    monkeypatch.setattr(common.dist, "get_rank", lambda: 0)
+    with pytest.raises(UserError, match="divisible by the number of processes"):
+        train(TrainConfig(total_kimg=0.016, **TINY), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()
+
+
 def test_stats_log_keeps_tick_means_and_follows_the_checkpoints(tmp_path, monkeypatch):
     import math
     import shutil

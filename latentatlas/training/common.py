@@ -403,15 +403,17 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
 
 def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: str | torch.device,
               max_minutes: float | None, progress: bool) -> tuple[Any, dict[str, Any]]:
-    """Make the run folder, set up CUDA, build the trainer, resume (state file first, else the
+    """Set up CUDA, build the trainer, make the run folder, resume (state file first, else the
     portable folder), run the loop, report the run: (trainer, report).
 
-    Both trainers' train() go through here; each adds its own checksum of the EMA networks.
+    The folder is made only once the trainer has accepted its settings: a batch that the
+    processes cannot share, or a data folder without images, is refused before anything is
+    written. Both trainers' train() go through here; each adds its own checksum of the EMA networks.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     setup_cuda(device)
     trainer = make_trainer(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     if trainer.rank == 0:
         clean_stale_temp_files(run_dir)
     state_path, portable = run_dir / STATE_FILE, run_dir / PORTABLE_DIR
