@@ -33,6 +33,7 @@ ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model f
 
 
 MAX_SEEDS = 100_000  # seeds one call takes
+MAX_GIF_FPS = 50  # a GIF frame lasts whole hundredths of a second; browsers slow delays under 20 ms to 100 ms
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -246,7 +247,7 @@ def interpolate(
     method: Annotated[str, typer.Option(help="lerp or slerp.")] = "lerp",
     space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
     truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
-    fps: Annotated[int, typer.Option(help="Frames per second of the animations.")] = 12,
+    fps: Annotated[int, typer.Option(help="Frames per second of the animations (1..50: a GIF plays no faster).")] = 12,
     refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     device: DeviceOpt = "auto",
@@ -272,6 +273,10 @@ def interpolate(
     if frames < 2 or frames > 2000:
         raise UserError(f"--frames {frames}: use 2..2000")
     require_at_least("--fps", fps, 1, "frames per second of the animations")
+    if fps > MAX_GIF_FPS:
+        # A GIF stores each frame's delay in whole hundredths of a second, and browsers play
+        # delays under 2 of them at 10 fps: --fps 60 came out as a GIF slower than --fps 12.
+        raise UserError(f"--fps {fps}: use at most {MAX_GIF_FPS} (browsers play faster GIFs at 10 frames per second)")
     _check_refine(refine)
     files = [out / "interpolation.png", out / "interpolation.gif", out / "interpolation.mp4", out / "interpolation.npz"]
     _outputs(files, force)

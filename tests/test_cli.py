@@ -205,6 +205,7 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, mod
     (("directions", "warped", "train", "MODEL", "--steps", "0"), "--steps 0: use at least 1 (training steps"),
     (("interpolate", "MODEL", "--fps", "0"), "--fps 0: use at least 1 (frames per second of the animations)"),
     (("interpolate", "MODEL", "--fps", "-2"), "--fps -2: use at least 1"),
+    (("interpolate", "MODEL", "--fps", "60"), "--fps 60: use at most 50 (browsers play faster GIFs at 10 frames per second)"),
     (("synthfaces", "--steps", "0"), "--steps 0: use at least 2 (images per factor strip: a sweep needs two)"),
     (("synthfaces", "--steps", "1"), "--steps 1: use at least 2"),
     (("train", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
