@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The bundled faces64's run resumed on 2 CPU cores with a larger R1 weight, for the sessions that
+# get no GPU (issue 3: seven factors vary less than half as much as in the renders). It is the B
+# arm of the lease's A/B test (jobs/faces64_gpu.sh GAMMA_B=0.1) without its side-by-side control:
+# the control is the starting point, measured first with the same latents and renders as every
+# later factor monitor line (1000 samples every 10 kimg), and the run's own history under the
+# default weight (README, "faces64 and how it is measured": mean std ratio 0.57, 0.63, 0.67 at
+# 345, 505, 690 kimg). The 32 px stand-in (jobs/gamma_proxy_cpu.sh SWITCH=1) widened the factors
+# only from about 80 kimg after the switch, and this runs at about 0.4 kimg/min alone: a chunk
+# per session, each resumed from the portable checkpoint that the last one committed.
+#   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # then commit $RUN/portable (27 MB) once per session
+# Batch 32, not the lease's 128: the generator's EMA half-life follows the batch (10 kimg here
+# against 40), which a 50-kimg chunk needs to show anything. Run it alone: anything else on the
+# two cores cuts its speed by half or more.
+set -eu
+GAMMA=${GAMMA:-0.1}
+MINUTES=${MINUTES:-120}
+PY=${PY:-.venv/bin/python}
+FROM=${FROM:-runs/faces64-narrow}
+RUN=${RUN:-runs/faces64-narrow-cpu-gamma$GAMMA}
+if [ ! -f "$RUN/portable/train.safetensors" ]; then
+  mkdir -p "$RUN"
+  cp -r "$FROM/portable" "$RUN/"
+  $PY jobs/bundle_faces64.py --run "$FROM" --model-only "$RUN/start.safetensors"
+  $PY - "$RUN" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from latentatlas.io.checkpoints import load_model, read_model_metadata
+from latentatlas.training.factor_monitor import FactorMonitor
+
+run = Path(sys.argv[1])
+generator, _ = load_model(run / "start.safetensors")
+kimg = json.loads(read_model_metadata(run / "start.safetensors")["info"])["kimg"]
+FactorMonitor(run, 1000, 64, torch.device("cpu")).measure(generator.eval(), kimg)
+EOF
+  rm -f "$RUN/start.safetensors"
+fi
+$PY -m latentatlas.cli train --out "$RUN" --batch 32 --channel-base 2048 --channel-max 128 --d-channel-base 8192 \
+  --gamma "$GAMMA" --kimg 100000 --snapshot-kimg 200 --sample-kimg 20 --metrics-kimg 10 --metrics-num 1000 \
+  --max-minutes "$MINUTES" --device cpu
+$PY -c "import json,sys; [print(json.dumps({k: l[k] for k in ('kimg', 'factor_fid', 'mean_std_ratio_capped', 'factors_under_half')})) for l in map(json.loads, open(sys.argv[1]))]" \
+  "$RUN/metrics.jsonl"
