@@ -64,6 +64,7 @@
 # back (7 files with results.tar and the log) and are evaluated here on 10k samples each
 # (`FILES=<files_at> DEV=h100 bash jobs/after_gamma_ab.sh`, about 25 minutes on 2 cores).
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
+# and runs/faces64-narrow-cpu-gamma0.1/portable (27 MB, jobs/faces64_cpu_gamma.sh's run)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
