@@ -74,7 +74,7 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
     check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data)
     if cfg.data == "synthfaces" and cfg.resolution < synthfaces.MIN_RESOLUTION:
         raise UserError(f"--resolution {cfg.resolution}: synthfaces renders at least {synthfaces.MIN_RESOLUTION} px; "
-                        "use 16 or more, or train on a folder of images (--data)")
+                        f"use {synthfaces.MIN_RESOLUTION} or more, or train on a folder of images (--data)")
     try:
         network_config()
     except ValueError as e:
