@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -155,8 +156,9 @@ def test_bad_inputs_are_user_errors():
         encode(e, torch.zeros(1, 3, 32, 32))
     with pytest.raises(UserError, match="the mask is 32x32"):
         check_mask(torch.zeros(32, 32), 64)
-    with pytest.raises(UserError, match=r"in \[0, 1\]"):
-        check_mask(torch.full((64, 64), 2.0), 64)
+    for bad in (torch.full((64, 64), 2.0), torch.full((64, 64), float("nan"))):
+        with pytest.raises(UserError, match=r"finite and lie in \[0, 1\]"):
+            check_mask(bad, 64)
 
 
 def test_refine_lowers_the_reconstruction_error_and_leaves_the_generator_alone():
@@ -245,6 +247,26 @@ def test_masks_from_grey_images_and_face_regions():
     with pytest.raises(UserError, match="at least 16 px"):
         region_mask("eyes", 8)
 
+
+def test_mask_files_get_the_image_readers_pixel_cap_and_one_line_errors(tmp_path):
+    from latentatlas.editing.local import load_mask
+    from latentatlas.io.images import MAX_PIXELS
+
+    good = tmp_path / "half.png"
+    Image.fromarray(np.repeat(np.array([[255, 0]], np.uint8), 64, axis=0).repeat(32, axis=1)).save(good)
+    mask, notes = load_mask(good, 16)
+    assert mask.shape == (1, 1, 16, 16) and notes == ["mask resized from 64 px to 16 px"]
+    assert mask[..., :8].eq(1).all() and mask[..., 8:].eq(0).all()
+    huge = tmp_path / "huge.png"
+    Image.new("1", (8200, 8200)).save(huge)  # a few kilobytes; 67 M pixels, over the cap, once decoded
+    assert 8200 * 8200 > MAX_PIXELS
+    corrupt = tmp_path / "cut.png"
+    corrupt.write_bytes(good.read_bytes()[:60])
+    for path, message in ((huge, "huge.png: 8200x8200 is too large"), (corrupt, "not a readable image"),
+                          (tmp_path / "nose.png", "no such mask file")):
+        with pytest.raises(UserError, match=message), warnings.catch_warnings():
+            warnings.simplefilter("error")  # PIL's bomb warning would print a second, unasked-for message
+            load_mask(path, 16)
 
 def test_training_runs_and_resume_reproduces_an_uninterrupted_run(tmp_path):
     straight = train(StyleMapTrainConfig(total_kimg=0.012, **TINY_TRAIN), tmp_path / "a", progress=False)

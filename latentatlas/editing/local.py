@@ -90,8 +90,8 @@ def check_mask(mask: torch.Tensor, resolution: int) -> torch.Tensor:
     if mask.shape[-2:] != (resolution, resolution):
         raise UserError(f"the mask is {mask.shape[-1]}x{mask.shape[-2]}, the model's images {resolution}x{resolution}")
     mask = mask.float()
-    if mask.min() < 0 or mask.max() > 1:
-        raise UserError("mask values must lie in [0, 1]")
+    if not torch.isfinite(mask).all() or mask.min() < 0 or mask.max() > 1:  # NaN passes both comparisons
+        raise UserError("mask values must be finite and lie in [0, 1]")
     return mask
 
 
@@ -124,19 +124,18 @@ def mask_from_grey(grey: Image.Image | np.ndarray, resolution: int, name: str = 
 
 
 def load_mask(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
-    """A PNG/JPEG mask file as [1, 1, R, R] in [0, 1] (grey / 255) plus notes (see mask_from_grey)."""
-    from PIL import Image, UnidentifiedImageError
+    """A PNG/JPEG mask file as [1, 1, R, R] in [0, 1] (grey / 255) plus notes (see mask_from_grey).
+
+    Opened by the image reader's guard (io.images.open_image), so a mask file gets the same pixel
+    cap and the same one-line errors as a source image.
+    """
+    from latentatlas.io.images import open_image
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such mask file (or use a region: eyes, mouth, hair)")
-    try:
-        with Image.open(path) as im:
-            return mask_from_grey(im, resolution, name=path.name)
-    except UserError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise UserError(f"{path}: not a readable mask image ({type(e).__name__})") from None
+    with open_image(path) as im:
+        return mask_from_grey(im, resolution, name=path.name)
 
 
 def region_mask(region: str, resolution: int) -> tuple[torch.Tensor, list[str]]:

@@ -6,6 +6,9 @@ the official rule uint8 = clamp(x * 127.5 + 128, 0, 255).
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +85,31 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
 
 
+@contextmanager
+def open_image(path: Path, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image]:
+    """An image file opened for reading, or one UserError line that says what is wrong with it.
+
+    The pixel count is read from the header and checked before anything is decoded: a 20000 x
+    20000 PNG is a few hundred kilobytes on disk but gigabytes once decoded. Errors that come up
+    while the caller decodes inside the block (a truncated file) are reported the same way.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused just below, in one line
+            opened = Image.open(path)
+        with opened as im:
+            if im.width * im.height > max_pixels:
+                raise UserError(f"{path.name}: {im.width}x{im.height} is too large (limit {max_pixels:,} pixels)")
+            yield im
+    except UserError:
+        raise
+    except Image.DecompressionBombError:
+        raise UserError(f"{path.name}: the image is too large (limit {max_pixels:,} pixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise UserError(f"{path}: not a readable image ({type(e).__name__}); is the file complete?") from None
+
+
 def read_image(path: str | Path, resolution: int, max_pixels: int = MAX_PIXELS) -> tuple[torch.Tensor, list[str]]:
     """One image as [3, R, R] in [-1, 1] plus notes on what was changed to get there.
 
@@ -93,32 +121,22 @@ def read_image(path: str | Path, resolution: int, max_pixels: int = MAX_PIXELS) 
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     notes: list[str] = []
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > max_pixels:
-                raise UserError(f"{path.name}: {im.width}x{im.height} is too large (limit {max_pixels:,} pixels)")
-            if im.mode != "RGB":
-                notes.append(f"converted {im.mode} to RGB")
-                im = im.convert("RGB")
-            else:
-                im.load()
-            w, h = im.size
-            if w != h:
-                s = min(w, h)
-                notes.append(f"centre-cropped {w}x{h} to {s}x{s}")
-                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-            if im.width != resolution:
-                notes.append(f"resized {im.width} px to {resolution} px")
-                filt = Image.Resampling.BOX if im.width > resolution else Image.Resampling.BICUBIC
-                im = im.resize((resolution, resolution), filt)
-            arr = np.asarray(im, dtype=np.float32)
-    except UserError:
-        raise
-    except Image.DecompressionBombError:
-        raise UserError(f"{path.name}: the image is too large (limit {max_pixels:,} pixels)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise UserError(f"{path}: not a readable image ({type(e).__name__}); is the file complete?") from None
+    with open_image(path, max_pixels) as im:
+        if im.mode != "RGB":
+            notes.append(f"converted {im.mode} to RGB")
+            im = im.convert("RGB")
+        else:
+            im.load()
+        w, h = im.size
+        if w != h:
+            s = min(w, h)
+            notes.append(f"centre-cropped {w}x{h} to {s}x{s}")
+            im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+        if im.width != resolution:
+            notes.append(f"resized {im.width} px to {resolution} px")
+            filt = Image.Resampling.BOX if im.width > resolution else Image.Resampling.BICUBIC
+            im = im.resize((resolution, resolution), filt)
+        arr = np.asarray(im, dtype=np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous() / 127.5 - 1, notes
 
 
