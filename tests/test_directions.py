@@ -126,6 +126,21 @@ def test_directions_file_round_trip_and_model_check(tmp_path, tiny_generator):
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(UserError, match="not a readable directions file"):
         load_directions(tmp_path / "junk.safetensors")
+    # Our kind of file, wrong inside (by hand, another version, a diverged run): one line, not a traceback.
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    tensors = {"vectors": d.vectors.contiguous(), "scales": d.scales.contiguous()}
+    for name, bad_meta, bad_tensors, message in [
+        ("no_layers", {k: v for k, v in meta.items() if k != "layers"}, tensors, "missing or malformed field .KeyError: 'layers'"),
+        ("bad_json", {**meta, "names": "[not json"}, tensors, "missing or malformed field .JSONDecodeError"),
+        ("nan", meta, {**tensors, "vectors": torch.full(d.vectors.shape, float("nan"))}, "tensor vectors holds NaN"),
+    ]:
+        save_file(bad_tensors, str(tmp_path / f"{name}.safetensors"), metadata=bad_meta)
+        with pytest.raises(UserError, match=message):
+            load_directions(tmp_path / f"{name}.safetensors")
 
 
 def test_summarize_scores_disentanglement_and_completeness():
@@ -227,6 +242,15 @@ def test_a_cut_or_missing_predictor_file_is_one_line_error(tmp_path):
     cut.write_bytes(resolve_predictor("factors").read_bytes()[:5000])
     with pytest.raises(UserError, match="not a readable factor predictor file"):
         load_predictor(cut)
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(resolve_predictor("factors")), framework="pt") as f:
+        meta = f.metadata()
+    narrow = {**meta, "config": json.dumps({**json.loads(meta["config"]), "width": 8})}
+    save_file(load_file(str(resolve_predictor("factors"))), str(tmp_path / "narrow.safetensors"), metadata=narrow)
+    with pytest.raises(UserError, match="narrow.safetensors: a factor predictor file with a missing or malformed field .RuntimeError"):
+        load_predictor(tmp_path / "narrow.safetensors")
 
 
 @pytest.mark.parametrize("args,message", [

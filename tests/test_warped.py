@@ -212,6 +212,15 @@ def test_file_round_trip_and_checks(generator, tmp_path):
     save_model(tmp_path / "model.safetensors", generator)
     with pytest.raises(UserError, match="not a latentatlas directions file"):
         load_paths(tmp_path / "model.safetensors")
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(tmp_path / "w.safetensors"), framework="pt") as f:
+        no_config = {k: v for k, v in f.metadata().items() if k != "config"}
+    save_file(load_file(str(tmp_path / "w.safetensors")), str(tmp_path / "old.safetensors"), metadata=no_config)
+    for load in (load_warped, load_paths):
+        with pytest.raises(UserError, match="old.safetensors: a warped-directions file with a missing or malformed field .KeyError: 'config'"):
+            load(tmp_path / "old.safetensors")
     # Warped paths score through path_responses exactly like linear ones.
     pred = _ColourPredictor()
     starts = w[:2]

@@ -119,11 +119,12 @@ def load_directions(path: str | Path) -> Directions:
     meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") != KIND:
         raise UserError(f"{path}: not a latentatlas directions file")
-    layers = json.loads(meta["layers"])
-    return Directions(
-        vectors=t["vectors"], scales=t["scales"], names=json.loads(meta["names"]), space=meta["space"],
-        method=meta["method"], model=meta["model"], layers=tuple(layers) if layers else None, info=json.loads(meta["info"]),
-    )
+    with tensorfile.fields(path, "directions"):
+        layers = json.loads(meta["layers"])
+        return Directions(
+            vectors=t["vectors"], scales=t["scales"], names=json.loads(meta["names"]), space=meta["space"],
+            method=meta["method"], model=meta["model"], layers=tuple(layers) if layers else None, info=json.loads(meta["info"]),
+        )
 
 
 @torch.no_grad()

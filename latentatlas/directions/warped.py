@@ -317,7 +317,8 @@ def load_warped(path: str | Path, device: str | torch.device = "cpu") -> WarpedP
     meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") != KIND:
         raise UserError(f"{path}: not a latentatlas warped-directions file")
-    return _warped_from(meta, t, device)
+    with tensorfile.fields(path, "warped-directions"):
+        return _warped_from(meta, t, device)
 
 
 def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str | torch.device) -> WarpedPaths:
@@ -420,7 +421,8 @@ def load_paths(path: str | Path, device: str | torch.device = "cpu") -> PathSet:
     """Open a linear directions file or a warped-directions file."""
     meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") == KIND:
-        return PathSet(_warped_from(meta, t, device))
+        with tensorfile.fields(path, "warped-directions"):
+            return PathSet(_warped_from(meta, t, device))
     if meta.get("kind") == "directions":
         return PathSet(load_directions(path))
     raise UserError(f"{path}: not a latentatlas directions file (linear or warped)")

@@ -3,11 +3,16 @@
 Why: every file kind we write is safetensors with JSON metadata, and a user may hand any of
 them over by path: missing, cut short by a full disk, or some other file. Each reader needs
 the same three outcomes (no such file, unreadable, or tensors and metadata), so they come
-from here and the message names the kind of file that was expected.
+from here and the message names the kind of file that was expected. A file of the right kind
+can still be wrong inside (written by hand or by another version, or by a run that diverged):
+tensors holding NaN are refused on reading, and `fields` turns a missing or malformed field
+met while the caller builds its object into the same kind of one-line error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -37,6 +42,23 @@ def read_tensors(path: str | Path, what: str) -> tuple[dict[str, str], dict[str,
 def load_tensors(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     """The tensors alone, for a caller that has read and checked the metadata already."""
     try:
-        return load_file(str(path))
+        tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable {what} file ({e}); is it complete?") from None
+    for name, t in tensors.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise UserError(f"{path}: {what} tensor {name} holds NaN or infinite values; make the file again")
+    return tensors
+
+
+@contextmanager
+def fields(path: str | Path, what: str) -> Iterator[None]:
+    """Wraps building an object from a file's metadata and tensors: a missing key, malformed JSON or
+    a tensor of the wrong shape becomes one UserError line instead of a traceback."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+        raise UserError(f"{path}: a {what} file with a missing or malformed field ({type(e).__name__}: {e}); "
+                        "make it again with this version of latentatlas") from None

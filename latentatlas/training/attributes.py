@@ -226,10 +226,11 @@ def load_predictor(path: str | Path, device: str | torch.device = "cpu") -> Fact
     meta, tensors = tensorfile.read_tensors(path, "factor predictor")
     if meta.get("kind") != "factor-predictor":
         raise UserError(f"{path}: not a latentatlas factor predictor")
-    if json.loads(meta["factors"]) != list(synthfaces.FACTOR_NAMES):
-        raise UserError(f"{path}: trained on another set of synthfaces factors; retrain it")
-    model = FactorPredictor(**json.loads(meta["config"]))
-    model.load_state_dict(tensors)
+    with tensorfile.fields(path, "factor predictor"):
+        if json.loads(meta["factors"]) != list(synthfaces.FACTOR_NAMES):
+            raise UserError(f"{path}: trained on another set of synthfaces factors; retrain it")
+        model = FactorPredictor(**json.loads(meta["config"]))
+        model.load_state_dict(tensors)
     return model.to(device).eval().requires_grad_(False)
 
 
