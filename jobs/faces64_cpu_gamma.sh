@@ -9,6 +9,7 @@
 # only from about 80 kimg after the switch, and this runs at about 0.4 kimg/min alone: a chunk
 # per session, each resumed from the portable checkpoint that the last one committed.
 #   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # then commit $RUN/portable (27 MB) once per session
+#   python jobs/faces64_cpu_gamma_report.py --from-kimg K --device D --minutes M   # the chunk's JSON and table
 # Batch 32, not the lease's 128: the generator's EMA half-life follows the batch (10 kimg here
 # against 40), which a 50-kimg chunk needs to show anything. Run it alone: anything else on the
 # two cores cuts its speed by half or more.
