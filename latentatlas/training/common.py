@@ -91,17 +91,24 @@ class TrainerBase:
     """
 
     cfg: Any
-    _monitor: Any = None  # training/factor_monitor.py, made at the first measurement
+    _monitor: Any = None  # training/factor_monitor.py, made by start_factor_monitor
 
-    def measure_factors(self) -> None:
-        """A factor monitor line for G_ema now (rank 0; the renders' features are made at the
-        first call): run_loop calls it every cfg.metrics_kimg, for either trainer."""
-        if self.rank != 0:
-            return
-        if self._monitor is None:
+    def start_factor_monitor(self) -> None:
+        """Rank 0 reads the predictor and makes the renders' features once. run_loop calls it before
+        the first step: a predictor that cannot be read stops the run before it trains, not
+        metrics_kimg later, and the monitor's code is imported with the rest (an edit to the
+        checkout under a running job once broke its first measurement, 10 kimg in)."""
+        if self.rank == 0 and self._monitor is None:
             from latentatlas.training.factor_monitor import FactorMonitor
 
             self._monitor = FactorMonitor(self.run_dir, self.cfg.metrics_num, self.cfg.resolution, self.device)
+
+    def measure_factors(self) -> None:
+        """A factor monitor line for G_ema now (rank 0): run_loop calls it every cfg.metrics_kimg,
+        for either trainer."""
+        if self.rank != 0:
+            return
+        self.start_factor_monitor()
         self._monitor.measure(self.G_ema, self.nimg / 1000)
 
     def networks(self) -> dict[str, torch.nn.Module]:
@@ -351,7 +358,8 @@ def setup_cuda(device: str | torch.device) -> None:
 def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[dict[str, float], str | None, float]:
     """Train until cfg.total_kimg, max_minutes or a SIGINT/SIGTERM (training/stop_signal.py):
     samples and checkpoints on schedule, the state also every STATE_EVERY_MINUTES, a progress
-    bar on rank 0, and at the end state, portable checkpoint, samples and model file.
+    bar on rank 0, and at the end state, portable checkpoint, samples and model file. An error
+    between steps (writing samples, the factor monitor) saves the state of the whole step first.
     Returns (last losses, what stopped it early: "max_minutes", a signal's name or None, seconds)."""
     from tqdm import tqdm
 
@@ -368,6 +376,8 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
     ticks = stats_log.TickLog(trainer.run_dir, trainer.nimg, enabled=trainer.rank == 0)
     stopped_by: str | None = None
     saved_at = start  # when the state was last written
+    if monitor.active:
+        trainer.start_factor_monitor()
     with stop_on_signal(announce=trainer.rank == 0) as request:
         while trainer.nimg < total:
             before = trainer.nimg
@@ -376,11 +386,15 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
             bar.update((min(trainer.nimg, total) - before) / 1000)  # the last batch may pass the total
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()}, refresh=False)
             with ticks.maintenance():
-                if samples.due(trainer.nimg):
-                    trainer.write_samples()
-                if monitor.due(trainer.nimg):
-                    trainer.measure_factors()
-                    measured_at = trainer.nimg
+                try:
+                    if samples.due(trainer.nimg):
+                        trainer.write_samples()
+                    if monitor.due(trainer.nimg):
+                        trainer.measure_factors()
+                        measured_at = trainer.nimg
+                except Exception:
+                    trainer.save()  # the step is whole: keep it (up to STATE_EVERY_MINUTES of work) before the error ends the run
+                    raise
                 if snapshots.due(trainer.nimg) or time.time() - saved_at > STATE_EVERY_MINUTES * 60:
                     trainer.save()
                     saved_at = time.time()
