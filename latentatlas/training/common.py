@@ -97,7 +97,7 @@ class TrainerBase:
         """Rank 0 reads the predictor and makes the renders' features once. run_loop calls it before
         the first step: a predictor that cannot be read stops the run before it trains, not
         metrics_kimg later, and the monitor's code is imported with the rest (an edit to the
-        checkout under a running job once broke its first measurement, 10 kimg in)."""
+        checkout under a running job once broke its first measurement, 6 kimg in)."""
         if self.rank == 0 and self._monitor is None:
             from latentatlas.training.factor_monitor import FactorMonitor
 
