@@ -11,10 +11,12 @@ writes benchmarks/results_cpu_faces64_gamma0.1_<last kimg>kimg.json and prints t
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import date
 from pathlib import Path
+
+from latentatlas.io.atomic import write_json
+from latentatlas.training import stats_log
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITOR_KEYS = ("kimg", "num", "factor_fid", "mean_std_ratio_capped", "factors_under_half", "std_ratio")
@@ -22,10 +24,10 @@ TICK_KEYS = ("D_real", "D_fake", "R1", "sec_per_kimg")
 TABLE_FACTORS = ("face_width", "roll", "mouth_open", "yaw")
 
 
-def read_lines(path: Path) -> list[dict]:
+def read_log(path: Path) -> list[dict]:
     if not path.is_file():
         sys.exit(f"{path}: no such log; run jobs/faces64_cpu_gamma.sh first (it restores the logs from the portable checkpoint)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return stats_log.read_lines(path)
 
 
 def main() -> None:
@@ -37,8 +39,8 @@ def main() -> None:
     ap.add_argument("--note", default="", help="Anything that differed from a plain chunk (other work on the cores).")
     args = ap.parse_args()
 
-    monitor = [{k: line[k] for k in MONITOR_KEYS} for line in read_lines(args.run / "metrics.jsonl")]
-    ticks = [line for line in read_lines(args.run / "stats.jsonl") if line["kimg"] > args.from_kimg]
+    monitor = [{k: line[k] for k in MONITOR_KEYS} for line in read_log(args.run / stats_log.METRICS_FILE)]
+    ticks = [line for line in read_log(args.run / stats_log.LOG_FILE) if line["kimg"] > args.from_kimg]
     if not ticks:
         sys.exit(f"no training tick after {args.from_kimg} kimg in {args.run}/stats.jsonl: did the chunk run?")
     end = monitor[-1]["kimg"]
@@ -59,9 +61,7 @@ def main() -> None:
         "critic_ticks": [{"kimg": t["kimg"], **{k: round(t[k], 3) for k in TICK_KEYS if k in t}} for t in ticks],
     }
     out = ROOT / "benchmarks" / f"results_cpu_faces64_gamma0.1_{int(end)}kimg.json"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(out)
+    write_json(out, result)
     print(f"| kimg | factor FID (1k) | mean std ratio (capped) | {' | '.join(f.replace('_', ' ') for f in TABLE_FACTORS)} | factors under half |")
     for line in monitor:
         ratios = " | ".join(f"{line['std_ratio'][f]:.2f}" for f in TABLE_FACTORS)
