@@ -119,6 +119,11 @@ def load_directions(path: str | Path) -> Directions:
     meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") != KIND:
         raise UserError(f"{path}: not a latentatlas directions file")
+    return directions_from(meta, t, path)
+
+
+def directions_from(meta: dict[str, str], t: dict[str, torch.Tensor], path: str | Path) -> Directions:
+    """Directions from a file's metadata and tensors, already read (load_directions, warped.load_paths)."""
     with tensorfile.fields(path, "directions"):
         layers = json.loads(meta["layers"])
         return Directions(

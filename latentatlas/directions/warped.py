@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from latentatlas.directions.files import Directions, load_directions, model_fingerprint
+from latentatlas.directions.files import Directions, directions_from, model_fingerprint
 from latentatlas.directions.reconstructor import (
     Reconstructor,
     check_inputs,
@@ -317,25 +317,25 @@ def load_warped(path: str | Path, device: str | torch.device = "cpu") -> WarpedP
     meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") != KIND:
         raise UserError(f"{path}: not a latentatlas warped-directions file")
+    return _warped_from(meta, t, device, path)
+
+
+def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str | torch.device, path: str | Path) -> WarpedPaths:
     with tensorfile.fields(path, "warped-directions"):
-        return _warped_from(meta, t, device)
-
-
-def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str | torch.device) -> WarpedPaths:
-    cfg = WarpedConfig.from_dict(json.loads(meta["config"]))
-    k, two_n, dim = t["support"].shape
-    with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
-        support = SupportSets(k, two_n // 2, dim, scale=float(meta["scale"]), center=t["center"], linear=cfg.linear,
-                              learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas)
-    with torch.no_grad():
-        support.support.copy_(t["support"])
-        support.alphas.copy_(t["alphas"])
-        support.log_gamma.copy_(t["log_gamma"])
-    recon = {n[len("reconstructor."):]: v for n, v in t.items() if n.startswith("reconstructor.")} or None
-    return WarpedPaths(
-        support=support.to(device).requires_grad_(False), names=json.loads(meta["names"]), space=meta["space"],
-        model=meta["model"], config=cfg, steps=int(meta["steps"]), info=json.loads(meta["info"]), reconstructor=recon,
-    )
+        cfg = WarpedConfig.from_dict(json.loads(meta["config"]))
+        k, two_n, dim = t["support"].shape
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
+            support = SupportSets(k, two_n // 2, dim, scale=float(meta["scale"]), center=t["center"], linear=cfg.linear,
+                                  learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas)
+        with torch.no_grad():
+            support.support.copy_(t["support"])
+            support.alphas.copy_(t["alphas"])
+            support.log_gamma.copy_(t["log_gamma"])
+        recon = {n[len("reconstructor."):]: v for n, v in t.items() if n.startswith("reconstructor.")} or None
+        return WarpedPaths(
+            support=support.to(device).requires_grad_(False), names=json.loads(meta["names"]), space=meta["space"],
+            model=meta["model"], config=cfg, steps=int(meta["steps"]), info=json.loads(meta["info"]), reconstructor=recon,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -421,10 +421,9 @@ def load_paths(path: str | Path, device: str | torch.device = "cpu") -> PathSet:
     """Open a linear directions file or a warped-directions file."""
     meta, t = tensorfile.read_tensors(path, "directions")
     if meta.get("kind") == KIND:
-        with tensorfile.fields(path, "warped-directions"):
-            return PathSet(_warped_from(meta, t, device))
+        return PathSet(_warped_from(meta, t, device, path))
     if meta.get("kind") == "directions":
-        return PathSet(load_directions(path))
+        return PathSet(directions_from(meta, t, path))
     raise UserError(f"{path}: not a latentatlas directions file (linear or warped)")
 
 
