@@ -7,7 +7,6 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from latentatlas.io.errors import UserError, require_at_least
+from latentatlas.io.errors import UserError, require_at_least, require_number
 from latentatlas.runtime import pick_device
 
 app = typer.Typer(
@@ -198,8 +197,20 @@ def generate(
 def _check_truncation(psi: float | None) -> None:
     """--trunc takes any finite psi (1: none, 0: the average, above 1: exaggerated); NaN would turn
     every code into NaN, and the error would come later, about a code the user never gave."""
-    if psi is not None and not math.isfinite(psi):
-        raise UserError(f"--trunc {psi}: give a finite truncation psi (1 = none, e.g. 0.7)")
+    if psi is not None:
+        require_number("--trunc", psi, what="a finite truncation psi (1: none)", example="0.7")
+
+
+def _parse_range(option: str, text: str) -> tuple[float, float]:
+    """Two finite numbers "lo,hi": a pattern of digits and dots let "1..2,3" through to float()'s
+    traceback, and NaN would make every frame NaN."""
+    try:
+        lo, hi = (float(part) for part in text.split(","))
+    except ValueError:
+        raise UserError(f"{option} {text!r}: give two numbers like -3,3") from None
+    for value in (lo, hi):
+        require_number(option, value, what="two finite numbers like -3,3")
+    return lo, hi
 
 
 def _check_layer_index(option: str, value: int, generator) -> None:  # type: ignore[no-untyped-def]
@@ -509,6 +520,8 @@ def project(
 
     require_at_least("--steps", steps, 1, "optimisation steps")
     require_at_least("--batch", batch, 1, "images projected at once")
+    if mse_weight is not None:
+        require_number("--mse-weight", mse_weight, at_least=0, what="a pixel MSE weight >= 0", example="1")
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
                           record_every=max(steps // 100, 1) if video else 0)
     files, skipped = list_images(images)
@@ -838,16 +851,14 @@ def traverse(
     from latentatlas.latent.codes import synthesize, to_w, z_from_seeds
     from latentatlas.models.bundled import load_generator
 
-    m = re.fullmatch(r"\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*", strength) if strength is not None else None
-    if strength is not None and not m:
-        raise UserError(f"--strength {strength!r}: give two numbers like -3,3")
+    strength_range = _parse_range("--strength", strength) if strength is not None else None
     if steps < 2 or steps > 200:
         raise UserError(f"--steps {steps}: use 2..200")
     _check_truncation(truncation)
     seed_list = parse_seeds(seeds)
     d = load_paths(directions)
     k = d.index(path)
-    lo, hi = (float(m.group(1)), float(m.group(2))) if m else (-d.strength_range, d.strength_range)
+    lo, hi = strength_range or (-d.strength_range, d.strength_range)
     stem = "traverse_" + re.sub(r"[^A-Za-z0-9_+-]+", "_", d.names[k])  # bundled names have spaces ("pc0 hair_colour+")
     _outputs([out / f"{stem}.png", out / f"{stem}.gif"], force)
     generator, _ = load_generator(model, pick_device(device))
@@ -866,6 +877,9 @@ def traverse(
 
 MetricsKimgOpt = Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")]
 MetricsNumOpt = Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")]
+SnapshotKimgOpt = Annotated[float, typer.Option(help="Checkpoint every N kimg (0: only every 15 minutes and at the end).")]
+SampleKimgOpt = Annotated[float, typer.Option(help="Sample sheet every N kimg (0: only at the end).")]
+RunMinutesOpt = Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")]
 
 
 @app.command()
@@ -884,11 +898,11 @@ def train(
     gamma: Annotated[float | None, typer.Option(help="R1 weight (default 0.0002 * resolution^2 / batch); a resumed run may change it.")] = None,
     lr: Annotated[float, typer.Option()] = 0.0025,
     seed: Annotated[int, typer.Option()] = 0,
-    snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
-    sample_kimg: Annotated[float, typer.Option(help="Sample grid every N kimg.")] = 50.0,
+    snapshot_kimg: SnapshotKimgOpt = 50.0,
+    sample_kimg: SampleKimgOpt = 50.0,
     metrics_kimg: MetricsKimgOpt = 0.0,
     metrics_num: MetricsNumOpt = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")] = None,
+    max_minutes: RunMinutesOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a StyleGAN2 generator; run the same command again to resume. Several GPUs: torchrun.
@@ -940,11 +954,11 @@ def train_stylemap(
     vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights, for LPIPS.")] = None,
     lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG, for LPIPS.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
-    snapshot_kimg: Annotated[float, typer.Option(help="Checkpoint every N kimg.")] = 50.0,
-    sample_kimg: Annotated[float, typer.Option(help="Sample sheet every N kimg.")] = 50.0,
+    snapshot_kimg: SnapshotKimgOpt = 50.0,
+    sample_kimg: SampleKimgOpt = 50.0,
     metrics_kimg: MetricsKimgOpt = 0.0,
     metrics_num: MetricsNumOpt = 2000,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")] = None,
+    max_minutes: RunMinutesOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train a StyleMapGAN (generator + encoder); run the same command again to resume. Several GPUs: torchrun.
@@ -1194,7 +1208,6 @@ def train_predictor(
     if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
         _outputs([out], force)
     dev = pick_device(device)
-    out.parent.mkdir(parents=True, exist_ok=True)
     model = run_training(out, TrainConfig(steps=steps, batch=batch, lr=lr, width=width, seed=seed), dev, max_minutes=max_minutes)
     if not out.exists():
         typer.echo(f"stopped before the last step; run the same command again to resume from {state_path(out)}")
@@ -1322,8 +1335,8 @@ def serve(
     for m in names:
         resolve_model(m)  # a missing file is an error now, not in the page
         table[Path(m).stem if Path(m).suffix else m] = m
-    if max_upload_mb <= 0 or max_pixels <= 0:
-        raise UserError("--max-upload-mb and --max-pixels must be positive")
+    require_number("--max-upload-mb", max_upload_mb, above=0, what="a positive number of megabytes", example="10")
+    require_at_least("--max-pixels", max_pixels, 1, "pixels of the largest image accepted")
     from latentatlas.app.server import STYLEGAN2, Sessions
     from latentatlas.app.server import serve as run_server
     from latentatlas.app.uploads import UploadLimits

@@ -120,7 +120,7 @@ def _two_images_named_a(tmp_path):
 
 def test_messages_say_where_and_what_to_do(run_cli, model_file, tmp_path):
     out = tmp_path / "o"
-    _one_line_error(*run_cli("generate", model_file, "--trunc", "nan", "--out", out), "--trunc nan: give a finite truncation psi (1 = none")
+    _one_line_error(*run_cli("generate", model_file, "--trunc", "nan", "--out", out), "--trunc nan: give a finite truncation psi (1: none), e.g. 0.7")
     _one_line_error(*run_cli("mix", model_file, "--trunc", "inf", "--out", out / "m.png"), "--trunc inf: give a finite truncation psi")
     _one_line_error(*run_cli("generate", model_file, "--seeds", "0-100000", "--out", out),
                     "seed list '0-100000' holds 100001 seeds; one call takes at most 100000: split it over several calls")
@@ -229,3 +229,41 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
     _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("train", "--lr", "nan"), "--lr nan: give a positive learning rate, e.g. 0.002"),
+    (("train", "--gamma", "nan"), "--gamma nan: give an R1 weight >= 0 (0: no R1)"),
+    (("train", "--gamma", "-1"), "--gamma -1: give an R1 weight >= 0"),
+    (("train", "--snapshot-kimg", "nan"), "--snapshot-kimg nan: give a finite number >= 0 (0: only at the end)"),
+    (("train", "--sample-kimg", "-5"), "--sample-kimg -5: give a finite number >= 0"),
+    (("train", "--metrics-kimg", "nan"), "--metrics-kimg nan: give a finite number >= 0 (0: off)"),
+    (("train", "--max-minutes", "nan"), "--max-minutes nan: give a positive number of minutes"),
+    (("train-stylemap", "--max-minutes", "0"), "--max-minutes 0: give a positive number of minutes"),
+    (("train-stylemap", "--lr", "inf"), "--lr inf: give a positive learning rate"),
+    (("train-predictor", "--lr", "nan"), "--lr nan: give a positive learning rate"),
+    (("train-predictor", "--max-minutes", "inf"), "--max-minutes inf: give a positive number of minutes"),
+    (("directions", "warped", "train", "MODEL", "--lr", "nan"), "--lr nan: give a positive learning rate"),
+    (("directions", "warped", "train", "MODEL", "--max-minutes", "-1"), "--max-minutes -1: give a positive number"),
+    (("project", "MODEL", "IMAGE", "--prior", "nan"), "--prior nan: give a prior weight >= 0 (0: plain projector)"),
+    (("project", "MODEL", "IMAGE", "--mse-weight", "-1"), "--mse-weight -1: give a pixel MSE weight >= 0"),
+    (("traverse", "MODEL", "missing.safetensors", "--strength", "1..2,3"), "--strength '1..2,3': give two numbers like -3,3"),
+    (("traverse", "MODEL", "missing.safetensors", "--strength", "nan,3"), "--strength nan: give two finite numbers like -3,3"),
+])
+def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(run_cli, model_file, tmp_path, args, message):
+    """NaN fails no `<` test and inf passes every lower bound: --lr nan and --snapshot-kimg nan ended
+    in tracebacks (Adam's, a cast's), --gamma nan trained on NaN, --max-minutes nan ran without a
+    limit, and --strength 1..2,3 reached float()'s traceback."""
+    image = tmp_path / "face.png"
+    Image.new("RGB", (16, 16)).save(image)
+    out = tmp_path / "o"
+    target = out / "d.safetensors" if args[0] in ("directions", "train-predictor") else out
+    argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
+    _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
+    assert not out.exists()
+
+
+def test_serve_refuses_an_upload_cap_that_is_not_a_positive_number(run_cli, model_file):
+    """--max-upload-mb nan passed `<= 0` and ended in int()'s traceback."""
+    _one_line_error(*run_cli("serve", model_file, "--max-upload-mb", "nan"), "--max-upload-mb nan: give a positive number of megabytes")
+    _one_line_error(*run_cli("serve", model_file, "--max-pixels", "0"), "--max-pixels 0: use at least 1")

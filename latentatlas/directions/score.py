@@ -7,14 +7,13 @@ typical distance of w from its mean), frames, and reconstructor budget.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from latentatlas.directions.files import sample_w
 from latentatlas.directions.reconstructor import check_inputs
 from latentatlas.directions.warped import PathSet
 from latentatlas.inversion.projector import w_statistics
-from latentatlas.io.errors import UserError, require_at_least
+from latentatlas.io.errors import UserError, require_at_least, require_number
 from latentatlas.metrics.paths import path_responses, summarize
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.training.attributes import FactorPredictor
@@ -60,8 +59,7 @@ def check_score_settings(starts: int, steps: int, length: float, top: int, recon
     require_at_least("--starts", starts, 1, "start codes per path")
     require_at_least("--steps", steps, 2, "frames per path: a slope needs two")
     require_at_least("--top", top, 1, "directions to score")
-    if not (math.isfinite(length) and length > 0):
-        raise UserError(f"--length {length}: give a positive half path length in w_std units, e.g. 0.5")
+    require_number("--length", length, above=0, what="a positive half path length in w_std units", example="0.5")
     require_at_least("--reconstructor-steps", reconstructor_steps, 0, "0: skip the reconstructor")
     require_at_least("--reconstructor-batch", reconstructor_batch, 1, "image pairs per step")
     check_inputs(reconstructor_input)

@@ -43,7 +43,7 @@ from latentatlas.directions.reconstructor import (
 )
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path, state_path
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, check_max_minutes, require_number
 from latentatlas.latent.codes import LatentCode, to_wplus
 from latentatlas.metrics.paths import PathFn, linear_path
 from latentatlas.models.stylegan2 import Generator
@@ -85,10 +85,11 @@ class WarpedConfig:
             raise UserError("the linear baseline has exactly one dipole per set (--dipoles 1)")
         if self.linear and self.learn_alphas:
             raise UserError("the linear baseline keeps its alphas at +1/-1 (learnt alphas would make it position-dependent)")
-        if not 0 < self.shift_min <= self.shift_max:
-            raise UserError(f"shift range [{self.shift_min}, {self.shift_max}]: need 0 < min <= max")
-        if self.step <= 0 or self.gamma <= 0 or self.batch < 1 or self.lr <= 0 or self.steps < 0:
-            raise UserError("step, gamma and lr must be positive; batch >= 1 and steps >= 0")
+        if not 0 < self.shift_min <= self.shift_max < math.inf:
+            raise UserError(f"shift range [{self.shift_min}, {self.shift_max}]: need 0 < min <= max, finite")
+        if not (0 < self.step < math.inf and 0 < self.gamma < math.inf and self.batch >= 1 and self.steps >= 0):
+            raise UserError("step and gamma must be finite and positive; batch >= 1 and steps >= 0")
+        require_number("--lr", self.lr, above=0, what="a positive learning rate", example="0.0001")
         check_inputs(self.reconstructor_input)
 
     @classmethod
@@ -494,6 +495,7 @@ def train_warped(
     from tqdm import tqdm
 
     check_space(cfg.space, generator)
+    check_max_minutes(max_minutes)
     out = Path(out)
     spath = state_path(out)
     generator.eval().requires_grad_(False)  # frozen, but the graph through it stays differentiable w.r.t. codes

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.inversion.losses import PerceptualFn, downsample_to, noise_regularizer
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_number
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.models.stylegan2 import Generator
 
@@ -64,8 +64,7 @@ class ProjectorConfig:
             raise UserError(f"projection space must be w or w+, got {self.space!r}")
         if self.steps < 1:
             raise UserError(f"steps must be >= 1, got {self.steps}")
-        if self.prior_weight < 0:
-            raise UserError(f"the prior weight must be >= 0, got {self.prior_weight}")
+        require_number("--prior", self.prior_weight, at_least=0, what="a prior weight >= 0 (0: plain projector)", example="0.01")
 
 
 @dataclass

@@ -4,6 +4,8 @@ The CLI turns it into a one-line message and exit code 2; anything else is a bug
 keeps its traceback.
 """
 
+import math
+
 
 class UserError(Exception):
     """Something wrong with what the user gave us; the message says what and what to do."""
@@ -15,3 +17,21 @@ def require_at_least(option: str, value: int, minimum: int, why: str = "") -> in
     if value < minimum:
         raise UserError(f"{option} {value}: use at least {minimum}" + (f" ({why})" if why else ""))
     return value
+
+
+def require_number(option: str, value: float, *, what: str, at_least: float | None = None, above: float | None = None,
+                   example: str = "") -> float:
+    """`value` of the option named `option` when it is finite and within the bound; else a UserError
+    that names the option and says what to give. NaN fails no `<` test and inf passes every lower
+    bound, so a bare `value <= 0` check let `--lr nan` reach Adam's traceback and `--snapshot-kimg
+    nan` a cast's (one check for every number option)."""
+    if not (math.isfinite(value) and (at_least is None or value >= at_least) and (above is None or value > above)):
+        raise UserError(f"{option} {value:g}: give {what}" + (f", e.g. {example}" if example else ""))
+    return value
+
+
+def check_max_minutes(max_minutes: float | None) -> None:
+    """Every resumable job's --max-minutes (both trainers, the predictor, warped paths): NaN or inf
+    meant no limit, and 0 or less a single step, all without a word."""
+    if max_minutes is not None:
+        require_number("--max-minutes", max_minutes, above=0, what="a positive number of minutes", example="8")

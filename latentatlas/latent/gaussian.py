@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from latentatlas.io.errors import UserError, require_at_least
+from latentatlas.io.errors import UserError, require_at_least, require_number
 from latentatlas.models.stylegan2 import Generator
 
 PRIOR_PREFIX = "prior."
@@ -36,9 +36,7 @@ def degaussianize(v: torch.Tensor) -> torch.Tensor:
 
 def check_tau(tau: float) -> float:
     """The compression threshold: a positive, finite number of standard deviations (NaN would compress nothing)."""
-    if not (math.isfinite(tau) and tau > 0):
-        raise UserError(f"--tau {tau}: give a positive number of standard deviations, e.g. 2")
-    return tau
+    return require_number("--tau", tau, above=0, what="a positive number of standard deviations", example="2")
 
 
 @dataclass

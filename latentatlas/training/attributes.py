@@ -23,7 +23,7 @@ from torch import nn
 
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path, state_path
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, check_max_minutes, require_number
 from latentatlas.training.common import setup_cuda
 
 INPUT_RESOLUTION = 64
@@ -150,6 +150,8 @@ def train(
 
     from tqdm import tqdm
 
+    check_max_minutes(max_minutes)
+    require_number("--lr", cfg.lr, above=0, what="a positive learning rate", example="0.002")
     out = Path(out)
     state_file = state_path(out)
     device = torch.device(device)

@@ -11,7 +11,6 @@ monitor's `measure_factors()`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -24,7 +23,7 @@ import torch.distributed as dist
 
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
-from latentatlas.io.errors import UserError, require_at_least
+from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number
 from latentatlas.runtime import set_tf32
 from latentatlas.training import stats_log
 from latentatlas.training.schedule import Schedule
@@ -57,8 +56,8 @@ STATE_EVERY_MINUTES = 15.0
 
 def check_monitor_settings(metrics_kimg: float, metrics_num: int, data: str) -> None:
     """Both trainers' configs: the factor monitor's settings (training/factor_monitor.py), refused as one line before a run starts."""
-    if metrics_kimg < 0 or metrics_num < 2:
-        raise UserError(f"--metrics-kimg must be >= 0 and --metrics-num >= 2, got {metrics_kimg} and {metrics_num}")
+    require_number("--metrics-kimg", metrics_kimg, at_least=0, what="a finite number >= 0 (0: off)", example="10")
+    require_at_least("--metrics-num", metrics_num, 2, "samples to measure: a spread needs two")
     if metrics_kimg > 0 and data != "synthfaces":
         raise UserError("--metrics-kimg measures synthfaces factors: it needs --data synthfaces")
 
@@ -67,10 +66,16 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
     """Both trainers' configs, refused as one line before the run folder is made: the run's length
     and batch (--kimg 0 wrote the untrained networks as a finished model; a negative or NaN --kimg,
     or --batch 0, failed with a traceback), the factor monitor's settings, and the network's own
-    (`network_config()`, whose ValueError names the setting, e.g. mapping_layers 0)."""
-    if not (math.isfinite(cfg.total_kimg) and cfg.total_kimg > 0):
-        raise UserError(f"--kimg {cfg.total_kimg:g}: give a positive number of thousands of training images, e.g. 1000")
+    (`network_config()`, whose ValueError names the setting, e.g. mapping_layers 0), and the
+    numbers that NaN or a sign would break (--lr nan reached Adam's traceback, --snapshot-kimg nan
+    a cast's, --gamma nan trained on NaN)."""
+    require_number("--kimg", cfg.total_kimg, above=0, what="a positive number of thousands of training images", example="1000")
     require_at_least("--batch", cfg.batch, 1, "images per step, over all processes")
+    require_number("--lr", cfg.lr, above=0, what="a positive learning rate", example="0.002")
+    if cfg.r1_gamma is not None:
+        require_number("--gamma", cfg.r1_gamma, at_least=0, what="an R1 weight >= 0 (0: no R1)", example="10")
+    for option, kimg in (("--snapshot-kimg", cfg.snapshot_kimg), ("--sample-kimg", cfg.sample_kimg)):
+        require_number(option, kimg, at_least=0, what="a finite number >= 0 (0: only at the end)", example="50")
     check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data)
     if cfg.data == "synthfaces" and cfg.resolution < synthfaces.MIN_RESOLUTION:
         raise UserError(f"--resolution {cfg.resolution}: synthfaces renders at least {synthfaces.MIN_RESOLUTION} px; "
@@ -425,6 +430,7 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
     written. Both trainers' train() go through here; each adds its own checksum of the EMA networks.
     """
     run_dir = Path(run_dir)
+    check_max_minutes(max_minutes)
     setup_cuda(device)
     trainer = make_trainer(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
