@@ -2,8 +2,7 @@
 over torchrun processes, EMA, the portable checkpoint format, config checks on resume, the
 training loop with its progress bar, time limit and stop on a signal, and joining the process group.
 
-A trainer object used with `run_loop` has `cfg` (with total_kimg, batch, snapshot_kimg,
-sample_kimg, metrics_kimg, metrics_num), `rank`, `world`, `nimg`, `G_ema`, `train_step() -> dict`,
+A trainer object used with `run_loop` has `cfg` (a RunSettings), `rank`, `world`, `nimg`, `G_ema`, `train_step() -> dict`,
 `save()`, `save_portable()`, `write_samples()` and `export()`; TrainerBase gives it the factor
 monitor's `measure_factors()`.
 """
@@ -14,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +51,24 @@ CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRIC
 # of a 64 px StyleMapGAN take 75 minutes, all of it lost to a SIGKILL without this (about 0.3 s a
 # write there).
 STATE_EVERY_MINUTES = 15.0
+
+
+@dataclass
+class RunSettings:
+    """What both trainers' configs hold and this module reads: the data, the run's length and
+    batch, the seed, and the schedules of checkpoints, sample sheets and the factor monitor.
+    Each trainer's config adds its networks and losses (and may change a default, e.g. the batch)."""
+
+    data: str = "synthfaces"  # or a folder of images
+    resolution: int = 64
+    batch: int = 64
+    total_kimg: float = 1000.0
+    seed: int = 0
+    snapshot_kimg: float = 50.0
+    sample_kimg: float = 50.0
+    metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
+    metrics_num: int = 2000
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_monitor_settings(metrics_kimg: float, metrics_num: int, data: str) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,7 @@ STATE_FILE, MODEL_FILE, PORTABLE_DIR = common.STATE_FILE, common.MODEL_FILE, com
 
 
 @dataclass
-class TrainConfig:
-    data: str = "synthfaces"  # or a folder of images
-    resolution: int = 64
-    batch: int = 64
-    total_kimg: float = 1000.0
+class TrainConfig(common.RunSettings):
     z_dim: int = 256  # defaults: the bundled faces64 config
     w_dim: int = 256
     mapping_layers: int = 8
@@ -57,12 +53,6 @@ class TrainConfig:
     ema_kimg: float | None = None  # None: batch * 10 / 32
     ema_rampup: float | None = 0.05
     mbstd_group: int = 4
-    seed: int = 0
-    snapshot_kimg: float = 50.0
-    sample_kimg: float = 50.0
-    metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
-    metrics_num: int = 2000
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         common.check_run_settings(self, "StyleGAN2", self.generator_config)

@@ -18,7 +18,7 @@ torchrun-capable: the machinery is `training.common`, shared with the StyleGAN2 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,8 @@ _F64 = faces64_stylemap_config()
 
 
 @dataclass
-class StyleMapTrainConfig:
-    data: str = "synthfaces"  # or a folder of images
-    resolution: int = 64
+class StyleMapTrainConfig(common.RunSettings):
     batch: int = 16  # official: 16
-    total_kimg: float = 1000.0
     latent_spatial_size: int = _F64.latent_spatial_size  # defaults: the faces64-stylemap config
     style_dim: int = _F64.style_dim
     mapping_layers: int = _F64.mapping_layers
@@ -64,12 +61,6 @@ class StyleMapTrainConfig:
     lambda_x_rec: float = 1.0
     lambda_perceptual: float = 1.0
     lambda_indomain_e: float = 1.0
-    seed: int = 0
-    snapshot_kimg: float = 50.0
-    sample_kimg: float = 50.0
-    metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
-    metrics_num: int = 2000
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         common.check_run_settings(self, "StyleMapGAN", self.model_config)
