@@ -756,7 +756,8 @@ def directions_warped(
 
     Example: latentatlas directions warped train faces64 --out warped.safetensors --sets 20 --dipoles 16 --steps 5000
     """
-    from latentatlas.directions.warped import WarpedConfig, state_path, train_warped
+    from latentatlas.directions.warped import WarpedConfig, train_warped
+    from latentatlas.io.atomic import state_path
     from latentatlas.models.bundled import load_generator
 
     require_at_least("--steps", steps, 1, "training steps: with none the paths stay at their random start")
@@ -1200,11 +1201,13 @@ def train_predictor(
 
     Example: latentatlas train-predictor --out runs/factors.safetensors --steps 12000 --batch 256
     """
-    from latentatlas.training.attributes import TrainConfig, evaluate, state_path
+    from latentatlas.io.atomic import state_path
+    from latentatlas.training.attributes import TrainConfig, evaluate
     from latentatlas.training.attributes import train as run_training
 
-    if steps < 1 or batch < 2 or width < 1:
-        raise UserError("--steps must be >= 1, --batch >= 2 and --width >= 1")
+    require_at_least("--steps", steps, 1, "optimisation steps")
+    require_at_least("--batch", batch, 2, "rendered faces per step: batch norm needs two")
+    require_at_least("--width", width, 1, "channels of the first layer")
     if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
         _outputs([out], force)
     dev = pick_device(device)
@@ -1237,9 +1240,9 @@ def evaluate(
     Example: latentatlas evaluate faces64-stylemap --num 10000
     """
     from latentatlas.io.atomic import write_json
-    from latentatlas.io.checkpoints import STYLEMAP_KIND, load_stylemap_any, model_kind
+    from latentatlas.io.checkpoints import STYLEMAP_KIND, load_any, load_stylemap_any, model_kind
     from latentatlas.metrics.evaluate import evaluate_model
-    from latentatlas.models.bundled import load_generator, resolve_model
+    from latentatlas.models.bundled import resolve_model
     from latentatlas.training.attributes import load_predictor
 
     if num < 2 or ppl_samples < 1:
@@ -1252,7 +1255,7 @@ def evaluate(
     if model_kind(path) == STYLEMAP_KIND:
         generator, encoder, _ = load_stylemap_any(path, dev)
     else:
-        generator, _ = load_generator(model, dev)
+        generator, _ = load_any(path, dev)
     pred = load_predictor(predictor, dev)
     res = evaluate_model(generator, pred, num=num, batch=batch, ppl_samples=ppl_samples,
                          inception_path=str(inception) if inception else None, encoder=encoder)

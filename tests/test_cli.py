@@ -198,6 +198,18 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, mod
     assert not any(folder.iterdir())
 
 
+def _refused_before_any_work(run_cli, model_file, tmp_path, args, message):
+    """`latentatlas ARGS --out O` (MODEL and IMAGE stand for a tiny model and a 16 px picture) gives
+    `message` in one line and leaves no O behind."""
+    image = tmp_path / "face.png"
+    Image.new("RGB", (16, 16)).save(image)
+    out = tmp_path / "o"
+    target = out / "d.safetensors" if args[0] in ("directions", "train-predictor") else out
+    argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
+    _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (("project", "MODEL", "IMAGE", "--steps", "0"), "--steps 0: use at least 1 (optimisation steps)"),
     (("project", "MODEL", "IMAGE", "--steps", "-5"), "--steps -5: use at least 1 (optimisation steps)"),
@@ -215,6 +227,7 @@ def test_an_output_file_that_is_a_folder_is_refused_even_with_force(run_cli, mod
     (("train", "--mapping-layers", "0"), "bad StyleGAN2 settings: mapping_layers must be positive, got 0"),
     (("train-stylemap", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
     (("train-stylemap", "--batch", "-4"), "--batch -4: use at least 1"),
+    (("train-predictor", "--batch", "1"), "--batch 1: use at least 2 (rendered faces per step: batch norm needs two)"),
     (("train", "--resolution", "8"), "--resolution 8: synthfaces renders at least 16 px"),
     (("train-stylemap", "--resolution", "8"), "--resolution 8: synthfaces renders at least 16 px"),
 ])
@@ -222,13 +235,7 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     """Each of these gave a traceback (a division by zero, an empty torch.cat, a negative tensor size,
     tqdm or gif writing), or silently wrote nonsense (untrained networks or paths marked finished,
     one-image "sweeps"), often after some files were written."""
-    image = tmp_path / "face.png"
-    Image.new("RGB", (16, 16)).save(image)
-    out = tmp_path / "o"
-    target = out / "d.safetensors" if args[0] == "directions" else out
-    argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
-    _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
-    assert not out.exists()
+    _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
 
 
 @pytest.mark.parametrize("args,message", [
@@ -254,13 +261,7 @@ def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(
     """NaN fails no `<` test and inf passes every lower bound: --lr nan and --snapshot-kimg nan ended
     in tracebacks (Adam's, a cast's), --gamma nan trained on NaN, --max-minutes nan ran without a
     limit, and --strength 1..2,3 reached float()'s traceback."""
-    image = tmp_path / "face.png"
-    Image.new("RGB", (16, 16)).save(image)
-    out = tmp_path / "o"
-    target = out / "d.safetensors" if args[0] in ("directions", "train-predictor") else out
-    argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
-    _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
-    assert not out.exists()
+    _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
 
 
 def test_serve_refuses_an_upload_cap_that_is_not_a_positive_number(run_cli, model_file):
