@@ -2,9 +2,9 @@
 over torchrun processes, EMA, the portable checkpoint format, config checks on resume, the
 training loop with its progress bar, time limit and stop on a signal, and joining the process group.
 
-A trainer object used with `run_loop` has `cfg` (a RunSettings), `rank`, `world`, `nimg`, `G_ema`, `train_step() -> dict`,
-`save()`, `save_portable()`, `write_samples()` and `export()`; TrainerBase gives it the factor
-monitor's `measure_factors()`.
+A trainer object used with `run_loop` has `cfg` (a RunSettings), `rank`, `world`, `nimg`,
+`G_ema`, `train_step() -> dict`, `save()`, `save_portable()`, `write_samples()` and `export()`;
+TrainerBase gives it the factor monitor's `measure_factors()`.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
     or --batch 0, failed with a traceback), the factor monitor's settings, and the network's own
     (`network_config()`, whose ValueError names the setting, e.g. mapping_layers 0), and the
     numbers that NaN or a sign would break (--lr nan reached Adam's traceback, --snapshot-kimg nan
-    a cast's, --gamma nan trained on NaN)."""
+    a cast's, and --gamma was not checked at all)."""
     require_number("--kimg", cfg.total_kimg, above=0, what="a positive number of thousands of training images", example="1000")
     require_at_least("--batch", cfg.batch, 1, "images per step, over all processes")
     require_number("--lr", cfg.lr, above=0, what="a positive learning rate", example="0.002")
