@@ -43,5 +43,4 @@ fi
 $PY -m latentatlas.cli train --out "$RUN" --batch 32 --channel-base 2048 --channel-max 128 --d-channel-base 8192 \
   --gamma "$GAMMA" --kimg 100000 --snapshot-kimg 200 --sample-kimg 20 --metrics-kimg 10 --metrics-num 1000 \
   --max-minutes "$MINUTES" --device cpu
-$PY -c "import json,sys; [print(json.dumps({k: l[k] for k in ('kimg', 'factor_fid', 'mean_std_ratio_capped', 'factors_under_half')})) for l in map(json.loads, open(sys.argv[1]))]" \
-  "$RUN/metrics.jsonl"
+$PY jobs/monitor_lines.py "$RUN"

@@ -106,8 +106,7 @@ for R in "$RUN" $RUN_B; do
   echo "== $R: stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
   tail -5 "$R/stats.jsonl" >>"$LOG" 2>&1
   echo "== $R: metrics.jsonl (factor monitor), this chunk's lines" >>"$LOG"
-  $PY -c "import json,sys; [print(json.dumps({k: l[k] for k in ('kimg', 'factor_fid', 'mean_std_ratio_capped', 'factors_under_half')})) for l in map(json.loads, open(sys.argv[1]))]" \
-    "$R/metrics.jsonl" 2>/dev/null | tail -12 >>"$LOG"
+  $PY jobs/monitor_lines.py "$R" 12 >>"$LOG" 2>&1
   if [ "$(left)" -gt 60 ]; then
     echo "== $R: critic probe ($(left) s left)" >>"$LOG"
     timeout 40 $PY benchmarks/critic_probe.py --run "$R" --device "$DEVICE" >>"$LOG" 2>&1 || echo "critic probe stopped: $?" >>"$LOG"
