@@ -337,6 +337,21 @@ def test_session_render_is_deterministic_and_edits_move_the_code():
     assert sess.prior is not None and sess.prior.mahalanobis(squeezed.tensor[0]).sum() < sess.prior.mahalanobis(code_a.tensor[0]).sum()
 
 
+@pytest.mark.parametrize("params,message", [
+    ({"psi": float("nan")}, "truncation psi nan: give a finite number"),
+    ({"tau": float("nan")}, "tau nan: give a number of stds >= 0"),
+    ({"tau": -1.0}, "tau -1: give a number of stds >= 0"),
+    ({"strengths": {(0, 1): float("inf")}}, "direction strength inf: give a finite number of stds"),
+])
+def test_explore_params_refuse_what_gradios_bounds_check_lets_through(params, message):
+    """A NaN slider value passes Gradio's own check (NaN < minimum is false) when a client sends it through the API."""
+    from latentatlas.app.session import ExploreParams
+    from latentatlas.io.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        ExploreParams(**params)
+
+
 def test_session_takes_warped_paths(tmp_path):
     """A warped-paths file given to the app becomes a slider set that walks each layer's w."""
     from latentatlas.app.session import ExploreParams, ModelSession

@@ -26,7 +26,7 @@ import torch
 from latentatlas.app.uploads import UploadLimits, load_upload
 from latentatlas.directions.files import Directions
 from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_number
 from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.latent.paths import endpoint, style_mix, travel
@@ -116,6 +116,14 @@ class ExploreParams:
     mix_seed: int | None = None
     mix_cutoff: int = 0
     base: np.ndarray | None = None  # a w+ code [L, D] (from a projection) instead of the seed
+
+    def __post_init__(self) -> None:
+        """The sliders as the page's API may send them: Gradio's bounds check passes NaN (it fails
+        no comparison), and a NaN psi or strength would render a NaN picture without a word."""
+        require_number("truncation psi", self.psi, what="a finite number (1: none)")
+        require_number("tau", self.tau, at_least=0, what="a number of stds >= 0 (0: off)")
+        for value in self.strengths.values():
+            require_number("direction strength", value, what="a finite number of stds")
 
 
 # Slider sets the Explore tab has room for: the bundled ones (GANSpace, supervised, warped for
