@@ -7,6 +7,7 @@ from PIL import Image
 
 from latentatlas.app.uploads import UploadLimits, load_upload
 from latentatlas.io.errors import UserError
+from conftest import one_line_error
 
 
 def test_upload_limits_refuse_before_decoding(tmp_path):
@@ -33,7 +34,10 @@ def test_upload_converts_and_says_what_it_changed(tmp_path):
 
 
 def test_serve_refuses_bad_arguments_before_starting(run_cli, tmp_path):
+    """--max-upload-mb nan passed the old `<= 0` test and ended in int()'s traceback."""
     code, _, err = run_cli("serve", tmp_path / "missing.safetensors")
     assert code == 2 and "no such file" in err
-    code, _, err = run_cli("serve", "faces64", "--max-upload-mb", "0")
-    assert code == 2 and "must be positive" in err
+    for args, message in ((("--max-upload-mb", "0"), "--max-upload-mb 0: give a positive number of megabytes"),
+                          (("--max-upload-mb", "nan"), "--max-upload-mb nan: give a positive number of megabytes"),
+                          (("--max-pixels", "0"), "--max-pixels 0: use at least 1")):
+        one_line_error(*run_cli("serve", "faces64", *args), message)

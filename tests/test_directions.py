@@ -269,7 +269,7 @@ def test_direction_finders_refuse_counts_below_their_minimum(run_cli, model_file
     (("--top", "0"), "--top 0: use at least 1"),
     (("--starts", "0"), "--starts 0: use at least 1"),
     (("--steps", "1"), "--steps 1: use at least 2 (frames per path: a slope needs two)"),
-    (("--length", "0"), "--length 0.0: give a positive half path length"),
+    (("--length", "0"), "--length 0: give a positive half path length"),
     (("--length", "nan"), "--length nan: give a positive half path length"),
 ])
 def test_directions_score_refuses_settings_that_give_no_scores_before_any_work(run_cli, model_file, tmp_path, args, message):
