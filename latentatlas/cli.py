@@ -1208,6 +1208,7 @@ def train_predictor(
     require_at_least("--steps", steps, 1, "optimisation steps")
     require_at_least("--batch", batch, 2, "rendered faces per step: batch norm needs two")
     require_at_least("--width", width, 1, "channels of the first layer")
+    require_at_least("--eval-num", eval_num, 0, "held-out renders; 0: skip the report")
     if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
         _outputs([out], force)
     dev = pick_device(device)

@@ -228,6 +228,7 @@ def _refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     (("train-stylemap", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
     (("train-stylemap", "--batch", "-4"), "--batch -4: use at least 1"),
     (("train-predictor", "--batch", "1"), "--batch 1: use at least 2 (rendered faces per step: batch norm needs two)"),
+    (("train-predictor", "--eval-num", "-1"), "--eval-num -1: use at least 0 (held-out renders; 0: skip the report)"),
     (("train", "--resolution", "8"), "--resolution 8: synthfaces renders at least 16 px"),
     (("train-stylemap", "--resolution", "8"), "--resolution 8: synthfaces renders at least 16 px"),
 ])
@@ -259,6 +260,6 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
 ])
 def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     """NaN fails no `<` test and inf passes every lower bound: --lr nan and --snapshot-kimg nan ended
-    in tracebacks (Adam's, a cast's), --gamma nan trained on NaN, --max-minutes nan ran without a
+    in tracebacks (Adam's, a cast's), --gamma had no check at all, --max-minutes nan ran without a
     limit, and --strength 1..2,3 reached float()'s traceback."""
     _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
