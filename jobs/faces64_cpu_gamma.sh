@@ -6,8 +6,9 @@
 # later factor monitor line (1000 samples every 10 kimg), and the run's own history under the
 # default weight (README, "faces64 and how it is measured": mean std ratio 0.57, 0.63, 0.67 at
 # 345, 505, 690 kimg). The 32 px stand-in (jobs/gamma_proxy_cpu.sh SWITCH=1) widened the factors
-# only from about 80 kimg after the switch, and this runs at about 0.4 kimg/min alone: a chunk
-# per session, each resumed from the portable checkpoint that the last one committed.
+# only from about 80 kimg after the switch (faces64 turned at about 90), and this runs at
+# 0.29-0.43 kimg/min alone (AMD EPYC, Intel Xeon): a chunk per session, each resumed from the
+# portable checkpoint that the last one committed.
 #   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # then commit $RUN/portable (27 MB) once per session
 #   python jobs/faces64_cpu_gamma_report.py --from-kimg K --device D --minutes M   # the chunk's JSON and table
 # Batch 32, not the lease's 128: the generator's EMA half-life follows the batch (10 kimg here
