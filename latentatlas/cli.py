@@ -1205,14 +1205,12 @@ def train_predictor(
     from latentatlas.training.attributes import TrainConfig, evaluate
     from latentatlas.training.attributes import train as run_training
 
-    require_at_least("--steps", steps, 1, "optimisation steps")
-    require_at_least("--batch", batch, 2, "rendered faces per step: batch norm needs two")
-    require_at_least("--width", width, 1, "channels of the first layer")
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, width=width, seed=seed)
     require_at_least("--eval-num", eval_num, 0, "held-out renders; 0: skip the report")
     if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
         _outputs([out], force)
     dev = pick_device(device)
-    model = run_training(out, TrainConfig(steps=steps, batch=batch, lr=lr, width=width, seed=seed), dev, max_minutes=max_minutes)
+    model = run_training(out, cfg, dev, max_minutes=max_minutes)
     if not out.exists():
         typer.echo(f"stopped before the last step; run the same command again to resume from {state_path(out)}")
         return

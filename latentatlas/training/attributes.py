@@ -23,7 +23,7 @@ from torch import nn
 
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path, state_path
-from latentatlas.io.errors import UserError, check_max_minutes, require_number
+from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number
 from latentatlas.training.common import setup_cuda
 
 INPUT_RESOLUTION = 64
@@ -124,6 +124,13 @@ class TrainConfig:
     seed: int = 0
     render_resolution: int = 64
 
+    def __post_init__(self) -> None:
+        """Refused as one line before any work, as the GAN trainers' configs are (training/common.py)."""
+        require_at_least("--steps", self.steps, 1, "optimisation steps")
+        require_at_least("--batch", self.batch, 2, "rendered faces per step: batch norm needs two")
+        require_at_least("--width", self.width, 1, "channels of the first layer")
+        require_number("--lr", self.lr, above=0, what="a positive learning rate", example="0.002")
+
 
 def _batch(step: int, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     images, factors = synthfaces.sample(cfg.batch, seed=cfg.seed * 10_000_019 + step, resolution=cfg.render_resolution, device=device)
@@ -151,7 +158,6 @@ def train(
     from tqdm import tqdm
 
     check_max_minutes(max_minutes)
-    require_number("--lr", cfg.lr, above=0, what="a positive learning rate", example="0.002")
     out = Path(out)
     state_file = state_path(out)
     device = torch.device(device)
