@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
@@ -82,7 +82,11 @@ def save_animation(path: str | Path, frames: torch.Tensor, fps: int = 12) -> Pat
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# The decoders for those suffixes, and no others: Pillow picks a decoder by content, so an EPS file
+# named .png would otherwise go to Ghostscript, and a web upload can be named anything.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard (it raises at twice this), for decoders outside open_image
 
 
 @contextmanager
@@ -93,11 +97,10 @@ def open_image(path: Path, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image
     20000 PNG is a few hundred kilobytes on disk but gigabytes once decoded. Errors that come up
     while the caller decodes inside the block (a truncated file) are reported the same way.
     """
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused just below, in one line
-            opened = Image.open(path)
+            opened = Image.open(path, formats=IMAGE_FORMATS)
         with opened as im:
             if im.width * im.height > max_pixels:
                 raise UserError(f"{path.name}: {im.width}x{im.height} is too large (limit {max_pixels:,} pixels)")
@@ -106,27 +109,55 @@ def open_image(path: Path, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image
         raise
     except Image.DecompressionBombError:
         raise UserError(f"{path.name}: the image is too large (limit {max_pixels:,} pixels)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except UnidentifiedImageError:
+        raise UserError(f"{path}: not a PNG, JPEG, WebP or BMP image; convert it to one of these") from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({type(e).__name__}); is the file complete?") from None
+
+
+def to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
+    """Any decoded image as 8-bit RGB, upright, with a note for each change.
+
+    Pillow's convert() would clip 16-bit grey to 255 (a white picture) and drop alpha, leaving
+    whatever colour lies under transparent pixels; a camera JPEG's EXIF orientation would be
+    ignored and the face projected on its side.
+    """
+    if im.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+        notes.append("turned upright as its EXIF orientation says")
+        im = ImageOps.exif_transpose(im)
+    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 255 / 65535 if im.mode.startswith("I;16") or float(arr.max(initial=0)) > 255 else 1.0
+        if im.mode == "F" and float(arr.max(initial=0)) <= 1.0:
+            scale = 255.0  # float images in [0, 1]
+        notes.append(f"scaled {im.mode} grey to 8 bits")
+        im = Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            notes.append(f"composited {im.mode} over white (transparent pixels become white)")
+            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if im.mode != "RGB":
+        notes.append(f"converted {im.mode} to RGB")
+        im = im.convert("RGB")
+    return im
 
 
 def read_image(path: str | Path, resolution: int, max_pixels: int = MAX_PIXELS) -> tuple[torch.Tensor, list[str]]:
     """One image as [3, R, R] in [-1, 1] plus notes on what was changed to get there.
 
-    Grey, palette and RGBA images are converted to RGB, non-square ones centre-cropped, and
-    the result resized to `resolution` (area filter down, bicubic up); each change is noted so
-    the caller can warn. Unreadable, truncated or oversized files raise UserError.
+    Grey, 16-bit, palette and transparent images become 8-bit RGB (to_rgb), EXIF-rotated photos are
+    turned upright, non-square ones centre-cropped, and the result resized to `resolution` (area
+    filter down, bicubic up); each change is noted so the caller can warn. Unreadable, truncated,
+    oversized or non-image files raise UserError.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     notes: list[str] = []
     with open_image(path, max_pixels) as im:
-        if im.mode != "RGB":
-            notes.append(f"converted {im.mode} to RGB")
-            im = im.convert("RGB")
-        else:
-            im.load()
+        im.load()
+        im = to_rgb(im, notes)
         w, h = im.size
         if w != h:
             s = min(w, h)
