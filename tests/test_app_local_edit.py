@@ -140,3 +140,29 @@ def test_an_uploaded_stylemap_code_stands_for_its_picture(stylemap_file, tmp_pat
         with pytest.raises(UserError, match=message) as e:
             sess.picture(Picture("upload", 0, str(tmp_path / name)))
         assert name in str(e.value)
+
+
+def test_the_brush_canvas_refuses_oversized_or_many_layers_before_gradio_decodes_them(tmp_path):
+    """An API client can send the editor any pictures; the page's canvas size is the browser's rule only."""
+    import gradio as gr
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from latentatlas.app.server import MAX_PAINT_LAYERS, PAINT, PaintEditor
+
+    editor = PaintEditor(type="numpy", image_mode="RGBA", canvas_size=(PAINT, PAINT), layers=False)
+    assert editor.get_block_name() == "imageeditor"  # the page shows gradio's own widget
+
+    def png(name: str, size: int) -> FileData:
+        path = tmp_path / name
+        Image.new("RGBA", (size, size)).save(path)  # all-transparent: a few kilobytes whatever the size
+        return FileData(path=str(path), orig_name=name)
+
+    stroke = png("stroke.png", PAINT)
+    ok = editor.preprocess(EditorData(background=png("bg.png", PAINT), layers=[stroke], composite=None))
+    assert ok["layers"][0].shape == (PAINT, PAINT, 4)
+    huge = png("huge.png", 6000)  # 36 M pixels, 144 MB once decoded as RGBA
+    with pytest.raises(gr.Error, match="6000x6000; the canvas is 128x128"):
+        editor.preprocess(EditorData(background=None, layers=[huge], composite=None))
+    with pytest.raises(gr.Error, match=f"at most {MAX_PAINT_LAYERS} painted layers"):
+        editor.preprocess(EditorData(background=None, layers=[stroke] * (MAX_PAINT_LAYERS + 1), composite=None))

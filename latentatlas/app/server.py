@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from io import BytesIO
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network at run 
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+from gradio.data_classes import FileData  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from latentatlas.app.session import (  # noqa: E402
     MASK_DRAWN,
@@ -51,6 +54,43 @@ DISPLAY = 256  # displayed image size (small models are enlarged, nearest neighb
 PAINT = 128  # the brush canvas: every stroke is sent as images of this size, so it stays small
 REFINE_STEPS = 100  # Local edit's "Refine": optimisation steps per encoded picture (faces64-stylemap: about 2 s on 2 cores)
 STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
+MAX_PAINT_LAYERS = 4  # the editor has one layer (layers=False); a request with more is not the page's
+
+
+class PaintEditor(gr.ImageEditor):
+    """The brush canvas, with each picture's size read from its header before Gradio decodes it.
+
+    Gradio decodes every picture of an editor request (background, composite and each layer) into
+    an array before our handler sees it, and the PAINT px canvas is the browser's rule only: a
+    client of the page's API could send many layers, each a small PNG that decodes to hundreds of
+    megabytes. Here a request is refused, as one message in the page, unless every picture is at
+    most twice the canvas on a side and there are at most MAX_PAINT_LAYERS layers.
+    """
+
+    max_pixels = (2 * PAINT) ** 2
+
+    def get_block_name(self) -> str:  # the same widget in the page (gradio's documented override)
+        return "imageeditor"
+
+    def preprocess(self, payload: Any) -> Any:
+        cached = self.blob_storage.get(payload.id) if payload is not None and payload.id is not None else None
+        for source in (payload, cached):
+            if source is not None and len(source.layers or []) > MAX_PAINT_LAYERS:
+                raise gr.Error(f"at most {MAX_PAINT_LAYERS} painted layers; the page sends one")
+        return super().preprocess(payload)
+
+    def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
+        if file is not None:
+            try:
+                with Image.open(file.path if isinstance(file, FileData) else BytesIO(file)) as im:  # the header only
+                    w, h = im.size
+            except Image.DecompressionBombError:
+                raise gr.Error(f"the painted picture is far larger than the {PAINT}x{PAINT} canvas") from None
+            except (OSError, ValueError):
+                raise gr.Error("the painted picture is not a readable image") from None
+            if w * h > self.max_pixels:
+                raise gr.Error(f"the painted picture is {w}x{h}; the canvas is {PAINT}x{PAINT}")
+        return super().convert_and_format_image(file, flatten_on_white)
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
     "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
@@ -513,7 +553,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 ref_seed = gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed")
                 ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="ref-file", visible=False, height=120)
-                editor = gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
+                editor = PaintEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
                                         brush=gr.Brush(default_size=max(4, PAINT // 12), colors=["#ff00ff"], color_mode="fixed"),
                                         eraser=gr.Eraser(default_size=max(4, PAINT // 12)), elem_id="ref-editor")
