@@ -232,15 +232,24 @@ def _write_samples(out: Path, img: "object", seed_list: list[int], grid: bool, p
         typer.echo(f"{len(seed_list)} images: {out}/seed*.png")
 
 
-def _endpoint(text: str, generator, space: str, truncation: float):  # type: ignore[no-untyped-def]
-    """A seed number or a .npz file -> one code in `space` ('z' or 'w'; w+ from files stays w+)."""
+def _single_seed(text: str) -> int | None:
+    """A one-seed input ('7') as its number, checked as every seed is (below 2**32); None for anything else."""
+    return parse_seeds(text)[0] if re.fullmatch(r"\d+", text) else None
+
+
+def _endpoint(text: str, generator, space: str, truncation: float, model_names: tuple[str, ...]):  # type: ignore[no-untyped-def]
+    """A seed number or a .npz file -> one code in `space` ('z' or 'w'; w+ from files stays w+).
+
+    A file that records another model is refused (`model_names`: the names this one goes by), as
+    the app and the StyleMapGAN path refuse it: a code means nothing in another model's space."""
     from latentatlas.latent.codes import code_for_model, z_from_seeds
     from latentatlas.latent.paths import endpoint
 
-    if re.fullmatch(r"\d+", text):
-        code = z_from_seeds([int(text)], generator.z_dim, generator.device)
-    elif text.endswith(".npz"):
-        code = code_for_model(text, generator).to(generator.device)
+    seed = _single_seed(text)
+    if seed is not None:
+        code = z_from_seeds([seed], generator.z_dim, generator.device)
+    elif text.lower().endswith(".npz"):
+        code = code_for_model(text, generator, model_names).to(generator.device)
     else:
         raise UserError(f"{text!r}: give a seed number or a .npz file of latent codes")
     try:
@@ -307,7 +316,8 @@ def interpolate(
             raise UserError("--refine refines StyleMapGAN encodings; for a StyleGAN2 model project the images "
                             "(latentatlas project) and interpolate between the .npz codes")
         generator, meta = load_generator(model, pick_device(device))
-        path, images = travel(_endpoint(start, generator, space, truncation), _endpoint(end, generator, space, truncation),
+        names = (model, str(resolve_model(model)), meta["name"])
+        path, images = travel(*(_endpoint(t, generator, space, truncation, names) for t in (start, end)),
                               generator, frames, method, truncation)
     images = images.cpu()
     save_image(out / "interpolation.png", make_grid(images, cols=frames))
@@ -1095,8 +1105,9 @@ def _stylemap_input(text: str, generator: "object", encoder: "object", model_nam
     from latentatlas.latent.codes import code_for_model
 
     g: Any = generator
-    if re.fullmatch(r"\d+", text):
-        code = random_stylemaps(g, [int(text)], truncation, mean)
+    seed = _single_seed(text)
+    if seed is not None:
+        code = random_stylemaps(g, [seed], truncation, mean)
     elif text.lower().endswith(".npz"):
         code = code_for_model(text, g, model_names).tensor.to(g.device)
     else:

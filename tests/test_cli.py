@@ -49,6 +49,39 @@ def test_interpolate_and_mix(run_cli, model_file, tmp_path):
     assert Image.open(tmp_path / "mix.png").size == (4 * 16, 3 * 16)
 
 
+def test_interpolation_ends_are_checked_like_every_other_seed_and_code(run_cli, model_file, tmp_path):
+    """A seed past 2**32 was numpy's ValueError traceback, and a code of another model of the
+    same shape was taken without a word (the app and the StyleMapGAN path refused it)."""
+    from conftest import randomize, tiny_config
+    from latentatlas.models.stylegan2 import Generator
+
+    code, _, err = run_cli("interpolate", model_file, "--from", "5000000000", "--out", tmp_path / "i")
+    _one_line_error(code, "", err, "seed 5000000000 is too large")
+    other = tmp_path / "other.safetensors"
+    save_model(other, randomize(Generator(tiny_config()), seed=5))
+    code, _, err = run_cli("generate", other, "--seeds", "1", "--out", tmp_path / "g", "--no-grid")
+    assert code == 0, err
+    code, _, err = run_cli("interpolate", model_file, "--to", tmp_path / "g" / "latents.npz", "--out", tmp_path / "i")
+    _one_line_error(code, "", err, "latents.npz is a code of the model")
+    assert not (tmp_path / "i").exists()
+    code, _, err = run_cli("interpolate", other, "--to", tmp_path / "g" / "latents.npz", "--frames", "3", "--out", tmp_path / "i")
+    assert code == 0, err
+
+
+def test_conditional_models_get_one_line_where_a_command_gives_no_class(run_cli, tmp_path):
+    from conftest import randomize, tiny_config
+    from latentatlas.models.stylegan2 import Generator
+
+    model = tmp_path / "cond.safetensors"
+    save_model(model, randomize(Generator(tiny_config(c_dim=3))))
+    for args in (("mix", "--rows", "0", "--cols", "1", "--out", tmp_path / "m.png"),
+                 ("interpolate", "--frames", "3", "--out", tmp_path / "i")):
+        code, _, err = run_cli(args[0], model, *args[1:])
+        _one_line_error(code, "", err, "conditional (3 classes)", "generate --class K")
+    code, _, err = run_cli("generate", model, "--seeds", "0", "--class", "2", "--out", tmp_path / "g")
+    assert code == 0, err
+
+
 def test_info_and_convert(run_cli, tiny_generator, tmp_path):
     pkl = tmp_path / "net.pkl"
     write_official_pickle(pkl, tiny_generator)

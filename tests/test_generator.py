@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from latentatlas.io.errors import UserError
 from latentatlas.models.ops import upsample2d, setup_filter
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 from conftest import randomize, tiny_config
@@ -77,7 +78,7 @@ def test_truncation_psi_zero_gives_the_average_image(tiny_generator):
 def test_conditional_generator_needs_labels():
     g = randomize(Generator(tiny_config(c_dim=3)))
     z = torch.randn(2, 16)
-    with pytest.raises(ValueError, match="conditional"):
+    with pytest.raises(UserError, match=r"conditional \(3 classes\).*generate --class K"):
         g(z)
     c = torch.eye(3)[:2]
     with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from latentatlas.io.errors import UserError
 from latentatlas.models.ops import (
     Conv2dLayer,
     FullyConnectedLayer,
@@ -105,7 +106,10 @@ class MappingNetwork(nn.Module):
         x = normalize_2nd_moment(z.to(torch.float32))
         if self.c_dim > 0:
             if c is None or c.shape[-1] != self.c_dim:
-                raise ValueError(f"this generator is conditional: give labels c of shape [N, {self.c_dim}]")
+                # A user error, not a bug: a conditional model reaches commands that give no labels
+                # (mix, interpolate, stats, project...), and the CLI turns this into one line.
+                raise UserError(f"this model is conditional ({self.c_dim} classes): it needs class labels c of shape "
+                                f"[N, {self.c_dim}]; of the commands only `latentatlas generate --class K` gives them so far")
             y = normalize_2nd_moment(self.embed(c.to(torch.float32)))
             x = torch.cat([x, y], dim=1)
         for idx in range(self.num_layers):

@@ -1,0 +1,735 @@
+"""The Gradio web app: Explore, Interpolate and Project tabs (StyleGAN2) and Local edit (StyleMapGAN).
+
+A thin layer over `app.session`: widgets in, an `ExploreParams`, a pair of interpolation ends,
+a projection or a (`Picture`, mask) pair out. Models are chosen from a fixed list made at
+start-up (bundled names and paths given on the command line), each picker offering the models
+its tabs can use; nothing a web user types is ever opened as a path. Uploads are capped in
+bytes by the server and in pixels before decoding; a bad upload is a message in the page, never
+a crash. Projections (the Project tab's, and the Interpolate tab's for uploaded images) run one
+at a time (a queue) in a worker thread that Stop, or leaving the page, ends.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from io import BytesIO
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network at run time
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+from gradio.data_classes import FileData  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from latentatlas.app.session import (  # noqa: E402
+    MASK_DRAWN,
+    MAX_DIRECTION_SETS,
+    MAX_FRAMES,
+    MAX_SEED,
+    PICTURE_KINDS,
+    ExploreParams,
+    LocalEdit,
+    ModelSession,
+    Picture,
+    StyleMapSession,
+    enlarge,
+    file_key,
+    to_rgb8,
+)
+from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
+from latentatlas.io.errors import UserError  # noqa: E402
+
+MAX_SETS = MAX_DIRECTION_SETS  # direction sets shown (session.py says why so many)
+MAX_SLIDERS = 20  # sliders per set
+DISPLAY = 256  # displayed image size (small models are enlarged, nearest neighbour)
+PAINT = 128  # the brush canvas: every stroke is sent as images of this size, so it stays small
+REFINE_STEPS = 100  # Local edit's "Refine": optimisation steps per encoded picture (faces64-stylemap: about 2 s on 2 cores)
+STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
+MAX_PAINT_LAYERS = 4  # the editor has one layer (layers=False); a request with more is not the page's
+
+from gradio.events import Dependency
+
+class PaintEditor(gr.ImageEditor):
+    """The brush canvas, with each picture's size read from its header before Gradio decodes it.
+
+    Gradio decodes every picture of an editor request (background, composite and each layer) into
+    an array before our handler sees it, and the PAINT px canvas is the browser's rule only: a
+    client of the page's API could send many layers, each a small PNG that decodes to hundreds of
+    megabytes. Here a request is refused, as one message in the page, unless every picture is at
+    most twice the canvas on a side and there are at most MAX_PAINT_LAYERS layers.
+    """
+
+    max_pixels = (2 * PAINT) ** 2
+
+    def get_block_name(self) -> str:  # the same widget in the page (gradio's documented override)
+        return "imageeditor"
+
+    def preprocess(self, payload: Any) -> Any:
+        cached = self.blob_storage.get(payload.id) if payload is not None and payload.id is not None else None
+        for source in (payload, cached):
+            if source is not None and len(source.layers or []) > MAX_PAINT_LAYERS:
+                raise gr.Error(f"at most {MAX_PAINT_LAYERS} painted layers; the page sends one")
+        return super().preprocess(payload)
+
+    def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
+        if file is not None:
+            try:
+                with Image.open(file.path if isinstance(file, FileData) else BytesIO(file)) as im:  # the header only
+                    w, h = im.size
+            except Image.DecompressionBombError:
+                raise gr.Error(f"the painted picture is far larger than the {PAINT}x{PAINT} canvas") from None
+            except (OSError, ValueError):
+                raise gr.Error("the painted picture is not a readable image") from None
+            if w * h > self.max_pixels:
+                raise gr.Error(f"the painted picture is {w}x{h}; the canvas is {PAINT}x{PAINT}")
+        return super().convert_and_format_image(file, flatten_on_white)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+NO_STYLEMAP = (
+    "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
+    "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
+    "`latentatlas serve faces64 faces64-stylemap` (the bundled pair, the default) "
+    "(`latentatlas train-stylemap` makes one; official naver-ai/StyleMapGAN `.pt` files work too)."
+)
+
+
+class Sessions:
+    """Models by name, loaded on first use and kept; each one's kind (StyleGAN2 or StyleMapGAN) is
+    read from its file at start-up, so a bad path fails before the server starts."""
+
+    def __init__(self, models: dict[str, str], device: str, directions: dict[str, list[str]]) -> None:
+        from latentatlas.io.checkpoints import model_kind
+        from latentatlas.models.bundled import resolve_model
+
+        if not models:
+            raise UserError("no model to serve")
+        self.models, self.device, self.directions = models, device, directions
+        self.kinds = {name: model_kind(resolve_model(source)) for name, source in models.items()}
+        self._loaded: dict[str, ModelSession | StyleMapSession] = {}
+        self._lock = threading.Lock()
+
+    def names(self, kind: str | None = None) -> list[str]:
+        return [n for n in self.models if kind is None or self.kinds[n] == kind]
+
+    def load(self, name: str) -> ModelSession | StyleMapSession:
+        if name not in self.models:
+            raise UserError(f"unknown model {name!r}")
+        with self._lock:
+            if name not in self._loaded:
+                if self.kinds[name] == STYLEMAP:
+                    if self.directions.get(name):
+                        raise UserError(f"{name} is a StyleMapGAN model: direction files are for StyleGAN2 models")
+                    self._loaded[name] = StyleMapSession(name, self.models[name], self.device)
+                else:
+                    self._loaded[name] = ModelSession(name, self.models[name], self.device, self.directions.get(name))
+            return self._loaded[name]
+
+    def get(self, name: str) -> ModelSession:
+        """A StyleGAN2 model (Explore, Interpolate, Project)."""
+        sess = self.load(name)
+        if not isinstance(sess, ModelSession):
+            raise UserError(f"{name} is a StyleMapGAN model: use it in the Local edit tab")
+        return sess
+
+    def stylemap(self, name: str) -> StyleMapSession:
+        """A StyleMapGAN model (Local edit)."""
+        sess = self.load(name)
+        if not isinstance(sess, StyleMapSession):
+            raise UserError(f"{name} is a StyleGAN2 model: local editing needs a StyleMapGAN model")
+        return sess
+
+
+def _user_errors(fn):  # type: ignore[no-untyped-def]
+    """Show library UserErrors as a message in the page instead of a failed request (plain and generator handlers)."""
+    if inspect.isgeneratorfunction(fn):
+
+        def wrapped_gen(*args, **kwargs):  # type: ignore[no-untyped-def]
+            try:
+                yield from fn(*args, **kwargs)
+            except UserError as e:
+                raise gr.Error(str(e)) from None
+
+        wrapped_gen.__name__ = fn.__name__
+        return wrapped_gen
+
+    def wrapped(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            raise gr.Error(str(e)) from None
+
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.Blocks:
+    tmpdir = Path(tempfile.mkdtemp(prefix="latentatlas-app-"))
+    gan = sessions.names(STYLEGAN2)
+    with gr.Blocks(title="latentatlas", analytics_enabled=False) as demo:
+        gr.Markdown("## latentatlas — map, search and travel a GAN's latent space")
+        model = gr.Dropdown(gan, value=gan[0] if gan else None, label="Model", elem_id="model", visible=bool(gan))
+        base_state = gr.State(None)  # a projected w+ code being edited, or None (use the seed)
+        proj_ctl = gr.State({})  # per-user projection control: {"stop": Event, "w": code}
+        with gr.Tabs(selected="explore" if gan else "local") as tabs:
+            if gan:
+                explore = _explore_tab(demo, sessions, model, base_state, tmpdir)
+                _interpolate_tab(sessions, model, limits, tmpdir)
+                prior_w, whiten = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
+                _on_model_change(sessions, model, base_state, explore, prior_w, whiten)
+            _local_edit_tab(demo, sessions, limits)
+    return demo
+
+
+# ---------------------------------------------------------------------------------------- Explore
+
+
+@dataclass
+class _Explore:
+    """What other tabs need of the Explore tab: its render call, and the widgets a model change resets."""
+
+    render: Any
+    inputs: list[Any]
+    outputs: list[Any]
+    accordions: list[Any]
+    sliders: list[Any]
+    mix_cutoff: Any
+    layer_start: Any
+    layer_end: Any
+    tau: Any
+
+
+def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_state: gr.State, tmpdir: Path) -> _Explore:
+    first = sessions.get(sessions.names(STYLEGAN2)[0])
+    with gr.Tab("Explore", id="explore"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                with gr.Row():
+                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
+                    random_btn = gr.Button("Random", elem_id="random", scale=0)
+                psi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi", elem_id="psi")
+                tau = gr.Slider(0, 4, value=0, step=0.1, label="PCA compression tau (0 = off)", elem_id="tau",
+                                interactive=first.prior is not None)
+                with gr.Row():
+                    mix_seed = gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed")
+                    mix_cutoff = gr.Slider(0, first.num_ws, value=0, step=1, label="from layer (0 = no mixing)", elem_id="mix-cutoff")
+                restrict = gr.Checkbox(False, label="Edit only w+ layers", elem_id="restrict")
+                with gr.Row():
+                    layer_start = gr.Slider(0, first.num_ws, value=0, step=1, label="first layer", elem_id="layer-start")
+                    layer_end = gr.Slider(1, first.num_ws, value=first.num_ws, step=1, label="end layer (excluded)", elem_id="layer-end")
+            with gr.Column(scale=1):
+                image = gr.Image(label="Image", type="numpy", height=DISPLAY, width=DISPLAY, elem_id="explore-image",
+                                 interactive=False, format="png")
+                source = gr.Markdown("seed 0", elem_id="source")
+                with gr.Row():
+                    back_btn = gr.Button("Back to the seed", elem_id="back-to-seed", size="sm")
+                    code_btn = gr.Button("Download code (.npz)", elem_id="download-code", size="sm")
+                code_file = gr.File(label="Code", visible=False, elem_id="code-file")
+        sliders: list[gr.Slider] = []
+        accordions = []
+        for s in range(MAX_SETS):
+            title = first.set_title(s)
+            with gr.Accordion(title or "", open=s == 0, visible=title is not None) as acc:
+                accordions.append(acc)
+                with gr.Row():
+                    for k in range(MAX_SLIDERS):
+                        name, lim = first.slider(s, k)
+                        sliders.append(gr.Slider(-lim, lim, value=0, step=0.1, label=name, visible=bool(name),
+                                                 min_width=160, elem_id=f"dir-{s}-{k}"))
+
+    inputs = [model, seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, base_state, *sliders]
+
+    @_user_errors
+    def render(name, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, *strengths):  # type: ignore[no-untyped-def]
+        sess = sessions.get(name)
+        params = _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths)
+        t = time.perf_counter()
+        arr, _ = sess.render(params)
+        ms = (time.perf_counter() - t) * 1000
+        where = "a projected image" if base is not None else f"seed {int(seed_v or 0)}"
+        return enlarge(arr, DISPLAY), f"{where} · {ms:.0f} ms"
+
+    for widget in [seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, *sliders]:
+        widget.change(render, inputs, [image, source], trigger_mode="always_last", show_progress="hidden",
+                      concurrency_id="render", concurrency_limit=4)
+    seed.input(lambda: None, None, base_state)
+    back_btn.click(lambda: None, None, base_state).then(render, inputs, [image, source])
+    random_btn.click(lambda: int(np.random.randint(0, 2**31)), None, seed)
+    demo.load(render, inputs, [image, source])
+
+    @_user_errors
+    def download_code(name, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, *strengths):  # type: ignore[no-untyped-def]
+        from latentatlas.latent.codes import save_codes
+
+        sess = sessions.get(name)
+        code = sess.edited_code(_params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths))
+        folder = Path(tempfile.mkdtemp(dir=tmpdir))
+        path = folder / (f"{name}-seed{int(seed_v or 0)}.npz" if base is None else f"{name}-projected.npz")
+        save_codes(path, code.to("cpu"), model=name)
+        return gr.update(value=str(path), visible=True)
+
+    code_btn.click(download_code, inputs, code_file)
+    return _Explore(render, inputs, [image, source], accordions, sliders, mix_cutoff, layer_start, layer_end, tau)
+
+
+def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, explore: _Explore, prior_w: gr.Slider,
+                     whiten: gr.Checkbox) -> None:
+    """A new StyleGAN2 model: its direction sets, layer count and prior, then a fresh render."""
+
+    def on_model(name):  # type: ignore[no-untyped-def]
+        sess = sessions.get(name)
+        updates: list[Any] = []
+        for s in range(MAX_SETS):
+            title = sess.set_title(s)
+            updates.append(gr.update(label=title or "", visible=title is not None))
+        for s in range(MAX_SETS):
+            for k in range(MAX_SLIDERS):
+                name_k, lim = sess.slider(s, k)
+                updates.append(gr.update(label=name_k, visible=bool(name_k), value=0, minimum=-lim, maximum=lim))
+        n = sess.num_ws
+        has_prior = sess.prior is not None
+        updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),
+                    gr.update(interactive=has_prior, value=0), gr.update(interactive=has_prior, value=0),
+                    gr.update(interactive=has_prior, value=False), None]
+        return updates
+
+    e = explore
+    model.change(on_model, model, [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau, prior_w, whiten,
+                                   base_state]).then(
+        e.render, e.inputs, e.outputs)
+
+
+# ---------------------------------------------------------------------------------------- Interpolate
+
+
+def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tmpdir: Path) -> None:
+    with gr.Tab("Interpolate", id="interpolate"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                ends = []
+                for key, label, seed_v in (("a", "From", 0), ("b", "To", 1)):
+                    with gr.Group():
+                        seed = gr.Number(seed_v, label=f"{label} seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id=f"seed-{key}")
+                        file = gr.File(label=f"...or {label.lower()} an image (projected) or a saved code (.npz)",
+                                       file_types=["image", ".npz"], type="filepath", elem_id=f"file-{key}", height=120)
+                    ends.append((seed, file))
+                frames = gr.Slider(2, MAX_FRAMES // 2, value=10, step=1, label="Frames", elem_id="frames")
+                method = gr.Radio(["slerp", "lerp"], value="slerp", label="Interpolation")
+                space = gr.Radio(["z", "w"], value="w", label="Space (codes and images: w)", elem_id="interp-space")
+                ipsi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi")
+                isteps = gr.Slider(10, 500, value=60, step=10, label="Projection steps (for uploaded images)", elem_id="interp-steps")
+                interp_btn = gr.Button("Interpolate", variant="primary", elem_id="interpolate-btn")
+            with gr.Column(scale=2):
+                strip = gr.Image(label="Strip", type="numpy", interactive=False, elem_id="strip", format="png")
+                anim = gr.Image(label="Animation", type="filepath", interactive=False, elem_id="animation")
+                status = gr.Markdown("", elem_id="interp-status")
+
+    def check_file(name, f):  # type: ignore[no-untyped-def]
+        """Say at once what an uploaded end is, or why it can't be used (and clear it)."""
+        if f is None:
+            return None, ""
+        try:
+            return f, _describe_end(sessions.get(name), f, limits)
+        except UserError as e:
+            gr.Warning(str(e))
+            return None, ""
+
+    for _, file in ends:
+        file.upload(check_file, [model, file], [file, status])
+        file.clear(lambda: "", None, status)
+
+    @_user_errors
+    def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps):  # type: ignore[no-untyped-def]
+        sess = sessions.get(name)
+        if sp == "z" and any(f is not None and not _is_code_file(f) for f in (fa, fb)):
+            raise UserError("an uploaded image is projected to w: interpolate in space w")
+        codes, labels = [], []
+        for which, seed_v, f in (("start", a, fa), ("end", b, fb)):
+            if f is None:
+                codes.append(int(seed_v or 0))
+                labels.append(f"seed {int(seed_v or 0)}")
+            elif _is_code_file(f):
+                codes.append(sess.code_file(f))
+                labels.append(f"{Path(f).name} (saved code)")
+            else:
+                code = None
+                for msg, code in _projected_end(sess, f, int(n_steps), limits):
+                    if code is None:
+                        yield gr.update(), gr.update(), f"projecting the {which} image {Path(f).name}: {msg}"
+                codes.append(code)
+                labels.append(f"{Path(f).name} (projected, {int(n_steps)} steps)")
+        with sess.lock:
+            out = sess.interpolation(codes[0], codes[1], int(n), meth, sp, float(p))
+        yield _strip(out), _gif(out, tmpdir), f"{labels[0]} → {labels[1]}: {int(n)} frames, {meth} in {sp}"
+
+    interp_btn.click(run_interpolation, [model, ends[0][0], ends[0][1], ends[1][0], ends[1][1], frames, method, space, ipsi, isteps],
+                     [strip, anim, status], concurrency_id="projection", concurrency_limit=1)
+
+
+def _is_code_file(path: str) -> bool:
+    return str(path).lower().endswith(".npz")
+
+
+def _describe_end(sess: ModelSession, path: str, limits: UploadLimits) -> str:
+    if _is_code_file(path):
+        code = sess.code_file(path)
+        return f"{Path(path).name}: a {code.space} code of this model"
+    _, notes = load_upload(path, sess.generator.img_resolution, limits)
+    return f"{Path(path).name}: an image, projected when you interpolate" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _projected_end(sess: ModelSession, path: str, steps: int, limits: UploadLimits) -> Iterator[tuple[str, Any]]:
+    """An uploaded image's projected w+ code, made once per image and step count: yields (progress, None)
+    while projecting, then ('done', code)."""
+    from latentatlas.latent.codes import LatentCode
+
+    key = (file_key(path), steps)
+    code = sess.projections.peek(key)
+    if code is None:
+        target, _ = load_upload(path, sess.generator.img_resolution, limits)
+        for step, _img, loss, proj in _projection_steps(sess, target, "w", 0.0, steps, threading.Event()):
+            if proj is None:
+                yield f"step {step + 1}/{steps} · loss {loss:.4f}", None
+        code = sess.projections.put(key, LatentCode("w+", proj.ws[:1].detach()))
+    yield "done", code
+
+
+def _strip(frames: np.ndarray) -> np.ndarray:
+    return np.concatenate(list(frames), axis=1)
+
+
+def _gif(frames: np.ndarray, tmpdir: Path) -> str:
+    """The frames there and back as a GIF, small models enlarged (nearest) for display."""
+    import torch
+
+    from latentatlas.io.images import save_animation
+
+    gif = Path(tempfile.mkdtemp(dir=tmpdir)) / "interpolation.gif"
+    t = torch.from_numpy(np.concatenate([frames, frames[::-1]])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    save_animation(gif, torch.nn.functional.interpolate(t, scale_factor=max(1, DISPLAY // frames.shape[1]), mode="nearest"), fps=12)
+    return str(gif)
+
+
+# ---------------------------------------------------------------------------------------- Project
+
+
+def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tabs: gr.Tabs, base_state: gr.State,
+                 proj_ctl: gr.State, explore: _Explore) -> tuple[gr.Slider, gr.Checkbox]:
+    first = sessions.get(sessions.names(STYLEGAN2)[0])
+    with gr.Tab("Project", id="project"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                upload = gr.File(label=f"Image to project (at most {limits.max_bytes // 2**20} MB)", file_types=["image"],
+                                 type="filepath", elem_id="upload")
+                pspace = gr.Radio(["w", "w+"], value="w", label="Space", elem_id="proj-space")
+                # benchmarks/projection_quality.py: on faces64, lambda >= 1e-4 wrecks the fit; 1e-6..1e-5 is the useful range.
+                prior_w = gr.Slider(0, 1e-4, value=0.0, step=1e-6, label="Gaussian prior weight lambda (0 = plain)",
+                                    interactive=first.prior is not None, elem_id="prior")
+                # `project --whiten`: codes stay where sampled codes are, at a price in fit (README, Measured).
+                whiten = gr.Checkbox(False, label="Whitened prior coordinates (codes stay in distribution)",
+                                     interactive=first.prior is not None, elem_id="proj-whiten")
+                steps = gr.Slider(10, 1000, value=150, step=10, label="Steps", elem_id="steps")
+                with gr.Row():
+                    proj_btn = gr.Button("Project", variant="primary", elem_id="project-btn")
+                    stop_btn = gr.Button("Stop", elem_id="stop-btn")
+            with gr.Column(scale=1):
+                with gr.Row():
+                    target_view = gr.Image(label="Target", type="numpy", interactive=False, height=DISPLAY, elem_id="target")
+                    recon_view = gr.Image(label="Reconstruction", type="numpy", interactive=False, height=DISPLAY, elem_id="recon")
+                status = gr.Markdown("", elem_id="proj-status")
+                to_explore = gr.Button("Edit in Explore", interactive=False, elem_id="to-explore")
+
+    @_user_errors
+    def run_projection(name, file, sp, lam, white, n_steps, ctl):  # type: ignore[no-untyped-def]
+        sess = sessions.get(name)
+        target, notes = load_upload(file, sess.generator.img_resolution, limits)
+        target_arr = enlarge(to_rgb8(target[0]), DISPLAY)
+        note = f" ({'; '.join(notes)})" if notes else ""
+        yield target_arr, None, f"starting{note}", gr.update(interactive=False)
+        stop = threading.Event()
+        ctl["stop"] = stop
+        for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
+            if proj is None:
+                yield target_arr, enlarge(to_rgb8(img[0]), DISPLAY), f"step {step + 1}/{int(n_steps)} · loss {loss:.4f}", gr.update()
+        ctl["w"] = proj.ws[0].cpu().numpy()
+        mse = float((proj.images.cpu() - target).square().mean())
+        stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
+        where = ""
+        if sess.prior is not None:  # how typical the code is: sampled codes sit near the prior's dimension
+            d2 = float(sess.prior.mahalanobis(proj.w.double().cpu())[0]) / (proj.w.shape[1] if proj.w.ndim == 3 else 1)
+            where = f", Mahalanobis {d2:,.0f} per layer (samples: about {sess.prior.dim})"
+        yield (target_arr, enlarge(to_rgb8(proj.images[0].cpu()), DISPLAY),
+               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{where}{note}", gr.update(interactive=True))
+
+    proj_btn.click(run_projection, [model, upload, pspace, prior_w, whiten, steps, proj_ctl],
+                   [target_view, recon_view, status, to_explore], concurrency_id="projection", concurrency_limit=1)
+
+    def stop_projection(ctl):  # type: ignore[no-untyped-def]
+        if "stop" in ctl:
+            ctl["stop"].set()
+
+    stop_btn.click(stop_projection, proj_ctl, None, queue=False)
+
+    def on_upload(name, f):  # type: ignore[no-untyped-def]
+        try:
+            target, notes = load_upload(f, sessions.get(name).generator.img_resolution, limits)
+        except UserError as e:  # say why, and clear the field so another file can be dropped
+            gr.Warning(str(e))
+            return None, None, ""
+        return enlarge(to_rgb8(target[0]), DISPLAY), f, "; ".join(notes)
+
+    upload.upload(on_upload, [model, upload], [target_view, upload, status])
+
+    def send_to_explore(ctl):  # type: ignore[no-untyped-def]
+        if "w" not in ctl:
+            raise gr.Error("project an image first")
+        return ctl["w"], gr.Tabs(selected="explore")
+
+    to_explore.click(send_to_explore, proj_ctl, [base_state, tabs]).then(explore.render, explore.inputs, explore.outputs)
+    return prior_w, whiten
+
+
+def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps: int,  # type: ignore[no-untyped-def]
+                      stop: threading.Event, whiten: bool = False) -> Iterator[tuple[int, Any, float, Any]]:
+    """The projector (`_project`) in a worker thread: yields (step, preview images, loss, None) as it
+    runs, then (steps done, None, last loss shown, the projection). Errors come out here as UserErrors;
+    `stop`, or closing this generator (the user left the page), ends the worker."""
+    updates: queue.Queue = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
+        except Exception as e:  # reported to the page below
+            result["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    loss = float("nan")
+    try:
+        while thread.is_alive() or not updates.empty():
+            try:
+                step, img, loss = updates.get(timeout=0.25)
+            except queue.Empty:
+                continue
+            yield step, img, loss, None
+    finally:
+        stop.set()  # the user left or pressed Stop: end the worker too
+    if "error" in result:
+        err = result["error"]
+        raise err if isinstance(err, UserError) else UserError(f"projection failed: {type(err).__name__}: {err}")
+    proj = result["projection"]
+    yield len(proj.losses["total"]), None, loss, proj
+
+
+# ---------------------------------------------------------------------------------------- Local edit
+
+
+def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -> None:
+    names = sessions.names(STYLEMAP)
+    with gr.Tab("Local edit", id="local"):
+        if not names:
+            gr.Markdown(NO_STYLEMAP, elem_id="local-message")
+            return
+        first = sessions.stylemap(names[0])
+        res = first.resolution
+        kinds = [(label, kind) for kind, label in PICTURE_KINDS.items()]
+        lmodel = gr.Dropdown(names, value=names[0], label="StyleMapGAN model", elem_id="local-model")
+        with gr.Row():
+            with gr.Column(scale=1):
+                src_kind = gr.Radio(kinds, value="synthfaces", label="Source: the image to edit", elem_id="src-kind")
+                src_seed = gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed")
+                src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                                   elem_id="src-file", visible=False, height=120)
+                src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
+                                    elem_id="src-image", format="png")
+            with gr.Column(scale=1):
+                ref_kind = gr.Radio(kinds, value="synthfaces", label="Reference: where the region comes from", elem_id="ref-kind")
+                ref_seed = gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed")
+                ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                                   elem_id="ref-file", visible=False, height=120)
+                editor = PaintEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
+                                        transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
+                                        brush=gr.Brush(default_size=max(4, PAINT // 12), colors=["#ff00ff"], color_mode="fixed"),
+                                        eraser=gr.Eraser(default_size=max(4, PAINT // 12)), elem_id="ref-editor")
+                mask_kind = gr.Radio(_mask_choices(res), value=MASK_DRAWN, label="Mask", elem_id="mask-kind")
+            with gr.Column(scale=1):
+                result = gr.Image(label="Result", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
+                                  elem_id="local-result", format="png")
+                status = gr.Markdown("", elem_id="local-status")
+                strength = gr.Slider(0, 1, value=1.0, step=0.05, label="Blend strength", elem_id="strength")
+                with gr.Row():
+                    dx = gr.Slider(-(res // 2), res // 2, value=0, step=1, label="Shift dx (px)", elem_id="dx")
+                    dy = gr.Slider(-(res // 2), res // 2, value=0, step=1, label="Shift dy (px)", elem_id="dy")
+                per_layer = gr.Checkbox(False, label="Blend every layer's stylemap (sharper outline; a shift always does)",
+                                        elem_id="per-layer")
+                grow = gr.Slider(0, res // 4, value=0, step=1, elem_id="grow",
+                                 label="Grow the mask (px): neighbouring cells carry more of the part, and change more around it")
+                refine = gr.Checkbox(False, elem_id="refine",
+                                     label=f"Refine encoded pictures ({REFINE_STEPS} optimisation steps each, once: a closer "
+                                           "reconstruction for seconds per picture)")
+
+    # The strokes as a grey image, kept server-side: reading the editor's value costs the browser an
+    # export of its canvas, so only painting does; slider changes reuse the kept strokes.
+    drawn = gr.State(None)
+    src_inputs, ref_inputs = [lmodel, src_kind, src_seed, src_file], [lmodel, ref_kind, ref_seed, ref_file]
+    edit_inputs = [*src_inputs, *ref_inputs[1:], drawn, mask_kind, dx, dy, strength, per_layer, grow, refine]
+
+    def view(name, kind, seed, f, size=DISPLAY):  # type: ignore[no-untyped-def]
+        """The picture as shown (None until it can be made: the edit's status says why)."""
+        try:
+            image, _ = sessions.stylemap(name).picture(Picture(kind, int(seed or 0), f), limits)
+        except UserError:
+            return None
+        return enlarge(to_rgb8(image[0]), size)
+
+    def show_reference(name, kind, seed, f, value):  # type: ignore[no-untyped-def]
+        """The reference as the editor's background; strokes already painted stay (same size only)."""
+        background = view(name, kind, seed, f, PAINT)
+        layers = [layer for layer in (value or {}).get("layers") or []
+                  if background is not None and layer is not None and layer.shape[:2] == background.shape[:2]]
+        return {"background": background, "layers": layers, "composite": None}, _drawn_alpha({"layers": layers})
+
+    def run_edit(name, sk, ss, sf, rk, rs, rf, alpha, mk, dx_v, dy_v, strength_v, per_layer_v, grow_v, refine_v):  # type: ignore[no-untyped-def]
+        """The result, or the result left as it was and the reason in the status line."""
+        try:
+            sess = sessions.stylemap(name)
+            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None, int(grow_v or 0))
+            out = sess.edit(Picture(sk, int(ss or 0), sf), Picture(rk, int(rs or 0), rf), mask, (int(dx_v), int(dy_v)),
+                            bool(per_layer_v), float(strength_v), limits, REFINE_STEPS if refine_v else 0)
+        except UserError as e:
+            return gr.update(), f"**{e}**"
+        return enlarge(out.image, DISPLAY), _edit_status(out, mk, int(dx_v), int(dy_v))
+
+    def on_paint(value, name, sk, ss, sf, rk, rs, rf, _old, *rest):  # type: ignore[no-untyped-def]
+        """New strokes: keep them, then the edit with them."""
+        alpha = _drawn_alpha(value)
+        return alpha, *run_edit(name, sk, ss, sf, rk, rs, rf, alpha, *rest)
+
+    def check_upload(name, f):  # type: ignore[no-untyped-def]
+        """Encode an uploaded picture now (once: it is kept), or say why it can't be used and clear it."""
+        try:
+            sessions.stylemap(name).picture(Picture("upload", 0, f), limits)
+        except UserError as e:
+            gr.Warning(str(e))
+            return None
+        return f
+
+    def on_kind(kind):  # type: ignore[no-untyped-def]
+        return gr.update(visible=kind != "upload"), gr.update(visible=kind == "upload")
+
+    def on_model(name):  # type: ignore[no-untyped-def]
+        r = sessions.stylemap(name).resolution
+        choices = _mask_choices(r)
+        return (gr.update(minimum=-(r // 2), maximum=r // 2, value=0), gr.update(minimum=-(r // 2), maximum=r // 2, value=0),
+                gr.update(choices=choices, value=MASK_DRAWN), gr.update(maximum=r // 4, value=0))
+
+    fast: dict[str, Any] = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="local-edit", concurrency_limit=4)
+    src_kind.change(on_kind, src_kind, [src_seed, src_file], queue=False)
+    ref_kind.change(on_kind, ref_kind, [ref_seed, ref_file], queue=False)
+    src_file.upload(check_upload, [lmodel, src_file], src_file)
+    ref_file.upload(check_upload, [lmodel, ref_file], ref_file)
+    gr.on([src_kind.change, src_seed.change, src_file.change], view, src_inputs, src_view, **fast).then(
+        run_edit, edit_inputs, [result, status], **fast)
+    gr.on([ref_kind.change, ref_seed.change, ref_file.change], show_reference, [*ref_inputs, editor], [editor, drawn], **fast).then(
+        run_edit, edit_inputs, [result, status], **fast)
+    editor.input(on_paint, [editor, *edit_inputs], [drawn, result, status], **fast)
+    editor.clear(show_reference, [*ref_inputs, editor], [editor, drawn]).then(run_edit, edit_inputs, [result, status])
+    gr.on([mask_kind.change, dx.change, dy.change, strength.change, per_layer.change, grow.change, refine.change], run_edit,
+          edit_inputs, [result, status], **fast)
+    demo.load(view, src_inputs, src_view).then(show_reference, [*ref_inputs, editor], [editor, drawn]).then(
+        run_edit, edit_inputs, [result, status])
+    lmodel.change(on_model, lmodel, [dx, dy, mask_kind, grow]).then(view, src_inputs, src_view).then(
+        show_reference, [*ref_inputs, editor], [editor, drawn]).then(run_edit, edit_inputs, [result, status])
+
+
+def _mask_choices(resolution: int) -> list[tuple[str, str]]:
+    """The brush, and the synthfaces face regions where the model is large enough for them."""
+    from latentatlas.data.synthfaces import REGIONS
+
+    regions = [(f"{r} (synthfaces region)", r) for r in REGIONS] if resolution >= 16 else []
+    return [("drawn with the brush", MASK_DRAWN), *regions]
+
+
+def _drawn_alpha(value: dict[str, Any] | None) -> np.ndarray | None:
+    """The strokes of the editor's layers as one grey image [H, W] (their largest alpha), or None."""
+    layers = [np.asarray(layer) for layer in (value or {}).get("layers") or [] if layer is not None]
+    alphas = [layer[..., 3] for layer in layers if layer.ndim == 3 and layer.shape[-1] == 4]
+    if not alphas:
+        return None
+    alphas = [a for a in alphas if a.shape == alphas[0].shape]
+    return np.max(np.stack(alphas), axis=0)
+
+
+def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
+    """The status line under the result: how much of the stylemap came from the reference, and the time."""
+    if out.note and out.coverage == 0:
+        hint = "paint on the reference with the brush" if mask_kind == MASK_DRAWN else "pick another region"
+        return f"Nothing selected yet: {hint}. The result is the source as the model rebuilds it · {out.ms:.0f} ms"
+    moved = f", moved by {dx},{dy} px" if (dx, dy) != (0, 0) else ""
+    return f"{out.coverage:.0%} of the stylemap cells from the reference{moved} · {out.ms:.0f} ms"
+
+
+# ---------------------------------------------------------------------------------------- shared
+
+
+def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths) -> ExploreParams:  # type: ignore[no-untyped-def]
+    values = {}
+    for i, v in enumerate(strengths):
+        if v:
+            values[(i // MAX_SLIDERS, i % MAX_SLIDERS)] = float(v)
+    layers = None
+    if restrict_v:
+        start, end = int(ls_v), int(le_v)
+        if end <= start:
+            raise UserError("the end layer must come after the first layer")
+        layers = (start, end)
+    return ExploreParams(
+        seed=int(seed_v or 0), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
+        mix_seed=int(mix_v or 0), mix_cutoff=int(cut_v), base=base,
+    )
+
+
+def _project(sess: ModelSession, target, space: str, lam: float, steps: int, stop: threading.Event, updates: queue.Queue,  # type: ignore[no-untyped-def]
+             whiten: bool = False):
+    """The library projector with the loss the CLI picks for synthfaces models (factor features + MSE)."""
+    from latentatlas.inversion.losses import factor_feature_distance
+    from latentatlas.inversion.projector import ProjectorConfig, project
+
+    g = sess.generator
+    predictor = sess.predictor()
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, w_avg_samples=5000, whiten=whiten)
+    last: dict[str, float] = {"total": 0.0}
+
+    def progress(step: int, losses: dict[str, float]) -> bool:
+        last.update(losses)
+        return stop.is_set()
+
+    def preview(step: int, images) -> None:  # type: ignore[no-untyped-def]
+        updates.put((step, images, last["total"]))
+
+    with sess.lock:
+        return project(g, target.to(g.device), factor_feature_distance(predictor.features), cfg,
+                       prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
+
+
+def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits: UploadLimits = UploadLimits(),
+          block: bool = True) -> tuple[gr.Blocks, str]:
+    """Start the app; returns (app, local URL). block=False returns at once (tests)."""
+    demo = build_app(sessions, limits)
+    demo.queue(default_concurrency_limit=2, max_size=32)
+    theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts to fetch
+    _, url, _ = demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=not block,
+                            ssr_mode=False, quiet=not block, footer_links=[], show_error=True, theme=theme)
+    return demo, url
