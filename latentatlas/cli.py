@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from latentatlas.io.errors import UserError, require_at_least, require_number
-from latentatlas.runtime import pick_device
+from latentatlas.runtime import pick_device, rank_device
 
 app = typer.Typer(
     add_completion=False,
@@ -570,7 +570,7 @@ def project(
         cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
     else:
         raise UserError(f"--loss {loss}: use auto, lpips, factor or mse")
-    dev = pick_device(device)
+    dev = rank_device(pick_device(device))  # under torchrun each rank projects its share of the files on its own GPU
     generator, info = load_generator(model, dev)
     if perceptual is not None and isinstance(perceptual, torch.nn.Module):
         perceptual = perceptual.to(dev)

@@ -64,6 +64,22 @@ def pick_device(device: str) -> str:
     return device
 
 
+def rank_device(device: str) -> str:
+    """This torchrun process's own GPU ('cuda:LOCAL_RANK', made current) when `device` is CUDA.
+
+    Plain 'cuda' is GPU 0 in every process: under torchrun each rank must pick its own, or all of
+    them share the first GPU. Alone, or on CPU, `device` as it is."""
+    import os
+
+    import torch
+
+    if not device.startswith("cuda") or "LOCAL_RANK" not in os.environ:
+        return device
+    local = int(os.environ["LOCAL_RANK"])
+    torch.cuda.set_device(local)
+    return f"cuda:{local}"
+
+
 def set_tf32(on: bool) -> None:
     """TF32 for cuDNN convolutions and CUDA matrix products together (process-wide; no effect on CPU)."""
     import torch

@@ -38,3 +38,18 @@ def test_generator_forward_reuses_freed_memory_without_page_faults():
     assert applied == "True"
     assert default > 5 * 8192  # glibc's default: at least one fresh 32 MiB block per pass
     assert kept < default / 20
+
+
+def test_each_torchrun_rank_takes_its_own_gpu(monkeypatch):
+    """`project` under torchrun split the files by rank but ran every rank on GPU 0."""
+    import torch
+
+    from latentatlas.runtime import rank_device
+
+    chosen: list[int] = []
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert rank_device("cuda") == "cuda" and chosen == []  # alone: as given
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert rank_device("cpu") == "cpu" and chosen == []
+    assert rank_device("cuda") == "cuda:3" and chosen == [3]

@@ -23,7 +23,7 @@ import torch.distributed as dist
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number
-from latentatlas.runtime import set_tf32
+from latentatlas.runtime import rank_device, set_tf32
 from latentatlas.training import stats_log
 from latentatlas.training.schedule import Schedule
 from latentatlas.training.stop_signal import stop_on_signal
@@ -507,8 +507,4 @@ def init_distributed(device: str) -> str:
         return device
     backend = "nccl" if device.startswith("cuda") else "gloo"
     dist.init_process_group(backend=backend)
-    if device.startswith("cuda"):
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return f"cuda:{local}"
-    return device
+    return rank_device(device)
