@@ -32,6 +32,7 @@ ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model f
 
 
 MAX_SEEDS = 100_000  # seeds one call takes
+MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid
 MAX_GIF_FPS = 50  # a GIF frame lasts whole hundredths of a second; browsers slow delays under 20 ms to 100 ms
 
 
@@ -350,6 +351,10 @@ def mix(
     from latentatlas.models.bundled import load_generator
 
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
+    for option, seeds in (("--rows", row_seeds), ("--cols", col_seeds)):
+        # Every tile is held until the grid is written, and a column's seeds are rendered as one batch.
+        if len(seeds) > MAX_MIX_SIDE:
+            raise UserError(f"{option} holds {len(seeds)} seeds; a style-mixing grid takes at most {MAX_MIX_SIDE} a side")
     _check_truncation(truncation)
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))

@@ -135,7 +135,7 @@ def test_interpolate_tab_makes_a_strip_and_an_animation(page):
     page.wait_for_selector("#strip img", timeout=60_000)
     page.wait_for_selector("#animation img", timeout=60_000)
     assert ".gif" in (_image_src(page, "#animation"))
-    assert "seed 0 → seed 1: 4 frames, slerp in w" in page.locator("#interp-status").inner_text()
+    assert "seed 0 → seed 1: 4 frames, lerp in w" in page.locator("#interp-status").inner_text()
 
 
 def _status(page, elem: str, text: str, timeout: float = 60_000) -> str:

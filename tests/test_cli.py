@@ -47,6 +47,8 @@ def test_interpolate_and_mix(run_cli, model_file, tmp_path):
     code, _, err = run_cli("mix", model_file, "--rows", "0-1", "--cols", "2-4", "--cutoff", "2", "--out", tmp_path / "mix.png")
     assert code == 0, err
     assert Image.open(tmp_path / "mix.png").size == (4 * 16, 3 * 16)
+    code, _, err = run_cli("mix", model_file, "--cols", "0-64", "--out", tmp_path / "big.png")  # every tile is held in memory
+    _one_line_error(code, "", err, "--cols holds 65 seeds", "at most 64 a side")
 
 
 def test_interpolation_ends_are_checked_like_every_other_seed_and_code(run_cli, model_file, tmp_path):

@@ -319,7 +319,8 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                                        file_types=["image", ".npz"], type="filepath", elem_id=f"file-{key}", height=120)
                     ends.append((seed, file))
                 frames = gr.Slider(2, MAX_FRAMES // 2, value=10, step=1, label="Frames", elem_id="frames")
-                method = gr.Radio(["slerp", "lerp"], value="slerp", label="Interpolation")
+                method = gr.Radio(["lerp", "slerp"], value="lerp", label="Interpolation", elem_id="interp-method",
+                                  info="lerp in w, as the StyleGAN paper; slerp keeps z on its sphere (in w it turns about 0, far from the mean w)")
                 space = gr.Radio(["z", "w"], value="w", label="Space (codes and images: w)", elem_id="interp-space")
                 ipsi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi")
                 isteps = gr.Slider(10, 500, value=60, step=10, label="Projection steps (for uploaded images)", elem_id="interp-steps")

@@ -115,7 +115,7 @@ class GaussianPrior:
         check_tau(tau)
         c = self.to_pca(w)
         a = c.abs()
-        squashed = torch.where(a > tau, tau + torch.log1p(a - tau), a)
+        squashed = torch.where(a > tau, tau + torch.log1p((a - tau).clamp_min(0)), a)  # the clamp: no inf gradient from the unused branch
         return self.from_pca(torch.sign(c) * squashed)
 
     # ---------------------------------------------------------------- fitting and files
