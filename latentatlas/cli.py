@@ -507,15 +507,16 @@ def project(
     batch: Annotated[int, typer.Option(help="Images projected at once.")] = 8,
     bf16: Annotated[bool, typer.Option("--bf16", help="Forward pass and losses in bf16 autocast (GPU tensor cores: faster; codes stay fp32).")] = False,
     video: Annotated[bool, typer.Option(help="Also write an MP4 of the optimisation per image.")] = False,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Annotated[int, typer.Option(help="Image k of the sorted list draws its noise from seed + k, whatever the batch or process.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Go on with an interrupted run: skip the images whose .npz (written last) is there, redo the rest.")] = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Project real images into the latent space (StyleGAN2 projector, optionally with the Gaussian prior).
 
     Writes per image: NAME.npz (code, its space, the optimised noise maps), NAME_projected.png,
-    NAME_compare.png (target | projection) and NAME_losses.json. Under torchrun each process takes
-    a shard of the images. Example:
+    NAME_compare.png (target | projection) and NAME_losses.json; the .npz last, so that --resume
+    knows which images are done. Under torchrun each process takes a shard of the images. Example:
     latentatlas project ffhq.safetensors photos/ --space w+ --whiten --vgg vgg16.pth --lpips-lin vgg.pth
     """
     import os
@@ -544,10 +545,15 @@ def project(
         typer.echo(f"warning: skipped {len(skipped)} non-image files (e.g. {skipped[0]})", err=True)
     _check_unique_stems(files)
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    files = files[rank::world]
+    numbered = list(enumerate(files))[rank::world]  # (place in the sorted list: the image's seed, file)
+    if resume:
+        done = [f for _, f in numbered if (out / f"{f.stem}.npz").is_file()]
+        numbered = [(k, f) for k, f in numbered if not (out / f"{f.stem}.npz").is_file()]
+        typer.echo(f"resuming: {len(done)} of {len(done) + len(numbered)} images already projected in {out}", err=True)
+    files = [f for _, f in numbered]
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
-    _outputs(outputs, force)
+    _outputs(outputs, force or resume)  # resuming: an unfinished image's leftovers are this run's own
     model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
     if loss == "auto":
         loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
@@ -582,6 +588,7 @@ def project(
     elif loss == "factor":
         pred.to(dev)
     gprior = GaussianPrior.from_model_info(info, model) if (prior > 0 or whiten) else None
+    diverged: list[str] = []
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
         targets = []
@@ -598,10 +605,15 @@ def project(
             if step % 10 == 0:
                 bar.set_postfix(loss=f"{losses['total']:.4f}", refresh=False)
 
-        res = run_projection(generator, target, perceptual, cfg, prior=gprior, seed=seed + start, progress=report)
+        image_seeds = [seed + k for k, _ in numbered[start : start + batch]]
+        res = run_projection(generator, target, perceptual, cfg, prior=gprior, image_seeds=image_seeds, progress=report)
         bar.close()
         errors = reconstruction_errors(res.images, target, perceptual)
         for i, f in enumerate(chunk):
+            if not (torch.isfinite(res.w[i]).all() and all(np.isfinite(v[i]) for v in errors.values())):
+                typer.echo(f"warning: {f.name}: the projection diverged (NaN or inf): nothing written for it", err=True)
+                diverged.append(f.name)
+                continue
             arrays = {
                 "latents": res.w[i : i + 1].cpu().numpy(),
                 "space": np.array(space),
@@ -609,19 +621,22 @@ def project(
                 "source": np.array(f.name),
             }
             arrays.update({f"noise_{k}": m[i, 0].cpu().numpy() for k, m in enumerate(res.noise_maps)})
-            with atomic_path(out / f"{f.stem}.npz") as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
             save_image(out / f"{f.stem}_projected.png", make_grid(res.images[i : i + 1].cpu()))
             save_image(out / f"{f.stem}_compare.png", make_grid(torch.stack([target[i], res.images[i]]).cpu(), cols=2, pad=2))
             record = {
-                "source": str(f), "space": space, "prior": prior, "steps": steps, "loss": loss,
+                "source": str(f), "space": space, "prior": prior, "steps": steps, "loss": loss, "seed": image_seeds[i],
                 "final": {k: v[i] for k, v in errors.items()},
                 "history": {k: [row[i] for row in v] for k, v in res.losses.items()},
             }
             write_json(out / f"{f.stem}_losses.json", record, indent=None)
             if video and res.frames:
                 save_animation(out / f"{f.stem}_progress.mp4", torch.stack([fr[i] for fr in res.frames]), fps=24)
+            with atomic_path(out / f"{f.stem}.npz") as tmp, open(tmp, "wb") as fh:  # last: the image is done
+                np.savez(fh, **arrays)
             typer.echo(f"{f.name}: mse {errors['mse'][i]:.4f} -> {out / (f.stem + '.npz')}, {out / (f.stem + '_compare.png')}")
+    if diverged:
+        raise UserError(f"{len(diverged)} of {len(files)} projections diverged ({', '.join(diverged[:3])}{', ...' if len(diverged) > 3 else ''}): "
+                        "run them again without --bf16, or with another --loss or --prior")
 
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find, and score, edit directions in W.")

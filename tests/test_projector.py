@@ -183,3 +183,65 @@ def test_target_features_are_computed_once_and_refreshed_on_change():
     calls.clear()
     assert torch.equal(dist(a, b), torch.full((2,), 12.0)) and torch.equal(dist(a, b), torch.full((2,), 12.0))
     assert len(calls) == 3  # a twice, b once
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the projector's --bf16 steps: their features are not fp32 ones
+        cached(a)
+    assert len(calls) == 4
+    cached(a)
+    assert len(calls) == 5
+
+
+def test_an_images_projection_does_not_depend_on_its_batch_and_the_generator_is_lent_not_changed(tiny_generator):
+    torch.manual_seed(3)
+    with torch.no_grad():
+        targets = tiny_generator(torch.randn(3, 16))
+    cfg = ProjectorConfig(space="w+", steps=6, mse_weight=1.0, perceptual_weight=0.0, w_avg_samples=500)
+    tiny_generator.requires_grad_(True)
+    together = project(tiny_generator, targets, None, cfg, image_seeds=[10, 11, 12])
+    assert all(p.requires_grad for p in tiny_generator.parameters())
+    alone = project(tiny_generator, targets[2:], None, cfg, image_seeds=[12])
+    assert torch.allclose(together.w[2], alone.w[0], atol=1e-5)
+    assert all(torch.allclose(a[2], b[0], atol=1e-6) for a, b in zip(together.noise_maps, alone.noise_maps))
+    other_seed = project(tiny_generator, targets[2:], None, cfg, image_seeds=[13])
+    assert not torch.allclose(together.w[2], other_seed.w[0], atol=1e-5)
+    tiny_generator.requires_grad_(False)
+
+
+def test_project_resumes_an_interrupted_run_and_writes_nothing_for_a_diverged_image(run_cli, tiny_generator, tmp_path, monkeypatch):
+    import os
+
+    from latentatlas.inversion import projector
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.io.images import make_grid, save_image
+
+    model = tmp_path / "m.safetensors"
+    save_model(model, tiny_generator)
+    imgs = tmp_path / "imgs"
+    with torch.no_grad():
+        faces = tiny_generator(torch.randn(2, 16))
+    for name, face in zip("ab", faces):
+        save_image(imgs / f"{name}.png", make_grid(face[None]))
+    out = tmp_path / "out"
+    args = ("project", model, imgs, "--steps", "3", "--loss", "mse", "--out", out, "--device", "cpu")
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    # Interrupted while b was being written: its code (written last) is missing.
+    (out / "b.npz").unlink()
+    os.utime(out / "a.npz", (1, 1))
+    code, _, err = run_cli(*args)
+    assert code == 2 and "already exists" in err  # without --resume nothing is overwritten
+    code, _, err = run_cli(*args, "--resume")
+    assert code == 0, err
+    assert "resuming: 1 of 2 images already projected" in err and (out / "b.npz").is_file()
+    assert os.stat(out / "a.npz").st_mtime == 1  # a was not redone
+
+    real = projector.project
+
+    def diverging(*a, **kw):
+        res = real(*a, **kw)
+        res.w[0] = float("nan")
+        return res
+
+    monkeypatch.setattr(projector, "project", diverging)
+    code, _, err = run_cli("project", model, imgs, "--steps", "2", "--loss", "mse", "--out", tmp_path / "nan", "--device", "cpu")
+    assert code == 2 and "a.png: the projection diverged" in err and "1 of 2 projections diverged (a.png)" in err
+    assert sorted(p.name for p in (tmp_path / "nan").iterdir()) == ["b.npz", "b_compare.png", "b_losses.json", "b_projected.png"]

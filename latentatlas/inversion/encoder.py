@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from latentatlas.inversion.losses import PerceptualFn, downsample_to
+from latentatlas.inversion.losses import PerceptualFn, downsample_to, frozen
 from latentatlas.io.errors import UserError
 
 
@@ -51,11 +51,9 @@ def refine(generator: torch.nn.Module, stylemaps: torch.Tensor, images: torch.Te
     from tqdm import tqdm
 
     device = stylemaps.device
-    flags = [p.requires_grad for p in generator.parameters()]
-    generator.requires_grad_(False)
     out = []
     bar = tqdm(total=steps * -(-stylemaps.shape[0] // batch), disable=not progress, desc="refine", unit="step")
-    try:
+    with frozen(generator), bar:
         for i in range(0, stylemaps.shape[0], batch):
             w = stylemaps[i : i + batch].detach().clone().requires_grad_(True)
             target = images[i : i + batch].to(device)
@@ -73,8 +71,4 @@ def refine(generator: torch.nn.Module, stylemaps: torch.Tensor, images: torch.Te
                     opt.step()
                     bar.update()
             out.append(w.detach())
-    finally:
-        bar.close()
-        for p, f in zip(generator.parameters(), flags):
-            p.requires_grad_(f)
     return torch.cat(out)

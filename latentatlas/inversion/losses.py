@@ -14,7 +14,8 @@ features instead, plus pixel MSE.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +47,18 @@ class LastTargetFeatures:
 
     def __init__(self, feature_fn: Callable[[torch.Tensor], Any]) -> None:
         self.feature_fn = feature_fn
-        self._key: tuple[torch.Tensor, int] | None = None
+        self._key: tuple[torch.Tensor, int, bool] | None = None
         self._value: Any = None
 
     def __call__(self, b: torch.Tensor) -> Any:
         if b.requires_grad:
             return self.feature_fn(b)
-        if self._key is None or self._key[0] is not b or self._key[1] != b._version:
+        # Under bf16 autocast the features differ from fp32 ones: the projector's --bf16 steps must
+        # not hand their cached target features to the fp32 score made after it.
+        amp = torch.is_autocast_enabled(b.device.type)
+        if self._key is None or self._key[0] is not b or self._key[1:] != (b._version, amp):
             self._value = self.feature_fn(b)
-            self._key = (b, b._version)
+            self._key = (b, b._version, amp)
         return self._value
 
 
@@ -123,6 +127,19 @@ def _load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict):
         raise UserError(f"{path}: expected a state dict for the {what}")
     return state
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """The module with gradients off for its parameters while an optimiser works on its inputs,
+    then each parameter's flag as it was: the caller's model (a trainer's G, the app's) is lent, not changed."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
 
 
 def downsample_to(images: torch.Tensor, size: int = 256) -> torch.Tensor:

@@ -25,14 +25,14 @@ step. Differences, each deliberate:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentatlas.inversion.losses import PerceptualFn, downsample_to, noise_regularizer
+from latentatlas.inversion.losses import PerceptualFn, downsample_to, frozen, noise_regularizer
 from latentatlas.io.errors import UserError, require_number
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.models.stylegan2 import Generator
@@ -104,9 +104,13 @@ def project(
     progress: Callable[[int, dict[str, float]], bool | None] | None = None,
     preview: Callable[[int, torch.Tensor], None] | None = None,
     preview_every: int = 10,
+    image_seeds: Sequence[int] | None = None,
 ) -> Projection:
     """Project target images [N, C, H, W] in [-1, 1].
 
+    Each image draws its noise maps and its per-step code noise from its own generator, seeded
+    `image_seeds[i]` (default `seed + i`), so its result does not depend on the batch it was
+    projected in, its place there, or the torchrun rank that took it.
     `progress(step, mean losses)` is called every step and may return True to stop early;
     `preview(step, images)` gets the current reconstructions every `preview_every` steps
     (and at the last step), for live displays.
@@ -126,7 +130,14 @@ def project(
     device = generator.device
     n, num_ws = targets.shape[0], generator.num_ws
     targets = targets.to(device)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    seeds = list(image_seeds) if image_seeds is not None else [seed + i for i in range(n)]
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} image seeds for {n} images")
+    gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+
+    def draw(*shape: int) -> torch.Tensor:
+        """Standard normal [N, *shape], image i's part from its own generator."""
+        return torch.cat([torch.randn(1, *shape, generator=g) for g in gens]).to(device)
 
     layers = 1 if cfg.space == "w" else num_ws
     if cfg.whiten:
@@ -140,7 +151,7 @@ def project(
         to_w = _identity
     x_opt = start.reshape(1, 1, -1).repeat(n, layers, 1).clone().requires_grad_(True)
     noise_maps = [
-        torch.randn(n, 1, layer.resolution, layer.resolution, generator=gen).to(device).requires_grad_(cfg.optimize_noise)
+        draw(1, layer.resolution, layer.resolution).requires_grad_(cfg.optimize_noise)
         for _, layer in generator.synthesis.noise_layers()
     ]
     params = [x_opt] + (noise_maps if cfg.optimize_noise else [])
@@ -150,45 +161,44 @@ def project(
     target_small = downsample_to(targets)
     history: dict[str, list[list[float]]] = {"total": [], "perceptual": [], "mse": [], "prior": [], "noise": []}
     frames: list[torch.Tensor] = []
-    generator.requires_grad_(False)
-
-    for step in range(cfg.steps):
-        t = step / cfg.steps
-        noise_scale = x_std * cfg.noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp) ** 2
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(t, cfg)
-        x_noise = torch.randn(x_opt.shape, generator=gen).to(device) * noise_scale
-        w_noisy = to_w(x_opt + x_noise)
-        ws = w_noisy.expand(n, num_ws, -1) if layers == 1 else w_noisy
-        zeros = torch.zeros(n, device=device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            synth = generator.synthesis(ws, noise_maps=noise_maps)
-            synth_small = downsample_to(synth)
-            perc = perceptual(synth_small, target_small).float() if perceptual is not None else zeros
-        synth = synth.float()
-        mse = (synth - targets).square().mean(dim=(1, 2, 3)) if cfg.mse_weight > 0 else zeros
-        if prior is not None and cfg.prior_weight > 0:
-            # Whitened, the squared Mahalanobis distance is ||c||^2 (summed over w+ layers).
-            pri = x_opt.square().sum(dim=(1, 2)) if cfg.whiten else prior.mahalanobis(x_opt if layers > 1 else x_opt[:, 0])
-        else:
-            pri = zeros
-        reg = noise_regularizer(noise_maps) if cfg.optimize_noise else zeros
-        per_image = cfg.perceptual_weight * perc + cfg.mse_weight * mse + cfg.prior_weight * pri.to(perc.dtype) + cfg.noise_weight * reg
-        opt.zero_grad(set_to_none=True)
-        per_image.sum().backward()
-        opt.step()
-        if cfg.optimize_noise:
-            renormalize_noise(noise_maps)
-        for name, value in (("total", per_image), ("perceptual", perc), ("mse", mse), ("prior", pri), ("noise", reg)):
-            history[name].append([float(v) for v in value.detach().cpu()])
-        if cfg.record_every and step % cfg.record_every == 0:
-            frames.append(synth.detach().cpu())
-        if preview is not None and (step % max(preview_every, 1) == 0 or step == cfg.steps - 1):
-            preview(step, synth.detach().cpu())
-        if progress is not None:
-            stop = progress(step, {k: float(np.mean(v[-1])) for k, v in history.items()})
-            if stop:
-                break
+    with frozen(generator):
+        for step in range(cfg.steps):
+            t = step / cfg.steps
+            noise_scale = x_std * cfg.noise_factor * max(0.0, 1.0 - t / cfg.noise_ramp) ** 2
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(t, cfg)
+            x_noise = draw(*x_opt.shape[1:]) * noise_scale
+            w_noisy = to_w(x_opt + x_noise)
+            ws = w_noisy.expand(n, num_ws, -1) if layers == 1 else w_noisy
+            zeros = torch.zeros(n, device=device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                synth = generator.synthesis(ws, noise_maps=noise_maps)
+                synth_small = downsample_to(synth)
+                perc = perceptual(synth_small, target_small).float() if perceptual is not None else zeros
+            synth = synth.float()
+            mse = (synth - targets).square().mean(dim=(1, 2, 3)) if cfg.mse_weight > 0 else zeros
+            if prior is not None and cfg.prior_weight > 0:
+                # Whitened, the squared Mahalanobis distance is ||c||^2 (summed over w+ layers).
+                pri = x_opt.square().sum(dim=(1, 2)) if cfg.whiten else prior.mahalanobis(x_opt if layers > 1 else x_opt[:, 0])
+            else:
+                pri = zeros
+            reg = noise_regularizer(noise_maps) if cfg.optimize_noise else zeros
+            per_image = cfg.perceptual_weight * perc + cfg.mse_weight * mse + cfg.prior_weight * pri.to(perc.dtype) + cfg.noise_weight * reg
+            opt.zero_grad(set_to_none=True)
+            per_image.sum().backward()
+            opt.step()
+            if cfg.optimize_noise:
+                renormalize_noise(noise_maps)
+            for name, value in (("total", per_image), ("perceptual", perc), ("mse", mse), ("prior", pri), ("noise", reg)):
+                history[name].append([float(v) for v in value.detach().cpu()])
+            if cfg.record_every and step % cfg.record_every == 0:
+                frames.append(synth.detach().cpu())
+            if preview is not None and (step % max(preview_every, 1) == 0 or step == cfg.steps - 1):
+                preview(step, synth.detach().cpu())
+            if progress is not None:
+                stop = progress(step, {k: float(np.mean(v[-1])) for k, v in history.items()})
+                if stop:
+                    break
 
     with torch.no_grad():
         w_final = to_w(x_opt.detach())
