@@ -301,3 +301,38 @@ def test_directions_layers_and_conditional_name_what_is_valid(run_cli, model_fil
     one_line_error(*run_cli("directions", "supervised", model_file, "--predictor", "factors", "--conditional", "yaw,nosuch", "--out", out),
                    "cannot condition on nosuch: not among the attributes; use some of face_width, jaw,", "yaw, roll, background_hue, light")
     assert not out.exists()
+
+
+def test_score_walks_a_layer_range_as_traverse_applies_it(tiny_generator):
+    """A file made with --layers used to be scored (and its reconstructor trained) as an
+    all-layer edit, while `traverse` moved only its layers."""
+    from latentatlas.directions.score import score_paths
+    from latentatlas.directions.warped import PathSet
+    from latentatlas.inversion.projector import w_statistics
+
+    g = torch.Generator().manual_seed(2)
+    v = torch.randn(2, 16, generator=g)
+    v = v / v.norm(dim=1, keepdim=True)
+    fp = model_fingerprint(tiny_generator)
+    layered = Directions(v, torch.ones(2), ["a", "b"], "w", "test", fp, layers=(4, 6))
+    everywhere = Directions(v, torch.ones(2), ["a", "b"], "w", "test", fp)
+    pred = ColourPredictor()
+    s_layered = score_paths(tiny_generator, pred, PathSet(layered), starts=4, steps=3, top=1)
+    s_all = score_paths(tiny_generator, pred, PathSet(everywhere), starts=4, steps=3, top=1)
+    assert s_layered["layers"] == [4, 6] and s_all["layers"] is None
+
+    def applied(w0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # traverse's edit: Directions.apply on w+ codes
+        base = LatentCode("w+", w0.unsqueeze(1).repeat(1, tiny_generator.num_ws, 1))
+        return torch.stack([layered.apply(base, 0, float(s)).tensor for s in t])
+
+    _, w_std = w_statistics(tiny_generator, 5000)
+    expected, _, _ = path_responses(tiny_generator, pred, [applied], sample_w(tiny_generator, 4, seed=7), 0.5 * w_std, 3)
+    assert torch.allclose(torch.tensor(s_layered["slopes"]), expected, atol=1e-5)
+    assert not torch.allclose(torch.tensor(s_layered["slopes"]), torch.tensor(s_all["slopes"]), atol=1e-3)
+    # The reconstructor sees the same edit: the field moves only layers 4 and 5 of w+ codes.
+    field = PathSet(layered).field(torch.zeros(3, tiny_generator.num_ws, 16), torch.tensor([0, 1, 0]))
+    assert field[:, :4].abs().sum() == 0 and torch.allclose(field[:, 4:], v[[0, 1, 0]].unsqueeze(1).expand(-1, 2, -1))
+    with pytest.raises(UserError, match="w\\+ codes"):
+        PathSet(layered).walk(0)(torch.zeros(2, 16), torch.zeros(3))
+    s = score_paths(tiny_generator, pred, PathSet(layered), starts=2, steps=2, top=2, reconstructor_steps=1, reconstructor_batch=2)
+    assert s["reconstructor"]["space"] == "w+"

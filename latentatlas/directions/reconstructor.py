@@ -24,10 +24,13 @@ from torch import nn
 from latentatlas.io.errors import UserError
 from latentatlas.models.stylegan2 import Generator
 
-# (codes [B, D], path indices [B]) -> unit directions [B, D]: where each code moves along its path.
+# (codes [B, D], path indices [B]) -> unit directions [B, D]: where each code moves along its path
+# (w+ codes [B, num_ws, D] -> [B, num_ws, D]).
 Field = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-SPACES = ("z", "w")
+# Paths are found in z or w; w+ is for scoring linear directions made for a layer range, whose
+# field moves only those layers of the code (so a w code, which drives every layer, cannot carry it).
+SPACES = ("z", "w", "w+")
 # What the reconstructor sees of a pair. "pair": both images as 2C channels (the paper's
 # ResNet-18 with a 6-channel first conv). "difference": the original and DIFFERENCE_GAIN x
 # (shifted - original). A shift of 0.1-0.25 latent units changes the image little (RMS 0.04-0.16
@@ -123,24 +126,34 @@ def sample_shifts(
 
 def check_space(space: str, generator: Generator) -> None:
     if space not in SPACES:
-        raise UserError(f"paths live in z or w, not {space!r}")
+        raise UserError(f"paths live in z, w or w+, not {space!r}")
     if generator.c_dim > 0:
         raise UserError("paths are found for unconditional models only; this one needs class labels")
 
 
 def latent_codes(generator: Generator, z: torch.Tensor, space: str) -> torch.Tensor:
-    """Start codes in the path space: z itself, or w = mapping(z) (no gradient: nothing learnable is upstream)."""
+    """Start codes in the path space: z itself, w = mapping(z), or that w on every layer of w+
+    (no gradient: nothing learnable is upstream)."""
     z = z.to(generator.device)
     if space == "z":
         return z
     with torch.no_grad():
-        return generator.mapping(z)[:, 0]
+        ws = generator.mapping(z)
+        return ws if space == "w+" else ws[:, 0]
 
 
 def render(generator: Generator, codes: torch.Tensor, space: str) -> torch.Tensor:
-    """Images of z or w codes (w broadcast to every layer), differentiable w.r.t. the codes."""
-    ws = generator.mapping(codes) if space == "z" else codes.unsqueeze(1).repeat(1, generator.num_ws, 1)
+    """Images of z, w (broadcast to every layer) or w+ codes, differentiable w.r.t. the codes."""
+    if space == "z":
+        ws = generator.mapping(codes)
+    else:
+        ws = codes if space == "w+" else codes.unsqueeze(1).repeat(1, generator.num_ws, 1)
     return generator.synthesis(ws, noise_mode="const")
+
+
+def shift_codes(codes: torch.Tensor, directions: torch.Tensor, amounts: torch.Tensor) -> torch.Tensor:
+    """codes [B, ...] + amounts [B] x directions [B, ...]: one amount per code, whatever the code's shape (w or w+)."""
+    return codes + amounts.reshape(-1, *[1] * (codes.ndim - 1)) * directions
 
 
 def pair_loss(
@@ -156,7 +169,7 @@ def pair_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """CE(path) + lambda_reg * L1(shift) for one batch; gradients reach the field's parameters through G(shifted)."""
     index, shift = index.to(codes.device), shift.to(codes.device)
-    shifted = codes + (shift * scale).unsqueeze(1) * field(codes, index)
+    shifted = shift_codes(codes, field(codes, index), shift * scale)
     with torch.no_grad():
         original = render(generator, codes, space)
     logits, predicted = reconstructor(original, render(generator, shifted, space))
@@ -190,7 +203,7 @@ def evaluate(
         z, k, eps = sample_shifts(step_seed(seed, EVAL_SEED_OFFSET + i), b, num_paths, generator.z_dim, shift_min, shift_max)
         codes = latent_codes(generator, z, space)
         k, eps = k.to(codes.device), eps.to(codes.device)
-        shifted = codes + (eps * scale).unsqueeze(1) * field(codes, k)
+        shifted = shift_codes(codes, field(codes, k), eps * scale)
         logits, predicted = reconstructor(render(generator, codes, space), render(generator, shifted, space))
         correct += float((logits.argmax(1) == k).sum())
         err += float((predicted - eps).abs().sum())

@@ -32,22 +32,30 @@ def score_paths(
     reconstructor_input: str = "difference",
     seed: int = 7,
 ) -> dict[str, Any]:
-    """Per-path main factor, steepness and drift; disentanglement, completeness; optional reconstructor accuracy."""
+    """Per-path main factor, steepness and drift; disentanglement, completeness; optional reconstructor accuracy.
+
+    A linear set made for a layer range is walked in w+ moving only those layers, as `traverse`
+    applies it (walked in w, every layer would move: another edit than the one the file holds);
+    the range is recorded as "layers" (null: every layer).
+    """
     check_score_settings(starts, steps, length, top, reconstructor_steps, reconstructor_batch, reconstructor_input)
     if paths.space != "w":
         raise UserError("scoring walks paths in W: these directions are in z")
     _, w_std = w_statistics(generator, 5000)
     w0 = sample_w(generator, starts, seed=seed)
+    if paths.walk_space == "w+":
+        w0 = w0.unsqueeze(1).repeat(1, generator.num_ws, 1)
     k = min(top, len(paths))
     slopes, signed, pearson = path_responses(generator, predictor, [paths.walk(i) for i in range(k)], w0, length * w_std, steps)
     summary = summarize(slopes, signed)
-    summary.update({"method": paths.method, "length_w_units": length * w_std, "slopes": slopes.tolist(), "pearson": pearson.tolist()})
+    summary.update({"method": paths.method, "layers": list(paths.layers) if paths.layers is not None else None,
+                    "length_w_units": length * w_std, "slopes": slopes.tolist(), "pearson": pearson.tolist()})
     if reconstructor_steps > 0:
         from latentatlas.directions.reconstructor import reconstructor_accuracy
 
         summary["reconstructor"] = reconstructor_accuracy(
-            generator, paths.field, k, paths.space, w_std, reconstructor_steps, reconstructor_batch, seed=seed, progress=False,
-            inputs=reconstructor_input,
+            generator, paths.field, k, paths.walk_space, w_std, reconstructor_steps, reconstructor_batch, seed=seed,
+            progress=False, inputs=reconstructor_input,
         )
     return summary
 

@@ -45,7 +45,7 @@ from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path, state_path
 from latentatlas.io.errors import UserError, check_max_minutes, require_number
 from latentatlas.latent.codes import LatentCode, to_wplus
-from latentatlas.metrics.paths import PathFn, linear_path
+from latentatlas.metrics.paths import PathFn, layer_mask, linear_path
 from latentatlas.models.stylegan2 import Generator
 
 KIND = "warped-directions"
@@ -349,6 +349,8 @@ class PathSet:
     Linear directions keep their own semantics (strength in stds of the samples along the
     vector, W+ layer ranges) by delegating to `Directions`; warped paths walk their field, with
     strength in units of scale / sqrt(dim) (the per-dimension spread of the latent codes).
+    A linear set made for a layer range (`layers`) is walked, and its field read, in w+
+    (`walk_space`): only those layers move, in `traverse` and in `directions score` alike.
     """
 
     def __init__(self, source: Directions | WarpedPaths) -> None:
@@ -370,6 +372,16 @@ class PathSet:
     def method(self) -> str:
         return self.source.method
 
+    @property
+    def layers(self) -> tuple[int, int] | None:
+        """The [start, end) w+ layers a linear set edits; None: every layer (always for warped paths)."""
+        return self.source.layers if isinstance(self.source, Directions) else None
+
+    @property
+    def walk_space(self) -> str:
+        """The space `walk` and `field` take codes in: w+ for a layer range, else the set's own space."""
+        return "w+" if self.layers is not None else self.space
+
     def __len__(self) -> int:
         return len(self.source)
 
@@ -390,17 +402,19 @@ class PathSet:
         return 3.0
 
     def walk(self, k: int) -> PathFn:
-        """Path k by signed arc length in its space (what metrics.paths.path_responses takes)."""
+        """Path k by signed arc length from codes in `walk_space` (what metrics.paths.path_responses takes)."""
         if isinstance(self.source, WarpedPaths):
             return self.source.walk(k)
-        return linear_path(self.source.vectors[k])
+        return linear_path(self.source.vectors[k], self.layers)
 
     def field(self, codes: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Unit directions [B, D] of the paths `index` at `codes` (constant for linear directions)."""
+        """Unit directions of the paths `index` at `codes` [B, D] (constant for linear directions); for
+        a layer range, codes are w+ [B, num_ws, D] and the direction is 0 on the layers outside it."""
         if isinstance(self.source, WarpedPaths):
             return self.source.field(codes, index)
         v = self.source.vectors.to(codes)
-        return (v / v.norm(dim=1, keepdim=True))[index.to(codes.device)]
+        v = (v / v.norm(dim=1, keepdim=True))[index.to(codes.device)]
+        return v if self.layers is None else layer_mask(codes, self.layers) * v.unsqueeze(1)
 
     def to(self, device: str | torch.device) -> "PathSet":
         if isinstance(self.source, WarpedPaths):

@@ -1,7 +1,8 @@
 """Scoring paths in latent space against the synthfaces ground truth.
 
-A path maps start codes and arc lengths to codes: linear directions are w0 + t v, warped
-paths integrate a vector field. Every path is walked from many start codes over the same
+A path maps start codes and arc lengths to codes: linear directions are w0 + t v (in w+,
+for directions made for a layer range, only those layers move), warped paths integrate a
+vector field. Every path is walked from many start codes over the same
 arc lengths (in W units), the factor predictor reads every frame, and for each path x factor
 pair we get the mean absolute slope of the factor per unit of path length, and the mean
 absolute Pearson correlation between arc length and factor. From the slope matrix:
@@ -19,28 +20,47 @@ from typing import Any
 import torch
 
 from latentatlas.data.synthfaces import FACTOR_NAMES
+from latentatlas.io.errors import UserError
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.training.attributes import FactorPredictor
 
-PathFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (w0 [M, D], t [T]) -> w [T, M, D]
+# (w0 [M, D], t [T]) -> w [T, M, D]; or w+ codes (w0 [M, num_ws, D]) -> [T, M, num_ws, D]
+PathFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def linear_path(vector: torch.Tensor) -> PathFn:
+def layer_mask(codes: torch.Tensor, layers: tuple[int, int]) -> torch.Tensor:
+    """[num_ws, 1]: 1 on the w+ layers [start, end) of codes [..., num_ws, D], 0 elsewhere.
+
+    A direction made for a layer range moves only those layers (Directions.apply); walking it
+    in w would move every layer and measure another edit, so w codes are refused.
+    """
+    if codes.ndim < 3:
+        raise UserError(f"these directions edit w+ layers {layers[0]}-{layers[1]} (end excluded): walk them from w+ codes")
+    mask = torch.zeros(codes.shape[-2], 1, dtype=codes.dtype, device=codes.device)
+    mask[layers[0] : layers[1]] = 1
+    return mask
+
+
+def linear_path(vector: torch.Tensor, layers: tuple[int, int] | None = None) -> PathFn:
+    """w0 + t v / |v|: every layer of w or w+ codes moves, or with `layers` only those of w+ codes."""
     v = vector / vector.norm()
 
     def walk(w0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return w0.unsqueeze(0) + t.reshape(-1, 1, 1).to(w0) * v.to(w0)
+        step = v.to(w0) if layers is None else layer_mask(w0, layers) * v.to(w0)
+        return w0.unsqueeze(0) + t.reshape(-1, *[1] * w0.ndim).to(w0) * step
 
     return walk
 
 
 @torch.no_grad()
 def factors_of_w(generator: Generator, predictor: FactorPredictor, w: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """Predicted factors [N, F] (on the CPU) of the images of w codes [N, D], in batches."""
+    """Predicted factors [N, F] (on the CPU) of the images of w codes [N, D] (every layer the same)
+    or w+ codes [N, num_ws, D], in batches."""
     out = []
     for i in range(0, len(w), batch):
         chunk = w[i : i + batch].to(generator.device)
-        out.append(predictor.predict(generator.synthesis(chunk.unsqueeze(1).repeat(1, generator.num_ws, 1))).cpu())
+        ws = chunk if chunk.ndim == 3 else chunk.unsqueeze(1).repeat(1, generator.num_ws, 1)
+        out.append(predictor.predict(generator.synthesis(ws)).cpu())
     return torch.cat(out)
 
 
@@ -58,9 +78,9 @@ def path_responses(
     t = torch.linspace(-length, length, steps)
     slopes, signed, pearson = [], [], []
     for walk in paths:
-        w = walk(starts.to(generator.device), t.to(generator.device))  # [T, M, D]
-        T, M, D = w.shape
-        y = factors_of_w(generator, predictor, w.reshape(T * M, D), batch).reshape(T, M, -1).double()  # [T, M, F]
+        w = walk(starts.to(generator.device), t.to(generator.device))  # [T, M, D] or w+ [T, M, num_ws, D]
+        T, M = w.shape[:2]
+        y = factors_of_w(generator, predictor, w.reshape(T * M, *w.shape[2:]), batch).reshape(T, M, -1).double()  # [T, M, F]
         tc = (t - t.mean()).double().reshape(T, 1, 1)
         yc = y - y.mean(0, keepdim=True)
         slope = (tc * yc).sum(0) / tc.square().sum()  # [M, F]
