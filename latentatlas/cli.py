@@ -661,8 +661,9 @@ def _layer_range(text: str | None, generator) -> tuple[int, int] | None:  # type
 
 
 def _find_directions(model: str, out: Path, layers: str | None, device: str, force: bool, method: str,
-                     find: Callable[[Any, tuple[int, int] | None], Any]) -> None:
-    """The unsupervised finders' common course: check the output, load, find on the --layers range, save."""
+                     find: Callable[[Any, tuple[int, int] | None], Any]) -> Any:
+    """The unsupervised finders' common course: check the output, load, find on the --layers range, save;
+    returns the directions."""
     from latentatlas.directions.files import save_directions
     from latentatlas.models.bundled import load_generator
 
@@ -671,6 +672,7 @@ def _find_directions(model: str, out: Path, layers: str | None, device: str, for
     d = find(generator, _layer_range(layers, generator))
     save_directions(out, d)
     typer.echo(f"{len(d)} {method} directions: {out}")
+    return d
 
 
 @directions_app.command("pca")
@@ -694,16 +696,18 @@ def directions_pca(
 def directions_sefa(
     model: ModelArg,
     out: Annotated[Path, typer.Option(help="Directions file (.safetensors).")],
-    layers: Annotated[str | None, typer.Option(help=f"Layers whose affine weights are factorised (and edited), {LAYERS_HELP} (default: all).")] = None,
-    components: Annotated[int, typer.Option()] = 80,
+    layers: Annotated[str | None, typer.Option(help=f"Conv layers whose affine weights are factorised (and edited), {LAYERS_HELP}; the end is at most the number of ws - 1 (the last w feeds only the final ToRGB) (default: all conv layers factorised, every layer edited).")] = None,
+    components: Annotated[int, typer.Option(help="Directions to keep; at most the rank of the stacked weights (a note says when fewer).")] = 80,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """SeFa: eigenvectors of the stacked style-affine weights. Example: latentatlas directions sefa faces64 --out sefa.safetensors"""
     from latentatlas.directions.sefa import sefa
 
-    _find_directions(model, out, layers, device, force, "SeFa",
-                     lambda g, rng: sefa(g, layers=rng, components=min(components, g.w_dim)))
+    d = _find_directions(model, out, layers, device, force, "SeFa", lambda g, rng: sefa(g, layers=rng, components=components))
+    if len(d) < components:
+        typer.echo(f"note: {len(d)} directions, not {components}: the stacked affine weights have rank {d.info['rank']}; "
+                   "further eigenvectors would change no style", err=True)
 
 
 @directions_app.command("supervised")

@@ -336,3 +336,25 @@ def test_score_walks_a_layer_range_as_traverse_applies_it(tiny_generator):
         PathSet(layered).walk(0)(torch.zeros(2, 16), torch.zeros(3))
     s = score_paths(tiny_generator, pred, PathSet(layered), starts=2, steps=2, top=2, reconstructor_steps=1, reconstructor_batch=2)
     assert s["reconstructor"]["space"] == "w+"
+
+
+def test_sefa_keeps_only_directions_that_change_a_style(tiny_generator, run_cli, model_file, tmp_path):
+    """Layer 4 has 8 style channels in a 16-d W: A^T A has rank 8, and the other 8 eigenvectors
+    (once returned, with the CLI's cap at w_dim only) change no style at all."""
+    d = sefa(tiny_generator, layers=(4, 5), components=16, scale_samples=500)
+    a = torch.nn.functional.normalize(affine_layers(tiny_generator)[4].weight.double(), dim=1)
+    assert len(d) == 8 and d.info["rank"] == 8 and d.info["components_asked"] == 16
+    assert (a.float() @ d.vectors.T).norm(dim=0).min() > 0.1  # each kept direction moves the styles
+    out = tmp_path / "sefa.safetensors"
+    code, _, err = run_cli("directions", "sefa", model_file, "--out", out, "--layers", "4-5", "--components", "16", "--device", "cpu")
+    assert code == 0, err
+    assert len(load_directions(out)) == 8 and "note: 8 directions, not 16: the stacked affine weights have rank 8" in err
+
+
+def test_sefa_layer_range_names_its_own_end(run_cli, model_file, tmp_path):
+    """The generic --layers check allows 0-6 (the model's 6 ws); SeFa's range ends at 5, the
+    conv layers, and used to say so as '0..5, got 0..6'."""
+    out = tmp_path / "sefa.safetensors"
+    one_line_error(*run_cli("directions", "sefa", model_file, "--out", out, "--layers", "0-6", "--device", "cpu"),
+                   "--layers 0-6: SeFa factorises the 5 conv layers' style affines", "give start-end within 0-5 (end excluded)")
+    assert not out.exists()
