@@ -358,3 +358,39 @@ def test_sefa_layer_range_names_its_own_end(run_cli, model_file, tmp_path):
     one_line_error(*run_cli("directions", "sefa", model_file, "--out", out, "--layers", "0-6", "--device", "cpu"),
                    "--layers 0-6: SeFa factorises the 5 conv layers' style affines", "give start-end within 0-5 (end excluded)")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["svm", "mean"])
+def test_supervised_refuses_codes_that_are_not_finite(run_cli, model_file, tmp_path, method):
+    """A NaN code reached the SVM as sklearn's ValueError traceback; the mean method saved NaN vectors."""
+    w = np.random.RandomState(0).randn(200, 16).astype(np.float32)
+    scores = w[:, :2].copy()
+    w[5, 3] = np.nan
+    npz = tmp_path / "scores.npz"
+    np.savez(npz, latents=w, scores=scores, names=np.array(["first", "second"]))
+    out = tmp_path / "sup.safetensors"
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", npz, "--out", out, "--method", method, "--device", "cpu"),
+                   "scores.npz: latents hold 1 NaN or infinite values; remove the codes that have them")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("method", ["svm", "mean"])
+def test_duplicate_codes_give_no_direction_rather_than_nan(method):
+    """Top and bottom groups of the same code: the difference (or normal) is 0, and 0/0 gave NaN vectors."""
+    codes = torch.ones(40, 8)
+    scores = torch.arange(40.0).unsqueeze(1)
+    with pytest.raises(UserError, match="smile: the top and bottom 10% of the codes by score do not differ"):
+        supervised(codes, scores, ["smile"], model="m", method=method)
+
+
+def test_save_directions_refuses_vectors_or_scales_that_are_not_finite(tmp_path):
+    """load_directions refuses such a file; it used to be written all the same."""
+    path = tmp_path / "d.safetensors"
+    good = Directions(torch.eye(2, 4), torch.ones(2), ["a", "b"], "w", "test", "fp")
+    for vectors, scales, which in [(torch.full((2, 4), float("nan")), torch.ones(2), "vectors"),
+                                   (torch.eye(2, 4), torch.tensor([1.0, float("inf")]), "scales")]:
+        with pytest.raises(UserError, match=f"not written: the directions' {which} hold NaN"):
+            save_directions(path, Directions(vectors, scales, ["a", "b"], "w", "test", "fp"))
+        assert not path.exists()
+    save_directions(path, good)
+    assert torch.equal(load_directions(path).vectors, good.vectors)

@@ -101,6 +101,12 @@ class Directions:
 
 
 def save_directions(path: str | Path, d: Directions) -> None:
+    """Write `d` atomically; refused if a vector or scale is not finite (load_directions would refuse
+    the file anyway, so it is better not written, and the user told now, where it was made)."""
+    bad = [n for n, t in (("vectors", d.vectors), ("scales", d.scales)) if not torch.isfinite(t).all()]
+    if bad:
+        raise UserError(f"{path}: not written: the directions' {' and '.join(bad)} hold NaN or infinite values; "
+                        "check the codes and scores they were made from")
     meta = {
         "format": "latentatlas",
         "kind": KIND,

@@ -24,16 +24,25 @@ SCORES_LAYOUT = "latents [N, D], scores [N, F], names [F]"
 
 
 def load_scores(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """A user's scores file (.npz): codes [N, D], scores [N, F] and the F attribute names."""
+    """A user's scores file (.npz): codes [N, D], scores [N, F] and the F attribute names.
+
+    Codes must be finite: a NaN reached the SVM as sklearn's traceback, and the mean method
+    as NaN directions. (Scores are checked per attribute in `boundary`.)
+    """
     data = read_npz(path)
     missing = [k for k in ("latents", "scores", "names") if k not in data]
     if missing:
         raise UserError(f"{path}: needs arrays {SCORES_LAYOUT}; it has no {', '.join(missing)}")
     try:
         codes, scores = (torch.from_numpy(np.asarray(data[k], dtype=np.float32)) for k in ("latents", "scores"))
-        return codes, scores.reshape(len(scores), -1), [str(n) for n in data["names"]]
+        names = [str(n) for n in data["names"]]
+        scores = scores.reshape(len(scores), -1)
     except (TypeError, ValueError) as e:
         raise UserError(f"{path}: needs arrays {SCORES_LAYOUT} of numbers and names ({e})") from None
+    bad = int((~torch.isfinite(codes)).sum())
+    if bad:
+        raise UserError(f"{path}: latents hold {bad} NaN or infinite values; remove the codes that have them")
+    return codes, scores, names
 
 
 def _groups(scores: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,8 +54,14 @@ def _groups(scores: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.
     return order[-k:], order[:k]
 
 
-def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fraction: float = 0.1, seed: int = 0) -> torch.Tensor:
-    """Unit direction in which the score grows, from codes [N, D] and scores [N]."""
+def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fraction: float = 0.1, seed: int = 0,
+             name: str = "the score") -> torch.Tensor:
+    """Unit direction in which the score grows, from codes [N, D] and scores [N]; `name` (the
+    attribute's) goes into the messages.
+
+    When the top and bottom groups hold the same codes (duplicates) there is no direction: the
+    difference of means, or the SVM's normal, is 0, and 0/0 gave NaN vectors.
+    """
     if codes.shape[0] != scores.shape[0]:
         raise UserError(f"{codes.shape[0]} codes but {scores.shape[0]} scores")
     if not torch.isfinite(scores).all():
@@ -64,7 +79,11 @@ def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fra
         d = torch.from_numpy(clf.coef_[0] / sd)  # normal in the original (unstandardised) coordinates
     else:
         raise UserError(f"unknown method {method!r}: use svm or mean")
-    return (d / d.norm()).float()
+    norm = float(d.norm())
+    if not norm > 1e-12 * max(float(codes.abs().max()), 1.0):
+        raise UserError(f"{name}: the top and bottom {fraction:.0%} of the codes by score do not differ, so they give no "
+                        "direction; give distinct codes")
+    return (d / norm).float()
 
 
 def condition(direction: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
@@ -101,7 +120,7 @@ def supervised(
     if scores.ndim != 2 or scores.shape[1] != len(names):
         raise UserError(f"scores must be [N, {len(names)}] for the {len(names)} names")
     check_conditional(conditional_on, names)
-    raw = torch.stack([boundary(codes, scores[:, j], method, fraction) for j in range(len(names))])
+    raw = torch.stack([boundary(codes, scores[:, j], method, fraction, name=names[j]) for j in range(len(names))])
     vectors = raw
     if conditional_on:
         cond_idx = [names.index(c) for c in conditional_on]
