@@ -271,6 +271,7 @@ def test_direction_finders_refuse_counts_below_their_minimum(run_cli, model_file
     (("--steps", "1"), "--steps 1: use at least 2 (frames per path: a slope needs two)"),
     (("--length", "0"), "--length 0: give a positive half path length"),
     (("--length", "nan"), "--length nan: give a positive half path length"),
+    (("--top", "1", "--reconstructor-steps", "5"), "--top 1: use at least 2 (paths for the reconstructor to tell apart; or --reconstructor-steps 0)"),
 ])
 def test_directions_score_refuses_settings_that_give_no_scores_before_any_work(run_cli, model_file, tmp_path, args, message):
     """--steps 1 or --length 0 used to give NaN scores, --top 0 and --starts 0 tracebacks."""
@@ -394,3 +395,21 @@ def test_save_directions_refuses_vectors_or_scales_that_are_not_finite(tmp_path)
         assert not path.exists()
     save_directions(path, good)
     assert torch.equal(load_directions(path).vectors, good.vectors)
+
+
+class NoWork(nn.Module):
+    """A predictor that fails the test if any frame is read."""
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("frames were rendered and read before the settings were checked")
+
+
+def test_score_refuses_a_one_direction_file_with_a_reconstructor_before_walking(tiny_generator):
+    """It used to walk and read every frame, then fail in the reconstructor."""
+    from latentatlas.directions.score import score_paths
+    from latentatlas.directions.warped import PathSet
+
+    one = PathSet(Directions(torch.eye(1, 16), torch.ones(1), ["a"], "w", "test", model_fingerprint(tiny_generator)))
+    with pytest.raises(UserError, match="the reconstructor needs at least 2 paths to tell apart, and this file has 1"):
+        score_paths(tiny_generator, NoWork(), one, starts=2, steps=2, reconstructor_steps=5)
+    assert len(score_paths(tiny_generator, ColourPredictor(), one, starts=2, steps=2)["paths"]) == 1  # fine without one

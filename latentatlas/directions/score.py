@@ -41,6 +41,9 @@ def score_paths(
     check_score_settings(starts, steps, length, top, reconstructor_steps, reconstructor_batch, reconstructor_input)
     if paths.space != "w":
         raise UserError("scoring walks paths in W: these directions are in z")
+    if reconstructor_steps > 0 and len(paths) < 2:  # before the walks, not after them (they take the time)
+        raise UserError(f"the reconstructor needs at least 2 paths to tell apart, and this file has {len(paths)}; "
+                        "use --reconstructor-steps 0")
     _, w_std = w_statistics(generator, 5000)
     w0 = sample_w(generator, starts, seed=seed)
     if paths.walk_space == "w+":
@@ -63,10 +66,13 @@ def score_paths(
 def check_score_settings(starts: int, steps: int, length: float, top: int, reconstructor_steps: int = 0,
                          reconstructor_batch: int = 16, reconstructor_input: str = "difference") -> None:
     """The walk's settings, checked before any work: a slope needs 2 frames and a path of some length
-    (else the scores are NaN), and at least one start code and one path."""
+    (else the scores are NaN), and at least one start code and one path; two paths when a
+    reconstructor is to tell them apart."""
     require_at_least("--starts", starts, 1, "start codes per path")
     require_at_least("--steps", steps, 2, "frames per path: a slope needs two")
     require_at_least("--top", top, 1, "directions to score")
+    if reconstructor_steps > 0:
+        require_at_least("--top", top, 2, "paths for the reconstructor to tell apart; or --reconstructor-steps 0")
     require_number("--length", length, above=0, what="a positive half path length in w_std units", example="0.5")
     require_at_least("--reconstructor-steps", reconstructor_steps, 0, "0: skip the reconstructor")
     require_at_least("--reconstructor-batch", reconstructor_batch, 1, "image pairs per step")
