@@ -57,29 +57,30 @@ STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
 MAX_PAINT_LAYERS = 4  # the editor has one layer (layers=False); a request with more is not the page's
 
 
-class PaintEditor(gr.ImageEditor):
+PAINT_MAX_PIXELS = (2 * PAINT) ** 2
+
+
+def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
     """The brush canvas, with each picture's size read from its header before Gradio decodes it.
 
     Gradio decodes every picture of an editor request (background, composite and each layer) into
     an array before our handler sees it, and the PAINT px canvas is the browser's rule only: a
     client of the page's API could send many layers, each a small PNG that decodes to hundreds of
-    megabytes. Here a request is refused, as one message in the page, unless every picture is at
-    most twice the canvas on a side and there are at most MAX_PAINT_LAYERS layers.
+    megabytes. A request is refused, as one message in the page, unless every picture is at most
+    twice the canvas on a side and there are at most MAX_PAINT_LAYERS layers. The two checks wrap
+    this instance's methods: a subclass of a Gradio component would make Gradio write a .pyi file
+    beside this module at import time.
     """
+    preprocess, convert = editor.preprocess, editor.convert_and_format_image
 
-    max_pixels = (2 * PAINT) ** 2
-
-    def get_block_name(self) -> str:  # the same widget in the page (gradio's documented override)
-        return "imageeditor"
-
-    def preprocess(self, payload: Any) -> Any:
-        cached = self.blob_storage.get(payload.id) if payload is not None and payload.id is not None else None
+    def checked_preprocess(payload: Any) -> Any:
+        cached = editor.blob_storage.get(payload.id) if payload is not None and payload.id is not None else None
         for source in (payload, cached):
             if source is not None and len(source.layers or []) > MAX_PAINT_LAYERS:
                 raise gr.Error(f"at most {MAX_PAINT_LAYERS} painted layers; the page sends one")
-        return super().preprocess(payload)
+        return preprocess(payload)
 
-    def convert_and_format_image(self, file: Any, flatten_on_white: bool = False) -> Any:
+    def checked_convert(file: Any, flatten_on_white: bool = False) -> Any:
         if file is not None:
             try:
                 with Image.open(file.path if isinstance(file, FileData) else BytesIO(file)) as im:  # the header only
@@ -88,9 +89,13 @@ class PaintEditor(gr.ImageEditor):
                 raise gr.Error(f"the painted picture is far larger than the {PAINT}x{PAINT} canvas") from None
             except (OSError, ValueError):
                 raise gr.Error("the painted picture is not a readable image") from None
-            if w * h > self.max_pixels:
+            if w * h > PAINT_MAX_PIXELS:
                 raise gr.Error(f"the painted picture is {w}x{h}; the canvas is {PAINT}x{PAINT}")
-        return super().convert_and_format_image(file, flatten_on_white)
+        return convert(file, flatten_on_white)
+
+    editor.preprocess = checked_preprocess  # type: ignore[method-assign]
+    editor.convert_and_format_image = checked_convert  # type: ignore[method-assign]
+    return editor
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
     "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
@@ -554,10 +559,10 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 ref_seed = gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed")
                 ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="ref-file", visible=False, height=120)
-                editor = PaintEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
+                editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
                                         brush=gr.Brush(default_size=max(4, PAINT // 12), colors=["#ff00ff"], color_mode="fixed"),
-                                        eraser=gr.Eraser(default_size=max(4, PAINT // 12)), elem_id="ref-editor")
+                                        eraser=gr.Eraser(default_size=max(4, PAINT // 12)), elem_id="ref-editor"))
                 mask_kind = gr.Radio(_mask_choices(res), value=MASK_DRAWN, label="Mask", elem_id="mask-kind")
             with gr.Column(scale=1):
                 result = gr.Image(label="Result", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
