@@ -1,8 +1,9 @@
 """Our StyleMapGAN generator and encoder against naver-ai's official code (training/model.py).
 
 The fixtures in fixtures/stylemap_parity were made by fixtures/make_stylemap_parity.py with
-the official Generator and Encoder (fp32, eval, CPU); this test needs nothing of the official
-code. The official weights are not stored: both sides fill every parameter with
+the official Generator and Encoder of naver-ai/StyleMapGAN commit 9b92e68719726f484cd34f3182450fe777e8c707
+(fp32, eval, CPU; the git blob ids of the official files are in each fixture's
+`official_sources`); this test needs nothing of the official code. The official weights are not stored: both sides fill every parameter with
 stylemap_fill.fill_state (same names, shapes and seed give the same values); the blur-kernel
 buffers come from the fixture. Per config the models are built through the importer of
 official checkpoints (stylemap_config_from_state + build_stylemap with the checkpoint's
@@ -10,6 +11,10 @@ train_args: what import_stylemapgan does after torch.load, which test_stylemap.p
 with a .pt file), and compared within TOL max abs: mapping (z -> stylemap), the truncation
 centre and the truncated stylemap (psi 0.7), the encoder's stylemap of an image, and the
 images the fixture holds (s64: psi 1; s32: psi 1, psi 0.7 and the encoder's stylemap).
+
+The official Generator builds its Decoder with lr_mul 1: the checkpoint's lr_mul (0.01 in s64,
+0.1 in s32) scales the mapping only. test_resizer_takes_no_lr_multiplier shows that the
+fixtures tell this apart from an lr_mul on the up-sampling convs_latent.
 """
 
 from __future__ import annotations
@@ -28,10 +33,11 @@ from stylemap_fill import fill_state, is_filled
 
 FIXTURES = Path(__file__).parent / "fixtures" / "stylemap_parity"
 NAMES = ["s64", "s32"]
-# Measured (2 CPU cores, PyTorch 2.13): mapping and truncation centre bit-exact; truncated
-# stylemap <= 5e-7 (torch.lerp vs the official mean + psi * (code - mean), one ulp); encoder
-# <= 2.5e-6; images (|x| up to ~7, eight 512-channel layers; our batched convolutions vs
-# their grouped ones) <= 2.1e-5. A wrong slope, padding, eps or gain moves them by > 2e-3.
+# Measured (2 CPU cores, PyTorch 2.13): mapping, truncation centre and truncated stylemap
+# <= 3e-6 (bit-exact on some hosts; torch.lerp vs the official mean + psi * (code - mean));
+# encoder <= 3.5e-6; images (|x| up to ~7, eight 512-channel layers; our batched convolutions
+# vs their grouped ones) <= 5.5e-5 (2.1e-5 on the host that first made the fixtures). A wrong
+# slope, padding, eps or gain moves them by > 2e-3.
 TOL = 1e-4
 
 
@@ -131,3 +137,24 @@ def test_fixtures_are_not_trivial(name):
             assert np.abs(ref["img_psi1"] - ref[key]).max() > 0.1, f"{key} looks like img_psi1"
     assert np.abs(ref["stylemap_psi1"] - ref["stylemap_psi07"]).max() > 0.05
     assert ref["mean_stylemap"].std() > 0.05
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_resizer_takes_no_lr_multiplier(name):
+    """The official Generator builds its Decoder with lr_mul 1, so an official checkpoint's
+    lr_mul (train_args) must not scale the up-sampling convs_latent, though the official
+    ConvLayer would pass it on there. Ours matches the fixture without it; with the checkpoint's
+    lr_mul applied there the image is far off (s64, lr_mul 0.01: 7.4; s32, 0.1: 5.0)."""
+    g_state, e_state = official_state(name, "g_ema"), official_state(name, "e_ema")
+    cfg = stylemap_config_from_state(g_state, meta(name)["train_args"])
+    g, _ = build_stylemap(cfg, g_state, e_state, f"{name} fixture")
+    lr_mul = meta(name)["train_args"]["lr_mul"]
+    assert lr_mul != 1 and cfg.mapping_lr_multiplier == lr_mul
+    up = [layer for layer in g.decoder.convs_latent if layer.upsample]
+    assert up, "no up-sampling resizer layers"
+    for layer in up:  # before the first forward: the scaled-weight cache is built from this scale
+        layer.conv.scale *= lr_mul
+    ref = io(name)
+    with torch.no_grad():
+        img = g(torch.from_numpy(ref["stylemap_psi1"]).reshape(-1, *g.stylemap_shape))
+    assert max_diff(img, ref["img_psi1"]) > 1.0

@@ -498,7 +498,11 @@ def load_stylemap_model(path: str | Path, device: str | torch.device = "cpu") ->
 
 def stylemap_config_from_state(g: dict[str, torch.Tensor], train_args: dict[str, Any] | None = None) -> Any:
     """StyleMapConfig of an official `g_ema` state dict: sizes from the tensor shapes, the settings
-    that shapes do not show (mapping lr multiplier, normalisation) from train_args or the official defaults."""
+    that shapes do not show (mapping lr multiplier, normalisation) from train_args or the official defaults.
+
+    train_args' lr_mul sets the mapping's multiplier only: the official Generator passes it to
+    its EqualLinear mapping layers and builds the Decoder with lr_mul 1, so the resizer
+    (convs_latent) of an official checkpoint has none (see models.stylemap.Decoder)."""
     from latentatlas.models.stylemap import StyleMapConfig
 
     args = dict(train_args or {})

@@ -370,7 +370,15 @@ class ConstantInput(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Stylemap resizer (`convs_latent`) and synthesis (`input`, `conv1`, `convs`, `to_rgb`)."""
+    """Stylemap resizer (`convs_latent`) and synthesis (`input`, `conv1`, `convs`, `to_rgb`).
+
+    The resizer's convolutions carry no learning-rate multiplier, in official checkpoints too:
+    the official ConvLayer hands its lr_mul to the equalised convolution only when it
+    up-samples, but the official Generator builds its Decoder with lr_mul fixed at 1
+    (naver-ai/StyleMapGAN training/model.py @9b92e68, "always 1"), so train_args' lr_mul
+    reaches only the mapping MLP (mapping_lr_multiplier). Scaling the up-sampling convs_latent
+    by it would move the s64 parity fixture's image by 7.4 (tests/test_stylemap_parity.py).
+    """
 
     def __init__(self, cfg: StyleMapConfig) -> None:
         super().__init__()
