@@ -1162,8 +1162,10 @@ def edit_local(
 ) -> None:
     """Local editing: the masked region of the reference, blended into the source in stylemap space.
 
-    Writes strip.png (source, reference, mask, result) and result.png. An empty mask is refused (the
-    result would be the source); a mask covering everything gives the reference's reconstruction.
+    Writes strip.png (source, reference, mask, result) and result.png. A mask PNG is read from its
+    alpha when that is not fully opaque, else from its grey value (8- or 16-bit). An empty mask is
+    refused (the result would be the source); a mask covering everything gives the reference's
+    reconstruction.
     A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times), and a seed
     number stands for a model sample; the strip then shows the model's rendering of them. With
     --refine N, images are encoded and then refined N steps (as `encode --refine`): the source and

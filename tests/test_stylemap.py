@@ -248,6 +248,54 @@ def test_masks_from_grey_images_and_face_regions():
         region_mask("eyes", 8)
 
 
+def test_mask_files_are_read_from_alpha_or_by_their_bit_depth(tmp_path):
+    """convert('L') dropped the alpha (black strokes on a transparent layer read as nothing) and
+    clipped 16-bit greys at 255 (a 16-bit 0.5 read as 1); float images read as 0."""
+    from latentatlas.editing.local import load_mask
+
+    def saved(name: str, im: Image.Image) -> str:
+        im.save(tmp_path / name)
+        return str(tmp_path / name)
+
+    rgba = np.zeros((16, 16, 4), np.uint8)  # black strokes, painted on a transparent layer
+    rgba[:8, :, 3] = 255
+    rgba[8:12, :, 3] = 128
+    mask, notes = load_mask(saved("strokes.png", Image.fromarray(rgba, "RGBA")), 16)
+    assert mask[..., :8, :].eq(1).all() and torch.allclose(mask[..., 8:12, :], torch.tensor(128 / 255)) and mask[..., 12:, :].eq(0).all()
+    assert notes == ["strokes.png: read from its alpha channel (transparent = keep the source)"]
+    rgba[..., :3], rgba[..., 3] = 0, 255  # opaque: the grey value is the mask
+    rgba[:4, :, :3] = 255
+    mask, notes = load_mask(saved("opaque.png", Image.fromarray(rgba, "RGBA")), 16)
+    assert mask[..., :4, :].eq(1).all() and mask[..., 4:, :].eq(0).all() and notes == []
+    la = np.zeros((16, 16, 2), np.uint8)
+    la[:, :4, 1] = 255
+    mask, _ = load_mask(saved("la.png", Image.fromarray(la, "LA")), 16)
+    assert mask[..., :4].eq(1).all() and mask[..., 4:].eq(0).all()
+    pal = Image.fromarray(np.where(np.arange(16)[None, :] < 8, 1, 0).repeat(16, 0).astype(np.uint8), "P")
+    pal.putpalette([0, 0, 0, 0, 0, 0])  # two black entries; index 0 transparent (a tRNS key)
+    pal.info["transparency"] = 0
+    mask, notes = load_mask(saved("pal.png", pal), 16)
+    assert mask[..., :8].eq(1).all() and mask[..., 8:].eq(0).all() and "alpha" in notes[0]
+    grey16 = np.zeros((16, 16), np.uint16)
+    grey16[:8] = 32768
+    grey16[8:12] = 65535
+    im16 = Image.fromarray(grey16)
+    assert im16.mode == "I;16"
+    mask, notes = load_mask(saved("m16.png", im16), 16)
+    assert torch.allclose(mask[..., :8, :], torch.tensor(32768 / 65535)) and mask[..., 8:12, :].eq(1).all() and notes == []
+    assert mask[..., 12:, :].eq(0).all()
+    f = np.zeros((16, 16), np.float32)
+    f[:, :8] = 0.25
+    mask, _ = load_mask(saved("f.tif", Image.fromarray(f)), 16)
+    assert torch.allclose(mask[..., :8], torch.tensor(0.25)) and mask[..., 8:].eq(0).all()
+    with pytest.raises(UserError, match=r"float mask values must lie in \[0, 1\], got 0 to 255; save the mask as 8-bit grey"):
+        load_mask(saved("f255.tif", Image.fromarray(f * 1020)), 16)
+    wide = np.zeros((16, 16), np.int32)
+    wide[0, 0] = 70000
+    with pytest.raises(UserError, match="32-bit integer mask values 0 to 70000 have no white"):
+        load_mask(saved("i32.tif", Image.fromarray(wide)), 16)
+
+
 def test_mask_files_get_the_image_readers_pixel_cap_and_one_line_errors(tmp_path):
     from latentatlas.editing.local import load_mask
     from latentatlas.io.images import MAX_PIXELS

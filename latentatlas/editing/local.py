@@ -14,11 +14,11 @@ layer, the source's cells under the shifted mask take the reference's cells unde
 Blend strength s in [0, 1] scales the mask (w = s m w_ref + (1 - s m) w_src): s = 1 is the edit
 above, s = 0 the source; in between the region fades from the source to the reference.
 
-Masks: PNG files or drawn strokes (grey value or alpha in [0, 1], square; another size is resized
-to the model's resolution with an area filter and said so) or, for synthfaces models, a face
-region ("eyes", "mouth", "hair") from the renderer's geometry. `edit` is the one entry point the
-CLI (`edit-local`) and the web app (Local edit tab) share: it checks the shift and the strength
-and picks the local edit or the transplantation.
+Masks: PNG files or drawn strokes (square; the alpha when it is not fully opaque, else the grey
+value, 8- or 16-bit; another size is resized to the model's resolution with an area filter and
+said so) or, for synthfaces models, a face region ("eyes", "mouth", "hair") from the renderer's
+geometry. `edit` is the one entry point the CLI (`edit-local`) and the web app (Local edit tab)
+share: it checks the shift and the strength and picks the local edit or the transplantation.
 """
 
 from __future__ import annotations
@@ -95,36 +95,82 @@ def check_mask(mask: torch.Tensor, resolution: int) -> torch.Tensor:
     return mask
 
 
+def mask_values(im: Image.Image, name: str = "the mask") -> tuple[np.ndarray, list[str]]:
+    """The mask an image holds, as float32 [H, W] in [0, 1], plus a note when it is read from alpha.
+
+    Alpha first: a mask painted on a transparent layer (an image editor's, the web app's brush)
+    holds its strokes in the alpha band whatever their colour, so an alpha band or a PNG
+    transparency key that is not fully opaque is the mask. Otherwise the grey value, scaled by
+    the mode's own white: 1/255 for 8-bit modes, 1/65535 for 16-bit ones (I;16: a 16-bit PNG;
+    convert('L') clips it at 255, so every value above 255 of 65535 became white). 32-bit modes
+    have no white of their own: float (F) values are taken as they are and must lie in [0, 1];
+    integer (I) values are read as 16-bit when they fit, said in a note, and refused otherwise.
+    """
+    import numpy as np
+
+    try:
+        if im.has_transparency_data:
+            bands = im.getbands()
+            rgba = im if bands[-1] in ("A", "a") else im.convert("RGBA")  # a transparency key: P, L, RGB
+            alpha = np.asarray(rgba.getchannel(len(rgba.getbands()) - 1))
+            if alpha.min() < 255:
+                return alpha.astype(np.float32) / 255, [f"{name}: read from its alpha channel (transparent = keep the source)"]
+        if im.mode.startswith("I;16"):
+            return np.asarray(im).astype(np.float32) / 65535, []
+        if im.mode in ("I", "F"):
+            arr = np.asarray(im)
+            lo, hi = float(arr.min()), float(arr.max())
+            if im.mode == "F":
+                if not np.isfinite(arr).all() or lo < 0 or hi > 1:
+                    raise UserError(f"{name}: float mask values must lie in [0, 1], got {lo:g} to {hi:g}; save the mask as 8-bit grey")
+                return arr.astype(np.float32), []
+            if lo < 0 or hi > 65535:
+                raise UserError(f"{name}: 32-bit integer mask values {lo:g} to {hi:g} have no white; save the mask as 8-bit or 16-bit grey")
+            return arr.astype(np.float32) / 65535, [f"{name}: 32-bit integer mask read as 16-bit (65535 = white)"]
+        return np.asarray(im.convert("L")).astype(np.float32) / 255, []
+    except ValueError:  # a mode PIL cannot convert (premultiplied alpha and the like)
+        raise UserError(f"{name}: a {im.mode} image cannot be read as a mask; save it as 8-bit grey") from None
+
+
 def mask_from_grey(grey: Image.Image | np.ndarray, resolution: int, name: str = "the mask") -> tuple[torch.Tensor, list[str]]:
-    """A square grey image (PIL image, or array [H, W] of uint8 0..255 or floats in [0, 1]) as a mask
-    [1, 1, R, R] in [0, 1], plus notes. Another size is resized with an area filter (a stroke drawn
-    on an enlarged display keeps its coverage); non-square masks are refused (a crop would move the region).
+    """A square mask image (PIL image read by mask_values, or an array [H, W] of uint8 0..255, bool,
+    or floats in [0, 1]) as a mask [1, 1, R, R] in [0, 1], plus notes. Another size is resized with
+    an area filter (a stroke drawn on an enlarged display keeps its coverage); non-square masks are
+    refused (a crop would move the region).
     """
     import numpy as np
     from PIL import Image
 
-    im = grey if isinstance(grey, Image.Image) else None
-    if im is None:
+    notes: list[str] = []
+    if isinstance(grey, Image.Image):
+        if grey.width != grey.height:
+            raise UserError(f"{name} is {grey.width}x{grey.height}; it must be square like the images ({resolution}x{resolution})")
+        arr, notes = mask_values(grey, name)
+    else:
         arr = np.asarray(grey)
         if arr.ndim != 2:
             raise UserError(f"{name} must be a grey image [H, W], got shape {list(arr.shape)}")
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
                 raise UserError(f"{name}: float mask values must lie in [0, 1]")
-            arr = np.rint(arr * 255)
-        im = Image.fromarray(arr.astype(np.uint8), mode="L")
-    if im.width != im.height:
-        raise UserError(f"{name} is {im.width}x{im.height}; it must be square like the images ({resolution}x{resolution})")
-    im = im.convert("L")
-    notes = []
-    if im.width != resolution:
-        notes.append(f"mask resized from {im.width} px to {resolution} px")
-        im = im.resize((resolution, resolution), Image.Resampling.BOX)
-    return torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)[None, None], notes
+            arr = arr.astype(np.float32)
+        elif arr.dtype.kind == "b":
+            arr = arr.astype(np.float32)
+        else:
+            if arr.size and (arr.min() < 0 or arr.max() > 255):
+                raise UserError(f"{name}: integer mask values must lie in 0..255, got {arr.min()} to {arr.max()}")
+            arr = arr.astype(np.float32) / 255
+        if arr.shape[0] != arr.shape[1]:
+            raise UserError(f"{name} is {arr.shape[1]}x{arr.shape[0]}; it must be square like the images ({resolution}x{resolution})")
+    if arr.shape[0] != resolution:
+        notes.append(f"mask resized from {arr.shape[0]} px to {resolution} px")
+        arr = np.asarray(Image.fromarray(arr).resize((resolution, resolution), Image.Resampling.BOX))
+    return torch.from_numpy(np.clip(arr, 0, 1).astype(np.float32))[None, None], notes
 
 
 def load_mask(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str]]:
-    """A PNG/JPEG mask file as [1, 1, R, R] in [0, 1] (grey / 255) plus notes (see mask_from_grey).
+    """A PNG/JPEG mask file as [1, 1, R, R] in [0, 1] (its alpha or grey value, see mask_values) plus
+    notes (see mask_from_grey).
 
     Opened by the image reader's guard (io.images.open_image), so a mask file gets the same pixel
     cap and the same one-line errors as a source image.
