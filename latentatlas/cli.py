@@ -1153,8 +1153,8 @@ def edit_local(
     shift: Annotated[str | None, typer.Option(help="dx,dy in pixels: move the reference's region (transplantation).")] = None,
     per_layer: Annotated[bool, typer.Option(help="Blend every per-layer stylemap (sharper outline) instead of the input stylemap.")] = False,
     strength: Annotated[float, typer.Option(help="Blend strength in [0, 1]: the mask is scaled by it (1: take the region, 0: keep the source).")] = 1.0,
-    grow: Annotated[int, typer.Option(help="Grow the mask by this many pixels: a margin of neighbouring "
-                                      "stylemap cells carries more of the part (and changes more around it).")] = 0,
+    grow: Annotated[int, typer.Option(help="Grow the mask by this many pixels, below the model's resolution: a margin of "
+                                      "neighbouring stylemap cells carries more of the part (and changes more around it).")] = 0,
     refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("edit"),
     device: DeviceOpt = "auto",
@@ -1164,8 +1164,9 @@ def edit_local(
 
     Writes strip.png (source, reference, mask, result) and result.png. A mask PNG is read from its
     alpha when that is not fully opaque, else from its grey value (8- or 16-bit). An empty mask is
-    refused (the result would be the source); a mask covering everything gives the reference's
-    reconstruction.
+    refused (the result would be the source), judged by the chosen edit's rule: with --shift a
+    stylemap cell counts only where the mask averages above 0.5 over it, so a mask of values at or
+    below 0.5 is empty there. A mask covering everything gives the reference's reconstruction.
     A stylemap .npz saved by `encode` skips the encoder (encode once, edit many times), and a seed
     number stands for a model sample; the strip then shows the model's rendering of them. With
     --refine N, images are encoded and then refined N steps (as `encode --refine`): the source and
@@ -1176,7 +1177,7 @@ def edit_local(
     """
     import torch
 
-    from latentatlas.editing.local import check_shift, check_strength, edit, grow_mask, mask_coverage_note, region_or_file_mask
+    from latentatlas.editing.local import check_shift, check_strength, edit, edit_coverage, grow_mask, region_or_file_mask
     from latentatlas.io.checkpoints import load_stylemap_any
     from latentatlas.io.images import make_grid, save_image
     from latentatlas.models.bundled import resolve_model
@@ -1198,9 +1199,15 @@ def edit_local(
     m_img = grow_mask(m_img, grow)
     for n in notes:
         typer.echo(f"note: {n}", err=True)
-    frac, degenerate = mask_coverage_note(m_img, generator.latent_spatial_size)
+    frac, degenerate = edit_coverage(generator, m_img, d)  # by the rule the chosen edit applies (--shift: its threshold)
     if degenerate and frac == 0:
-        raise UserError(f"{degenerate}; draw a region in white on black")
+        if d is None:
+            hint = "draw a region in white on black"
+        elif float(m_img.max()) <= 0.5:
+            hint = "mark the region with values above 0.5 (white), or edit without --shift"
+        else:
+            hint = "give a smaller --shift"
+        raise UserError(f"{degenerate}; {hint}")
     if degenerate:
         typer.echo(f"note: {degenerate}", err=True)
     names = (model, str(resolve_model(model)))

@@ -196,6 +196,38 @@ def test_grow_mask_takes_every_pixel_within_the_margin():
     assert grow_mask(mask, 0) is mask
     with pytest.raises(UserError, match="can only grow"):
         grow_mask(mask, -1)
+    assert grow_mask(mask, 15).eq(1).all()  # resolution - 1 fills the image from any marked pixel
+    with pytest.raises(UserError, match="can grow by at most 15 px on a 16 px model .*got 16 px"):
+        grow_mask(mask, 16)  # a max filter of 2 * 16 + 1 taps; a huge --grow was padding the mask by as much
+
+
+def test_coverage_is_judged_by_the_rule_of_the_edit_that_runs():
+    """A soft mask whose values are all <= 0.5 selects cells when max-pooled (the local edit) but
+    none when average-pooled and thresholded at 0.5 (the transplantation): there the result is
+    the source, and edit_coverage says so instead of passing it."""
+    from latentatlas.editing.local import edit_coverage
+
+    g, _ = randomized(StyleMapConfig(latent_spatial_size=4, **TINY64))
+    src = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(3)))
+    ref = g.mapping(torch.randn(1, 8, generator=torch.Generator().manual_seed(4)))
+    soft = torch.zeros(1, 1, 64, 64)
+    soft[..., :32, :32] = 0.5
+    frac, note = edit_coverage(g, soft)
+    assert frac == 0.125 and note is None  # max-pooled to 4x4: a quarter of the cells at 0.5
+    assert not torch.equal(local_edit(g, src, ref, soft)[1], src)
+    frac, note = edit_coverage(g, soft, (8, 0))
+    assert frac == 0 and "no mask value exceeds 0.5" in note and "the source unchanged" in note
+    _, layers = transplant(g, src, ref, soft, shift=(8, 0))
+    assert all(torch.equal(a, b) for a, b in zip(layers, g.stylemaps(src)))  # what the note says
+    sharp = soft * 2  # the same square at 1: transplanted, a quarter of every layer
+    frac, note = edit_coverage(g, sharp, (0, 0))
+    assert frac == 0.25 and note is None
+    frac, note = edit_coverage(g, sharp, (-32, 0))  # moved left by its own width: every cell leaves the image
+    assert frac == 0 and "the shift -32,0 moves every selected stylemap cell out of the image" in note
+    frac, note = edit_coverage(g, torch.ones(1, 1, 64, 64), (0, 0))
+    assert frac == 1 and "reference's reconstruction" in note
+    frac, note = edit_coverage(g, torch.ones(1, 1, 64, 64), (8, 0))  # moved: the cells it leaves keep the source
+    assert 0 < frac < 1 and note is None
 
 
 def test_strength_scales_the_mask_and_edit_is_local_edit_or_transplant():
@@ -550,11 +582,18 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
         (["--mask", "eyes", "--shift", "1,2,3"], "two integers"),
         (["--mask", "eyes", "--shift", "40,0"], "out of the 16 px image"),
         (["--mask", "eyes", "--strength", "1.5"], "strength must lie in [0, 1]"),
+        # values of 0.4: max-pooled they select cells, but the transplantation takes none
+        (["--mask", _png(tmp_path / "soft.png", np.full((16, 16), 102, np.uint8)), "--shift", "0,0"],
+         "no mask value exceeds 0.5: the result is the source unchanged; mark the region with values above 0.5"),
+        (["--mask", "eyes", "--grow", "16"], "can grow by at most 15 px on a 16 px model"),
     ]
     for extra, message in bad:
         code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, *extra, "--out", tmp_path / "x",
                                  "--device", "cpu", "--force")
-        assert code == 2 and message in err, (extra, err)
+        assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, (extra, err)
+    code, out, err = run_cli("edit-local", model, "--source", a, "--reference", b, "--mask", tmp_path / "soft.png",
+                             "--out", tmp_path / "edit_soft", "--device", "cpu")  # without --shift the soft mask is a soft edit
+    assert code == 0 and json.loads(out)["mask_fraction"] == 0.4, err
     code, _, err = run_cli("directions", "sefa", model, "--out", tmp_path / "sefa.safetensors")  # StyleGAN2 only: names the kind it got
     assert code == 2 and "StyleMapGAN model" in err
     # project says the model is the problem before it asks for a loss the model could not use

@@ -384,13 +384,13 @@ class StyleMapSession:
         `refine`: encoded pictures are refined that many steps first (once each, then kept)."""
         import time
 
-        from latentatlas.editing.local import edit, mask_coverage_note
+        from latentatlas.editing.local import edit, edit_coverage
 
         t = time.perf_counter()
         _, a = self.picture(src, limits, refine)
         _, b = self.picture(ref, limits, refine)
-        coverage, note = mask_coverage_note(mask, self.generator.latent_spatial_size)
+        moved = None if tuple(shift) == (0, 0) else tuple(shift)
+        coverage, note = edit_coverage(self.generator, mask, moved)  # the rule the edit applies (a shift: its threshold)
         with self.lock:
-            out = edit(self.generator, a, b, mask.to(a.device), shift=None if tuple(shift) == (0, 0) else tuple(shift),
-                       per_layer=per_layer, strength=strength)
+            out = edit(self.generator, a, b, mask.to(a.device), shift=moved, per_layer=per_layer, strength=strength)
         return LocalEdit(to_rgb8(out[0]), coverage, note, (time.perf_counter() - t) * 1000)

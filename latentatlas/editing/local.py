@@ -18,7 +18,8 @@ Masks: PNG files or drawn strokes (square; the alpha when it is not fully opaque
 value, 8- or 16-bit; another size is resized to the model's resolution with an area filter and
 said so) or, for synthfaces models, a face region ("eyes", "mouth", "hair") from the renderer's
 geometry. `edit` is the one entry point the CLI (`edit-local`) and the web app (Local edit tab)
-share: it checks the shift and the strength and picks the local edit or the transplantation.
+share: it checks the shift and the strength and picks the local edit or the transplantation;
+`edit_coverage` judges a mask by the rule of the edit that will run.
 """
 
 from __future__ import annotations
@@ -216,6 +217,10 @@ def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
         raise UserError(f"a mask can only grow: got {pixels} px")
     if pixels == 0:
         return mask
+    r = mask.shape[-1]
+    if pixels >= r:  # r - 1 already spreads one pixel over the whole image; more only costs memory
+        raise UserError(f"the mask can grow by at most {r - 1} px on a {r} px model (that already fills it from any "
+                        f"marked pixel), got {pixels} px")
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
 
@@ -226,6 +231,34 @@ def mask_coverage_note(mask: torch.Tensor, size: int, mode: str = "max") -> tupl
     if float(m.max()) == 0:
         return frac, "the mask is empty (no stylemap cell selected): the result is the source unchanged"
     if float(m.min()) == 1:
+        return frac, "the mask covers every stylemap cell: the result is the reference's reconstruction"
+    return frac, None
+
+
+def edit_coverage(generator: torch.nn.Module, mask: torch.Tensor, shift: tuple[int, int] | None = None) -> tuple[float, str | None]:
+    """What `edit` will take from the reference, judged by the rule that edit will apply: (the
+    fraction of stylemap cells, a note for the degenerate cases; the fraction is 0 exactly when
+    nothing is taken).
+
+    No shift: the local edit's max-pooled mask on the S x S stylemap (a cell counts when any of
+    its pixels is marked). A shift: the transplantation's per-layer masks (average-pooled, then
+    > 0.5, then moved), the fraction averaged over the layers. They differ: a soft mask whose
+    values all lie at or below 0.5 selects cells in the first rule and none in the second, where
+    the result would be the source without a word.
+    """
+    if shift is None:
+        return mask_coverage_note(mask, generator.latent_spatial_size)
+    r = generator.img_resolution
+    dx, dy = check_shift(shift, r)
+    layers = [transplant_mask(mask, size, r, dx, dy) for size in generator.decoder.stylemap_resolutions]
+    moved = [_shift(m, cy, cx) for m, cy, cx in layers]
+    frac = sum(float(m.mean()) for m in moved) / len(moved)
+    if all(float(m.max()) == 0 for m, _, _ in layers):  # the last layer is at full resolution: every mask value is at or below the threshold
+        return frac, ("the mask selects no stylemap cell for the transplantation, which takes a cell only where the mask "
+                      "averages more than 0.5 over it, and no mask value exceeds 0.5: the result is the source unchanged")
+    if all(float(m.max()) == 0 for m in moved):
+        return frac, f"the shift {dx},{dy} moves every selected stylemap cell out of the image: the result is the source unchanged"
+    if all(float(m.min()) == 1 for m in moved):
         return frac, "the mask covers every stylemap cell: the result is the reference's reconstruction"
     return frac, None
 
@@ -271,6 +304,16 @@ def local_edit(generator: torch.nn.Module, src: torch.Tensor, ref: torch.Tensor,
     return generator.synthesize(layers), layers
 
 
+def transplant_mask(mask: torch.Tensor, size: int, resolution: int, dx: int, dy: int, mode: str = "avg",
+                    threshold: float = 0.5) -> tuple[torch.Tensor, int, int]:
+    """One layer's transplantation mask before the move, and the move in cells (cy, cx): the mask
+    pooled to the layer ('avg' then > threshold, as the official demo; 'max' as it is) and
+    round(d * size / R). Shared by transplant and edit_coverage, so the check sees what the edit does."""
+    m = resize_mask(mask, size, mode)
+    m = (m > threshold).float() if mode == "avg" else m
+    return m, round(dy * size / resolution), round(dx * size / resolution)
+
+
 def _shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Move content by (dy, dx) cells; what leaves the map is dropped, what enters is 0."""
     h, w = x.shape[-2:]
@@ -299,10 +342,7 @@ def transplant(generator: torch.nn.Module, src: torch.Tensor, ref: torch.Tensor,
     dx, dy = check_shift(shift, r)
     layers = []
     for a, b in zip(generator.stylemaps(src), generator.stylemaps(ref)):
-        size = a.shape[-1]
-        m = resize_mask(mask, size, mode)
-        m = (m > threshold).float() if mode == "avg" else m
-        cy, cx = round(dy * size / r), round(dx * size / r)
+        m, cy, cx = transplant_mask(mask, a.shape[-1], r, dx, dy, mode, threshold)
         layers.append(blend(a, _shift(b, cy, cx), _shift(m, cy, cx) * s))
     return generator.synthesize(layers), layers
 
