@@ -675,6 +675,8 @@ def _drawn_alpha(value: dict[str, Any] | None) -> np.ndarray | None:
 def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
     """The status line under the result: how much of the stylemap came from the reference, and the time."""
     if out.note and out.coverage == 0:
+        if (dx, dy) != (0, 0):  # a shift has its own ways to select nothing (a faint mask, a region moved out): the note says which
+            return f"Nothing selected: {out.note} · {out.ms:.0f} ms"
         hint = "paint on the reference with the brush" if mask_kind == MASK_DRAWN else "pick another region"
         return f"Nothing selected yet: {hint}. The result is the source as the model rebuilds it · {out.ms:.0f} ms"
     moved = f", moved by {dx},{dy} px" if (dx, dy) != (0, 0) else ""
