@@ -28,6 +28,22 @@ from latentatlas.models.ops import (
 
 NOISE_MODES = ("const", "random", "none")
 
+# Upper bounds of the sizes in a config. A config is read from a model file's own JSON, and a
+# few bytes there must not ask for terabytes (z_dim 2**40) or tens of gigabytes (resolution
+# 32768) before the file's tensors are compared with it. Far above any published StyleGAN2 or
+# StyleMapGAN model (1024 px, 512 channels and widths, 8 mapping layers).
+MAX_RESOLUTION = 4096
+MAX_WIDTH = 4096
+MAX_MAPPING_LAYERS = 32
+
+
+def require_at_most(cfg: Any, limits: dict[str, int]) -> None:
+    """ValueError naming the first field of `cfg` above its limit in `limits` (None passes)."""
+    for name, most in limits.items():
+        value = getattr(cfg, name)
+        if value is not None and value > most:
+            raise ValueError(f"{name} must be at most {most}, got {value}")
+
 
 @dataclass
 class GeneratorConfig:
@@ -61,6 +77,9 @@ class GeneratorConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.c_dim < 0:
             raise ValueError(f"c_dim must be >= 0, got {self.c_dim}")
+        require_at_most(self, {"img_resolution": MAX_RESOLUTION, "z_dim": MAX_WIDTH, "w_dim": MAX_WIDTH,
+                               "mapping_embed_features": MAX_WIDTH, "mapping_layer_features": MAX_WIDTH,
+                               "channel_max": MAX_WIDTH, "mapping_layers": MAX_MAPPING_LAYERS})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

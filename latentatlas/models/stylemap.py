@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentatlas.models import derived
+from latentatlas.models.stylegan2 import MAX_MAPPING_LAYERS, MAX_RESOLUTION, MAX_WIDTH, require_at_most
 from latentatlas.models.ops import (
     FullyConnectedLayer,
     bias_act,
@@ -107,6 +108,8 @@ class StyleMapConfig:
         for name in ("style_dim", "mapping_layers", "channel_multiplier", "channel_base", "channel_max"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        require_at_most(self, {"resolution": MAX_RESOLUTION, "style_dim": MAX_WIDTH, "channel_max": MAX_WIDTH,
+                               "mapping_layers": MAX_MAPPING_LAYERS})
         if self.normalize_mode not in NORMALIZE_MODES:
             raise ValueError(f"normalize_mode {self.normalize_mode!r} is not supported: use one of {NORMALIZE_MODES}")
         for r in self.resolutions():
