@@ -5,14 +5,22 @@ terabytes). Every file is built here, from the tiny test generator or from nothi
 from __future__ import annotations
 
 import json
+import math
+import pickle
 import time
+from collections import OrderedDict
 
 import pytest
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from latentatlas.io.checkpoints import load_model, save_model
+import latentatlas.io.checkpoints as checkpoints
+from latentatlas.io.checkpoints import import_official_pickle, import_rosinality, load_any, load_model, save_model
 from latentatlas.io.errors import UserError
+from latentatlas.io.safe_pickle import load_official_pickle
+from conftest import one_line_error
+from pickle_standins import EasyDict, official_init_kwargs, record_of, rosinality_state_dict, standin_modules, write_official_pickle
 
 
 def refused(call, path, *words: str) -> str:
@@ -24,6 +32,61 @@ def refused(call, path, *words: str) -> str:
     for w in words:
         assert w in message, message
     return message
+
+
+# ---------------------------------------------------------------------------------------
+# Tensors that claim more than their storage holds
+
+
+class Claim:
+    """Pickles as PyTorch's tensor rebuild call over a 4-element storage, with any sizes and strides."""
+
+    def __init__(self, size, stride, offset=0):
+        self.args = (torch.zeros(4).storage(), offset, size, stride, False, OrderedDict())
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2, self.args)
+
+
+@pytest.mark.filterwarnings("ignore:TypedStorage is deprecated")
+@pytest.mark.parametrize("size, stride, offset", [
+    ((2**28,), (1,), 0),  # 1 GB claimed by 16 bytes: set_() would grow the storage to it
+    ((2**20, 2**20), (0, 0), 0),  # a broadcast view: fits its storage, but 2**40 elements once copied
+    ((4,), (1,), 1),  # one element past the end
+    ((4,), (-1,), 3),  # negative stride
+    ((-4,), (1,), 0),  # negative size
+], ids=["huge", "broadcast", "past-end", "negative-stride", "negative-size"])
+def test_a_pickled_tensor_that_does_not_fit_its_storage_is_refused(tmp_path, size, stride, offset):
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Claim(size, stride, offset)}, protocol=4))
+    refused(load_official_pickle, path, "not a valid network pickle")
+
+
+def test_a_pickled_tensor_that_fits_its_storage_still_loads(tmp_path):
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps({"x": torch.arange(6.0).reshape(2, 3)[:, 1:], "empty": torch.zeros(0, 7)}))
+    data = load_official_pickle(str(path))
+    assert torch.equal(data["x"], torch.tensor([[1.0, 2], [4, 5]])) and data["empty"].shape == (0, 7)
+
+
+def test_a_torch_checkpoint_tensor_broadcast_from_a_few_bytes_is_refused(tmp_path, tiny_generator):
+    """torch.load refuses a view past its storage's end itself; a broadcast view it loads."""
+    sd = rosinality_state_dict(tiny_generator)
+    sd["noises.noise_0"] = torch.zeros(1).expand(2**20, 2**20)
+    path = tmp_path / "550000.pt"
+    torch.save({"g_ema": sd}, path)
+    assert path.stat().st_size < 1_000_000
+    refused(import_rosinality, path, "not a valid PyTorch checkpoint")
+
+
+def test_the_cli_reports_a_crafted_pickle_in_one_line(tmp_path, run_cli):
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": Claim((2**20, 2**20), (2**20, 1))}, protocol=4))
+    one_line_error(*run_cli("info", path), "net.pkl", "not a valid network pickle")
+
+
+# ---------------------------------------------------------------------------------------
+# Configs that ask for more than the file's tensors
 
 
 def rewrite_metadata(src, dst, **changes: str) -> None:
@@ -40,3 +103,136 @@ def test_a_config_of_z_dim_2_40_is_refused_at_once(tmp_path, tiny_generator):
     start = time.perf_counter()
     refused(load_model, tmp_path / "bad.safetensors", "z_dim must be at most 4096")
     assert time.perf_counter() - start < 2
+
+
+def test_a_config_the_tensors_do_not_fit_never_builds_the_real_model(tmp_path, tiny_generator, monkeypatch):
+    """Within the bounds a config can still ask for gigabytes (here about 0.4 GB; at 4096 px and
+    channels, tens): the file's tensors are compared with a meta-device skeleton first."""
+    save_model(tmp_path / "good.safetensors", tiny_generator)
+    cfg = {**tiny_generator.config.to_dict(), "img_resolution": 64, "channel_base": 2**20, "channel_max": 1024}
+    rewrite_metadata(tmp_path / "good.safetensors", tmp_path / "bad.safetensors", generator_config=json.dumps(cfg))
+    devices = []
+    real = checkpoints.Generator
+
+    def spy(c):
+        devices.append(torch.empty(0).device.type)  # the default device the model is built on
+        return real(c)
+
+    monkeypatch.setattr(checkpoints, "Generator", spy)
+    refused(load_model, tmp_path / "bad.safetensors", "the weights do not fit the generator config")
+    assert devices == ["meta"]
+    assert load_model(tmp_path / "good.safetensors")[0].config == tiny_generator.config
+    assert devices == ["meta", "meta", "cpu"]  # a file that fits: checked, then built for real
+
+
+def test_an_official_pickle_asking_for_z_dim_2_40_is_refused(tmp_path, tiny_generator):
+    kwargs = official_init_kwargs(tiny_generator.config)
+    kwargs["z_dim"] = 2**40
+    path = tmp_path / "net.pkl"
+    write_pickle_with(path, tiny_generator, kwargs)
+    refused(import_official_pickle, path, "not a supported official StyleGAN2 pickle", "z_dim must be at most 4096")
+
+
+def test_zero_element_tensors_cannot_set_a_huge_rosinality_config(tmp_path, tiny_generator):
+    """Shapes like [1, 2**40, 4, 4] with no elements cost nothing to store; the config they imply must not be built."""
+    sd = rosinality_state_dict(tiny_generator)
+    for name in ["input.input"] + [f"convs.{2 * k}.conv.weight" for k in range(2)]:
+        sd[name] = torch.empty(0, 2**40, 3, 3) if name != "input.input" else torch.empty(0, 2**40, 4, 4)
+    path = tmp_path / "550000.pt"
+    torch.save({"g_ema": sd}, path)
+    refused(import_rosinality, path, "not a supported rosinality StyleGAN2 checkpoint", "channel_max must be at most 4096")
+
+
+# ---------------------------------------------------------------------------------------
+# Malformed or incomplete files: one line, not a traceback
+
+
+def write_pickle_with(path, generator, init_kwargs, state_change=None) -> None:
+    with standin_modules():
+        g = record_of(generator, init_kwargs)
+        if state_change:
+            state_change(g.meta["state"])
+        with open(path, "wb") as f:
+            pickle.dump(dict(G_ema=g, training_set_kwargs=EasyDict(resolution=16)), f, protocol=4)
+
+
+@pytest.mark.parametrize("info", ["{not json", "[1, 2]"])
+def test_bad_info_metadata_is_one_line(tmp_path, tiny_generator, info):
+    save_model(tmp_path / "good.safetensors", tiny_generator)
+    rewrite_metadata(tmp_path / "good.safetensors", tmp_path / "bad.safetensors", info=info)
+    refused(load_model, tmp_path / "bad.safetensors", "'info' metadata")
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda sd: sd.pop("to_rgb1.conv.weight"), "lacks to_rgb1.conv.weight"),
+    (lambda sd: sd.pop("convs.0.conv.weight"), "lacks convs.0.conv.weight"),
+    (lambda sd: sd.update({"input.input": torch.zeros(16)}), "too few dimensions"),
+    (lambda sd: sd.update({"noises.noise_0": torch.zeros(3)}), "wrong shape"),
+    (lambda sd: sd.update({"conv1.conv.modulation.bias": "x"}), "not a tensor"),
+], ids=["no-to_rgb1", "no-convs.0", "1-d-input", "noise-size", "not-a-tensor"])
+def test_incomplete_rosinality_checkpoints_are_one_line(tmp_path, tiny_generator, change, words):
+    sd = rosinality_state_dict(tiny_generator)
+    change(sd)
+    path = tmp_path / "550000.pt"
+    torch.save({"g_ema": sd}, path)
+    refused(load_any, path, "not a supported rosinality StyleGAN2 checkpoint", words)
+
+
+def _no_modules_dict(state):
+    state["_modules"] = [1, 2]
+
+
+@pytest.mark.parametrize("kwargs_change, state_change, words", [
+    (lambda k: k.update(mapping_kwargs=[1, 2]), None, "mapping_kwargs is a list"),
+    (lambda k: k["synthesis_kwargs"].update(channel_max=math.inf), None, "config is not supported"),
+    (lambda k: k["synthesis_kwargs"].update(channel_base="many"), None, "config is not supported"),
+    (lambda k: k["synthesis_kwargs"].update(resample_filter=4), None, "not a list of taps"),
+    (None, _no_modules_dict, "_modules is a list"),
+], ids=["mapping-list", "inf-channels", "str-channels", "int-filter", "modules-list"])
+def test_malformed_official_pickles_are_one_line(tmp_path, tiny_generator, kwargs_change, state_change, words):
+    kwargs = official_init_kwargs(tiny_generator.config)
+    if kwargs_change:
+        kwargs_change(kwargs)
+    path = tmp_path / "net.pkl"
+    write_pickle_with(path, tiny_generator, kwargs, state_change)
+    refused(import_official_pickle, path, "not a supported official StyleGAN2 pickle", words)
+
+
+def test_a_pickle_that_runs_out_of_memory_while_loading_is_one_line(tmp_path, monkeypatch):
+    import latentatlas.io.safe_pickle as safe_pickle
+
+    def out_of_memory(*args):
+        raise MemoryError()
+
+    write_official_pickle(tmp_path / "net.pkl", _tiny())
+    monkeypatch.setitem(safe_pickle._ALLOWED, ("torch.storage", "_load_from_bytes"), out_of_memory)
+    refused(load_official_pickle, tmp_path / "net.pkl", "not a readable network pickle", "MemoryError")
+
+
+def _tiny():
+    from conftest import tiny_config
+    from latentatlas.models.stylegan2 import Generator
+
+    return Generator(tiny_config())
+
+
+def _stylemap_checkpoint():
+    from test_stylemap import official_state_dicts
+
+    return official_state_dicts(64, 8, 8, 3, {8: 32, 16: 32, 32: 16, 64: 8})
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda g, a: g.update({"mapping_z.1.weight": torch.zeros(8, 0)}), "gives no stylemap"),
+    (lambda g, a: g.update({"decoder.input.input": [1]}), "not a tensor"),
+    (lambda g, a: a.update(channel_multiplier="two"), "train_args are malformed"),
+], ids=["zero-style-dim", "not-a-tensor", "bad-train-args"])
+def test_incomplete_stylemapgan_checkpoints_are_one_line(tmp_path, change, words):
+    from latentatlas.io.checkpoints import load_stylemap_any
+
+    g, e = _stylemap_checkpoint()
+    args = dict(lr_mul=0.01, channel_multiplier=1)
+    change(g, args)
+    path = tmp_path / "000100.pt"
+    torch.save({"g_ema": g, "e_ema": e, "train_args": args}, path)
+    refused(load_stylemap_any, path, "not a supported StyleMapGAN checkpoint", words)

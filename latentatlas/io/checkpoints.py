@@ -20,6 +20,7 @@ import math
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,8 @@ from safetensors.torch import save_file
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
-from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle
+from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle, loaded_view_problem
+from latentatlas.models.ops import setup_filter
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
 FORMAT_NAME = "latentatlas"
@@ -99,15 +101,27 @@ def _config_from_metadata(meta: dict[str, str], key: str, cls: Any, what: str, p
         raise UserError(f"{path}: the {what} config in the file is missing or invalid ({e})") from None
 
 
+def _info_from_metadata(meta: dict[str, str], path: str | Path) -> dict[str, Any]:
+    """The JSON object under 'info' ({} when absent), or one line saying it is unusable: a file
+    edited by hand or by another tool must not end in a JSONDecodeError traceback."""
+    try:
+        info = json.loads(meta.get("info") or "{}")
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: the 'info' metadata in the file is not valid JSON ({e}); make the file again") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: the 'info' metadata in the file is a JSON {type(info).__name__}, not an object; make the file again")
+    return info
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
     """Load one of our model files: the generator (eval mode, float32) and the file's info."""
     tensors, meta = read_model_file(path)
     if meta.get("kind") == STYLEMAP_KIND:
         raise stylemap_refused(path)
     cfg = _config_from_metadata(meta, "generator_config", GeneratorConfig, "generator", path)
+    info = _info_from_metadata(meta, path)
     state = {k[len(GENERATOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     generator = build_generator(cfg, state, source=str(path))
-    info = json.loads(meta.get("info") or "{}")
     info["extra_tensors"] = {k: v for k, v in tensors.items() if not k.startswith(GENERATOR_PREFIX)}
     return generator.to(device), info
 
@@ -118,6 +132,9 @@ def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
     `misfit` opens the message for wrong key sets, `tensor` names a tensor in the others.
     """
     expected = module.state_dict()
+    odd = next(((k, v) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise UserError(f"{source}: {tensor} {odd[0]!r} is a {type(odd[1]).__name__}, not a tensor")
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
@@ -134,10 +151,28 @@ def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
             raise UserError(f"{source}: {tensor} {name} holds NaN or infinite values")
 
 
+def skeleton(make: Callable[[], torch.nn.Module], source: str) -> torch.nn.Module:
+    """What `make` builds, on the meta device: every parameter's name and shape, no memory.
+
+    Why: the config comes from the file itself, and a few bytes of it can ask for a model of
+    terabytes (z_dim 2**40) or tens of gigabytes (resolution 4096, 4096 channels). Checking the
+    file's tensors against the skeleton first means the real model is built only when the file
+    holds every one of its weights. A config the model code rejects is one line here too.
+    Cost: the first meta build of a process imports what PyTorch's Python meta kernels need
+    (torch._dynamo, sympy): loading faces64 took 1.7-2.5 s before and 4.5-4.9 s after, on
+    2 cores that a training job kept busy; later builds take milliseconds.
+    """
+    try:
+        with torch.device("meta"):
+            return make()
+    except (ValueError, TypeError, RuntimeError, OverflowError) as e:
+        raise UserError(f"{source}: the config in the file cannot build a model ({e})") from None
+
+
 def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source: str) -> Generator:
     """A Generator from a config and an official-named state dict; every key must match."""
+    check_state(skeleton(lambda: Generator(cfg), source), state, source, "the weights do not fit the generator config", "tensor")
     generator = Generator(cfg)
-    check_state(generator, state, source, "the weights do not fit the generator config", "tensor")
     generator.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     return generator.eval().requires_grad_(False)
 
@@ -149,8 +184,8 @@ def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source
 def config_from_official_kwargs(kwargs: dict[str, Any]) -> GeneratorConfig:
     """GeneratorConfig from a Generator's `_init_kwargs` (ADA nests synthesis kwargs, SG3 is flat)."""
     kwargs = dict(kwargs)
-    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
-    synthesis = dict(kwargs.pop("synthesis_kwargs", None) or {})
+    mapping = _kwargs_dict(kwargs.pop("mapping_kwargs", None), "mapping_kwargs")
+    synthesis = _kwargs_dict(kwargs.pop("synthesis_kwargs", None), "synthesis_kwargs")
     base = {k: kwargs.pop(k) for k in ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels") if k in kwargs}
     synthesis.update(kwargs)  # stylegan3's StyleGAN2 Generator takes synthesis kwargs flat
     if len(base) != 5:
@@ -175,17 +210,28 @@ def config_from_official_kwargs(kwargs: dict[str, Any]) -> GeneratorConfig:
             continue
         if key == "activation" and value == "lrelu":
             continue
+        if key == "resample_filter" and not isinstance(value, (list, tuple)):
+            raise UserError(f"the pickle's synthesis network has resample_filter={value!r}, not a list of taps")
         if key in ("channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture", "resample_filter"):
             cfg[key] = list(value) if key == "resample_filter" else value
         else:
             raise UserError(f"the pickle's synthesis network uses {key}={value!r}, which latentatlas does not support")
-    for key in ("channel_base", "channel_max", "num_fp16_res"):
-        if key in cfg:
-            cfg[key] = int(cfg[key])
     try:
+        for key in ("channel_base", "channel_max", "num_fp16_res"):
+            if key in cfg:
+                cfg[key] = int(cfg[key])
         return GeneratorConfig(**cfg)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:  # int(inf), int('x'), a string where a count goes
         raise UserError(f"the pickle's generator config is not supported: {e}") from None
+
+
+def _kwargs_dict(value: Any, what: str) -> dict[str, Any]:
+    """A nested kwargs entry of the pickle's `_init_kwargs` as a dict ({} for None), or one line."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"the pickle's generator {what} is a {type(value).__name__}, not a dict")
+    return dict(value)
 
 
 def import_official_pickle(path: str | Path, network: str = "G_ema") -> Generator:
@@ -197,8 +243,12 @@ def import_official_pickle(path: str | Path, network: str = "G_ema") -> Generato
         raise UserError(f"{path}: no network {network!r} in the pickle (networks present: {have})")
     if not record.class_name.endswith("Generator"):
         raise UserError(f"{path}: {network} is a {record.class_name}, not a StyleGAN2 Generator")
-    cfg = config_from_official_kwargs(record.init_kwargs)
-    return build_generator(cfg, record.named_tensors(), source=str(path))
+    try:
+        cfg = config_from_official_kwargs(record.init_kwargs)
+        state = record.named_tensors()
+    except UserError as e:
+        raise UserError(f"{path}: not a supported official StyleGAN2 pickle ({e})") from None
+    return build_generator(cfg, state, source=str(path))
 
 
 # ---------------------------------------------------------------------------------------
@@ -214,43 +264,74 @@ def _rosinality_state(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: refused by PyTorch's safe loader ({first[:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, MemoryError, OverflowError) as e:
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}); is the file complete?") from None
+    problem = loaded_view_problem(ckpt)  # torch.load lets a broadcast view of a few bytes stand for any size
+    if problem:
+        raise UserError(f"{path}: not a valid PyTorch checkpoint ({problem}); the file is damaged or crafted")
     if not isinstance(ckpt, dict):
         raise UserError(f"{path}: the checkpoint holds a {type(ckpt).__name__}, not a dict with 'g_ema'")
     return ckpt
 
 
+def _tensor_dict(value: Any, what: str) -> dict[str, torch.Tensor]:
+    """`value` when it is a dict of named tensors, else one line: the importers index it by name
+    and read shapes, and a list or a number there failed as a TypeError or AttributeError traceback."""
+    if not isinstance(value, dict):
+        raise UserError(f"its {what} is a {type(value).__name__}, not a state dict")
+    odd = next((k for k, v in value.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if odd is not None:
+        raise UserError(f"its {what} entry {odd!r} is a {type(value[odd]).__name__}, not a tensor")
+    return value
+
+
+def _size(sd: dict[str, torch.Tensor], name: str, dim: int, what: str = "the state dict") -> int:
+    """sd[name].shape[dim], or one line saying the tensor is missing or has too few dimensions."""
+    if name not in sd:
+        raise UserError(f"{what} lacks {name}")
+    if sd[name].dim() <= dim:
+        raise UserError(f"{what}'s {name} has shape {list(sd[name].shape)}: too few dimensions")
+    return int(sd[name].shape[dim])
+
+
 def convert_rosinality_state(sd: dict[str, torch.Tensor], latent_avg: torch.Tensor | None) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
     """Rename a rosinality `g_ema` state dict to official names and infer the config."""
+    sd = _tensor_dict(sd, "g_ema")
+    if latent_avg is not None and not isinstance(latent_avg, torch.Tensor):
+        raise UserError(f"its latent_avg is a {type(latent_avg).__name__}, not a tensor")
     if "input.input" not in sd or "conv1.conv.weight" not in sd:
         raise UserError("the state dict is not a rosinality StyleGAN2 generator (no input.input / conv1.conv.weight)")
     style_ids = sorted(int(m.group(1)) for k in sd if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
     num_mapping = len(style_ids)
     if num_mapping == 0:
         raise UserError("the state dict has no mapping layers (style.N.weight)")
-    w_dim = sd[f"style.{style_ids[-1]}.weight"].shape[0]
+    w_dim = _size(sd, f"style.{style_ids[-1]}.weight", 0)
     num_blocks = len([k for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)])
     resolution = 4 * 2**num_blocks
-    channels = {4: sd["input.input"].shape[1]}
+    channels = {4: _size(sd, "input.input", 1)}
     for k in range(num_blocks):
-        channels[2 ** (k + 3)] = sd[f"convs.{2 * k}.conv.weight"].shape[1]
+        channels[2 ** (k + 3)] = _size(sd, f"convs.{2 * k}.conv.weight", 1)
     channel_max = max(channels.values())
     # Smallest channel_base reproducing every resolution's channel count.
     channel_base = max(c * r for r, c in channels.items() if c < channel_max) if min(channels.values()) < channel_max else channel_max * resolution
     for r, c in channels.items():
         if min(channel_base // r, channel_max) != c:
             raise UserError(f"the generator's channel counts {channels} do not follow channel_base/channel_max")
-    cfg = GeneratorConfig(
-        z_dim=sd["style.1.weight"].shape[1],
-        w_dim=w_dim,
-        img_resolution=resolution,
-        img_channels=sd["to_rgb1.conv.weight"].shape[1],
-        mapping_layers=num_mapping,
-        channel_base=channel_base,
-        channel_max=channel_max,
-    )
+    try:
+        cfg = GeneratorConfig(
+            z_dim=_size(sd, f"style.{style_ids[0]}.weight", 1),
+            w_dim=w_dim,
+            img_resolution=resolution,
+            img_channels=_size(sd, "to_rgb1.conv.weight", 1),
+            mapping_layers=num_mapping,
+            channel_base=channel_base,
+            channel_max=channel_max,
+        )
+    except ValueError as e:  # sizes read from the tensors: 0, or beyond the config's bounds
+        raise UserError(f"its generator config is not supported: {e}") from None
     out: dict[str, torch.Tensor] = {}
+    # The FIR filters, which rosinality does not store: the config's, like Generator(cfg) makes them.
+    taps = setup_filter(cfg.resample_filter)
 
     def styled(src: str, dst: str) -> None:
         out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
@@ -258,6 +339,7 @@ def convert_rosinality_state(sd: dict[str, torch.Tensor], latent_avg: torch.Tens
         out[f"{dst}.affine.bias"] = sd[f"{src}.conv.modulation.bias"]
         out[f"{dst}.noise_strength"] = sd[f"{src}.noise.weight"].reshape([])
         out[f"{dst}.bias"] = sd[f"{src}.activate.bias"]
+        out[f"{dst}.resample_filter"] = taps
 
     def torgb(src: str, dst: str) -> None:
         out[f"{dst}.weight"] = sd[f"{src}.conv.weight"][0]
@@ -271,10 +353,12 @@ def convert_rosinality_state(sd: dict[str, torch.Tensor], latent_avg: torch.Tens
             out[f"mapping.fc{i}.bias"] = sd[f"style.{sid}.bias"]
         out["mapping.w_avg"] = (latent_avg if latent_avg is not None else torch.zeros(w_dim)).reshape(-1).float()
         out["synthesis.b4.const"] = sd["input.input"][0]
+        out["synthesis.b4.resample_filter"] = taps
         styled("conv1", "synthesis.b4.conv1")
         torgb("to_rgb1", "synthesis.b4.torgb")
         for k in range(num_blocks):
             r = 2 ** (k + 3)
+            out[f"synthesis.b{r}.resample_filter"] = taps
             styled(f"convs.{2 * k}", f"synthesis.b{r}.conv0")
             styled(f"convs.{2 * k + 1}", f"synthesis.b{r}.conv1")
             torgb(f"to_rgbs.{k}", f"synthesis.b{r}.torgb")
@@ -284,12 +368,9 @@ def convert_rosinality_state(sd: dict[str, torch.Tensor], latent_avg: torch.Tens
             layer = "conv1" if j == 0 or j % 2 == 0 else "conv0"
             out[f"synthesis.b{r}.{layer}.noise_const"] = sd[f"noises.noise_{j}"].reshape(r, r)
     except KeyError as e:
-        raise UserError(f"the rosinality state dict lacks {e.args[0]}") from None
-    # Buffers that rosinality does not store: the FIR filters.
-    reference = Generator(cfg).state_dict()
-    for name, t in reference.items():
-        if name.endswith("resample_filter"):
-            out[name] = t
+        raise UserError(f"the state dict lacks {e.args[0]}") from None
+    except (IndexError, RuntimeError) as e:  # [0] of a 0-d tensor, a reshape to the wrong size
+        raise UserError(f"a tensor of the state dict has the wrong shape ({e})") from None
     return cfg, out
 
 
@@ -300,7 +381,10 @@ def import_rosinality(path: str | Path) -> Generator:
         raise UserError(f"{path}: no 'g_ema' in the checkpoint (keys: {', '.join(map(str, list(ckpt)[:6]))})")
     if "e_ema" in ckpt:
         raise stylemap_refused(path)
-    cfg, state = convert_rosinality_state(ckpt["g_ema"], ckpt.get("latent_avg"))
+    try:
+        cfg, state = convert_rosinality_state(ckpt["g_ema"], ckpt.get("latent_avg"))
+    except UserError as e:
+        raise UserError(f"{path}: not a supported rosinality StyleGAN2 checkpoint ({e})") from None
     return build_generator(cfg, state, source=str(path))
 
 
@@ -472,9 +556,9 @@ def build_stylemap(cfg: Any, g_state: dict[str, torch.Tensor], e_state: dict[str
     from latentatlas.models.stylemap import Encoder
     from latentatlas.models.stylemap import Generator as StyleMapGenerator
 
+    _check_state(skeleton(lambda: StyleMapGenerator(cfg), source), g_state, source, "generator")
+    _check_state(skeleton(lambda: Encoder(cfg), source), e_state, source, "encoder")
     generator, encoder = StyleMapGenerator(cfg), Encoder(cfg)
-    _check_state(generator, g_state, source, "generator")
-    _check_state(encoder, e_state, source, "encoder")
     generator.load_state_dict({k: v.to(torch.float32) for k, v in g_state.items()})
     encoder.load_state_dict({k: v.to(torch.float32) for k, v in e_state.items()})
     return generator.eval().requires_grad_(False), encoder.eval().requires_grad_(False)
@@ -490,8 +574,8 @@ def load_stylemap_model(path: str | Path, device: str | torch.device = "cpu") ->
     cfg = _config_from_metadata(meta, "stylemap_config", StyleMapConfig, "StyleMapGAN", path)
     g = {k[len(GENERATOR_PREFIX):]: v for k, v in tensors.items() if k.startswith(GENERATOR_PREFIX)}
     e = {k[len(ENCODER_PREFIX):]: v for k, v in tensors.items() if k.startswith(ENCODER_PREFIX)}
+    info = _info_from_metadata(meta, path)
     generator, encoder = build_stylemap(cfg, g, e, str(path))
-    info = json.loads(meta.get("info") or "{}")
     info["source_format"] = "latentatlas"
     return generator.to(device), encoder.to(device), info
 
@@ -506,19 +590,25 @@ def stylemap_config_from_state(g: dict[str, torch.Tensor], train_args: dict[str,
     from latentatlas.models.stylemap import StyleMapConfig
 
     args = dict(train_args or {})
-    try:
-        ids = sorted(int(m.group(1)) for k in g if (m := re.fullmatch(r"mapping_z\.(\d+)\.weight", k)))
-        style_dim = g[f"mapping_z.{ids[0]}.weight"].shape[1]
-        s = math.isqrt(g[f"mapping_z.{ids[-1]}.weight"].shape[0] // style_dim)
-        blocks = len({m.group(1) for k in g if (m := re.fullmatch(r"decoder\.convs\.(\d+)\.conv1\.conv\.weight", k))})
-        res = s * 2**blocks
-        chans = {s: g["decoder.input.input"].shape[1]}
-        for i in range(blocks):
-            chans[s * 2 ** (i + 1)] = g[f"decoder.convs.{i}.conv2.conv.weight"].shape[1]
-        small = g["decoder.convs_latent.0.0.weight"].shape[0] == style_dim and chans[s] != style_dim
-    except (KeyError, IndexError) as e:
-        raise UserError(f"not a StyleMapGAN generator state dict (no {e})") from None
-    cm = int(args.get("channel_multiplier", 0)) or None
+    g = _tensor_dict(g, "g_ema")
+    ids = sorted(int(m.group(1)) for k in g if (m := re.fullmatch(r"mapping_z\.(\d+)\.weight", k)))
+    if not ids:
+        raise UserError("g_ema lacks mapping_z.N.weight (the mapping network)")
+    style_dim = _size(g, f"mapping_z.{ids[0]}.weight", 1, "g_ema")
+    s = math.isqrt(_size(g, f"mapping_z.{ids[-1]}.weight", 0, "g_ema") // style_dim) if style_dim else 0
+    if s < 1:
+        raise UserError(f"g_ema's mapping network gives no stylemap (style_dim {style_dim}, stylemap size {s})")
+    blocks = len({m.group(1) for k in g if (m := re.fullmatch(r"decoder\.convs\.(\d+)\.conv1\.conv\.weight", k))})
+    res = s * 2**blocks
+    chans = {s: _size(g, "decoder.input.input", 1, "g_ema")}
+    for i in range(blocks):
+        chans[s * 2 ** (i + 1)] = _size(g, f"decoder.convs.{i}.conv2.conv.weight", 1, "g_ema")
+    small = _size(g, "decoder.convs_latent.0.0.weight", 0, "g_ema") == style_dim and chans[s] != style_dim
+    try:  # train_args is whatever the file says: int('x'), float(None), int(inf) must be one line
+        cm = int(args.get("channel_multiplier", 0)) or None
+        lr_mul = float(args.get("lr_mul", 0.01))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise UserError(f"its train_args are malformed ({e})") from None
     candidates = [(16384, cm or m, 512) for m in ((cm,) if cm else (1, 2, 4, 8))]
     cmax = max(chans.values())
     candidates += [(c * r, 1, cmax) for r, c in chans.items()]  # other tables: smallest fitting base
@@ -530,12 +620,12 @@ def stylemap_config_from_state(g: dict[str, torch.Tensor], train_args: dict[str,
     try:
         return StyleMapConfig(
             resolution=res, latent_spatial_size=s, style_dim=style_dim, mapping_layers=len(ids),
-            mapping_lr_multiplier=float(args.get("lr_mul", 0.01)), channel_base=base, channel_multiplier=mult,
+            mapping_lr_multiplier=lr_mul, channel_base=base, channel_multiplier=mult,
             channel_max=cmax_, small_generator=bool(args.get("small_generator", small)),
             normalize_mode=str(args.get("normalize_mode", "LayerNorm")),
         )
     except ValueError as e:
-        raise UserError(f"the StyleMapGAN checkpoint's config is not supported: {e}") from None
+        raise UserError(f"its config is not supported: {e}") from None
 
 
 def import_stylemapgan(path: str | Path) -> tuple[Any, Any]:
@@ -552,7 +642,7 @@ def import_stylemapgan(path: str | Path) -> tuple[Any, Any]:
     try:
         cfg = stylemap_config_from_state(g, args)
     except UserError as err:
-        raise UserError(f"{path}: {err}") from None
+        raise UserError(f"{path}: not a supported StyleMapGAN checkpoint ({err})") from None
     return build_stylemap(cfg, g, e, str(path))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,17 +31,28 @@ class PersistentRecord:
 
     @property
     def init_kwargs(self) -> dict[str, Any]:
-        return dict(self.state.get("_init_kwargs") or {})
+        return self._dict("_init_kwargs")
+
+    def _dict(self, key: str) -> dict[str, Any]:
+        """state[key] as a dict ({} when absent), or one line saying the record is malformed:
+        the unpickler builds whatever the file says, so a list here would otherwise fail later as
+        a TypeError or AttributeError traceback."""
+        value = self.state.get(key) or {}
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise UserError(f"the {self.class_name} record's {key} is a {type(value).__name__}, not a dict of names")
+        return dict(value)
 
     def named_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Parameters and buffers under official names, walking `_modules` like state_dict()."""
         out: dict[str, torch.Tensor] = {}
-        non_persistent = set(self.state.get("_non_persistent_buffers_set") or ())
+        non_persistent = self.state.get("_non_persistent_buffers_set") or set()
+        if not isinstance(non_persistent, (set, frozenset)):
+            raise UserError(f"the {self.class_name} record's _non_persistent_buffers_set is a {type(non_persistent).__name__}, not a set")
         for kind in ("_parameters", "_buffers"):
-            for name, t in (self.state.get(kind) or {}).items():
+            for name, t in self._dict(kind).items():
                 if t is not None and not (kind == "_buffers" and name in non_persistent):
                     out[prefix + name] = t.detach() if isinstance(t, torch.Tensor) else t
-        for name, sub in (self.state.get("_modules") or {}).items():
+        for name, sub in self._dict("_modules").items():
             if isinstance(sub, PersistentRecord):
                 out.update(sub.named_tensors(prefix + name + "."))
             elif sub is not None:
@@ -66,6 +78,68 @@ def _load_storage_from_bytes(b: bytes) -> Any:
     return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
 
 
+class BadTensorView(ValueError):
+    """A pickled tensor whose sizes, strides and offset do not describe data its storage holds."""
+
+
+def view_problem(size: Any, stride: Any, offset: Any, available: int) -> str | None:
+    """Why a tensor view of `size`, `stride` and `offset` over a storage of `available` elements
+    must not be built, or None when it may.
+
+    Why: PyTorch rebuilds a pickled tensor with set_(), which grows the storage to whatever the
+    view claims, so 4 bytes in the file can claim a tensor of 2**40 elements and get the
+    allocation (or a model built to that shape gets it). A view with more elements than its
+    storage (stride 0, overlaps) is refused too: the weights of a network are never broadcast,
+    and a broadcast view lets a few bytes stand for a huge tensor that a model built to its
+    shape would then allocate for real.
+    """
+    if not (isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
+            and all(isinstance(v, int) for v in (*size, *stride, offset))):
+        return f"a tensor with malformed sizes {size!r}, strides {stride!r} or offset {offset!r}"
+    if min((*size, *stride, offset), default=0) < 0:
+        return f"a tensor with negative sizes, strides or offset ({list(size)}, {list(stride)}, {offset})"
+    numel = math.prod(size)
+    if numel == 0:
+        return None
+    needed = offset + sum((n - 1) * st for n, st in zip(size, stride)) + 1
+    if needed > available or numel > available:
+        return f"a tensor of shape {list(size)} over a storage of {available} elements"
+    return None
+
+
+def loaded_view_problem(obj: Any) -> str | None:
+    """view_problem of the first tensor in `obj` (nested dicts, lists, tuples) that has one, or None.
+
+    For checkpoints read with torch.load(weights_only=True): its storages cannot grow, so a view
+    past their end fails there already, but a broadcast view of a few bytes loads as a tensor of
+    any size, and the model built to its shape would allocate that size for real.
+    """
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor) and item.layout == torch.strided:
+            storage = item.untyped_storage().nbytes() // item.element_size()
+            problem = view_problem(tuple(item.shape), item.stride(), item.storage_offset(), storage)
+            if problem:
+                return problem
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return None
+
+
+def _rebuild_tensor_checked(storage: Any, storage_offset: Any, size: Any, stride: Any, *rest: Any) -> torch.Tensor:
+    """torch._utils._rebuild_tensor_v2 after view_problem has found nothing wrong."""
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise BadTensorView(f"a tensor rebuilt from a {type(storage).__name__}, not a storage")
+    problem = view_problem(tuple(size) if isinstance(size, (tuple, list)) else size,
+                           tuple(stride) if isinstance(stride, (tuple, list)) else stride, storage_offset, storage._size())
+    if problem:
+        raise BadTensorView(problem)
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, *rest)
+
+
 def _torch_dtype(name: str) -> Any:
     dtype = getattr(torch, name, None)
     if not isinstance(dtype, torch.dtype):
@@ -77,7 +151,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
     ("dnnlib.util", "EasyDict"): _EasyDict,
     ("dnnlib", "EasyDict"): _EasyDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_checked,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
     ("torch.storage", "_load_from_bytes"): _load_storage_from_bytes,
     ("torch", "Size"): torch.Size,
@@ -166,7 +240,10 @@ def load_official_pickle(path: str) -> dict[str, Any]:
         raise
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, RuntimeError) as e:
+    except BadTensorView as e:
+        raise UserError(f"{path}: not a valid network pickle ({e}); the file is damaged or crafted") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError,
+            MemoryError, OverflowError, RecursionError) as e:  # what a damaged or crafted pickle raises while loading
         raise UserError(f"{path}: not a readable network pickle ({type(e).__name__}: {e}); is the file complete?") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: the pickle holds a {type(data).__name__}, not the official dict(G, D, G_ema, ...)")
