@@ -117,6 +117,23 @@ def test_uploaded_interpolation_ends(tmp_path):
     assert str(tmp_path) not in str(e.value)
 
 
+def test_an_uploaded_code_file_gets_the_upload_limits(tmp_path):
+    """A code .npz is capped at ten times the upload limit unpacked, not the command line's 1 GB."""
+    from latentatlas.app.session import ModelSession
+    from latentatlas.app.uploads import UploadLimits
+    from latentatlas.latent.codes import LatentCode, save_codes
+
+    sess = ModelSession("faces64", "faces64")
+    code = sess.seed_code(7)
+    many = LatentCode("w+", code.tensor.cpu().repeat(64, 1, 1))  # 64 codes: over 640 KB unpacked
+    save_codes(tmp_path / "many.npz", many, model="faces64")
+    assert (tmp_path / "many.npz").stat().st_size > 10 * 2**16
+    assert torch.equal(sess.code_file(tmp_path / "many.npz", UploadLimits()).tensor.cpu(), code.tensor.cpu())
+    with pytest.raises(UserError, match="many.npz: unpacks to .* MB, over the") as e:
+        sess.code_file(tmp_path / "many.npz", UploadLimits(max_bytes=2**16))
+    assert str(tmp_path) not in str(e.value)
+
+
 def test_serve_takes_stylemap_models_and_refuses_directions_for_them(run_cli, stylemap_file, tmp_path):
     code, _, err = run_cli("serve", stylemap_file, "--directions", tmp_path / "d.safetensors")
     assert code == 2 and "--directions are for StyleGAN2 models" in err

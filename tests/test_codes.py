@@ -93,6 +93,36 @@ def test_a_code_file_that_unpacks_too_large_is_refused_before_reading(tmp_path, 
         load_codes(tmp_path / "zeros.npz")
 
 
+def test_a_code_file_whose_array_header_claims_a_huge_shape_is_refused_before_reading(tmp_path):
+    """np.load allocates what the header says before reading: (2**20, 2**20) float32 was a 4 TB
+    request from a 300-byte file, and numpy's MemoryError a traceback."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**20, 2**20)})
+    space = io.BytesIO()
+    np.save(space, np.array("w"))
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("latents.npy", header.getvalue() + b"\0" * 16)
+        archive.writestr("space.npy", space.getvalue())
+    assert path.stat().st_size < 1000
+    with pytest.raises(UserError, match=r"huge\.npz: not a readable \.npz file \(array latents\.npy claims shape \[1048576, 1048576\]"):
+        load_codes(path)
+
+
+def test_read_npz_takes_a_smaller_limit_from_its_caller(tmp_path):
+    from latentatlas.io.npzfile import read_npz
+
+    np.savez(tmp_path / "codes.npz", latents=np.zeros((64, 18, 512), np.float32), space=np.array("w+"))
+    assert read_npz(tmp_path / "codes.npz")["latents"].shape == (64, 18, 512)
+    with pytest.raises(UserError, match="unpacks to 2 MB, over the 1 MB"):
+        read_npz(tmp_path / "codes.npz", max_bytes=2**20)
+
+
 def test_code_for_model_checks_the_model_it_names_and_its_shape(tmp_path, tiny_generator):
     from latentatlas.latent.codes import code_for_model, same_model
 

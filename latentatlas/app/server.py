@@ -360,7 +360,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                 codes.append(int(seed_v or 0))
                 labels.append(f"seed {int(seed_v or 0)}")
             elif _is_code_file(f):
-                codes.append(sess.code_file(f))
+                codes.append(sess.code_file(f, limits))
                 labels.append(f"{Path(f).name} (saved code)")
             else:
                 code = None
@@ -383,7 +383,7 @@ def _is_code_file(path: str) -> bool:
 
 def _describe_end(sess: ModelSession, path: str, limits: UploadLimits) -> str:
     if _is_code_file(path):
-        code = sess.code_file(path)
+        code = sess.code_file(path, limits)
         return f"{Path(path).name}: a {code.space} code of this model"
     _, notes = load_upload(path, sess.generator.img_resolution, limits)
     return f"{Path(path).name}: an image, projected when you interpolate" + (f" ({'; '.join(notes)})" if notes else "")

@@ -188,10 +188,12 @@ class ModelSession:
     def seed_code(self, seed: int, psi: float = 1.0) -> LatentCode:
         return to_wplus(to_w(self.seed_z(seed), self.generator, truncation_psi=psi), self.generator)
 
-    def code_file(self, path: str | Path) -> LatentCode:
-        """The first code of an uploaded .npz, refused when it names another model or does not fit this one."""
+    def code_file(self, path: str | Path, limits: UploadLimits | None = None) -> LatentCode:
+        """The first code of an uploaded .npz, refused when it names another model, does not fit this
+        one or unpacks to more than the upload limits allow."""
         try:
-            return code_for_model(path, self.generator, self.names).to(self.generator.device)
+            max_bytes = (limits or UploadLimits()).max_npz_bytes
+            return code_for_model(path, self.generator, self.names, max_bytes).to(self.generator.device)
         except UserError as e:
             raise public_error(e, path) from None
 
@@ -355,7 +357,8 @@ class StyleMapSession:
                 image, _ = synthfaces.sample(1, seed=p.seed, resolution=res)
             elif str(p.path).lower().endswith(".npz"):  # a stylemap from `latentatlas encode`: no encoder pass
                 try:
-                    code = code_for_model(str(p.path), g, self.names).tensor.to(g.device)
+                    max_bytes = (limits or UploadLimits()).max_npz_bytes
+                    code = code_for_model(str(p.path), g, self.names, max_bytes).tensor.to(g.device)
                 except UserError as e:
                     raise public_error(e, p.path or "") from None
                 return g(code).cpu(), code

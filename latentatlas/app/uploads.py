@@ -22,6 +22,13 @@ class UploadLimits:
     max_bytes: int = 10 * 2**20
     max_pixels: int = 4096 * 4096
 
+    @property
+    def max_npz_bytes(self) -> int:
+        """Unpacked size an uploaded .npz code may have: ten times the upload limit (a code
+        compresses little; a zip bomb within the upload limit unpacks far more), instead of the
+        command line's 1 GB for a user's own files."""
+        return 10 * self.max_bytes
+
 
 def load_upload(path: str | Path | None, resolution: int, limits: UploadLimits) -> tuple[torch.Tensor, list[str]]:
     """An uploaded image as [1, 3, R, R] in [-1, 1] and notes on the conversions made."""

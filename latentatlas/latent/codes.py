@@ -152,9 +152,10 @@ def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] 
             np.savez(f, **arrays)
 
 
-def load_codes(path: str | Path) -> tuple[LatentCode, dict[str, object]]:
-    """Read a .npz written by save_codes (or by the projector); returns the code and its info."""
-    data = read_npz(path)
+def load_codes(path: str | Path, max_bytes: int | None = None) -> tuple[LatentCode, dict[str, object]]:
+    """Read a .npz written by save_codes (or by the projector); returns the code and its info.
+    `max_bytes` caps the file's unpacked size (read_npz; the web app ties it to its upload limit)."""
+    data = read_npz(path, max_bytes)
     if "latents" not in data or "space" not in data:
         raise UserError(f"{path}: not a latent-code file (it needs 'latents' and 'space' arrays)")
     latents = data["latents"]
@@ -178,14 +179,15 @@ def same_model(recorded: str, names: Collection[str]) -> bool:
     return any(stem == Path(n).stem for n in names if n)
 
 
-def code_for_model(path: str | Path, generator: Generator, model_names: Collection[str] | None = None) -> LatentCode:
+def code_for_model(path: str | Path, generator: Generator, model_names: Collection[str] | None = None,
+                   max_bytes: int | None = None) -> LatentCode:
     """The first code of a code file, checked against the generator it will drive.
 
     With `model_names` (the names the model goes by), a file that records another model is
     refused even when the shapes fit: a code means nothing in another model's space. Without
     them only the shapes are checked (a file of unknown origin, or a renamed copy of the model).
     """
-    code, info = load_codes(path)
+    code, info = load_codes(path, max_bytes)
     if len(code) == 0:
         raise UserError(f"{Path(path).name}: the file holds no code")
     recorded = str(info.get("model") or "")
