@@ -30,3 +30,19 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
             raise RuntimeError("killed")
     assert json.loads(target.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_a_write_leaves_the_process_umask_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web app writes from several threads: setting the umask to 0 to read it, as each write
+    once did, let a file another thread created in that moment come out world-writable."""
+    import os
+
+    umask = os.umask(0o077)  # the test's own reading, before os.umask is replaced
+    os.umask(umask)
+
+    def no_umask(mask: int) -> int:
+        raise AssertionError("atomic_path changed the process umask")
+
+    monkeypatch.setattr(os, "umask", no_umask)
+    write_json(tmp_path / "r.json", {"a": 1})
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask

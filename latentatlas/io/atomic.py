@@ -15,6 +15,13 @@ from pathlib import Path
 
 from latentatlas.io.errors import UserError
 
+# The process umask, read once at import. os.umask can only be read by setting it, and the
+# web app writes files from several threads: setting it to 0 around each write let a file that
+# another thread created in that moment come out world-writable. The probe value 0o077 is the
+# strictest, so whatever is created during it comes out private, never more open than intended.
+_UMASK = os.umask(0o077)
+os.umask(_UMASK)
+
 
 def state_path(out: str | Path) -> Path:
     """FILE.safetensors -> FILE.state.pt: the resumable state (optimiser, step, ...) kept beside the
@@ -41,9 +48,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)
+        os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
