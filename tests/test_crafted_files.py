@@ -105,24 +105,24 @@ def test_a_config_of_z_dim_2_40_is_refused_at_once(tmp_path, tiny_generator):
     assert time.perf_counter() - start < 2
 
 
-def test_a_config_the_tensors_do_not_fit_never_builds_the_real_model(tmp_path, tiny_generator, monkeypatch):
-    """Within the bounds a config can still ask for gigabytes (here about 0.4 GB; at 4096 px and
-    channels, tens): the file's tensors are compared with a meta-device skeleton first."""
+def test_a_config_far_larger_than_its_tensors_is_stopped_before_it_allocates(tmp_path, tiny_generator):
+    """Within the bounds a config can still ask for gigabytes (here about 4 GB): the constructor is
+    stopped once its tensors would hold far more numbers than the file, before the allocation."""
+    from latentatlas.io.checkpoints import AllocationBudget
+
     save_model(tmp_path / "good.safetensors", tiny_generator)
-    cfg = {**tiny_generator.config.to_dict(), "img_resolution": 64, "channel_base": 2**20, "channel_max": 1024}
+    cfg = {**tiny_generator.config.to_dict(), "img_resolution": 256, "channel_base": 2**20, "channel_max": 2048}
     rewrite_metadata(tmp_path / "good.safetensors", tmp_path / "bad.safetensors", generator_config=json.dumps(cfg))
-    devices = []
-    real = checkpoints.Generator
-
-    def spy(c):
-        devices.append(torch.empty(0).device.type)  # the default device the model is built on
-        return real(c)
-
-    monkeypatch.setattr(checkpoints, "Generator", spy)
-    refused(load_model, tmp_path / "bad.safetensors", "the weights do not fit the generator config")
-    assert devices == ["meta"]
-    assert load_model(tmp_path / "good.safetensors")[0].config == tiny_generator.config
-    assert devices == ["meta", "meta", "cpu"]  # a file that fits: checked, then built for real
+    start = time.perf_counter()
+    refused(load_model, tmp_path / "bad.safetensors", "asks for a model far larger than the", "not a valid model file")
+    assert time.perf_counter() - start < 2
+    assert load_model(tmp_path / "good.safetensors")[0].config == tiny_generator.config  # a file that fits builds
+    budget = AllocationBudget({"w": torch.zeros(10)}, "f")
+    with budget:
+        torch.zeros(3, 4), torch.randn((2, 2)), torch.full([5], 1.0)
+    assert budget.left == 2 * 10 + 2**20 - 12 - 4 - 5
+    with pytest.raises(UserError, match="far larger than the 10 numbers"), budget:
+        torch.empty(2**21)
 
 
 def test_an_official_pickle_asking_for_z_dim_2_40_is_refused(tmp_path, tiny_generator):

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
@@ -151,19 +152,40 @@ def check_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source:
             raise UserError(f"{source}: {tensor} {name} holds NaN or infinite values")
 
 
-def skeleton(make: Callable[[], torch.nn.Module], source: str) -> torch.nn.Module:
-    """What `make` builds, on the meta device: every parameter's name and shape, no memory.
+class AllocationBudget(TorchFunctionMode):
+    """Stops a model's constructor once the tensors it makes hold more numbers than the file does.
 
     Why: the config comes from the file itself, and a few bytes of it can ask for a model of
-    terabytes (z_dim 2**40) or tens of gigabytes (resolution 4096, 4096 channels). Checking the
-    file's tensors against the skeleton first means the real model is built only when the file
-    holds every one of its weights. A config the model code rejects is one line here too.
-    Cost: the first meta build of a process imports what PyTorch's Python meta kernels need
-    (torch._dynamo, sympy): loading faces64 took 1.7-2.5 s before and 4.5-4.9 s after, on
-    2 cores that a training job kept busy; later builds take milliseconds.
+    terabytes (z_dim 2**40) or tens of gigabytes (resolution 4096, 4096 channels). A model of a
+    valid file holds about as many numbers as the file (its weights, its buffers), so the
+    constructor may make twice that and a million more (filters, small temporaries); past that
+    the request is refused before the allocation. Each tensor factory's size is read from its
+    arguments. (A meta-device skeleton would do the same, but in this PyTorch any arithmetic on
+    the meta device imports torch._dynamo: 2 s more for every command's first model.)
     """
+
+    FACTORIES = frozenset({torch.empty, torch.zeros, torch.ones, torch.full, torch.randn, torch.rand})
+
+    def __init__(self, state: dict[str, torch.Tensor], source: str) -> None:
+        super().__init__()
+        self.held = sum(t.numel() for t in state.values() if isinstance(t, torch.Tensor))
+        self.left = 2 * self.held + 2**20
+        self.source = source
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Any:
+        if func in self.FACTORIES:
+            size = args[0] if func is torch.full or (len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size))) else args
+            self.left -= math.prod(int(n) for n in size)
+            if self.left < 0:
+                raise UserError(f"{self.source}: the config in the file asks for a model far larger than the "
+                                f"{self.held:,} numbers the file holds: not a valid model file")
+        return func(*args, **(kwargs or {}))
+
+
+def build_checked(make: Callable[[], torch.nn.Module], state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
+    """`make()` under the file's AllocationBudget; a config the model code rejects is one line too."""
     try:
-        with torch.device("meta"):
+        with AllocationBudget(state, source):
             return make()
     except (ValueError, TypeError, RuntimeError, OverflowError) as e:
         raise UserError(f"{source}: the config in the file cannot build a model ({e})") from None
@@ -171,8 +193,8 @@ def skeleton(make: Callable[[], torch.nn.Module], source: str) -> torch.nn.Modul
 
 def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source: str) -> Generator:
     """A Generator from a config and an official-named state dict; every key must match."""
-    check_state(skeleton(lambda: Generator(cfg), source), state, source, "the weights do not fit the generator config", "tensor")
-    generator = Generator(cfg)
+    generator = build_checked(lambda: Generator(cfg), state, source)
+    check_state(generator, state, source, "the weights do not fit the generator config", "tensor")
     generator.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     return generator.eval().requires_grad_(False)
 
@@ -556,9 +578,10 @@ def build_stylemap(cfg: Any, g_state: dict[str, torch.Tensor], e_state: dict[str
     from latentatlas.models.stylemap import Encoder
     from latentatlas.models.stylemap import Generator as StyleMapGenerator
 
-    _check_state(skeleton(lambda: StyleMapGenerator(cfg), source), g_state, source, "generator")
-    _check_state(skeleton(lambda: Encoder(cfg), source), e_state, source, "encoder")
-    generator, encoder = StyleMapGenerator(cfg), Encoder(cfg)
+    generator = build_checked(lambda: StyleMapGenerator(cfg), g_state, source)
+    encoder = build_checked(lambda: Encoder(cfg), e_state, source)
+    _check_state(generator, g_state, source, "generator")
+    _check_state(encoder, e_state, source, "encoder")
     generator.load_state_dict({k: v.to(torch.float32) for k, v in g_state.items()})
     encoder.load_state_dict({k: v.to(torch.float32) for k, v in e_state.items()})
     return generator.eval().requires_grad_(False), encoder.eval().requires_grad_(False)
