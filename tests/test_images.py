@@ -58,10 +58,10 @@ def test_exif_orientation_turns_a_camera_photo_upright(tmp_path):
 def test_files_of_other_formats_are_refused_whatever_their_name(tmp_path):
     eps = tmp_path / "face.png"  # content decides Pillow's decoder; an EPS would go to Ghostscript
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
-    tiff = tmp_path / "scan.tif"
-    Image.new("RGB", (8, 8)).save(tiff)
-    for path in (eps, tiff):
-        with pytest.raises(UserError, match="not a PNG, JPEG, WebP or BMP image"):
+    icon = tmp_path / "face.ico"
+    Image.new("RGB", (8, 8)).save(icon)
+    for path in (eps, icon):
+        with pytest.raises(UserError, match="not a PNG, JPEG, WebP, BMP or TIFF image"):
             read_image(path, 8)
     webp = tmp_path / "ok.webp"
     Image.new("RGB", (8, 8), (10, 20, 30)).save(webp, lossless=True)

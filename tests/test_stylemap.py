@@ -320,11 +320,11 @@ def test_mask_files_are_read_from_alpha_or_by_their_bit_depth(tmp_path):
     f[:, :8] = 0.25
     mask, _ = load_mask(saved("f.tif", Image.fromarray(f)), 16)
     assert torch.allclose(mask[..., :8], torch.tensor(0.25)) and mask[..., 8:].eq(0).all()
-    with pytest.raises(UserError, match=r"float mask values must lie in \[0, 1\], got 0 to 255; save the mask as 8-bit grey"):
+    with pytest.raises(UserError, match=r"f255.tif: float values must lie in \[0, 1\], got 0 to 255; save it as 8-bit grey"):
         load_mask(saved("f255.tif", Image.fromarray(f * 1020)), 16)
     wide = np.zeros((16, 16), np.int32)
     wide[0, 0] = 70000
-    with pytest.raises(UserError, match="32-bit integer mask values 0 to 70000 have no white"):
+    with pytest.raises(UserError, match="i32.tif: 32-bit integer values 0 to 70000 have no white"):
         load_mask(saved("i32.tif", Image.fromarray(wide)), 16)
 
 

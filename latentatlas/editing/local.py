@@ -102,12 +102,12 @@ def mask_values(im: Image.Image, name: str = "the mask") -> tuple[np.ndarray, li
     Alpha first: a mask painted on a transparent layer (an image editor's, the web app's brush)
     holds its strokes in the alpha band whatever their colour, so an alpha band or a PNG
     transparency key that is not fully opaque is the mask. Otherwise the grey value, scaled by
-    the mode's own white: 1/255 for 8-bit modes, 1/65535 for 16-bit ones (I;16: a 16-bit PNG;
-    convert('L') clips it at 255, so every value above 255 of 65535 became white). 32-bit modes
-    have no white of their own: float (F) values are taken as they are and must lie in [0, 1];
-    integer (I) values are read as 16-bit when they fit, said in a note, and refused otherwise.
+    the mode's own white: 1/255 for 8-bit modes, and for 16- and 32-bit ones as the image reader
+    scales them (io.images.grey_levels: convert('L') would clip a 16-bit mask at 255).
     """
     import numpy as np
+
+    from latentatlas.io.images import HIGH_DEPTH_GREY, grey_levels
 
     try:
         if im.has_transparency_data:
@@ -116,18 +116,8 @@ def mask_values(im: Image.Image, name: str = "the mask") -> tuple[np.ndarray, li
             alpha = np.asarray(rgba.getchannel(len(rgba.getbands()) - 1))
             if alpha.min() < 255:
                 return alpha.astype(np.float32) / 255, [f"{name}: read from its alpha channel (transparent = keep the source)"]
-        if im.mode.startswith("I;16"):
-            return np.asarray(im).astype(np.float32) / 65535, []
-        if im.mode in ("I", "F"):
-            arr = np.asarray(im)
-            lo, hi = float(arr.min()), float(arr.max())
-            if im.mode == "F":
-                if not np.isfinite(arr).all() or lo < 0 or hi > 1:
-                    raise UserError(f"{name}: float mask values must lie in [0, 1], got {lo:g} to {hi:g}; save the mask as 8-bit grey")
-                return arr.astype(np.float32), []
-            if lo < 0 or hi > 65535:
-                raise UserError(f"{name}: 32-bit integer mask values {lo:g} to {hi:g} have no white; save the mask as 8-bit or 16-bit grey")
-            return arr.astype(np.float32) / 65535, [f"{name}: 32-bit integer mask read as 16-bit (65535 = white)"]
+        if im.mode in HIGH_DEPTH_GREY:
+            return grey_levels(im, name)
         return np.asarray(im.convert("L")).astype(np.float32) / 255, []
     except ValueError:  # a mode PIL cannot convert (premultiplied alpha and the like)
         raise UserError(f"{name}: a {im.mode} image cannot be read as a mask; save it as 8-bit grey") from None

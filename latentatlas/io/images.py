@@ -81,10 +81,11 @@ def save_animation(path: str | Path, frames: torch.Tensor, fps: int = 12) -> Pat
 
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # The decoders for those suffixes, and no others: Pillow picks a decoder by content, so an EPS file
 # named .png would otherwise go to Ghostscript, and a web upload can be named anything.
-IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF")
+HIGH_DEPTH_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")  # Pillow's 16- and 32-bit one-band modes
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own guard (it raises at twice this), for decoders outside open_image
 
@@ -110,12 +111,33 @@ def open_image(path: Path, max_pixels: int = MAX_PIXELS) -> Iterator[Image.Image
     except Image.DecompressionBombError:
         raise UserError(f"{path.name}: the image is too large (limit {max_pixels:,} pixels)") from None
     except UnidentifiedImageError:
-        raise UserError(f"{path}: not a PNG, JPEG, WebP or BMP image; convert it to one of these") from None
+        raise UserError(f"{path}: not a PNG, JPEG, WebP, BMP or TIFF image; convert it to one of these") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({type(e).__name__}); is the file complete?") from None
 
 
-def to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
+def grey_levels(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
+    """A one-band 16- or 32-bit image (HIGH_DEPTH_GREY) as float32 [H, W] in [0, 1], plus notes.
+
+    Each mode by its own white: 16-bit (I;16, a 16-bit PNG or TIFF) by 1/65535, where Pillow's
+    convert() clips at 255, so every value above 255 of 65535 became white. 32-bit modes have no
+    white of their own: float (F) values are taken as they are and must lie in [0, 1]; integer
+    (I) values are read as 16-bit when they fit, said in a note, and refused otherwise.
+    """
+    arr = np.asarray(im)
+    if im.mode.startswith("I;16"):
+        return arr.astype(np.float32) / 65535, []
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if im.mode == "F":
+        if not np.isfinite(arr).all() or lo < 0 or hi > 1:
+            raise UserError(f"{name}: float values must lie in [0, 1], got {lo:g} to {hi:g}; save it as 8-bit grey")
+        return arr.astype(np.float32), []
+    if lo < 0 or hi > 65535:
+        raise UserError(f"{name}: 32-bit integer values {lo:g} to {hi:g} have no white; save it as 8-bit or 16-bit grey")
+    return arr.astype(np.float32) / 65535, [f"{name}: 32-bit integer grey read as 16-bit (65535 = white)"]
+
+
+def to_rgb(im: Image.Image, notes: list[str], name: str = "the image") -> Image.Image:
     """Any decoded image as 8-bit RGB, upright, with a note for each change.
 
     Pillow's convert() would clip 16-bit grey to 255 (a white picture) and drop alpha, leaving
@@ -125,13 +147,10 @@ def to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
     if im.getexif().get(ExifTags.Base.Orientation, 1) != 1:
         notes.append("turned upright as its EXIF orientation says")
         im = ImageOps.exif_transpose(im)
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        scale = 255 / 65535 if im.mode.startswith("I;16") or float(arr.max(initial=0)) > 255 else 1.0
-        if im.mode == "F" and float(arr.max(initial=0)) <= 1.0:
-            scale = 255.0  # float images in [0, 1]
-        notes.append(f"scaled {im.mode} grey to 8 bits")
-        im = Image.fromarray(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8), "L")
+    if im.mode in HIGH_DEPTH_GREY:
+        arr, more = grey_levels(im, name)
+        notes += [f"scaled {im.mode} grey to 8 bits", *more]
+        im = Image.fromarray(np.rint(arr * 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         if rgba.getchannel("A").getextrema()[0] < 255:
@@ -157,7 +176,7 @@ def read_image(path: str | Path, resolution: int, max_pixels: int = MAX_PIXELS) 
     notes: list[str] = []
     with open_image(path, max_pixels) as im:
         im.load()
-        im = to_rgb(im, notes)
+        im = to_rgb(im, notes, path.name)
         w, h = im.size
         if w != h:
             s = min(w, h)
