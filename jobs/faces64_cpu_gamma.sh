@@ -4,7 +4,7 @@
 # arm of the lease's A/B test (jobs/faces64_gpu.sh GAMMA_B=0.1) without its side-by-side control:
 # the control is the starting point, measured first with the same latents and renders as every
 # later factor monitor line (1000 samples every 10 kimg), and the run's own history under the
-# default weight (README, "faces64 and how it is measured": mean std ratio 0.57, 0.63, 0.67 at
+# default weight (README, "faces64 and how it is measured": mean std ratio, not capped, 0.57, 0.63, 0.67 at
 # 345, 505, 690 kimg). The 32 px stand-in (jobs/gamma_proxy_cpu.sh SWITCH=1) widened the factors
 # only from about 80 kimg after the switch (faces64 turned at about 90), and this runs at
 # 0.29-0.43 kimg/min alone (AMD EPYC, Intel Xeon): a chunk per session, each resumed from the

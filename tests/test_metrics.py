@@ -44,6 +44,37 @@ def test_inception_loading_path(tmp_path):
         load_inception(tmp_path / "junk.pt")
 
 
+class _NvidiaStyleInception(torch.nn.Module):
+    """Stands in for NVIDIA's inception-2015-12-05.pt: uint8 in, 1008 logits unless return_features."""
+
+    def forward(self, img: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        if img.dtype != torch.uint8:
+            return torch.full((img.shape[0], 1008), -1.0)
+        x = img.float()
+        stats = torch.stack([x.amin(dim=(1, 2, 3)), x.amax(dim=(1, 2, 3)), torch.full_like(x[:, 0, 0, 0], float(x.shape[-1]))], 1)
+        return torch.cat([stats, torch.zeros(x.shape[0], 2045)], 1) if return_features else torch.zeros(x.shape[0], 1008)
+
+
+class _TooFewFeatures(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+def test_nvidias_inception_file_is_called_the_official_way_and_other_shapes_are_refused(tmp_path):
+    """NVIDIA's file took our float input as near-black pixels and gave 1008 logits: an FID near 0."""
+    nv = tmp_path / "inception-2015-12-05.pt"
+    torch.jit.script(_NvidiaStyleInception()).save(str(nv))
+    out = load_inception(nv)(torch.tensor([-1.0, 1.0]).repeat(2, 1, 16, 8))  # grey, 16 px: repeated to RGB, kept at 16 px
+    assert out.shape == (2, 2048)
+    assert out[0, :3].tolist() == [0.0, 255.0, 16.0]  # uint8 as the official metric_utils makes them, native size
+    few = tmp_path / "few.pt"
+    torch.jit.script(_TooFewFeatures()).save(str(few))
+    with pytest.raises(UserError, match=r"few.pt gives \[3\] per image, not Inception's 2048"):
+        load_inception(few)(torch.zeros(2, 3, 8, 8))
+    with pytest.raises(UserError, match="features hold NaN or infinite values"):
+        fid_from_features(torch.tensor([[0.0, float("nan")], [1.0, 2.0], [3.0, 1.0]]), torch.randn(3, 2))
+
+
 def test_ppl_is_zero_for_a_constant_generator_and_positive_otherwise(tiny_generator):
     dist = lambda a, b: (a - b).square().flatten(1).sum(1)  # noqa: E731
     ppl = perceptual_path_length(tiny_generator, dist, space="w", num_samples=64, batch=32)

