@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from latentatlas.io.errors import UserError, require_at_least, require_number
+from latentatlas.io.errors import UserError, require_at_least, require_number, require_seed
 from latentatlas.runtime import pick_device, rank_device
 
 app = typer.Typer(
@@ -1251,6 +1251,8 @@ def train_predictor(
 
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, width=width, seed=seed)
     require_at_least("--eval-num", eval_num, 0, "held-out renders; 0: skip the report")
+    if eval_num == 1:
+        raise UserError("--eval-num 1: an R^2 needs at least 2 held-out renders; use 2 or more, or 0 to skip the report")
     if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
         _outputs([out], force)
     dev = pick_device(device)
@@ -1343,6 +1345,9 @@ def synthfaces(
     if resolution < 16 or resolution > 1024:
         raise UserError(f"--resolution {resolution}: use 16..1024")
     require_at_least("--steps", steps, 2, "images per factor strip: a sweep needs two")
+    if steps > 64:  # every factor's strip is rendered and held at once
+        raise UserError(f"--steps {steps}: use at most 64 images per factor strip")
+    require_seed("--seed", seed)
     gallery, strips = out / "synthfaces_gallery.png", out / "synthfaces_factors.png"
     _outputs([gallery, strips], force)
     dev = pick_device(device)

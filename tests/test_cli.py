@@ -292,6 +292,13 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     (("project", "MODEL", "IMAGE", "--mse-weight", "-1"), "--mse-weight -1: give a pixel MSE weight >= 0"),
     (("traverse", "MODEL", "missing.safetensors", "--strength", "1..2,3"), "--strength '1..2,3': give two numbers like -3,3"),
     (("traverse", "MODEL", "missing.safetensors", "--strength", "nan,3"), "--strength nan: give two finite numbers like -3,3"),
+    # Seeds past 2**32 (a derived seed overflowed int64 in the predictor's trainer, a traceback)
+    (("train-predictor", "--seed", "2000000000000"), "--seed 2000000000000: seeds are 0..4294967295"),
+    (("train", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
+    (("directions", "warped", "train", "MODEL", "--seed", "-1"), "--seed -1: seeds are 0..4294967295"),
+    (("synthfaces", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
+    (("synthfaces", "--steps", "65"), "--steps 65: use at most 64 images per factor strip"),
+    (("train-predictor", "--eval-num", "1"), "--eval-num 1: an R^2 needs at least 2 held-out renders"),
 ])
 def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     """NaN fails no `<` test and inf passes every lower bound: --lr nan and --snapshot-kimg nan ended

@@ -27,6 +27,18 @@ def test_every_factor_changes_the_image(name):
     assert torch.equal(render(lo), render(lo.clone()))
 
 
+def test_a_face_renders_the_same_alone_and_in_any_batch():
+    """Glasses were painted with opacity g once any face of the batch had g > 0.5: a face of
+    g = 0.3 had none alone and faint ones beside a face with glasses."""
+    f = sample_factors(2, seed=5)
+    glasses = FACTOR_NAMES.index("glasses")
+    f[0, glasses], f[1, glasses] = 0.3, 1.0
+    alone, together = render(f[:1]), render(f)
+    assert torch.allclose(alone[0], together[0], atol=1e-6)
+    f[0, glasses] = 0.0
+    assert torch.allclose(render(f[:1])[0], alone[0], atol=1e-6)  # 0.3 is "no glasses", as 0 is
+
+
 def test_resolutions_and_bad_input():
     f = sample_factors(2, seed=0)
     for r in (64, 128, 256):

@@ -26,13 +26,12 @@ import torch
 from latentatlas.app.uploads import UploadLimits, load_upload
 from latentatlas.directions.files import Directions
 from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
-from latentatlas.io.errors import UserError, require_number
+from latentatlas.io.errors import MAX_SEED, UserError, require_number
 from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.latent.paths import endpoint, style_mix, travel
 from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator, resolve_model
 
-MAX_SEED = 2**32 - 1
 MAX_FRAMES = 120
 
 K = TypeVar("K", bound=Hashable)

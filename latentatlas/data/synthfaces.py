@@ -250,7 +250,9 @@ def render(factors: torch.Tensor, resolution: int = 64) -> torch.Tensor:
             rings = ring if rings is None else torch.minimum(rings, ring)
         bridge = _segment(x, y, fx - spacing + ring_r, eye_y, fx + spacing - ring_r, eye_y, 0.013)
         glasses = torch.minimum(rings, bridge)
-        cv.paint(cv.coverage(glasses) * _col(g), torch.tensor([[0.10, 0.10, 0.12]], device=f.device).expand(n, 3))
+        # On or off as the factor is binary: painted with opacity g, a face of g = 0.3 had no glasses
+        # alone and faint ones in a batch where another face's g passed 0.5 (the guard above).
+        cv.paint(cv.coverage(glasses) * _col((g > 0.5).to(x.dtype)), torch.tensor([[0.10, 0.10, 0.12]], device=f.device).expand(n, 3))
 
     return (cv.rgb.clamp(0, 1) * 2 - 1).contiguous()
 

@@ -43,7 +43,7 @@ from latentatlas.directions.reconstructor import (
 )
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path, state_path
-from latentatlas.io.errors import UserError, check_max_minutes, require_number
+from latentatlas.io.errors import UserError, check_max_minutes, require_number, require_seed
 from latentatlas.latent.codes import LatentCode, to_wplus
 from latentatlas.metrics.paths import PathFn, layer_mask, linear_path
 from latentatlas.models.stylegan2 import Generator
@@ -77,6 +77,7 @@ class WarpedConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        require_seed("--seed", self.seed)
         if self.space not in ("z", "w"):
             raise UserError(f"warped paths live in z or w, not {self.space!r}")
         if self.sets < 1 or self.dipoles < 1:

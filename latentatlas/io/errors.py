@@ -30,6 +30,17 @@ def require_number(option: str, value: float, *, what: str, at_least: float | No
     return value
 
 
+MAX_SEED = 2**32 - 1  # numpy's RandomState takes no more; our derived seeds multiply and offset them
+
+
+def require_seed(option: str, value: int) -> int:
+    """A seed option's value when it is 0..MAX_SEED; else one line (a seed of 2e12 overflowed a
+    derived seed's int64 in the predictor's trainer, a traceback)."""
+    if not 0 <= value <= MAX_SEED:
+        raise UserError(f"{option} {value}: seeds are 0..{MAX_SEED}")
+    return value
+
+
 def check_max_minutes(max_minutes: float | None) -> None:
     """Every resumable job's --max-minutes (both trainers, the predictor, warped paths): NaN or inf
     meant no limit, and 0 or less a single step, all without a word."""

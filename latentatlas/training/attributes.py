@@ -23,7 +23,7 @@ from torch import nn
 
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path, state_path
-from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number
+from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number, require_seed
 from latentatlas.training.common import setup_cuda
 
 INPUT_RESOLUTION = 64
@@ -130,6 +130,7 @@ class TrainConfig:
         require_at_least("--batch", self.batch, 2, "rendered faces per step: batch norm needs two")
         require_at_least("--width", self.width, 1, "channels of the first layer")
         require_number("--lr", self.lr, above=0, what="a positive learning rate", example="0.002")
+        require_seed("--seed", self.seed)
 
 
 def _batch(step: int, cfg: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
-from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number
+from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number, require_seed
 from latentatlas.runtime import rank_device, set_tf32
 from latentatlas.training import stats_log
 from latentatlas.training.schedule import Schedule
@@ -89,6 +89,7 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
     require_number("--kimg", cfg.total_kimg, above=0, what="a positive number of thousands of training images", example="1000")
     require_at_least("--batch", cfg.batch, 1, "images per step, over all processes")
     require_number("--lr", cfg.lr, above=0, what="a positive learning rate", example="0.002")
+    require_seed("--seed", cfg.seed)
     if cfg.r1_gamma is not None:
         require_number("--gamma", cfg.r1_gamma, at_least=0, what="an R1 weight >= 0 (0: no R1)", example="10")
     for option, kimg in (("--snapshot-kimg", cfg.snapshot_kimg), ("--sample-kimg", cfg.sample_kimg)):
