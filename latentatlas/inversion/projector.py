@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from latentatlas.inversion.losses import PerceptualFn, downsample_to, frozen, noise_regularizer
 from latentatlas.io.errors import UserError, require_number
@@ -227,12 +226,3 @@ def renormalize_noise(noise_maps: list[torch.Tensor]) -> None:
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
-
-
-def resize_for(generator: Generator, images: torch.Tensor) -> torch.Tensor:
-    """Resize a batch to the generator's resolution (area down, bicubic up)."""
-    r = generator.img_resolution
-    if images.shape[-1] == r and images.shape[-2] == r:
-        return images
-    mode = "area" if images.shape[-1] > r else "bicubic"
-    return F.interpolate(images, size=(r, r), mode=mode, **({} if mode == "area" else {"align_corners": False})).clamp(-1, 1)
