@@ -298,16 +298,17 @@ def test_tick_speed_leaves_out_maintenance(tmp_path, monkeypatch):
 def _agree_on_stop(rank: int, port: int, results) -> None:  # type: ignore[no-untyped-def]
     import torch.distributed as dist
 
-    from latentatlas.training.common import finish_distributed, out_of_time
+    from latentatlas.training.common import any_process, finish_distributed
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    results[rank] = (out_of_time(rank == 0, 2, torch.device("cpu")), out_of_time(False, 2, torch.device("cpu")))
+    results[rank] = (any_process([rank == 0, False], 2, torch.device("cpu")), any_process([False, rank == 1], 2, torch.device("cpu")))
     finish_distributed()
 
 
 def test_processes_agree_when_one_runs_out_of_time():
     """--max-minutes under torchrun: each process's clock passes the limit at its own step; one
-    that stopped alone would leave the other waiting in its next all-reduce."""
+    that stopped (or wrote the state, which gathers every process's random streams) alone would
+    leave the other waiting in its next collective."""
     import socket
 
     import torch.multiprocessing as mp
@@ -317,7 +318,85 @@ def test_processes_agree_when_one_runs_out_of_time():
         port = s.getsockname()[1]
     results = mp.Manager().dict()
     mp.spawn(_agree_on_stop, args=(port, results), nprocs=2, join=True)
-    assert dict(results) == {0: (True, False), 1: (True, False)}
+    assert dict(results) == {0: ([True, False], [False, True]), 1: ([True, False], [False, True])}
+
+
+def _next_z(trainer) -> torch.Tensor:  # type: ignore[no-untyped-def]
+    """The z the trainer's next step draws first (on CPU, from torch's generator), left undrawn."""
+    with torch.random.fork_rng(devices=[]):
+        return torch.randn(trainer.batch_gpu, trainer.G.z_dim)
+
+
+def _resume_each_rank(rank: int, port: int, run: str, results) -> None:  # type: ignore[no-untyped-def]
+    import contextlib
+    import io
+    from pathlib import Path
+
+    import torch.distributed as dist
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from latentatlas.training.common import finish_distributed
+    from latentatlas.training.stylegan2 import Trainer
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    cfg, folder = TrainConfig(total_kimg=0.032, **TINY), Path(run)
+    first = Trainer(cfg, folder)
+    z_first = _next_z(first)
+    for _ in range(2):
+        first.train_step()
+    first.save()
+    first.save_portable()  # both collectives: rank 0 has written both before any process builds the next trainer
+    z_next, data_next = _next_z(first), first.data_gen.get_state()
+    out = {}
+    for source in ("state", "portable"):
+        t = Trainer(cfg, folder)
+        t.load(folder / STATE_FILE) if source == "state" else t.load_portable(folder / "portable")
+        out[source] = torch.equal(_next_z(t), z_next) and torch.equal(t.data_gen.get_state(), data_next)
+    # The portable file as a latentatlas that kept rank 0's streams only wrote it (the committed runs').
+    dist.barrier()
+    if rank == 0:
+        path = folder / "portable" / "train.safetensors"
+        with safe_open(str(path), framework="pt") as f:
+            meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+        legacy = {k: v for k, v in tensors.items() if not k.endswith(".1")}
+        legacy.update({name: legacy.pop(f"{name}.0") for name in ("rng", "data_rng")})
+        save_file(legacy, str(path), metadata=meta)
+    dist.barrier()
+    draws, told = [], io.StringIO()
+    for _ in range(2):
+        t = Trainer(cfg, folder)
+        with contextlib.redirect_stderr(told):
+            t.load_portable(folder / "portable")
+        draws.append(_next_z(t))  # one stderr line a resume
+    out["legacy"] = (torch.equal(draws[0], z_next), torch.equal(draws[0], draws[1]), torch.equal(draws[0], z_first),
+                     told.getvalue())
+    results[rank] = out
+    finish_distributed()
+
+
+def test_every_process_resumes_its_own_random_streams(tmp_path):
+    """Each torchrun process draws its own z, noise and data. Every one's streams are saved (state
+    and portable checkpoint) and each takes its own back, where only rank 0's were and the others
+    replayed their first chunk's draws. A stream the file lacks (here rank 1's in a file written
+    before; on CUDA also a CPU-saved run's GPU stream) is reseeded from the run's seed, the rank and
+    the images seen: no replay of the first step's z, the same on every resume, said on stderr."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_resume_each_rank, args=(port, str(tmp_path / "run"), results), nprocs=2, join=True)
+    assert results[0]["state"] and results[1]["state"]
+    assert results[0]["portable"] and results[1]["portable"]
+    assert results[0]["legacy"] == (True, True, False, "")  # rank 0's streams, under the plain names
+    same_as_saved, same_each_time, replays_first_step, told = results[1]["legacy"]
+    assert not same_as_saved and same_each_time and not replays_first_step
+    assert told.count("\n") == 2 and "no saved CPU, data-order random state for process 1" in told and "reseeded" in told
 
 
 def test_factor_monitor_measures_spread_and_follows_the_checkpoints(tmp_path):

@@ -9,8 +9,10 @@ TrainerBase gives it the factor monitor's `measure_factors()`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -47,6 +49,10 @@ CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "bat
 # The JSON-lines logs a run folder keeps and its portable checkpoint carries (metadata key: file):
 # the tick means of the losses, and the factor monitor's lines (training/factor_monitor.py).
 CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRICS_FILE}
+# The random streams each process draws from, saved for every rank (lists in state.pt, NAME.RANK
+# in the portable train.safetensors): torch's CPU generator (z and noise on CPU, style mixing's
+# coin), the data order (a folder's picks), and on CUDA the GPU's generator (z and noise there).
+RNG_STREAMS = {"rng": "CPU", "data_rng": "data-order", "cuda_rng": "CUDA"}
 # The loop also writes the state this often, whatever snapshot_kimg says: on 2 CPU cores 50 kimg
 # of a 64 px StyleMapGAN take 75 minutes, all of it lost to a SIGKILL without this (about 0.3 s a
 # write there).
@@ -183,23 +189,71 @@ class TrainerBase:
         return images
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        """This process's random streams (RNG_STREAMS; CUDA's is empty off CUDA)."""
+        cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8)
+        return {"rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state(), "cuda_rng": cuda}
+
+    def all_rng_states(self, gather: bool = True) -> dict[str, list[torch.Tensor]]:
+        """Every process's random streams, by rank: each process draws its own z, noise and data,
+        and a resumed process that kept its setup seed would draw its first chunk's again.
+
+        Under torchrun a collective (all processes call it at the same step); gather=False gives
+        this process's alone, for a save it makes alone (an error on rank 0 between steps)."""
+        mine = self.rng_state()
+        ranks: list[Any] = [mine]
+        if gather and self.world > 1:
+            ranks = [None] * self.world
+            dist.all_gather_object(ranks, mine)
+        return {name: [r[name] for r in ranks] for name in RNG_STREAMS}
+
+    def restore_rng(self, saved: dict[str, list[torch.Tensor | None]], source: Path) -> None:
+        """Each process takes back its own streams (after step and nimg are restored). One the file
+        lacks (saved on CPU and resumed on CUDA, or by a latentatlas that kept rank 0's only) is
+        reseeded from (seed, rank, images seen), said in one stderr line: the setup seed would
+        replay the first chunk's draws."""
+        setters: dict[str, Callable[[torch.Tensor], Any]] = {"rng": torch.set_rng_state, "data_rng": self.data_gen.set_state}
+        seeders: dict[str, Callable[[int], Any]] = {"rng": torch.default_generator.manual_seed, "data_rng": self.data_gen.manual_seed}
+        if self.device.type == "cuda":
+            setters["cuda_rng"] = lambda state: torch.cuda.set_rng_state(state, self.device)
+
+            def seed_cuda(seed: int) -> None:
+                with torch.cuda.device(self.device):
+                    torch.cuda.manual_seed(seed)
+
+            seeders["cuda_rng"] = seed_cuda
+        missing = []
+        for name, set_state in setters.items():
+            states = saved.get(name) or []
+            state = states[self.rank] if self.rank < len(states) else None
+            if state is not None and state.numel():
+                set_state(state.cpu())
+            else:
+                seeders[name](resume_seed(self.cfg.seed, self.rank, self.nimg, name))
+                missing.append(RNG_STREAMS[name])
+        if missing:
+            print(f"{source}: no saved {', '.join(missing)} random state for process {self.rank} (saved on another "
+                  f"device, by rank 0 alone at an error, or by an older latentatlas): reseeded from seed {self.cfg.seed}, "
+                  f"rank {self.rank} and {self.nimg} images seen, so the draws go on fresh but differ from an uninterrupted "
+                  "run's", file=sys.stderr)
+
+    def state_dict(self, rng: dict[str, list[torch.Tensor]]) -> dict[str, Any]:
         out: dict[str, Any] = {k: m.state_dict() for k, m in self.networks().items()}
         out.update({f"opt_{k}": opt.state_dict() for k, (opt, _) in self.optimizers().items()})
         out.update(self.extra_state())
-        out.update({
-            "config": asdict(self.cfg), "step": self.step, "nimg": self.nimg, "world": self.world,
-            "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state(),
-            "cuda_rng": torch.cuda.get_rng_state() if self.device.type == "cuda" else torch.zeros(0, dtype=torch.uint8),
-        })
+        out.update({"config": asdict(self.cfg), "step": self.step, "nimg": self.nimg, "world": self.world, **rng})
         return out
 
-    def save(self) -> Path:
-        """The full training state (fp32, both Adam moments) in run_dir, written atomically."""
+    def save(self, gather: bool = True) -> Path:
+        """The full training state (fp32, both Adam moments, every process's random streams) in
+        run_dir, written atomically by rank 0. Under torchrun all processes call it at the same
+        step (it gathers their streams), unless gather=False: a save rank 0 makes alone keeps
+        only its own streams (the others are reseeded on resume)."""
         path = self.run_dir / STATE_FILE
+        rng = self.all_rng_states(gather)
         if self.rank == 0:
             with atomic_path(path) as tmp:
-                torch.save(self.state_dict(), tmp)
+                torch.save(self.state_dict(rng), tmp)
         return path
 
     def load(self, path: Path) -> None:
@@ -211,23 +265,24 @@ class TrainerBase:
             opt.load_state_dict(state[f"opt_{k}"])
         self.load_extra_state(state)
         self.step, self.nimg = int(state["step"]), int(state["nimg"])
-        if self.rank == 0:
-            torch.set_rng_state(state["rng"].cpu())
-            self.data_gen.set_state(state["data_rng"].cpu())
-            if self.device.type == "cuda" and state["cuda_rng"].numel():
-                torch.cuda.set_rng_state(state["cuda_rng"].cpu())
+        # A state written before the streams were kept per rank holds rank 0's alone, as one tensor each.
+        self.restore_rng({name: v if isinstance(v, list) else [v]
+                          for name in RNG_STREAMS if (v := state.get(name)) is not None}, path)
 
     def save_portable(self) -> Path:
         """Networks in fp32 and Adam's second moments in bf16, as files under 16 MiB each.
 
         Small enough to carry between machines (a GPU lease, a laptop); the first moments are
-        not kept: with beta1 = 0 (StyleGAN2's Adam) they are just the last gradient.
+        not kept: with beta1 = 0 (StyleGAN2's Adam) they are just the last gradient. Under
+        torchrun all processes call it at the same step (it gathers their random streams).
         """
         folder = self.run_dir / PORTABLE_DIR
+        rng = self.all_rng_states()
         if self.rank == 0:
             extra = {k: v.detach().cpu().reshape(-1) if v.ndim == 0 else v.detach().cpu() for k, v in self.extra_state().items()}
+            streams = {f"{name}.{rank}": t for name, ts in rng.items() for rank, t in enumerate(ts) if t.numel()}
             save_portable(folder, self.networks(), {k: opt for k, (opt, _) in self.optimizers().items()},
-                          {**extra, "rng": torch.get_rng_state(), "data_rng": self.data_gen.get_state()},
+                          {**extra, **streams},
                           {**portable_meta(asdict(self.cfg), self.step, self.nimg, self.world),
                            **{key: stats_log.carried_text(self.run_dir, name) for key, name in CARRIED_LOGS.items()}})
         return folder
@@ -239,10 +294,18 @@ class TrainerBase:
         t = load_portable(folder, self.networks(), self.optimizers(), self.device)
         self.load_extra_state(t)
         self.step, self.nimg = int(meta["step"]), int(meta["nimg"])
-        if self.rank == 0:
-            torch.set_rng_state(t["rng"])
-            self.data_gen.set_state(t["data_rng"])
+        # Files written before the streams were kept per rank hold rank 0's as NAME (and no CUDA stream).
+        self.restore_rng({name: [t.get(f"{name}.{rank}", t.get(name) if rank == 0 else None) for rank in range(self.world)]
+                          for name in RNG_STREAMS}, folder)
         return meta
+
+
+def resume_seed(seed: int, rank: int, nimg: int, stream: str) -> int:
+    """A seed for a stream a resumed process has no saved state for, one for every (run seed, rank,
+    images seen, stream): the setup seed (seed * 1000 + rank + 1) would draw what the run has drawn
+    already. A hash, which no other seed of the run coincides with as sums of small numbers could."""
+    digest = hashlib.sha256(f"latentatlas-resume/{seed}/{rank}/{nimg}/{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 def adam(params, lr: float, reg_interval: int | None = None) -> torch.optim.Adam:  # type: ignore[no-untyped-def]
@@ -416,14 +479,20 @@ def run_loop(trainer: Any, max_minutes: float | None, progress: bool) -> tuple[d
                         trainer.measure_factors()
                         measured_at = trainer.nimg
                 except Exception:
-                    trainer.save()  # the step is whole: keep it (up to STATE_EVERY_MINUTES of work) before the error ends the run
+                    # The step is whole: keep it (up to STATE_EVERY_MINUTES of work) before the error
+                    # ends the run. Rank 0 alone is here, so it keeps its own random streams only.
+                    trainer.save(gather=False)
                     raise
-                if snapshots.due(trainer.nimg) or time.time() - saved_at > STATE_EVERY_MINUTES * 60:
+                time_up = max_minutes is not None and time.time() - start > max_minutes * 60
+                # Under torchrun every step asks the others (one tiny all-reduce): a signal may reach
+                # one process only, and each process's clock passes a limit at its own step, while a
+                # save gathers every process's random streams, so all must save at the same step.
+                state_due, stop = any_process([time.time() - saved_at > STATE_EVERY_MINUTES * 60,
+                                               time_up or request.name is not None], trainer.world, trainer.device)
+                if snapshots.due(trainer.nimg) or state_due:
                     trainer.save()
                     saved_at = time.time()
-            time_up = max_minutes is not None and time.time() - start > max_minutes * 60
-            # Under torchrun every step asks the others (one tiny all-reduce): a signal may reach one process only.
-            if out_of_time(time_up or request.name is not None, trainer.world, trainer.device):
+            if stop:
                 if trainer.nimg < total:  # a stop asked at the last step is no early stop
                     stopped_by = request.name or ("max_minutes" if time_up else "a signal to another process")
                 break
@@ -485,14 +554,15 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
     }
 
 
-def out_of_time(mine: bool, world: int, device: torch.device) -> bool:
-    """Whether to stop now, agreed by all processes: each one's clock passes the limit at its own
-    step, and a process that stopped alone would leave the others waiting in their next all-reduce."""
+def any_process(mine: list[bool], world: int, device: torch.device) -> list[bool]:
+    """Each flag true when any process's is, agreed by all in one all-reduce: whether to stop or to
+    write the state now. Each process's clock passes a limit at its own step, and a process that
+    stopped or saved alone would leave the others waiting in their next collective."""
     if world <= 1:
         return mine
-    flag = torch.tensor([float(mine)], device=device)
-    dist.all_reduce(flag)  # sum: stop when any process is out of time
-    return bool(flag.item() > 0)
+    flags = torch.tensor([float(m) for m in mine], device=device)
+    dist.all_reduce(flags)  # sum: true when any process's is
+    return [bool(f > 0) for f in flags.tolist()]
 
 
 def finish_distributed() -> None:

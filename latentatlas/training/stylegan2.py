@@ -10,9 +10,9 @@ draws its own data, gradients are averaged with all-reduce after every backward 
 official code's scheme; it works with the separate lazy-regularisation passes, which
 DistributedDataParallel's single-backward hooks do not fit), and only rank 0 writes files.
 
-A run directory holds `state.pt` (everything needed to resume: networks, optimisers, RNG
-states, counters; written atomically, so `kill -9` at any moment leaves the last complete
-checkpoint), `samples-XXXXXX.png` grids and `model.safetensors` (G_ema in our format).
+A run directory holds `state.pt` (everything needed to resume: networks, optimisers, every
+process's RNG states, counters; written atomically, so `kill -9` at any moment leaves the last
+complete checkpoint), `samples-XXXXXX.png` grids and `model.safetensors` (G_ema in our format).
 """
 
 from __future__ import annotations
