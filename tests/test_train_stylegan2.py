@@ -152,6 +152,49 @@ def test_portable_checkpoint_resumes_without_state_file(tmp_path):
     assert max(diffs) < 0.05
 
 
+def test_a_portable_folder_mixed_from_two_saves_is_refused_and_its_temp_files_go(tmp_path):
+    """The portable files are written one after another: a run killed between two leaves files of
+    two saves, which resumed silently paired networks and optimiser states of different steps. A
+    killed write also leaves a temp file there, which the folder's commit would carry along."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from latentatlas.io.atomic import atomic_path
+
+    train(TrainConfig(total_kimg=0.016, **TINY), tmp_path / "a", progress=False)
+    shutil.copytree(tmp_path / "a" / "portable", tmp_path / "old")
+    train(TrainConfig(total_kimg=0.032, **TINY), tmp_path / "a", progress=False)
+    mixed = tmp_path / "b" / "portable"
+    shutil.copytree(tmp_path / "old", mixed)
+    shutil.copy(tmp_path / "a" / "portable" / "G.safetensors", mixed)  # killed after the first file
+    try:
+        with atomic_path(mixed / "D.safetensors") as tmp:
+            leftover = mixed / tmp.name
+            raise InterruptedError  # a SIGKILL in the second write leaves its temp file
+    except InterruptedError:
+        leftover.write_bytes(b"half")
+    with pytest.raises(UserError, match=r"G.safetensors from the save at 32 images; D.safetensors, G_ema.safetensors, "
+                                        r"train.safetensors from the save at 16 images.*resume from the run's state.pt"):
+        train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "b", progress=False)
+    assert not leftover.exists()
+    repo = Path(__file__).resolve().parents[1]
+    if shutil.which("git") and (repo / ".git").exists():  # a checkout: the temp name is one .gitignore matches
+        ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", f"runs/faces64-narrow/portable/{leftover.name}"])
+        assert ignored.returncode == 0
+    # One save's files resume, and so do files written before the ids existed (the committed runs').
+    shutil.copy(tmp_path / "old" / "G.safetensors", mixed)
+    for path in mixed.glob("*.safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            meta, tensors = f.metadata() or {}, {k: f.get_tensor(k) for k in f.keys()}
+        meta.pop("save_id")
+        save_file(tensors, str(path), metadata=meta or None)
+    assert train(TrainConfig(total_kimg=0.024, **TINY), tmp_path / "b", progress=False)["resumed_from_kimg"] == 0.016
+
+
 def test_a_narrow_generator_keeps_a_wide_critic(tmp_path):
     """--d-channel-base sizes the discriminator on its own (faces64-narrow: a 32-channel top block
     judged by a 128-channel critic); runs made before the setting existed resume unchanged."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
@@ -53,6 +54,8 @@ CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRIC
 # in the portable train.safetensors): torch's CPU generator (z and noise on CPU, style mixing's
 # coin), the data order (a folder's picks), and on CUDA the GPU's generator (z and noise there).
 RNG_STREAMS = {"rng": "CPU", "data_rng": "data-order", "cuda_rng": "CUDA"}
+# Every portable file's metadata: the save it belongs to (common.save_portable).
+SAVE_ID_KEY = "save_id"
 # The loop also writes the state this often, whatever snapshot_kimg says: on 2 CPU cores 50 kimg
 # of a 64 px StyleMapGAN take 75 minutes, all of it lost to a SIGKILL without this (about 0.3 s a
 # write there).
@@ -375,36 +378,60 @@ def save_portable(folder: Path, modules: dict[str, torch.nn.Module], optimizers:
                   tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
     """`{name}.safetensors` per module and `train.safetensors` (optimiser second moments in bf16,
     the given tensors, metadata). The first moments are not kept: with beta1 = 0 they are just
-    the last gradient."""
+    the last gradient.
+
+    Each file is written atomically, but one after another: a process killed between two leaves
+    some files of this save beside others of the last. So every file's metadata carries the same
+    SAVE_ID_KEY (images seen and a random token), and load_portable refuses a set whose ids differ."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
+    save_id = {SAVE_ID_KEY: f"{meta.get('nimg', '?')}-{secrets.token_hex(8)}"}
     for name, module in modules.items():
         with atomic_path(folder / f"{name}.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+            save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(tmp), metadata=save_id)
     out = dict(tensors)
     for tag, opt in optimizers.items():
         for i, st in opt.state_dict()["state"].items():
             out[f"opt_{tag}.{i}.exp_avg_sq"] = st["exp_avg_sq"].detach().cpu().to(torch.bfloat16).contiguous()
             out[f"opt_{tag}.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
     with atomic_path(folder / "train.safetensors") as tmp:
-        save_file(out, str(tmp), metadata=meta)
+        save_file(out, str(tmp), metadata={**meta, **save_id})
     return folder
 
 
-def read_portable_meta(folder: Path) -> dict[str, str]:
+def read_portable_meta(folder: Path, name: str = "train") -> dict[str, str]:
+    """The metadata of `{name}.safetensors` in a portable folder (train's: config, counters, logs)."""
     from safetensors import safe_open
 
-    with safe_open(str(folder / "train.safetensors"), framework="pt") as f:
+    with safe_open(str(folder / f"{name}.safetensors"), framework="pt") as f:
         return f.metadata() or {}
+
+
+def check_one_save(folder: Path, names: list[str]) -> None:
+    """Refuse a portable folder whose files come from different saves (a save killed between two
+    files): resuming would pair networks and optimiser states of different steps without a word.
+    Files written before the ids existed have none; a set of such files alone is accepted."""
+    ids = {name: read_portable_meta(folder, name).get(SAVE_ID_KEY) for name in [*names, "train"]}
+    if len(set(ids.values())) > 1:
+        groups: dict[str | None, list[str]] = {}
+        for name, save_id in ids.items():
+            groups.setdefault(save_id, []).append(f"{name}.safetensors")
+        saves = "; ".join(f"{', '.join(files)} from " + (f"the save at {i.split('-')[0]} images" if i else "an older save")
+                          for i, files in groups.items())
+        raise UserError(f"{folder} mixes files of different saves ({saves}), as a run stopped while writing it leaves: "
+                        f"resume from the run's {STATE_FILE}, or put back one save's {len(ids)} files "
+                        f"(a committed run: git checkout {folder})")
 
 
 def load_portable(folder: Path, modules: dict[str, torch.nn.Module],
                   optimizers: dict[str, tuple[torch.optim.Optimizer, torch.nn.Module]],
                   device: torch.device) -> dict[str, torch.Tensor]:
-    """Load what save_portable wrote into the modules and optimisers; returns train.safetensors' tensors."""
+    """Load what save_portable wrote into the modules and optimisers, once its files are known to
+    be one save's; returns train.safetensors' tensors."""
     from safetensors.torch import load_file
 
+    check_one_save(folder, list(modules))
     for name, module in modules.items():
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors"), device=str(device)))
     t = load_file(str(folder / "train.safetensors"))
@@ -428,9 +455,12 @@ def portable_meta(cfg: dict[str, Any], step: int, nimg: int, world: int) -> dict
 
 
 def clean_stale_temp_files(run_dir: Path) -> None:
-    """A process killed while writing leaves a temp file; the complete checkpoint is intact."""
-    for p in run_dir.glob(".*.tmp*"):
-        p.unlink(missing_ok=True)
+    """A process killed while writing leaves a temp file (io.atomic's `.NAME.XXXX.tmp.EXT`, which
+    .gitignore matches); the complete checkpoint is intact. The portable folder's too: it is
+    committed, and a leftover there would travel with it."""
+    for folder in (run_dir, run_dir / PORTABLE_DIR):
+        for p in folder.glob(".*.tmp*"):
+            p.unlink(missing_ok=True)
 
 
 def setup_cuda(device: str | torch.device) -> None:
