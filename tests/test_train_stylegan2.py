@@ -195,6 +195,47 @@ def test_a_portable_folder_mixed_from_two_saves_is_refused_and_its_temp_files_go
     assert train(TrainConfig(total_kimg=0.024, **TINY), tmp_path / "b", progress=False)["resumed_from_kimg"] == 0.016
 
 
+def test_the_path_length_penalty_keeps_the_new_mean_in_its_graph_as_nvidia(tmp_path):
+    """NVIDIA's loss.py: pl_mean = self.pl_mean.lerp(pl_lengths.mean(), pl_decay) enters the
+    penalty with its gradient (the batch's own pull on the mean); only the stored mean is detached.
+    The mean was detached before the penalty, which changes G's gradient by about pl_decay."""
+    import math
+
+    from latentatlas.training.stylegan2 import Trainer
+
+    t = Trainer(TrainConfig(**TINY), tmp_path)
+    cfg = t.cfg
+    t.G.requires_grad_(True)
+    params = list(t.G.parameters())
+
+    def grads(loss: torch.Tensor) -> list[torch.Tensor]:
+        return [g if g is not None else torch.zeros_like(p) for g, p in
+                zip(torch.autograd.grad(loss, params, allow_unused=True), params)]
+
+    t.pl_mean = torch.tensor(0.3)
+    torch.manual_seed(1)
+    loss, _ = t._path_length_loss()
+    ours, stored = grads(loss), t.pl_mean
+
+    def official(detach: bool) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """loss.py's lines, on the same draws (detach: the old code's mean)."""
+        torch.manual_seed(1)
+        gen_img, gen_ws = t._generate(cfg.batch // cfg.pl_batch_shrink)
+        pl_noise = torch.randn_like(gen_img) / math.sqrt(gen_img.shape[2] * gen_img.shape[3])
+        (pl_grads,) = torch.autograd.grad((gen_img * pl_noise).sum(), gen_ws, create_graph=True)
+        pl_lengths = pl_grads.square().sum(2).mean(1).sqrt()
+        mean = pl_lengths.mean()
+        pl_mean = torch.tensor(0.3).lerp(mean.detach() if detach else mean, cfg.pl_decay)
+        loss_gpl = (pl_lengths - pl_mean).square() * cfg.pl_weight
+        return grads((gen_img[:, 0, 0, 0] * 0 + loss_gpl).mean() * cfg.g_reg_interval), pl_mean.detach()
+
+    reference, reference_mean = official(detach=False)
+    assert torch.equal(stored, reference_mean) and not stored.requires_grad
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(ours, reference))
+    detached, _ = official(detach=True)  # the test tells the two apart
+    assert not all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(ours, detached))
+
+
 def test_a_narrow_generator_keeps_a_wide_critic(tmp_path):
     """--d-channel-base sizes the discriminator on its own (faces64-narrow: a 32-channel top block
     judged by a 128-channel critic); runs made before the setting existed resume unchanged."""

@@ -104,6 +104,20 @@ class Trainer(common.TrainerBase):
         ws = self._mapping(z)
         return self.G.synthesis(ws, noise_mode="random"), ws
 
+    def _path_length_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lazy path-length loss to optimise (weight and interval applied) and the mean penalty,
+        as NVIDIA's loss.py: the new path-length mean stays in the graph for this batch's penalty
+        (its gradient counts the batch's own pull on the mean), only the stored mean is detached."""
+        cfg = self.cfg
+        img, ws = self._generate(max(self.batch_gpu // cfg.pl_batch_shrink, 1))
+        noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+        (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+        lengths = grad.square().sum(2).mean(1).sqrt()
+        pl_mean = self.pl_mean.lerp(lengths.mean(), cfg.pl_decay)
+        self.pl_mean = pl_mean.detach()
+        penalty = (lengths - pl_mean).square()
+        return penalty.mean() * cfg.pl_weight * cfg.g_reg_interval, penalty.mean()
+
     def _optimise(self, module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         common.optimise([(module, opt)], loss, self.world)
 
@@ -117,14 +131,8 @@ class Trainer(common.TrainerBase):
         stats["G"] = loss_g.item()
         # Generator: lazy path-length regularisation.
         if cfg.pl_weight > 0 and self.step % cfg.g_reg_interval == 0:
-            n = max(self.batch_gpu // cfg.pl_batch_shrink, 1)
-            img, ws = self._generate(n)
-            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
-            (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-            lengths = grad.square().sum(2).mean(1).sqrt()
-            self.pl_mean = self.pl_mean.lerp(lengths.mean().detach(), cfg.pl_decay)
-            penalty = (lengths - self.pl_mean).square().mean()
-            self._optimise(self.G, self.opt_G, penalty * cfg.pl_weight * cfg.g_reg_interval)
+            loss_pl, penalty = self._path_length_loss()
+            self._optimise(self.G, self.opt_G, loss_pl)
             stats["PL"] = penalty.item()
         self.G.requires_grad_(False)
         # Discriminator: fakes and reals.
