@@ -380,6 +380,14 @@ def test_one_step_with_the_factor_perceptual_loss_is_finite(tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, trainer.E.parameters()))
 
 
+def test_r1_steps_every_critic_parameter_as_naver_ai(tmp_path):
+    """naver-ai's train.py adds 0 * real_pred[0] to the R1 loss: the critic's output bias, which the
+    input gradient does not depend on, gets a zero gradient, and Adam steps it in the R1 pass too."""
+    trainer = StyleMapTrainer(StyleMapTrainConfig(**TINY_TRAIN), tmp_path)
+    trainer.train_step()  # step 0: D's main pass and R1
+    assert [n for n, p in trainer.D.named_parameters() if float(trainer.opt_D.state[p]["step"]) != 2] == []
+
+
 # ---------------------------------------------------------------------------------------
 # Files
 

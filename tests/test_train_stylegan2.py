@@ -236,6 +236,20 @@ def test_the_path_length_penalty_keeps_the_new_mean_in_its_graph_as_nvidia(tmp_p
     assert not all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(ours, detached))
 
 
+def test_the_regularisation_passes_step_every_parameter_as_nvidia(tmp_path):
+    """NVIDIA's loss.py adds gen_img[:, 0, 0, 0] * 0 to the path-length loss and real_logits * 0
+    to R1: the parameters a penalty does not reach (the toRGB biases, the critic's output bias)
+    get a zero gradient, so Adam steps them too (its second moment decays, its step count goes
+    on). Without, their gradient was None and Adam skipped them in those passes."""
+    from latentatlas.training.stylegan2 import Trainer
+
+    t = Trainer(TrainConfig(**TINY), tmp_path)
+    t.train_step()  # step 0: the main and the regularisation pass of G and of D
+    for opt, module in ((t.opt_G, t.G), (t.opt_D, t.D)):
+        behind = [name for name, p in module.named_parameters() if float(opt.state[p]["step"]) != 2]
+        assert behind == []
+
+
 def test_a_narrow_generator_keeps_a_wide_critic(tmp_path):
     """--d-channel-base sizes the discriminator on its own (faces64-narrow: a 32-channel top block
     judged by a 128-channel critic); runs made before the setting existed resume unchanged."""

@@ -107,7 +107,9 @@ class Trainer(common.TrainerBase):
     def _path_length_loss(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The lazy path-length loss to optimise (weight and interval applied) and the mean penalty,
         as NVIDIA's loss.py: the new path-length mean stays in the graph for this batch's penalty
-        (its gradient counts the batch's own pull on the mean), only the stored mean is detached."""
+        (its gradient counts the batch's own pull on the mean), only the stored mean is detached;
+        img[:, 0, 0, 0] * 0 gives the parameters the penalty does not reach (the toRGB biases) a
+        zero gradient, so Adam steps (and decays) them as there."""
         cfg = self.cfg
         img, ws = self._generate(max(self.batch_gpu // cfg.pl_batch_shrink, 1))
         noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
@@ -116,7 +118,8 @@ class Trainer(common.TrainerBase):
         pl_mean = self.pl_mean.lerp(lengths.mean(), cfg.pl_decay)
         self.pl_mean = pl_mean.detach()
         penalty = (lengths - pl_mean).square()
-        return penalty.mean() * cfg.pl_weight * cfg.g_reg_interval, penalty.mean()
+        loss = (img[:, 0, 0, 0] * 0 + penalty * cfg.pl_weight).mean() * cfg.g_reg_interval
+        return loss, penalty.mean()
 
     def _optimise(self, module: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
         common.optimise([(module, opt)], loss, self.world)
@@ -147,10 +150,13 @@ class Trainer(common.TrainerBase):
         # Discriminator: lazy R1 on reals.
         if cfg.gamma > 0 and self.step % cfg.d_reg_interval == 0:
             real = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.D(real).sum(), real, create_graph=True)
-            r1 = grad.square().sum([1, 2, 3]).mean()
-            self._optimise(self.D, self.opt_D, r1 * (cfg.gamma / 2) * cfg.d_reg_interval)
-            stats["R1"] = r1.item()
+            logits = self.D(real)
+            (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+            r1 = grad.square().sum([1, 2, 3])
+            # logits * 0, as NVIDIA's loss.py: the critic's output bias, which the input gradient
+            # does not depend on, gets a zero gradient, so Adam steps (and decays) it as there.
+            self._optimise(self.D, self.opt_D, (logits[:, 0] * 0 + r1 * (cfg.gamma / 2)).mean() * cfg.d_reg_interval)
+            stats["R1"] = r1.mean().item()
         self.D.requires_grad_(False)
         # EMA of the generator.
         self.nimg += cfg.batch

@@ -157,9 +157,12 @@ class StyleMapTrainer(common.TrainerBase):
         # 4. Lazy R1.
         if cfg.r1_gamma > 0 and self.step % cfg.d_reg_interval == 0:
             r = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(self.D(r).sum(), r, create_graph=True)
+            logits = self.D(r)
+            (grad,) = torch.autograd.grad(logits.sum(), r, create_graph=True)
             r1 = grad.square().sum([1, 2, 3]).mean()
-            common.optimise([(self.D, self.opt_D)], r1 * (cfg.r1_gamma / 2) * cfg.d_reg_interval, world)
+            # + 0 * logits[0], as naver-ai's train.py: the critic's output bias, which the input
+            # gradient does not depend on, gets a zero gradient, so Adam steps (and decays) it as there.
+            common.optimise([(self.D, self.opt_D)], r1 * (cfg.r1_gamma / 2) * cfg.d_reg_interval + 0 * logits[0, 0], world)
             stats["R1"] = r1.item()
         self.D.requires_grad_(False)
         # 5. Image cycle through E and G, both updated.
