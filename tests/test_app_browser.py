@@ -215,7 +215,7 @@ def test_bad_uploads_get_a_message_and_the_server_keeps_serving(page, tmp_path):
     not_image = tmp_path / "notes.png"
     not_image.write_text("this is text, not a picture")
     upload.set_input_files(str(not_image))
-    _toast(page, "not a readable image")
+    _toast(page, "not a PNG, JPEG, WebP, BMP or TIFF image")
     huge = tmp_path / "huge.png"
     Image.new("1", (20_000, 20_000)).save(huge)  # tiny file, 400 M pixels once decoded
     upload.set_input_files(str(huge))
@@ -310,7 +310,7 @@ def test_local_edit_takes_an_uploaded_reference_and_refuses_a_bad_one(page, tmp_
     not_image = tmp_path / "notes.png"
     not_image.write_text("this is text, not a picture")
     upload.set_input_files(str(not_image))
-    _toast(page, "not a readable image")
+    _toast(page, "not a PNG, JPEG, WebP, BMP or TIFF image")
     before = _image_src(page, "#local-result")
     upload.set_input_files(str(_face_png(tmp_path / "face.png")))
     page.locator("#mask-kind").get_by_text("eyes", exact=False).click()

@@ -191,10 +191,14 @@ def test_the_brush_canvas_refuses_oversized_or_many_layers_before_gradio_decodes
 def test_the_status_line_says_why_a_shifted_edit_took_nothing():
     from latentatlas.app.server import _edit_status
     from latentatlas.app.session import LocalEdit
+    from latentatlas.editing.local import EMPTY_MASK_NOTE
 
     image = np.zeros((8, 8, 3), np.uint8)
     moved_out = LocalEdit(image, 0.0, "the shift 60,0 moves every selected stylemap cell out of the image", 3.0)
     assert "moves every selected stylemap cell out" in _edit_status(moved_out, "drawn", 60, 0)
-    empty = LocalEdit(image, 0.0, "the mask selects no stylemap cell", 3.0)
-    assert "paint on the reference with the brush" in _edit_status(empty, "drawn", 0, 0)
+    faint = LocalEdit(image, 0.0, "the mask selects no stylemap cell for the transplantation", 3.0)
+    assert "Nothing selected: the mask selects no stylemap cell for the transplantation" in _edit_status(faint, "drawn", 4, 0)
+    empty = LocalEdit(image, 0.0, EMPTY_MASK_NOTE, 3.0)
+    for shift in ((0, 0), (4, 0)):  # nothing painted: the same hint with or without a shift
+        assert "Nothing selected yet: paint on the reference with the brush" in _edit_status(empty, "drawn", *shift)
     assert "62% of the stylemap cells from the reference" in _edit_status(LocalEdit(image, 0.62, None, 3.0), "drawn", 0, 0)

@@ -46,6 +46,7 @@ from latentatlas.app.session import (  # noqa: E402
     to_rgb8,
 )
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
+from latentatlas.editing.local import EMPTY_MASK_NOTE  # noqa: E402
 from latentatlas.io.errors import UserError  # noqa: E402
 
 MAX_SETS = MAX_DIRECTION_SETS  # direction sets shown (session.py says why so many)
@@ -675,7 +676,7 @@ def _drawn_alpha(value: dict[str, Any] | None) -> np.ndarray | None:
 def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
     """The status line under the result: how much of the stylemap came from the reference, and the time."""
     if out.note and out.coverage == 0:
-        if (dx, dy) != (0, 0):  # a shift has its own ways to select nothing (a faint mask, a region moved out): the note says which
+        if out.note != EMPTY_MASK_NOTE:  # a shift's own ways to select nothing (a faint mask, a region moved out): the note says which
             return f"Nothing selected: {out.note} · {out.ms:.0f} ms"
         hint = "paint on the reference with the brush" if mask_kind == MASK_DRAWN else "pick another region"
         return f"Nothing selected yet: {hint}. The result is the source as the model rebuilds it · {out.ms:.0f} ms"

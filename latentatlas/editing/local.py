@@ -214,12 +214,15 @@ def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
 
+EMPTY_MASK_NOTE = "the mask is empty (no stylemap cell selected): the result is the source unchanged"
+
+
 def mask_coverage_note(mask: torch.Tensor, size: int, mode: str = "max") -> tuple[float, str | None]:
     """Fraction of stylemap cells taken from the reference, with a note for the degenerate cases."""
     m = resize_mask(mask, size, mode)
     frac = float(m.mean())
     if float(m.max()) == 0:
-        return frac, "the mask is empty (no stylemap cell selected): the result is the source unchanged"
+        return frac, EMPTY_MASK_NOTE
     if float(m.min()) == 1:
         return frac, "the mask covers every stylemap cell: the result is the reference's reconstruction"
     return frac, None
@@ -236,7 +239,7 @@ def edit_coverage(generator: torch.nn.Module, mask: torch.Tensor, shift: tuple[i
     values all lie at or below 0.5 selects cells in the first rule and none in the second, where
     the result would be the source without a word.
     """
-    if shift is None:
+    if shift is None or float(mask.max()) == 0:  # nothing marked at all: the same note whatever the edit
         return mask_coverage_note(mask, generator.latent_spatial_size)
     r = generator.img_resolution
     dx, dy = check_shift(shift, r)
