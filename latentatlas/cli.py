@@ -912,6 +912,7 @@ def traverse(
 
 MetricsKimgOpt = Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")]
 MetricsNumOpt = Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")]
+MirrorOpt = Annotated[bool, typer.Option("--mirror", help="Flip half of a folder's images left to right at random (NVIDIA's --mirror); a resumed run may change it.")]
 SnapshotKimgOpt = Annotated[float, typer.Option(help="Checkpoint every N kimg (0: only every 15 minutes and at the end).")]
 SampleKimgOpt = Annotated[float, typer.Option(help="Sample sheet every N kimg (0: only at the end).")]
 RunMinutesOpt = Annotated[float | None, typer.Option(help="Stop this run after N minutes (checkpointed; run again to resume). Ctrl-C or SIGTERM also stop it, checkpointed, after the step in flight.")]
@@ -937,6 +938,7 @@ def train(
     sample_kimg: SampleKimgOpt = 50.0,
     metrics_kimg: MetricsKimgOpt = 0.0,
     metrics_num: MetricsNumOpt = 2000,
+    mirror: MirrorOpt = False,
     max_minutes: RunMinutesOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -961,7 +963,7 @@ def train(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, z_dim=z_dim, w_dim=w_dim,
         mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, d_channel_base=d_channel_base,
         lr=lr, r1_gamma=gamma, seed=seed, snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
-        metrics_kimg=metrics_kimg, metrics_num=metrics_num,
+        metrics_kimg=metrics_kimg, metrics_num=metrics_num, mirror=mirror,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)
@@ -993,6 +995,7 @@ def train_stylemap(
     sample_kimg: SampleKimgOpt = 50.0,
     metrics_kimg: MetricsKimgOpt = 0.0,
     metrics_num: MetricsNumOpt = 2000,
+    mirror: MirrorOpt = False,
     max_minutes: RunMinutesOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
@@ -1021,7 +1024,7 @@ def train_stylemap(
         style_dim=style_dim, mapping_layers=mapping_layers, channel_base=channel_base, channel_multiplier=channel_multiplier,
         channel_max=channel_max, small_generator=small_generator, lr=lr, r1_gamma=gamma, perceptual=perceptual,
         vgg=str(vgg) if vgg else None, lpips_lin=str(lpips_lin) if lpips_lin else None, seed=seed,
-        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg, metrics_kimg=metrics_kimg, metrics_num=metrics_num,
+        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg, metrics_kimg=metrics_kimg, metrics_num=metrics_num, mirror=mirror,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)

@@ -299,6 +299,7 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     (("synthfaces", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
     (("synthfaces", "--steps", "65"), "--steps 65: use at most 64 images per factor strip"),
     (("train-predictor", "--eval-num", "1"), "--eval-num 1: an R^2 needs at least 2 held-out renders"),
+    (("train", "--mirror"), "--mirror flips a folder's images; synthfaces renders both yaw and light directions"),
 ])
 def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     """NaN fails no `<` test and inf passes every lower bound: --lr nan and --snapshot-kimg nan ended

@@ -38,3 +38,12 @@ def test_folder_images_are_held_as_uint8_and_batches_equal_what_read_image_gives
 def test_a_folder_too_large_for_memory_is_refused_before_reading(folder):
     with pytest.raises(UserError, match=r"3 images at 64 px take 0.0 GiB in memory, more than half"):
         FolderImages(folder, 64, memory=2 * 3 * 64 * 64 * 3 - 2)
+
+
+def test_mirror_flips_about_half_of_the_images_left_to_right(folder):
+    data = FolderImages(folder, 16)
+    plain = data.batch(64, torch.Generator().manual_seed(1))
+    mirrored = data.batch(64, torch.Generator().manual_seed(1), mirror=True)
+    flipped = [not torch.equal(a, b) for a, b in zip(plain, mirrored)]
+    assert 16 < sum(flipped) < 48
+    assert all(torch.equal(b, a.flip(-1)) for a, b, f in zip(plain, mirrored, flipped) if f)

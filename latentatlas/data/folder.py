@@ -56,7 +56,12 @@ class FolderImages:
             said = ", ".join(f"{n} {what}" for what, n in sorted(changes.items()))
             print(f"note: {folder}: of {len(files):,} images, {said} (read_image's changes)", file=sys.stderr)
 
-    def batch(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """n images drawn with replacement, as float [-1, 1]."""
+    def batch(self, n: int, generator: torch.Generator, mirror: bool = False) -> torch.Tensor:
+        """n images drawn with replacement, as float [-1, 1]; with `mirror`, each x-flipped with
+        probability 1/2 (twice the data for subjects without a handedness, as faces)."""
         idx = torch.randint(len(self.images), (n,), generator=generator)
-        return self.images[idx].float() / 127.5 - 1
+        images = self.images[idx].float() / 127.5 - 1
+        if mirror:
+            flip = torch.rand(n, generator=generator) < 0.5
+            images[flip] = images[flip].flip(-1)
+        return images

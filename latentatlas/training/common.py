@@ -46,7 +46,7 @@ MODEL_FILE = "model.safetensors"
 # calls for a larger R1 gamma); the resumed run takes this command's values, defaults included.
 # Not the learning rate: the optimiser's saved state carries its own.
 CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch", "r1_gamma", "pl_weight", "style_mixing",
-                              "metrics_kimg", "metrics_num")
+                              "metrics_kimg", "metrics_num", "mirror")
 # The JSON-lines logs a run folder keeps and its portable checkpoint carries (metadata key: file):
 # the tick means of the losses, and the factor monitor's lines (training/factor_monitor.py).
 CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRICS_FILE}
@@ -77,6 +77,7 @@ class RunSettings:
     sample_kimg: float = 50.0
     metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
     metrics_num: int = 2000
+    mirror: bool = False  # a folder's images x-flipped at random, half of them (NVIDIA's --mirror; StyleMapGAN's training always flips)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,6 +105,9 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
     for option, kimg in (("--snapshot-kimg", cfg.snapshot_kimg), ("--sample-kimg", cfg.sample_kimg)):
         require_number(option, kimg, at_least=0, what="a finite number >= 0 (0: only at the end)", example="50")
     check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data)
+    if cfg.mirror and cfg.data == "synthfaces":
+        raise UserError("--mirror flips a folder's images; synthfaces renders both yaw and light directions already, "
+                        "and a flip would swap their sides without the factors knowing")
     if cfg.data == "synthfaces" and cfg.resolution < synthfaces.MIN_RESOLUTION:
         raise UserError(f"--resolution {cfg.resolution}: synthfaces renders at least {synthfaces.MIN_RESOLUTION} px; "
                         f"use {synthfaces.MIN_RESOLUTION} or more, or train on a folder of images (--data)")
@@ -186,7 +190,7 @@ class TrainerBase:
 
     def real_batch(self) -> torch.Tensor:
         if self.folder is not None:
-            return self.folder.batch(self.batch_gpu, self.data_gen).to(self.device)
+            return self.folder.batch(self.batch_gpu, self.data_gen, mirror=self.cfg.mirror).to(self.device)
         seed = (self.cfg.seed * 1_000_003 + self.step) * self.world + self.rank
         images, _ = synthfaces.sample(self.batch_gpu, seed=seed, resolution=self.cfg.resolution, device=self.device)
         return images
