@@ -547,9 +547,9 @@ def project(
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     numbered = list(enumerate(files))[rank::world]  # (place in the sorted list: the image's seed, file)
     if resume:
-        done = [f for _, f in numbered if (out / f"{f.stem}.npz").is_file()]
-        numbered = [(k, f) for k, f in numbered if not (out / f"{f.stem}.npz").is_file()]
-        typer.echo(f"resuming: {len(done)} of {len(done) + len(numbered)} images already projected in {out}", err=True)
+        todo = [(k, f) for k, f in numbered if not (out / f"{f.stem}.npz").is_file()]
+        typer.echo(f"resuming: {len(numbered) - len(todo)} of {len(numbered)} images already projected in {out}", err=True)
+        numbered = todo
     files = [f for _, f in numbered]
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []

@@ -107,15 +107,12 @@ def mask_values(im: Image.Image, name: str = "the mask") -> tuple[np.ndarray, li
     """
     import numpy as np
 
-    from latentatlas.io.images import HIGH_DEPTH_GREY, grey_levels
+    from latentatlas.io.images import HIGH_DEPTH_GREY, grey_levels, transparent_alpha
 
     try:
-        if im.has_transparency_data:
-            bands = im.getbands()
-            rgba = im if bands[-1] in ("A", "a") else im.convert("RGBA")  # a transparency key: P, L, RGB
-            alpha = np.asarray(rgba.getchannel(len(rgba.getbands()) - 1))
-            if alpha.min() < 255:
-                return alpha.astype(np.float32) / 255, [f"{name}: read from its alpha channel (transparent = keep the source)"]
+        alpha = transparent_alpha(im)
+        if alpha is not None:
+            return np.asarray(alpha).astype(np.float32) / 255, [f"{name}: read from its alpha channel (transparent = keep the source)"]
         if im.mode in HIGH_DEPTH_GREY:
             return grey_levels(im, name)
         return np.asarray(im.convert("L")).astype(np.float32) / 255, []

@@ -137,6 +137,17 @@ def grey_levels(im: Image.Image, name: str) -> tuple[np.ndarray, list[str]]:
     return arr.astype(np.float32) / 65535, [f"{name}: 32-bit integer grey read as 16-bit (65535 = white)"]
 
 
+def transparent_alpha(im: Image.Image) -> Image.Image | None:
+    """The alpha band ('L' or premultiplied 'a') of an image with transparency data, an alpha band
+    or a palette, grey or RGB transparency key, that is not fully opaque; else None. The image
+    reader composites such an image over white, the mask reader takes its alpha as the mask."""
+    if not im.has_transparency_data:
+        return None
+    last = im.getbands()[-1]
+    alpha = im.getchannel(last) if last in ("A", "a") else im.convert("RGBA").getchannel("A")
+    return alpha if alpha.getextrema()[0] < 255 else None
+
+
 def to_rgb(im: Image.Image, notes: list[str], name: str = "the image") -> Image.Image:
     """Any decoded image as 8-bit RGB, upright, with a note for each change.
 
@@ -151,11 +162,9 @@ def to_rgb(im: Image.Image, notes: list[str], name: str = "the image") -> Image.
         arr, more = grey_levels(im, name)
         notes += [f"scaled {im.mode} grey to 8 bits", *more]
         im = Image.fromarray(np.rint(arr * 255).astype(np.uint8), "L")
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
-            notes.append(f"composited {im.mode} over white (transparent pixels become white)")
-            im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    if transparent_alpha(im) is not None:
+        notes.append(f"composited {im.mode} over white (transparent pixels become white)")
+        im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im.convert("RGBA")).convert("RGB")
     if im.mode != "RGB":
         notes.append(f"converted {im.mode} to RGB")
         im = im.convert("RGB")
