@@ -60,7 +60,7 @@ def test_pickle_calling_os_system_is_refused(tmp_path):
 
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": Evil()}))
-    with pytest.raises(UserError, match="refusing to load.*system"):
+    with pytest.raises(UserError, match=r"evil\.pkl: refusing to load.*system"):
         import_official_pickle(path)
     assert not marker.exists()
 

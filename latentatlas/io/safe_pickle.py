@@ -236,8 +236,8 @@ def load_official_pickle(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
-    except UserError:
-        raise
+    except UserError as e:  # the unpickler's refusals, which cannot know the file's name
+        raise UserError(f"{path}: {e}") from None
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except BadTensorView as e:
