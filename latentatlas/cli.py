@@ -1423,7 +1423,9 @@ def demo(
     style mixing and walks along its bundled directions (a supervised one and a WarpedGANSpace
     path), and a local edit with faces64-stylemap (the hair of one encoded render into another).
 
-    It writes a dozen files into OUT; an OUT that already holds files needs --force (make demo passes it)."""
+    It writes a dozen files into OUT; an OUT that already holds files needs --force (make demo passes it).
+
+    Example: latentatlas demo --out demo-out --force"""
     from latentatlas.models.bundled import BUNDLED_DIRECTIONS, DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL, WEIGHTS_DIR
 
     _check_folder(out)
