@@ -109,13 +109,15 @@ class Sessions:
     """Models by name, loaded on first use and kept; each one's kind (StyleGAN2 or StyleMapGAN) is
     read from its file at start-up, so a bad path fails before the server starts."""
 
-    def __init__(self, models: dict[str, str], device: str, directions: dict[str, list[str]]) -> None:
+    def __init__(self, models: dict[str, str], device: str, directions: dict[str, list[str]],
+                 lpips_files: tuple[str, str] | None = None) -> None:
         from latentatlas.io.checkpoints import model_kind
         from latentatlas.models.bundled import resolve_model
 
         if not models:
             raise UserError("no model to serve")
         self.models, self.device, self.directions = models, device, directions
+        self.lpips_files = lpips_files  # `serve --vgg --lpips-lin`: the projections' LPIPS
         self.kinds = {name: model_kind(resolve_model(source)) for name, source in models.items()}
         self._loaded: dict[str, ModelSession | StyleMapSession] = {}
         self._lock = threading.Lock()
@@ -133,7 +135,8 @@ class Sessions:
                         raise UserError(f"{name} is a StyleMapGAN model: direction files are for StyleGAN2 models")
                     self._loaded[name] = StyleMapSession(name, self.models[name], self.device)
                 else:
-                    self._loaded[name] = ModelSession(name, self.models[name], self.device, self.directions.get(name))
+                    self._loaded[name] = ModelSession(name, self.models[name], self.device, self.directions.get(name),
+                                                      self.lpips_files)
             return self._loaded[name]
 
     def get(self, name: str) -> ModelSession:
@@ -457,7 +460,8 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
         target, notes = load_upload(file, sess.generator.img_resolution, limits)
         target_arr = enlarge(to_rgb8(target[0]), DISPLAY)
         note = f" ({'; '.join(notes)})" if notes else ""
-        yield target_arr, None, f"starting{note}", gr.update(interactive=False)
+        said = f"; loss: {sess.projection_loss().said}"
+        yield target_arr, None, f"starting{note}{said}", gr.update(interactive=False)
         stop = threading.Event()
         ctl["stop"] = stop
         for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
@@ -471,7 +475,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
             d2 = float(sess.prior.mahalanobis(proj.w.double().cpu())[0]) / (proj.w.shape[1] if proj.w.ndim == 3 else 1)
             where = f", Mahalanobis {d2:,.0f} per layer (samples: about {sess.prior.dim})"
         yield (target_arr, enlarge(to_rgb8(proj.images[0].cpu()), DISPLAY),
-               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{where}{note}", gr.update(interactive=True))
+               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{where}{note}{said}", gr.update(interactive=True))
 
     proj_btn.click(run_projection, [model, upload, pspace, prior_w, whiten, steps, proj_ctl],
                    [target_view, recon_view, status, to_explore], concurrency_id="projection", concurrency_limit=1)
@@ -706,15 +710,15 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
 
 def _project(sess: ModelSession, target, space: str, lam: float, steps: int, stop: threading.Event, updates: queue.Queue,  # type: ignore[no-untyped-def]
              whiten: bool = False):
-    """The library projector with the loss the CLI picks for synthfaces models (factor features + MSE)."""
-    from latentatlas.inversion.losses import factor_feature_distance
+    """The library projector with the loss `project` would pick for this model (`ModelSession.projection_loss`)."""
     from latentatlas.inversion.projector import ProjectorConfig, project
 
     g = sess.generator
-    predictor = sess.predictor()
+    loss = sess.projection_loss()
     # 5000 samples for w's mean and spread, not the CLI's 10k: the page starts sooner, and the mean's
     # sampling error is 1/sqrt(5000) = 1.4 % of w's spread per dimension against 1.0 %.
-    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, w_avg_samples=5000, whiten=whiten)
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, perceptual_weight=loss.perceptual_weight,
+                          mse_weight=loss.mse_weight, w_avg_samples=5000, whiten=whiten)
     last: dict[str, float] = {"total": 0.0}
 
     def progress(step: int, losses: dict[str, float]) -> bool:
@@ -725,7 +729,7 @@ def _project(sess: ModelSession, target, space: str, lam: float, steps: int, sto
         updates.put((step, images, last["total"]))
 
     with sess.lock:
-        return project(g, target.to(g.device), factor_feature_distance(predictor.features), cfg,
+        return project(g, target.to(g.device), loss.perceptual, cfg,
                        prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
 
 

@@ -1,0 +1,97 @@
+"""The web app's StyleGAN2 side without a browser: its handlers called directly (found by name in
+the built app), on a tiny model, and what they share with the command line."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from latentatlas.io.errors import UserError
+
+gr = pytest.importorskip("gradio")
+
+
+@pytest.fixture(scope="module")
+def tiny_file(tmp_path_factory) -> Path:
+    """A 16 px StyleGAN2 model that says nothing of synthfaces (a user's own model)."""
+    from conftest import randomize, tiny_config
+
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny.safetensors"
+    save_model(path, randomize(Generator(tiny_config())))
+    return path
+
+
+@pytest.fixture
+def face(tmp_path) -> str:
+    path = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(path)
+    return str(path)
+
+
+def handler(demo, name: str):
+    """The function a built app runs for the event handler called `name`."""
+    fns = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == name]
+    assert len(fns) == 1, (name, len(fns))
+    return fns[0]
+
+
+def last(gen):
+    """The last update a generator handler yields."""
+    out = None
+    for out in gen:
+        pass
+    return out
+
+
+# ---------------------------------------------------------------------------- the projection loss
+
+
+def test_one_rule_picks_the_projection_loss_for_the_command_line_and_the_app(tiny_file):
+    from latentatlas.inversion.losses import projection_loss
+    from latentatlas.models.bundled import resolve_model
+
+    faces64 = resolve_model("faces64")
+    assert projection_loss(faces64).name == "factor"  # trained on synthfaces: the bundled predictor
+    with pytest.raises(UserError, match="choose a loss"):  # the CLI asks a user's model for a loss
+        projection_loss(tiny_file)
+    plain = projection_loss(tiny_file, fallback="mse")  # the app falls back to pixels, and says why
+    assert plain.name == "mse" and plain.perceptual is None and plain.mse_weight == 1.0
+    assert "not trained on synthfaces" in plain.said
+    assert "not trained" not in projection_loss(tiny_file, "mse").said  # asked for: no excuse needed
+    assert projection_loss(tiny_file, predictor="factors").name == "factor"  # asked for explicitly
+    with pytest.raises(UserError, match="LPIPS needs both --vgg and --lpips-lin"):
+        projection_loss(faces64, vgg="vgg16.pth", fallback="mse")
+    with pytest.raises(UserError, match="--loss l2: use auto, lpips, factor or mse"):
+        projection_loss(faces64, "l2")
+
+
+def test_the_project_tab_fits_a_users_model_in_pixels_not_cartoon_face_features(tiny_file, face):
+    """The tab used the synthfaces predictor's features for every model."""
+    from latentatlas.app.server import Sessions, build_app
+
+    sessions = Sessions({"tiny": str(tiny_file)}, "cpu", {})
+    demo = build_app(sessions)
+    run = handler(demo, "run_projection")
+    ctl: dict = {}
+    *_, status, _ = last(run("tiny", face, "w", 0.0, False, 3, ctl))
+    assert status.startswith("done: 3 steps") and "loss: pixel MSE only (the model was not trained on synthfaces" in status
+    assert ctl["w"].shape == (sessions.get("tiny").num_ws, 16)
+    with pytest.raises(UserError, match="LPIPS needs both"):
+        Sessions({"tiny": str(tiny_file)}, "cpu", {}, ("missing-vgg.pth", "")).get("tiny").projection_loss()
+
+
+def test_serve_takes_the_lpips_files_of_project(run_cli, tmp_path):
+    from conftest import one_line_error
+
+    one_line_error(*run_cli("serve", "faces64", "--vgg", tmp_path / "vgg16.pth"), "LPIPS needs both --vgg and --lpips-lin")
+    one_line_error(*run_cli("serve", "faces64", "--vgg", tmp_path / "vgg16.pth", "--lpips-lin", tmp_path / "vgg.pth"),
+                   "vgg16.pth: no such file")
