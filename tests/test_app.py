@@ -39,9 +39,9 @@ def face(tmp_path) -> str:
 
 def handler(demo, name: str):
     """The function a built app runs for the event handler called `name`."""
-    fns = [f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == name]
+    fns = {id(f.fn): f.fn for f in demo.fns.values() if getattr(f.fn, "__name__", "") == name}
     assert len(fns) == 1, (name, len(fns))
-    return fns[0]
+    return next(iter(fns.values()))
 
 
 def last(gen):
@@ -95,3 +95,53 @@ def test_serve_takes_the_lpips_files_of_project(run_cli, tmp_path):
     one_line_error(*run_cli("serve", "faces64", "--vgg", tmp_path / "vgg16.pth"), "LPIPS needs both --vgg and --lpips-lin")
     one_line_error(*run_cli("serve", "faces64", "--vgg", tmp_path / "vgg16.pth", "--lpips-lin", tmp_path / "vgg.pth"),
                    "vgg16.pth: no such file")
+
+
+# ---------------------------------------------------------------------------- projections and renders
+
+
+def test_renders_and_seed_interpolations_go_on_while_a_projection_runs_and_stop_ends_either_tabs(tiny_file, face):
+    """A projection held the model's render lock for its whole run, every user's sliders waited on
+    it, and a seed-to-seed interpolation queued behind it; the Interpolate tab had no Stop."""
+    import threading
+
+    from latentatlas.app import server
+    from latentatlas.app.server import Sessions, build_app
+
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {}))
+    run, render = handler(demo, "run_projection"), handler(demo, "render")
+    interpolate = handler(demo, "run_interpolation")
+    groups = {f.fn.__name__: f.concurrency_id for f in demo.fns.values() if hasattr(f.fn, "__name__")}
+    assert groups["run_interpolation"] != groups["run_projection"]
+    ctl: dict = {}
+    projecting = run("tiny", face, "w", 0.0, False, 1000, ctl)
+    for _, shown, status, _ in projecting:
+        if status.startswith("step"):
+            break
+    assert server._PROJECTING.locked()
+    done: list = []
+    seeds = (0, None, 1, None, 3, "lerp", "w", 1.0, 10)
+    threading.Thread(target=lambda: done.extend([render("tiny", 3, 1.0, 0.0, 1, 0, False, 0, 1, None),
+                                                 last(interpolate("tiny", *seeds, {}))]), daemon=True).start()
+    for _ in range(400):  # the projection's updates are not read meanwhile: it runs on
+        if len(done) == 2:
+            break
+        threading.Event().wait(0.05)
+    assert len(done) == 2 and server._PROJECTING.locked(), "the render and the seed interpolation waited for the projection"
+    assert done[0][1].startswith("seed 3") and "3 frames" in done[1][2]
+    # An image end waits its turn, says so, and the Interpolate tab's Stop ends the wait.
+    other: dict = {}
+    waiting = interpolate("tiny", 0, None, 1, face, 3, "lerp", "w", 1.0, 10, other)
+    assert "waiting for another projection to finish" in next(waiting)[2]
+    server.stop_projections(other)
+    with pytest.raises(gr.Error, match="stopped while waiting for another projection"):
+        last(waiting)
+    assert server._PROJECTING.locked()  # the Project tab's projection was not stopped by it
+    server.stop_projections(ctl)  # the Project tab's Stop: the early result
+    *_, status, to_explore = last(projecting)
+    assert status.startswith("done (stopped early)") and not server._PROJECTING.locked()
+    # Stopped while projecting an end: nothing interpolated, and the early code is not kept.
+    ending = interpolate("tiny", 0, None, 1, face, 3, "lerp", "w", 1.0, 1000, other)
+    assert "step" in next(ending)[2]
+    server.stop_projections(other)
+    assert last(ending)[2] == "stopped while projecting the end image face.png: nothing interpolated"

@@ -6,13 +6,15 @@ start-up (bundled names and paths given on the command line), each picker offeri
 its tabs can use; nothing a web user types is ever opened as a path. Uploads are capped in
 bytes by the server and in pixels before decoding; a bad upload is a message in the page, never
 a crash. Projections (the Project tab's, and the Interpolate tab's for uploaded images) run one
-at a time (a queue) in a worker thread that Stop, or leaving the page, ends.
+at a time in the process (`_PROJECTING`) in a worker thread that Stop (in either tab), or leaving
+the page, ends; rendering goes on beside them.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+from contextlib import contextmanager
 import queue
 import tempfile
 import threading
@@ -56,6 +58,10 @@ PAINT = 128  # the brush canvas: every stroke is sent as images of this size, so
 REFINE_STEPS = 100  # Local edit's "Refine": optimisation steps per encoded picture (faces64-stylemap: about 2 s on 2 cores)
 STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
 MAX_PAINT_LAYERS = 4  # the editor has one layer (layers=False); a request with more is not the page's
+# One projection at a time in this process: each takes the cores for seconds to minutes, and a
+# model's loss keeps its last target's features (`losses.LastTargetFeatures`), which two projections
+# at once would trade. Renders don't wait for it.
+_PROJECTING = threading.Lock()
 
 
 PAINT_MAX_PIXELS = (2 * PAINT) ** 2
@@ -184,11 +190,11 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
         gr.Markdown("## latentatlas — map, search and travel a GAN's latent space")
         model = gr.Dropdown(gan, value=gan[0] if gan else None, label="Model", elem_id="model", visible=bool(gan))
         base_state = gr.State(None)  # a projected w+ code being edited, or None (use the seed)
-        proj_ctl = gr.State({})  # per-user projection control: {"stop": Event, "w": code}
+        proj_ctl = gr.State({})  # per-user projection control: {"stops": running projections' Events, "w": code}
         with gr.Tabs(selected="explore" if gan else "local") as tabs:
             if gan:
                 explore = _explore_tab(demo, sessions, model, base_state, tmpdir)
-                _interpolate_tab(sessions, model, limits, tmpdir)
+                _interpolate_tab(sessions, model, limits, tmpdir, proj_ctl)
                 prior_w, whiten = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
                 _on_model_change(sessions, model, base_state, explore, prior_w, whiten)
             _local_edit_tab(demo, sessions, limits)
@@ -316,7 +322,7 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
 # ---------------------------------------------------------------------------------------- Interpolate
 
 
-def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tmpdir: Path) -> None:
+def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tmpdir: Path, proj_ctl: gr.State) -> None:
     with gr.Tab("Interpolate", id="interpolate"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -333,7 +339,9 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                 space = gr.Radio(["z", "w"], value="w", label="Space (codes and images: w)", elem_id="interp-space")
                 ipsi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi")
                 isteps = gr.Slider(10, 500, value=60, step=10, label="Projection steps (for uploaded images)", elem_id="interp-steps")
-                interp_btn = gr.Button("Interpolate", variant="primary", elem_id="interpolate-btn")
+                with gr.Row():
+                    interp_btn = gr.Button("Interpolate", variant="primary", elem_id="interpolate-btn")
+                    interp_stop = gr.Button("Stop", elem_id="interp-stop-btn")
             with gr.Column(scale=2):
                 strip = gr.Image(label="Strip", type="numpy", interactive=False, elem_id="strip", format="png")
                 anim = gr.Image(label="Animation", type="filepath", interactive=False, elem_id="animation")
@@ -354,7 +362,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
         file.clear(lambda: "", None, status)
 
     @_user_errors
-    def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps):  # type: ignore[no-untyped-def]
+    def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
         if sp == "z" and any(f is not None and not _is_code_file(f) for f in (fa, fb)):
             raise UserError("an uploaded image is projected to w: interpolate in space w")
@@ -368,17 +376,24 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                 labels.append(f"{Path(f).name} (saved code)")
             else:
                 code = None
-                for msg, code in _projected_end(sess, f, int(n_steps), limits):
-                    if code is None:
-                        yield gr.update(), gr.update(), f"projecting the {which} image {Path(f).name}: {msg}"
+                with _stoppable(ctl) as stop:
+                    for msg, code in _projected_end(sess, f, int(n_steps), limits, stop):
+                        if code is None:
+                            yield gr.update(), gr.update(), f"projecting the {which} image {Path(f).name}: {msg}"
+                if code is None:
+                    yield gr.update(), gr.update(), f"stopped while projecting the {which} image {Path(f).name}: nothing interpolated"
+                    return
                 codes.append(code)
                 labels.append(f"{Path(f).name} (projected, {int(n_steps)} steps)")
         with sess.lock:
             out = sess.interpolation(codes[0], codes[1], int(n), meth, sp, float(p))
         yield _strip(out), _gif(out, tmpdir), f"{labels[0]} → {labels[1]}: {int(n)} frames, {meth} in {sp}"
 
-    interp_btn.click(run_interpolation, [model, ends[0][0], ends[0][1], ends[1][0], ends[1][1], frames, method, space, ipsi, isteps],
-                     [strip, anim, status], concurrency_id="projection", concurrency_limit=1)
+    # Not in the Project tab's queue: seeds and codes need no projection, and an uploaded image's
+    # projection waits for its turn itself (`_PROJECTING`), saying so.
+    interp_btn.click(run_interpolation, [model, ends[0][0], ends[0][1], ends[1][0], ends[1][1], frames, method, space, ipsi,
+                                         isteps, proj_ctl], [strip, anim, status], concurrency_id="interpolate", concurrency_limit=2)
+    interp_stop.click(stop_projections, proj_ctl, None, queue=False)
 
 
 def _is_code_file(path: str) -> bool:
@@ -393,20 +408,48 @@ def _describe_end(sess: ModelSession, path: str, limits: UploadLimits) -> str:
     return f"{Path(path).name}: an image, projected when you interpolate" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def _projected_end(sess: ModelSession, path: str, steps: int, limits: UploadLimits) -> Iterator[tuple[str, Any]]:
+def _projected_end(sess: ModelSession, path: str, steps: int, limits: UploadLimits,
+                   stop: threading.Event | None = None) -> Iterator[tuple[str, Any]]:
     """An uploaded image's projected w+ code, made once per image and step count: yields (progress, None)
-    while projecting, then ('done', code)."""
+    while projecting, then ('done', code), or ('stopped', None) when `stop` ended it early (not kept)."""
     from latentatlas.latent.codes import LatentCode
 
     key = (file_key(path), steps)
     code = sess.projections.peek(key)
     if code is None:
         target, _ = load_upload(path, sess.generator.img_resolution, limits)
-        for step, _img, loss, proj in _projection_steps(sess, target, "w", 0.0, steps, threading.Event()):
+        for step, _img, loss, proj in _projection_steps(sess, target, "w", 0.0, steps, stop or threading.Event()):
             if proj is None:
-                yield f"step {step + 1}/{steps} · loss {loss:.4f}", None
+                yield _progress(step, steps, loss), None
+        if len(proj.losses["total"]) < steps:
+            yield "stopped", None
+            return
         code = sess.projections.put(key, LatentCode("w+", proj.ws[:1].detach()))
     yield "done", code
+
+
+def _progress(step: int, steps: int, loss: float) -> str:
+    if step < 0:
+        return "waiting for another projection to finish (one runs at a time)"
+    return f"step {step + 1}/{steps} · loss {loss:.4f}"
+
+
+@contextmanager
+def _stoppable(ctl: dict[str, Any]) -> Iterator[threading.Event]:
+    """A new projection's stop event, which either tab's Stop sets while it runs (`stop_projections`)."""
+    stop = threading.Event()
+    stops = ctl.setdefault("stops", set())
+    stops.add(stop)
+    try:
+        yield stop
+    finally:
+        stops.discard(stop)
+
+
+def stop_projections(ctl: dict[str, Any]) -> None:
+    """Stop, in either tab: ends this page's running projections."""
+    for stop in list(ctl.get("stops", ())):
+        stop.set()
 
 
 def _strip(frames: np.ndarray) -> np.ndarray:
@@ -462,11 +505,11 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
         note = f" ({'; '.join(notes)})" if notes else ""
         said = f"; loss: {sess.projection_loss().said}"
         yield target_arr, None, f"starting{note}{said}", gr.update(interactive=False)
-        stop = threading.Event()
-        ctl["stop"] = stop
-        for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
-            if proj is None:
-                yield target_arr, enlarge(to_rgb8(img[0]), DISPLAY), f"step {step + 1}/{int(n_steps)} · loss {loss:.4f}", gr.update()
+        with _stoppable(ctl) as stop:
+            for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
+                if proj is None:
+                    shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
+                    yield target_arr, shown, _progress(step, int(n_steps), loss), gr.update()
         ctl["w"] = proj.ws[0].cpu().numpy()
         mse = float((proj.images.cpu() - target).square().mean())
         stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
@@ -480,11 +523,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
     proj_btn.click(run_projection, [model, upload, pspace, prior_w, whiten, steps, proj_ctl],
                    [target_view, recon_view, status, to_explore], concurrency_id="projection", concurrency_limit=1)
 
-    def stop_projection(ctl):  # type: ignore[no-untyped-def]
-        if "stop" in ctl:
-            ctl["stop"].set()
-
-    stop_btn.click(stop_projection, proj_ctl, None, queue=False)
+    stop_btn.click(stop_projections, proj_ctl, None, queue=False)
 
     def on_upload(name, f):  # type: ignore[no-untyped-def]
         try:
@@ -507,15 +546,25 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
 
 def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps: int,  # type: ignore[no-untyped-def]
                       stop: threading.Event, whiten: bool = False) -> Iterator[tuple[int, Any, float, Any]]:
-    """The projector (`_project`) in a worker thread: yields (step, preview images, loss, None) as it
+    """The projector (`_project`) in a worker thread, once no other projection runs (`_PROJECTING`):
+    yields (-1, None, nan, None) while it waits for its turn, (step, preview images, loss, None) as it
     runs, then (steps done, None, last loss shown, the projection). Errors come out here as UserErrors;
-    `stop`, or closing this generator (the user left the page), ends the worker."""
+    `stop`, or closing this generator (the user left the page), ends the worker, waiting or running."""
     updates: queue.Queue = queue.Queue()
     result: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
+            if not _PROJECTING.acquire(blocking=False):
+                updates.put((-1, None, float("nan")))
+                while not _PROJECTING.acquire(timeout=0.25):
+                    if stop.is_set():
+                        result["error"] = UserError("stopped while waiting for another projection to finish")
+                        return
+            try:
+                result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
+            finally:
+                _PROJECTING.release()
         except Exception as e:  # reported to the page below
             result["error"] = e
 
@@ -728,9 +777,11 @@ def _project(sess: ModelSession, target, space: str, lam: float, steps: int, sto
     def preview(step: int, images) -> None:  # type: ignore[no-untyped-def]
         updates.put((step, images, last["total"]))
 
-    with sess.lock:
-        return project(g, target.to(g.device), loss.perceptual, cfg,
-                       prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
+    # No sess.lock: renders go on beside a projection. The generator was frozen at load
+    # (requires_grad False), so `project`'s `frozen` changes no flag, and its passes only read the
+    # weights (values derived from them are cached on the tensors, the same whoever makes them).
+    return project(g, target.to(g.device), loss.perceptual, cfg,
+                   prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
 
 
 def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits: UploadLimits = UploadLimits(),
