@@ -84,7 +84,7 @@ def test_the_project_tab_fits_a_users_model_in_pixels_not_cartoon_face_features(
     ctl: dict = {}
     *_, status, _ = last(run("tiny", face, "w", 0.0, False, 3, ctl))
     assert status.startswith("done: 3 steps") and "loss: pixel MSE only (the model was not trained on synthfaces" in status
-    assert ctl["w"].shape == (sessions.get("tiny").num_ws, 16)
+    assert ctl["projected"]["w"].shape == (sessions.get("tiny").num_ws, 16)
     with pytest.raises(UserError, match="LPIPS needs both"):
         Sessions({"tiny": str(tiny_file)}, "cpu", {}, ("missing-vgg.pth", "")).get("tiny").projection_loss()
 
@@ -145,3 +145,31 @@ def test_renders_and_seed_interpolations_go_on_while_a_projection_runs_and_stop_
     assert "step" in next(ending)[2]
     server.stop_projections(other)
     assert last(ending)[2] == "stopped while projecting the end image face.png: nothing interpolated"
+
+
+def test_a_projected_code_stays_with_its_model(tiny_file, face, tmp_path):
+    """It survived a model change: Edit in Explore sent it to the new model (wrong pictures when the
+    shapes matched, a reshape error when not), and Download code named it after the new model."""
+    import shutil
+
+    from latentatlas.app.server import Sessions, build_app
+
+    other = tmp_path / "other.safetensors"
+    shutil.copy(tiny_file, other)  # the same shape: nothing but the name could tell them apart
+    demo = build_app(Sessions({"tiny": str(tiny_file), "other": str(other)}, "cpu", {}))
+    run, send, on_model = handler(demo, "run_projection"), handler(demo, "send_to_explore"), handler(demo, "on_model")
+    render, download = handler(demo, "render"), handler(demo, "download_code")
+    ctl: dict = {}
+    with pytest.raises(gr.Error, match="project an image first"):
+        send("tiny", ctl)
+    last(run("tiny", face, "w", 0.0, False, 2, ctl))
+    base, _ = send("tiny", ctl)
+    assert base["model"] == "tiny" and render("tiny", 0, 1.0, 0.0, 1, 0, False, 0, 1, base)[1].startswith("a projected image")
+    explore = (0, 1.0, 0.0, 1, 0, False, 0, 1, base)
+    for fn in (send, lambda name, _ctl: render(name, *explore), lambda name, _ctl: download(name, *explore)):
+        with pytest.raises(gr.Error, match="the projected code belongs to tiny, and the model is now other"):
+            fn("other", ctl)
+    updates = on_model("other", ctl)  # a model change drops it, and Edit in Explore goes grey
+    assert "projected" not in ctl and updates[-1]["interactive"] is False and updates[-2] is None
+    with pytest.raises(gr.Error, match="project an image first"):
+        send("other", ctl)

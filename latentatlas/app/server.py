@@ -189,14 +189,16 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
     with gr.Blocks(title="latentatlas", analytics_enabled=False) as demo:
         gr.Markdown("## latentatlas — map, search and travel a GAN's latent space")
         model = gr.Dropdown(gan, value=gan[0] if gan else None, label="Model", elem_id="model", visible=bool(gan))
-        base_state = gr.State(None)  # a projected w+ code being edited, or None (use the seed)
-        proj_ctl = gr.State({})  # per-user projection control: {"stops": running projections' Events, "w": code}
+        base_state = gr.State(None)  # a projected code being edited, {"model": name, "w": w+ [L, D]}, or None (the seed)
+        # Per-user projection control: {"stops": running projections' Events, "projected": the last
+        # projection's code, {"model": name, "w": w+ [L, D]}, until the model changes}.
+        proj_ctl = gr.State({})
         with gr.Tabs(selected="explore" if gan else "local") as tabs:
             if gan:
                 explore = _explore_tab(demo, sessions, model, base_state, tmpdir)
                 _interpolate_tab(sessions, model, limits, tmpdir, proj_ctl)
-                prior_w, whiten = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
-                _on_model_change(sessions, model, base_state, explore, prior_w, whiten)
+                project = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
+                _on_model_change(sessions, model, base_state, proj_ctl, explore, project)
             _local_edit_tab(demo, sessions, limits)
     return demo
 
@@ -292,11 +294,13 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
     return _Explore(render, inputs, [image, source], accordions, sliders, mix_cutoff, layer_start, layer_end, tau)
 
 
-def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, explore: _Explore, prior_w: gr.Slider,
-                     whiten: gr.Checkbox) -> None:
-    """A new StyleGAN2 model: its direction sets, layer count and prior, then a fresh render."""
+def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, proj_ctl: gr.State, explore: _Explore,
+                     project: _Project) -> None:
+    """A new StyleGAN2 model: its direction sets, layer count and prior, then a fresh render; the
+    previous model's projected code is dropped (it would mean nothing to this one)."""
 
-    def on_model(name):  # type: ignore[no-untyped-def]
+    def on_model(name, ctl):  # type: ignore[no-untyped-def]
+        ctl.pop("projected", None)
         sess = sessions.get(name)
         updates: list[Any] = []
         for s in range(MAX_SETS):
@@ -310,12 +314,12 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
         has_prior = sess.prior is not None
         updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),
                     gr.update(interactive=has_prior, value=0), gr.update(interactive=has_prior, value=0),
-                    gr.update(interactive=has_prior, value=False), None]
+                    gr.update(interactive=has_prior, value=False), None, gr.update(interactive=False)]
         return updates
 
     e = explore
-    model.change(on_model, model, [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau, prior_w, whiten,
-                                   base_state]).then(
+    model.change(on_model, [model, proj_ctl], [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau,
+                                               project.prior_w, project.whiten, base_state, project.to_explore]).then(
         e.render, e.inputs, e.outputs)
 
 
@@ -471,8 +475,17 @@ def _gif(frames: np.ndarray, tmpdir: Path) -> str:
 # ---------------------------------------------------------------------------------------- Project
 
 
+@dataclass
+class _Project:
+    """The Project tab's widgets a model change resets."""
+
+    prior_w: Any
+    whiten: Any
+    to_explore: Any
+
+
 def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tabs: gr.Tabs, base_state: gr.State,
-                 proj_ctl: gr.State, explore: _Explore) -> tuple[gr.Slider, gr.Checkbox]:
+                 proj_ctl: gr.State, explore: _Explore) -> _Project:
     first = sessions.get(sessions.names(STYLEGAN2)[0])
     with gr.Tab("Project", id="project"):
         with gr.Row():
@@ -510,7 +523,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
                 if proj is None:
                     shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
                     yield target_arr, shown, _progress(step, int(n_steps), loss), gr.update()
-        ctl["w"] = proj.ws[0].cpu().numpy()
+        ctl["projected"] = {"model": name, "w": proj.ws[0].cpu().numpy()}
         mse = float((proj.images.cpu() - target).square().mean())
         stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
         where = ""
@@ -535,13 +548,25 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
 
     upload.upload(on_upload, [model, upload], [target_view, upload, status])
 
-    def send_to_explore(ctl):  # type: ignore[no-untyped-def]
-        if "w" not in ctl:
-            raise gr.Error("project an image first")
-        return ctl["w"], gr.Tabs(selected="explore")
+    @_user_errors
+    def send_to_explore(name, ctl):  # type: ignore[no-untyped-def]
+        projected = ctl.get("projected")
+        if projected is None:
+            raise UserError("project an image first")
+        _projected_for(projected, name)
+        return projected, gr.Tabs(selected="explore")
 
-    to_explore.click(send_to_explore, proj_ctl, [base_state, tabs]).then(explore.render, explore.inputs, explore.outputs)
-    return prior_w, whiten
+    to_explore.click(send_to_explore, [model, proj_ctl], [base_state, tabs]).then(explore.render, explore.inputs, explore.outputs)
+    return _Project(prior_w, whiten, to_explore)
+
+
+def _projected_for(projected: dict[str, Any], name: str) -> np.ndarray:
+    """A projected code's w+ array, refused for any model but the one it was projected with (another
+    model's code, even of the same shape, means nothing to this one)."""
+    if projected["model"] != name:
+        raise UserError(f"the projected code belongs to {projected['model']}, and the model is now {name}: "
+                        f"project the image again with {name}, or go back to the seed")
+    return projected["w"]
 
 
 def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps: int,  # type: ignore[no-untyped-def]
@@ -753,7 +778,7 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
         layers = (start, end)
     return ExploreParams(
         seed=int(seed_v or 0), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
-        mix_seed=int(mix_v or 0), mix_cutoff=int(cut_v), base=base,
+        mix_seed=int(mix_v or 0), mix_cutoff=int(cut_v), base=None if base is None else _projected_for(base, sess.name),
     )
 
 
