@@ -173,3 +173,38 @@ def test_a_projected_code_stays_with_its_model(tiny_file, face, tmp_path):
     assert "projected" not in ctl and updates[-1]["interactive"] is False and updates[-2] is None
     with pytest.raises(gr.Error, match="project an image first"):
         send("other", ctl)
+
+
+# ---------------------------------------------------------------------------- files the app writes
+
+
+def test_the_apps_files_are_cleaned_up(tiny_file, face, tmp_path):
+    """The app's temp folder (a code download, a GIF per interpolation) was never emptied, and
+    Gradio's cache (copies of them, and the uploads) had no delete_cache."""
+    import os
+    import time
+
+    from latentatlas.app.server import CACHE_AGE_S, OutputFolders, Sessions, build_app
+    from latentatlas.app.session import ModelSession
+
+    outputs = OutputFolders()
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {}), outputs=outputs)
+    assert demo.delete_cache == (CACHE_AGE_S, CACHE_AGE_S) and outputs.root is None  # nothing made yet
+    strip, gif, _ = last(handler(demo, "run_interpolation")("tiny", 0, None, 1, None, 3, "lerp", "w", 1.0, 10, {}))
+    code = handler(demo, "download_code")("tiny", 0, 1.0, 0.0, 1, 0, False, 0, 1, None)["value"]
+    assert Path(gif).is_file() and Path(code).is_file() and Path(gif).parent.parent == outputs.root
+    hour_ago = time.time() - CACHE_AGE_S - 1
+    os.utime(Path(gif).parent, (hour_ago, hour_ago))
+    outputs.new()  # a new file's folder: those over an hour old go
+    assert not Path(gif).exists() and Path(code).exists()
+    outputs.remove()  # at exit
+    assert not outputs.root.exists()
+    # An upload Gradio's cache no longer holds is a message, not FileNotFoundError.
+    sess = ModelSession("tiny", str(tiny_file))
+    from latentatlas.app.server import _projected_end
+    from latentatlas.app.uploads import UploadLimits, load_upload
+
+    for fn in (lambda: load_upload(tmp_path / "gone.png", 16, UploadLimits()),
+               lambda: next(_projected_end(sess, str(tmp_path / "gone.png"), 10, UploadLimits()))):
+        with pytest.raises(UserError, match="gone.png is no longer on the server"):
+            fn()

@@ -12,10 +12,12 @@ the page, ends; rendering goes on beside them.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
 from contextlib import contextmanager
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -183,10 +185,47 @@ def _user_errors(fn):  # type: ignore[no-untyped-def]
     return wrapped
 
 
-def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.Blocks:
-    tmpdir = Path(tempfile.mkdtemp(prefix="latentatlas-app-"))
+# Gradio's cache (each file the app hands out is copied there, uploads are kept there) is emptied
+# of files older than an hour, every hour, and wholly when the server stops.
+CACHE_AGE_S = 3600
+
+
+class OutputFolders:
+    """Where the app writes the files it hands to Gradio (codes, GIFs), a new folder each.
+
+    Gradio copies each file into its own cache when the response is sent (cleaned by
+    `delete_cache`), so ours are only needed until then: folders older than `max_age_s` are removed
+    whenever a new one is made, and the whole root at exit. The root is made on first use."""
+
+    def __init__(self, max_age_s: float = CACHE_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self.root: Path | None = None
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        with self._lock:
+            if self.root is None:
+                self.root = Path(tempfile.mkdtemp(prefix="latentatlas-app-"))
+                atexit.register(self.remove)
+            now = time.time()
+            for old in self.root.iterdir():
+                try:
+                    if now - old.stat().st_mtime > self.max_age_s:
+                        shutil.rmtree(old, ignore_errors=True)
+                except FileNotFoundError:
+                    pass
+            return Path(tempfile.mkdtemp(dir=self.root))
+
+    def remove(self) -> None:
+        with self._lock:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits(), outputs: OutputFolders | None = None) -> gr.Blocks:
+    out_dirs = outputs or OutputFolders()
     gan = sessions.names(STYLEGAN2)
-    with gr.Blocks(title="latentatlas", analytics_enabled=False) as demo:
+    with gr.Blocks(title="latentatlas", analytics_enabled=False, delete_cache=(CACHE_AGE_S, CACHE_AGE_S)) as demo:
         gr.Markdown("## latentatlas — map, search and travel a GAN's latent space")
         model = gr.Dropdown(gan, value=gan[0] if gan else None, label="Model", elem_id="model", visible=bool(gan))
         base_state = gr.State(None)  # a projected code being edited, {"model": name, "w": w+ [L, D]}, or None (the seed)
@@ -195,8 +234,8 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.B
         proj_ctl = gr.State({})
         with gr.Tabs(selected="explore" if gan else "local") as tabs:
             if gan:
-                explore = _explore_tab(demo, sessions, model, base_state, tmpdir)
-                _interpolate_tab(sessions, model, limits, tmpdir, proj_ctl)
+                explore = _explore_tab(demo, sessions, model, base_state, out_dirs)
+                _interpolate_tab(sessions, model, limits, out_dirs, proj_ctl)
                 project = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
                 _on_model_change(sessions, model, base_state, proj_ctl, explore, project)
             _local_edit_tab(demo, sessions, limits)
@@ -221,7 +260,7 @@ class _Explore:
     tau: Any
 
 
-def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_state: gr.State, tmpdir: Path) -> _Explore:
+def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_state: gr.State, out_dirs: OutputFolders) -> _Explore:
     first = sessions.get(sessions.names(STYLEGAN2)[0])
     with gr.Tab("Explore", id="explore"):
         with gr.Row():
@@ -285,7 +324,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
 
         sess = sessions.get(name)
         code = sess.edited_code(_params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths))
-        folder = Path(tempfile.mkdtemp(dir=tmpdir))
+        folder = out_dirs.new()
         path = folder / (f"{name}-seed{int(seed_v or 0)}.npz" if base is None else f"{name}-projected.npz")
         save_codes(path, code.to("cpu"), model=name)
         return gr.update(value=str(path), visible=True)
@@ -326,7 +365,7 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
 # ---------------------------------------------------------------------------------------- Interpolate
 
 
-def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tmpdir: Path, proj_ctl: gr.State) -> None:
+def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, out_dirs: OutputFolders, proj_ctl: gr.State) -> None:
     with gr.Tab("Interpolate", id="interpolate"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -391,7 +430,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                 labels.append(f"{Path(f).name} (projected, {int(n_steps)} steps)")
         with sess.lock:
             out = sess.interpolation(codes[0], codes[1], int(n), meth, sp, float(p))
-        yield _strip(out), _gif(out, tmpdir), f"{labels[0]} → {labels[1]}: {int(n)} frames, {meth} in {sp}"
+        yield _strip(out), _gif(out, out_dirs), f"{labels[0]} → {labels[1]}: {int(n)} frames, {meth} in {sp}"
 
     # Not in the Project tab's queue: seeds and codes need no projection, and an uploaded image's
     # projection waits for its turn itself (`_PROJECTING`), saying so.
@@ -460,13 +499,13 @@ def _strip(frames: np.ndarray) -> np.ndarray:
     return np.concatenate(list(frames), axis=1)
 
 
-def _gif(frames: np.ndarray, tmpdir: Path) -> str:
+def _gif(frames: np.ndarray, out_dirs: OutputFolders) -> str:
     """The frames there and back as a GIF, small models enlarged (nearest) for display."""
     import torch
 
     from latentatlas.io.images import save_animation
 
-    gif = Path(tempfile.mkdtemp(dir=tmpdir)) / "interpolation.gif"
+    gif = out_dirs.new() / "interpolation.gif"
     t = torch.from_numpy(np.concatenate([frames, frames[::-1]])).permute(0, 3, 1, 2).float() / 127.5 - 1
     save_animation(gif, torch.nn.functional.interpolate(t, scale_factor=max(1, DISPLAY // frames.shape[1]), mode="nearest"), fps=12)
     return str(gif)

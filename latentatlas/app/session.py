@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -23,7 +22,7 @@ from typing import Generic, TypeVar
 import numpy as np
 import torch
 
-from latentatlas.app.uploads import UploadLimits, load_upload
+from latentatlas.app.uploads import UploadLimits, load_upload, upload_stat
 from latentatlas.directions.files import Directions
 from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
 from latentatlas.inversion.losses import ProjectionLoss, projection_loss
@@ -77,7 +76,7 @@ def check_seed(seed: int) -> int:
 def file_key(path: str | Path) -> tuple[str, int, int]:
     """Identifies an uploaded file cheaply (the server names uploads by their content, so a new
     upload is a new path) without reading it."""
-    st = os.stat(path)
+    st = upload_stat(path)
     return str(path), st.st_size, st.st_mtime_ns
 
 
