@@ -1364,7 +1364,11 @@ def serve(
     table: dict[str, str] = {}
     for m in names:
         resolve_model(m)  # a missing file is an error now, not in the page
-        table[Path(m).stem if Path(m).suffix else m] = m
+        name = Path(m).stem if Path(m).suffix else m  # what the page's model pickers show
+        if name in table:
+            raise UserError(f"{m} is given twice" if table[name] == m else
+                            f"{table[name]} and {m} would both be called {name!r} in the page: rename one file")
+        table[name] = m
     require_number("--max-upload-mb", max_upload_mb, above=0, what="a positive number of megabytes", example="10")
     require_at_least("--max-pixels", max_pixels, 1, "pixels of the largest image accepted")
     from latentatlas.app.server import STYLEGAN2, Sessions
@@ -1381,12 +1385,9 @@ def serve(
         raise UserError("--directions are for StyleGAN2 models; none is served")
     if directions:
         sessions.directions[gan[0]] = [str(d) for d in directions]
-    for kind in set(kinds.values()):  # load (and check directions) before serving
-        sessions.load(next(n for n in table if kinds[n] == kind))
-    if lpips_files:  # bad LPIPS files fail now, not at the first projection
-        if not gan:
-            raise UserError("--vgg and --lpips-lin are the projections' loss, for StyleGAN2 models; none is served")
-        sessions.get(gan[0]).projection_loss()
+    if lpips_files and not gan:
+        raise UserError("--vgg and --lpips-lin are the projections' loss, for StyleGAN2 models; none is served")
+    sessions.load_all()  # every model, its directions and loss files: bad ones fail now, and no request waits for a load
     if host not in ("127.0.0.1", "localhost"):
         typer.echo(f"warning: binding {host}: anyone who can reach this machine can use the app", err=True)
     typer.echo(f"serving {', '.join(f'{n} ({kinds[n]})' for n in table)} at http://{host}:{port} (Ctrl+C to stop)")

@@ -208,3 +208,41 @@ def test_the_apps_files_are_cleaned_up(tiny_file, face, tmp_path):
                lambda: next(_projected_end(sess, str(tmp_path / "gone.png"), 10, UploadLimits()))):
         with pytest.raises(UserError, match="gone.png is no longer on the server"):
             fn()
+
+
+# ---------------------------------------------------------------------------- serve's model list
+
+
+def test_serve_loads_every_model_before_it_starts_and_refuses_two_of_one_name(run_cli, tiny_file, tmp_path, monkeypatch):
+    """Only the first model of each kind was loaded (a bad second file failed in the page, and its
+    first request held a global lock that stopped every other), and two files of one stem, or a file
+    named like a bundled model, silently left one of them out."""
+    import shutil
+    import threading
+
+    from safetensors.torch import save_file
+
+    from conftest import one_line_error
+    from latentatlas.app import server
+    from latentatlas.io.checkpoints import read_model_metadata
+
+    started = []
+    monkeypatch.setattr(server, "serve", lambda sessions, *a, **k: started.append(sessions))
+    broken = tmp_path / "broken.safetensors"  # a StyleGAN2 header, no weights
+    save_file({"x": torch.zeros(1)}, str(broken), metadata=read_model_metadata(tiny_file))
+    code, _, err = run_cli("serve", tiny_file, broken)
+    assert code == 2 and "broken.safetensors" in err and not started, err
+    shutil.copy(tiny_file, tmp_path / "faces64.safetensors")
+    one_line_error(*run_cli("serve", "faces64", tmp_path / "faces64.safetensors"),
+                   f"faces64 and {tmp_path / 'faces64.safetensors'} would both be called 'faces64' in the page: rename one file")
+    one_line_error(*run_cli("serve", tiny_file, tiny_file), f"{tiny_file} is given twice")
+    assert run_cli("serve", tiny_file, tmp_path / "faces64.safetensors")[0] == 0
+    assert sorted(started[0]._loaded) == ["faces64", "tiny"]  # both loaded before serving
+    # Loading one model (here: its lock held) does not hold up another's requests.
+    sessions = server.Sessions({"tiny": str(tiny_file), "other": str(tmp_path / "faces64.safetensors")}, "cpu", {})
+    with sessions._locks["tiny"]:
+        loaded = []
+        thread = threading.Thread(target=lambda: loaded.append(sessions.get("other")), daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+    assert loaded and loaded[0].name == "other"

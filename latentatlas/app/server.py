@@ -114,8 +114,10 @@ NO_STYLEMAP = (
 
 
 class Sessions:
-    """Models by name, loaded on first use and kept; each one's kind (StyleGAN2 or StyleMapGAN) is
-    read from its file at start-up, so a bad path fails before the server starts."""
+    """Models by name, each one's kind (StyleGAN2 or StyleMapGAN) read from its file at once; loaded
+    by `load_all` (`serve` calls it, so a bad file fails before the server starts and no request
+    waits for a model to load) or else on first use, one lock per model so that loading one never
+    holds up requests for another."""
 
     def __init__(self, models: dict[str, str], device: str, directions: dict[str, list[str]],
                  lpips_files: tuple[str, str] | None = None) -> None:
@@ -128,7 +130,7 @@ class Sessions:
         self.lpips_files = lpips_files  # `serve --vgg --lpips-lin`: the projections' LPIPS
         self.kinds = {name: model_kind(resolve_model(source)) for name, source in models.items()}
         self._loaded: dict[str, ModelSession | StyleMapSession] = {}
-        self._lock = threading.Lock()
+        self._locks = {name: threading.Lock() for name in models}
 
     def names(self, kind: str | None = None) -> list[str]:
         return [n for n in self.models if kind is None or self.kinds[n] == kind]
@@ -136,7 +138,10 @@ class Sessions:
     def load(self, name: str) -> ModelSession | StyleMapSession:
         if name not in self.models:
             raise UserError(f"unknown model {name!r}")
-        with self._lock:
+        loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        with self._locks[name]:
             if name not in self._loaded:
                 if self.kinds[name] == STYLEMAP:
                     if self.directions.get(name):
@@ -146,6 +151,14 @@ class Sessions:
                     self._loaded[name] = ModelSession(name, self.models[name], self.device, self.directions.get(name),
                                                       self.lpips_files)
             return self._loaded[name]
+
+    def load_all(self) -> None:
+        """Every model, its direction sets and, for StyleGAN2 models, its projection loss (the LPIPS
+        files, the factor predictor): what the first requests would otherwise wait for."""
+        for name in self.models:
+            sess = self.load(name)
+            if isinstance(sess, ModelSession):
+                sess.projection_loss()
 
     def get(self, name: str) -> ModelSession:
         """A StyleGAN2 model (Explore, Interpolate, Project)."""
