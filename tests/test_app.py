@@ -246,3 +246,30 @@ def test_serve_loads_every_model_before_it_starts_and_refuses_two_of_one_name(ru
         thread.start()
         thread.join(timeout=60)
     assert loaded and loaded[0].name == "other"
+
+
+# ---------------------------------------------------------------------------- one implementation each
+
+
+def test_the_sliders_walk_and_truncate_as_the_library_does(tiny_file, tmp_path):
+    """The app had its own copies of the truncation trick and of warped paths' strength unit."""
+    from latentatlas.app.session import ExploreParams, ModelSession
+    from latentatlas.directions.files import model_fingerprint
+    from latentatlas.directions.warped import WarpedConfig, WarpedPaths, init_training, load_paths, save_warped
+    from latentatlas.latent.codes import LatentCode, truncate_code
+
+    sess = ModelSession("tiny", str(tiny_file))
+    g = sess.generator
+    cfg = WarpedConfig(sets=2, dipoles=2, space="w", steps=0)
+    support, _ = init_training(g, cfg)
+    save_warped(tmp_path / "warped.safetensors", WarpedPaths(support, ["a", "b"], "w", model_fingerprint(g), cfg, 0))
+    sess = ModelSession("tiny", str(tiny_file), directions=[tmp_path / "warped.safetensors"])
+    paths = load_paths(tmp_path / "warped.safetensors")
+    base = sess.seed_code(4)
+    walked = sess.edited_code(ExploreParams(seed=4, strengths={(0, 1): 2.5}))
+    (frame,) = paths.frames(LatentCode("w", base.tensor[:, 0]), 1, torch.tensor([2.5]), g)  # `traverse`'s walk
+    assert torch.allclose(walked.tensor, frame.tensor.unsqueeze(1).expand_as(walked.tensor), atol=1e-5)
+    assert paths.source.arc_length(2.5) == pytest.approx(2.5 * paths.source.scale / math.sqrt(paths.source.dim))
+    projected = torch.randn(g.num_ws, g.w_dim)
+    code = sess.edited_code(ExploreParams(psi=0.5, base=projected.numpy()))
+    assert torch.equal(code.tensor, truncate_code(LatentCode("w+", projected[None]), g, 0.5).tensor)

@@ -52,6 +52,7 @@ from latentatlas.app.session import (  # noqa: E402
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
 from latentatlas.editing.local import EMPTY_MASK_NOTE  # noqa: E402
 from latentatlas.io.errors import UserError  # noqa: E402
+from latentatlas.metrics.reconstruction import reconstruction_errors  # noqa: E402
 
 MAX_SETS = MAX_DIRECTION_SETS  # direction sets shown (session.py says why so many)
 MAX_SLIDERS = 20  # sliders per set
@@ -576,7 +577,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
                     shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
                     yield target_arr, shown, _progress(step, int(n_steps), loss), gr.update()
         ctl["projected"] = {"model": name, "w": proj.ws[0].cpu().numpy()}
-        mse = float((proj.images.cpu() - target).square().mean())
+        mse = reconstruction_errors(proj.images.cpu(), target)["mse"][0]
         stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
         where = ""
         if sess.prior is not None:  # how typical the code is: sampled codes sit near the prior's dimension

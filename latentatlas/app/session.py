@@ -11,7 +11,6 @@ update is one generator pass.
 from __future__ import annotations
 
 import dataclasses
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -27,7 +26,7 @@ from latentatlas.directions.files import Directions
 from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
 from latentatlas.inversion.losses import ProjectionLoss, projection_loss
 from latentatlas.io.errors import MAX_SEED, UserError, require_number
-from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, z_from_seeds
+from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, truncate_code, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.latent.paths import endpoint, style_mix, travel
 from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator, resolve_model
@@ -205,7 +204,7 @@ class ModelSession:
         g = self.generator
         if p.base is not None:
             base = torch.as_tensor(np.asarray(p.base, dtype=np.float32), device=g.device).reshape(1, self.num_ws, g.w_dim)
-            code = LatentCode("w+", g.mapping.w_avg.lerp(base, p.psi) if p.psi != 1 else base)
+            code = truncate_code(LatentCode("w+", base), g, p.psi)
         else:
             code = self.seed_code(p.seed, p.psi)
         if p.mix_seed is not None and 0 < p.mix_cutoff < self.num_ws:
@@ -254,9 +253,8 @@ def walk_layers(paths: WarpedPaths, code: LatentCode, k: int, strength: float, l
     """
     code.require("w+")
     start, end = layers if layers is not None else (0, code.tensor.shape[1])
-    arc = strength * paths.scale / math.sqrt(paths.dim)
     out = code.tensor.clone()
-    moved = paths.apply(LatentCode("w", out[0, start:end]), k, arc).tensor
+    moved = paths.apply(LatentCode("w", out[0, start:end]), k, paths.arc_length(strength)).tensor
     out[0, start:end] = moved.to(out)
     return LatentCode("w+", out)
 
