@@ -273,3 +273,49 @@ def test_the_sliders_walk_and_truncate_as_the_library_does(tiny_file, tmp_path):
     projected = torch.randn(g.num_ws, g.w_dim)
     code = sess.edited_code(ExploreParams(psi=0.5, base=projected.numpy()))
     assert torch.equal(code.tensor, truncate_code(LatentCode("w+", projected[None]), g, 0.5).tensor)
+
+
+# ---------------------------------------------------------------------------- numbers from the page's API
+
+
+def test_nan_from_the_pages_api_is_a_message_naming_the_widget(tiny_file, face, tmp_path):
+    """Gradio's bounds checks pass NaN (it fails every comparison): a slider's NaN reached our int()
+    casts, and a seed box's NaN Gradio's own; both showed 'cannot convert float NaN to integer'."""
+    from latentatlas.app.server import Sessions, build_app
+    from latentatlas.io.checkpoints import save_stylemap_model
+    from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig
+
+    nan = float("nan")
+    torch.manual_seed(0)
+    cfg = StyleMapConfig(resolution=16, latent_spatial_size=4, style_dim=8, mapping_layers=2, channel_base=64, channel_max=8)
+    save_stylemap_model(tmp_path / "map.safetensors", Generator(cfg), Encoder(cfg))
+    demo = build_app(Sessions({"tiny": str(tiny_file), "map": str(tmp_path / "map.safetensors")}, "cpu", {}))
+    render, interpolate = handler(demo, "render"), handler(demo, "run_interpolation")
+    project, edit = handler(demo, "run_projection"), handler(demo, "run_edit")
+    explore = ["tiny", 0, 1.0, 0.0, 1, 2, True, 0, 2, None]  # seed, psi, tau, mix seed, cutoff, layers on, first, end
+    for place, label in ((5, "mixing layer"), (7, "first layer"), (8, "end layer")):
+        args = list(explore)
+        args[place] = nan
+        with pytest.raises(gr.Error, match=f"{label} nan: give a whole number"):
+            render(*args)
+    with pytest.raises(gr.Error, match="frames nan: give a whole number"):
+        last(interpolate("tiny", 0, None, 1, None, nan, "lerp", "w", 1.0, 10, {}))
+    with pytest.raises(gr.Error, match="projection steps nan: give a whole number"):
+        last(interpolate("tiny", 0, None, 1, face, 3, "lerp", "w", 1.0, nan, {}))
+    with pytest.raises(gr.Error, match="steps nan: give a whole number"):
+        last(project("tiny", face, "w", 0.0, False, nan, {}))
+    local = ["map", "synthfaces", 0, None, "synthfaces", 1, None, None, "drawn", 0, 0, 1.0, False, 0, False]
+    for place, label in ((9, "shift dx"), (10, "shift dy"), (13, "grow")):
+        args = list(local)
+        args[place] = nan
+        assert edit(*args)[1] == f"**{label} nan: give a whole number**"
+    assert edit(*local)[1].startswith("Nothing selected yet")
+    # The seed boxes: checked before Gradio's own rounding.
+    seeds = {b.elem_id: b for b in demo.blocks.values() if type(b).__name__ == "Number"}
+    assert sorted(seeds) == ["mix-seed", "ref-seed", "seed", "seed-a", "seed-b", "src-seed"]
+    for box in seeds.values():
+        with pytest.raises(gr.Error, match=f"{box.label} nan: give a whole number"):
+            box.preprocess(nan)
+        assert box.preprocess(7.0) == 7
+    with pytest.raises(gr.Error, match="mix seed 4294967296: seeds are 0..4294967295"):
+        render("tiny", 0, 1.0, 0.0, 2**32, 2, False, 0, 2, None)

@@ -51,7 +51,7 @@ from latentatlas.app.session import (  # noqa: E402
 )
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
 from latentatlas.editing.local import EMPTY_MASK_NOTE  # noqa: E402
-from latentatlas.io.errors import UserError  # noqa: E402
+from latentatlas.io.errors import UserError, require_number, require_seed  # noqa: E402
 from latentatlas.metrics.reconstruction import reconstruction_errors  # noqa: E402
 
 MAX_SETS = MAX_DIRECTION_SETS  # direction sets shown (session.py says why so many)
@@ -280,13 +280,13 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Row():
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
+                    seed = whole_number_input(gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed"))
                     random_btn = gr.Button("Random", elem_id="random", scale=0)
                 psi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi", elem_id="psi")
                 tau = gr.Slider(0, 4, value=0, step=0.1, label="PCA compression tau (0 = off)", elem_id="tau",
                                 interactive=first.prior is not None)
                 with gr.Row():
-                    mix_seed = gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed")
+                    mix_seed = whole_number_input(gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed"))
                     mix_cutoff = gr.Slider(0, first.num_ws, value=0, step=1, label="from layer (0 = no mixing)", elem_id="mix-cutoff")
                 restrict = gr.Checkbox(False, label="Edit only w+ layers", elem_id="restrict")
                 with gr.Row():
@@ -321,7 +321,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         t = time.perf_counter()
         arr, _ = sess.render(params)
         ms = (time.perf_counter() - t) * 1000
-        where = "a projected image" if base is not None else f"seed {int(seed_v or 0)}"
+        where = "a projected image" if base is not None else f"seed {params.seed}"
         return enlarge(arr, DISPLAY), f"{where} · {ms:.0f} ms"
 
     for widget in [seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, *sliders]:
@@ -337,9 +337,10 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         from latentatlas.latent.codes import save_codes
 
         sess = sessions.get(name)
-        code = sess.edited_code(_params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths))
+        params = _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths)
+        code = sess.edited_code(params)
         folder = out_dirs.new()
-        path = folder / (f"{name}-seed{int(seed_v or 0)}.npz" if base is None else f"{name}-projected.npz")
+        path = folder / (f"{name}-seed{params.seed}.npz" if base is None else f"{name}-projected.npz")
         save_codes(path, code.to("cpu"), model=name)
         return gr.update(value=str(path), visible=True)
 
@@ -386,7 +387,8 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                 ends = []
                 for key, label, seed_v in (("a", "From", 0), ("b", "To", 1)):
                     with gr.Group():
-                        seed = gr.Number(seed_v, label=f"{label} seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id=f"seed-{key}")
+                        seed = whole_number_input(gr.Number(seed_v, label=f"{label} seed", precision=0, minimum=0, maximum=MAX_SEED,
+                                                            elem_id=f"seed-{key}"))
                         file = gr.File(label=f"...or {label.lower()} an image (projected) or a saved code (.npz)",
                                        file_types=["image", ".npz"], type="filepath", elem_id=f"file-{key}", height=120)
                     ends.append((seed, file))
@@ -421,30 +423,31 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
     @_user_errors
     def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
+        n, n_steps = whole("frames", n), whole("projection steps", n_steps)
         if sp == "z" and any(f is not None and not _is_code_file(f) for f in (fa, fb)):
             raise UserError("an uploaded image is projected to w: interpolate in space w")
         codes, labels = [], []
         for which, seed_v, f in (("start", a, fa), ("end", b, fb)):
             if f is None:
-                codes.append(int(seed_v or 0))
-                labels.append(f"seed {int(seed_v or 0)}")
+                codes.append(whole_seed(f"{which} seed", seed_v))
+                labels.append(f"seed {codes[-1]}")
             elif _is_code_file(f):
                 codes.append(sess.code_file(f, limits))
                 labels.append(f"{Path(f).name} (saved code)")
             else:
                 code = None
                 with _stoppable(ctl) as stop:
-                    for msg, code in _projected_end(sess, f, int(n_steps), limits, stop):
+                    for msg, code in _projected_end(sess, f, n_steps, limits, stop):
                         if code is None:
                             yield gr.update(), gr.update(), f"projecting the {which} image {Path(f).name}: {msg}"
                 if code is None:
                     yield gr.update(), gr.update(), f"stopped while projecting the {which} image {Path(f).name}: nothing interpolated"
                     return
                 codes.append(code)
-                labels.append(f"{Path(f).name} (projected, {int(n_steps)} steps)")
+                labels.append(f"{Path(f).name} (projected, {n_steps} steps)")
         with sess.lock:
-            out = sess.interpolation(codes[0], codes[1], int(n), meth, sp, float(p))
-        yield _strip(out), _gif(out, out_dirs), f"{labels[0]} → {labels[1]}: {int(n)} frames, {meth} in {sp}"
+            out = sess.interpolation(codes[0], codes[1], n, meth, sp, float(p))
+        yield _strip(out), _gif(out, out_dirs), f"{labels[0]} → {labels[1]}: {n} frames, {meth} in {sp}"
 
     # Not in the Project tab's queue: seeds and codes need no projection, and an uploaded image's
     # projection waits for its turn itself (`_PROJECTING`), saying so.
@@ -566,19 +569,20 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
     @_user_errors
     def run_projection(name, file, sp, lam, white, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
+        n_steps = whole("steps", n_steps)
         target, notes = load_upload(file, sess.generator.img_resolution, limits)
         target_arr = enlarge(to_rgb8(target[0]), DISPLAY)
         note = f" ({'; '.join(notes)})" if notes else ""
         said = f"; loss: {sess.projection_loss().said}"
         yield target_arr, None, f"starting{note}{said}", gr.update(interactive=False)
         with _stoppable(ctl) as stop:
-            for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
+            for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), n_steps, stop, whiten=bool(white)):
                 if proj is None:
                     shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
-                    yield target_arr, shown, _progress(step, int(n_steps), loss), gr.update()
+                    yield target_arr, shown, _progress(step, n_steps, loss), gr.update()
         ctl["projected"] = {"model": name, "w": proj.ws[0].cpu().numpy()}
         mse = reconstruction_errors(proj.images.cpu(), target)["mse"][0]
-        stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
+        stopped = " (stopped early)" if len(proj.losses["total"]) < n_steps else ""
         where = ""
         if sess.prior is not None:  # how typical the code is: sampled codes sit near the prior's dimension
             d2 = float(sess.prior.mahalanobis(proj.w.double().cpu())[0]) / (proj.w.shape[1] if proj.w.ndim == 3 else 1)
@@ -681,14 +685,14 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         with gr.Row():
             with gr.Column(scale=1):
                 src_kind = gr.Radio(kinds, value="synthfaces", label="Source: the image to edit", elem_id="src-kind")
-                src_seed = gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed")
+                src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
                 src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="src-file", visible=False, height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
             with gr.Column(scale=1):
                 ref_kind = gr.Radio(kinds, value="synthfaces", label="Reference: where the region comes from", elem_id="ref-kind")
-                ref_seed = gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed")
+                ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
                 ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="ref-file", visible=False, height=120)
                 editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
@@ -721,7 +725,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
     def view(name, kind, seed, f, size=DISPLAY):  # type: ignore[no-untyped-def]
         """The picture as shown (None until it can be made: the edit's status says why)."""
         try:
-            image, _ = sessions.stylemap(name).picture(Picture(kind, int(seed or 0), f), limits)
+            image, _ = sessions.stylemap(name).picture(Picture(kind, whole_seed("seed", seed), f), limits)
         except UserError:
             return None
         return enlarge(to_rgb8(image[0]), size)
@@ -737,12 +741,13 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         """The result, or the result left as it was and the reason in the status line."""
         try:
             sess = sessions.stylemap(name)
-            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None, int(grow_v or 0))
-            out = sess.edit(Picture(sk, int(ss or 0), sf), Picture(rk, int(rs or 0), rf), mask, (int(dx_v), int(dy_v)),
+            shift = whole("shift dx", dx_v), whole("shift dy", dy_v)
+            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None, whole("grow", grow_v, 0))
+            out = sess.edit(Picture(sk, whole_seed("source seed", ss), sf), Picture(rk, whole_seed("reference seed", rs), rf), mask, shift,
                             bool(per_layer_v), float(strength_v), limits, REFINE_STEPS if refine_v else 0)
         except UserError as e:
             return gr.update(), f"**{e}**"
-        return enlarge(out.image, DISPLAY), _edit_status(out, mk, int(dx_v), int(dy_v))
+        return enlarge(out.image, DISPLAY), _edit_status(out, mk, *shift)
 
     def on_paint(value, name, sk, ss, sf, rk, rs, rf, _old, *rest):  # type: ignore[no-untyped-def]
         """New strokes: keep them, then the edit with them."""
@@ -818,6 +823,43 @@ def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
 # ---------------------------------------------------------------------------------------- shared
 
 
+def whole(label: str, value: Any, default: int | None = None) -> int:
+    """A widget's whole number as the page's API may send it: None is `default` (when there is one),
+    NaN or inf a UserError naming the widget. Gradio's bounds check passes NaN (it fails no
+    comparison), and int() of it was 'cannot convert float NaN to integer' in the page."""
+    if value is None and default is not None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{label} {value!r}: give a whole number") from None
+    return int(round(require_number(label, number, what="a whole number")))
+
+
+def whole_seed(label: str, value: Any) -> int:
+    """A seed widget's value (empty: 0), checked as every seed is (`io.errors.require_seed`)."""
+    return require_seed(label, whole(label, value, 0))
+
+
+def whole_number_input(number: gr.Number) -> gr.Number:
+    """A precision-0 Number whose value is checked (`whole`) before Gradio's own rounding, which casts
+    with int() too, so a NaN sent to the page's API ended there, before any handler. Wraps this
+    instance's method (a Gradio component subclass would make Gradio write a .pyi beside this module)."""
+    preprocess = number.preprocess
+
+    def checked(payload: Any) -> Any:
+        if payload is not None:
+            try:
+                whole(str(number.label or "number"), payload)
+            except UserError as e:
+                raise gr.Error(str(e)) from None
+        return preprocess(payload)
+
+    number.preprocess = checked  # type: ignore[method-assign]
+    return number
+
+
+
 def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths) -> ExploreParams:  # type: ignore[no-untyped-def]
     values = {}
     for i, v in enumerate(strengths):
@@ -825,13 +867,13 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
             values[(i // MAX_SLIDERS, i % MAX_SLIDERS)] = float(v)
     layers = None
     if restrict_v:
-        start, end = int(ls_v), int(le_v)
+        start, end = whole("first layer", ls_v), whole("end layer", le_v)
         if end <= start:
             raise UserError("the end layer must come after the first layer")
         layers = (start, end)
     return ExploreParams(
-        seed=int(seed_v or 0), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
-        mix_seed=int(mix_v or 0), mix_cutoff=int(cut_v), base=None if base is None else _projected_for(base, sess.name),
+        seed=whole_seed("seed", seed_v), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
+        mix_seed=whole_seed("mix seed", mix_v), mix_cutoff=whole("mixing layer", cut_v), base=None if base is None else _projected_for(base, sess.name),
     )
 
 
