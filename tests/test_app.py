@@ -319,3 +319,25 @@ def test_nan_from_the_pages_api_is_a_message_naming_the_widget(tiny_file, face, 
         assert box.preprocess(7.0) == 7
     with pytest.raises(gr.Error, match="mix seed 4294967296: seeds are 0..4294967295"):
         render("tiny", 0, 1.0, 0.0, 2**32, 2, False, 0, 2, None)
+
+
+def test_minor_agreements(tiny_file, tmp_path):
+    """The Interpolate tab's frames default is interpolate's; the brush canvas refuses what its
+    docstring says (a picture over twice the canvas on a side: a 1 px high strip 300 px wide passed
+    the old area test)."""
+    import inspect
+
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from latentatlas import cli
+    from latentatlas.app.server import PAINT, Sessions, build_app, capped_paint_editor
+
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {}))
+    (frames,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "frames"]
+    assert frames.value == inspect.signature(cli.interpolate).parameters["frames"].default == 16
+    editor = capped_paint_editor(gr.ImageEditor(type="numpy", image_mode="RGBA", canvas_size=(PAINT, PAINT), layers=False))
+    strip = tmp_path / "strip.png"
+    Image.new("RGBA", (2 * PAINT + 1, 1)).save(strip)
+    with pytest.raises(gr.Error, match=f"{2 * PAINT + 1}x1; the canvas is {PAINT}x{PAINT}"):
+        editor.preprocess(EditorData(background=None, layers=[FileData(path=str(strip), orig_name="strip.png")], composite=None))

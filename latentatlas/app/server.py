@@ -67,7 +67,7 @@ MAX_PAINT_LAYERS = 4  # the editor has one layer (layers=False); a request with 
 _PROJECTING = threading.Lock()
 
 
-PAINT_MAX_PIXELS = (2 * PAINT) ** 2
+PAINT_MAX_SIDE = 2 * PAINT
 
 
 def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
@@ -99,7 +99,7 @@ def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
                 raise gr.Error(f"the painted picture is far larger than the {PAINT}x{PAINT} canvas") from None
             except (OSError, ValueError):
                 raise gr.Error("the painted picture is not a readable image") from None
-            if w * h > PAINT_MAX_PIXELS:
+            if max(w, h) > PAINT_MAX_SIDE:
                 raise gr.Error(f"the painted picture is {w}x{h}; the canvas is {PAINT}x{PAINT}")
         return convert(file, flatten_on_white)
 
@@ -392,7 +392,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                         file = gr.File(label=f"...or {label.lower()} an image (projected) or a saved code (.npz)",
                                        file_types=["image", ".npz"], type="filepath", elem_id=f"file-{key}", height=120)
                     ends.append((seed, file))
-                frames = gr.Slider(2, MAX_FRAMES // 2, value=10, step=1, label="Frames", elem_id="frames")
+                frames = gr.Slider(2, MAX_FRAMES // 2, value=16, step=1, label="Frames", elem_id="frames")  # interpolate's --frames
                 method = gr.Radio(["lerp", "slerp"], value="lerp", label="Interpolation", elem_id="interp-method",
                                   info="lerp in w, as the StyleGAN paper; slerp keeps z on its sphere (in w it turns about 0, far from the mean w)")
                 space = gr.Radio(["z", "w"], value="w", label="Space (codes and images: w)", elem_id="interp-space")
