@@ -525,13 +525,13 @@ def project(
     import torch
     from tqdm import tqdm
 
-    from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance
+    from latentatlas.inversion.losses import projection_loss
     from latentatlas.inversion.projector import ProjectorConfig, project as run_projection
     from latentatlas.metrics.reconstruction import reconstruction_errors
     from latentatlas.io.atomic import atomic_path, write_json
     from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
     from latentatlas.latent.gaussian import GaussianPrior
-    from latentatlas.io.checkpoints import require_stylegan2, trained_on_synthfaces
+    from latentatlas.io.checkpoints import require_stylegan2
     from latentatlas.models.bundled import load_generator, resolve_model
 
     require_at_least("--steps", steps, 1, "optimisation steps")
@@ -555,38 +555,11 @@ def project(
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
     _outputs(outputs, force or resume)  # resuming: an unfinished image's leftovers are this run's own
     model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
-    if loss == "auto":
-        loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
-        if not loss and trained_on_synthfaces(model_path):
-            # The bundled models' own case: the bundled factor predictor knows their domain.
-            loss, predictor = "factor", Path("factors")
-        if not loss:
-            raise UserError("choose a loss: --vgg and --lpips-lin (LPIPS), --predictor (synthfaces models), or --loss mse")
-    if loss == "lpips":
-        if not (vgg and lpips_lin):
-            raise UserError("--loss lpips needs both --vgg and --lpips-lin files")
-        perceptual = LPIPSVGG.from_files(vgg, lpips_lin)
-        cfg.mse_weight = mse_weight if mse_weight is not None else 0.0
-    elif loss == "factor":
-        if predictor is None:
-            raise UserError("--loss factor needs --predictor")
-        from latentatlas.training.attributes import load_predictor
-
-        pred = load_predictor(predictor)
-        perceptual = factor_feature_distance(pred.features)
-        cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
-    elif loss == "mse":
-        perceptual = None
-        cfg.perceptual_weight = 0.0
-        cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
-    else:
-        raise UserError(f"--loss {loss}: use auto, lpips, factor or mse")
     dev = rank_device(pick_device(device))  # under torchrun each rank projects its share of the files on its own GPU
+    chosen = projection_loss(model_path, loss, vgg=vgg, lpips_lin=lpips_lin, predictor=predictor, mse_weight=mse_weight, device=dev)
+    loss, perceptual = chosen.name, chosen.perceptual
+    cfg.perceptual_weight, cfg.mse_weight = chosen.perceptual_weight, chosen.mse_weight
     generator, info = load_generator(model, dev)
-    if perceptual is not None and isinstance(perceptual, torch.nn.Module):
-        perceptual = perceptual.to(dev)
-    elif loss == "factor":
-        pred.to(dev)
     gprior = GaussianPrior.from_model_info(info, model) if (prior > 0 or whiten) else None
     diverged: list[str] = []
     for start in range(0, len(files), batch):
@@ -1374,11 +1347,14 @@ def serve(
     port: Annotated[int, typer.Option()] = 7860,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 10.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image (width x height) decoded.")] = 4096 * 4096,
+    vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth): with --lpips-lin, projections in the page use LPIPS, as `project` does.")] = None,
+    lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """The web app: explore a model with sliders, interpolate, project your images; local edits with StyleMapGAN models.
 
     StyleGAN2 models drive the Explore, Interpolate and Project tabs, StyleMapGAN models (train-stylemap's .safetensors, official .pt) the Local edit tab; the kind is read from each file.
+    Projections in the page use `project`'s automatic loss: LPIPS with --vgg and --lpips-lin, else factor features for models trained on synthfaces, else pixel MSE alone (the page says which).
 
     Example: latentatlas serve faces64 mymodel.pkl runs/faces64-stylemap/model.safetensors --port 7860
     """
@@ -1388,22 +1364,30 @@ def serve(
     table: dict[str, str] = {}
     for m in names:
         resolve_model(m)  # a missing file is an error now, not in the page
-        table[Path(m).stem if Path(m).suffix else m] = m
+        name = Path(m).stem if Path(m).suffix else m  # what the page's model pickers show
+        if name in table:
+            raise UserError(f"{m} is given twice" if table[name] == m else
+                            f"{table[name]} and {m} would both be called {name!r} in the page: rename one file")
+        table[name] = m
     require_number("--max-upload-mb", max_upload_mb, above=0, what="a positive number of megabytes", example="10")
     require_at_least("--max-pixels", max_pixels, 1, "pixels of the largest image accepted")
     from latentatlas.app.server import STYLEGAN2, Sessions
     from latentatlas.app.server import serve as run_server
     from latentatlas.app.uploads import UploadLimits
 
-    sessions = Sessions(table, pick_device(device), {})  # reads each file's kind (headers only for our files)
+    if bool(vgg) != bool(lpips_lin):
+        raise UserError("LPIPS needs both --vgg and --lpips-lin files")
+    lpips_files = (str(vgg), str(lpips_lin)) if vgg and lpips_lin else None
+    sessions = Sessions(table, pick_device(device), {}, lpips_files)  # reads each file's kind (headers only for our files)
     kinds = sessions.kinds
     gan = sessions.names(STYLEGAN2)
     if directions and not gan:
         raise UserError("--directions are for StyleGAN2 models; none is served")
     if directions:
         sessions.directions[gan[0]] = [str(d) for d in directions]
-    for kind in set(kinds.values()):  # load (and check directions) before serving
-        sessions.load(next(n for n in table if kinds[n] == kind))
+    if lpips_files and not gan:
+        raise UserError("--vgg and --lpips-lin are the projections' loss, for StyleGAN2 models; none is served")
+    sessions.load_all()  # every model, its directions and loss files: bad ones fail now, and no request waits for a load
     if host not in ("127.0.0.1", "localhost"):
         typer.echo(f"warning: binding {host}: anyone who can reach this machine can use the app", err=True)
     typer.echo(f"serving {', '.join(f'{n} ({kinds[n]})' for n in table)} at http://{host}:{port} (Ctrl+C to stop)")

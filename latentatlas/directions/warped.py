@@ -232,6 +232,11 @@ class WarpedPaths:
     def dim(self) -> int:
         return self.support.dim
 
+    def arc_length(self, strength: float | torch.Tensor) -> float | torch.Tensor:
+        """A strength as the commands and the app's sliders give it (in units of the latent codes'
+        per-dimension spread, scale / sqrt(dim)) as the signed arc length `walk` and `apply` take."""
+        return strength * self.scale / math.sqrt(self.dim)
+
     def __len__(self) -> int:
         return self.support.sets
 
@@ -425,8 +430,8 @@ class PathSet:
     def frames(self, base: LatentCode, k: int, strengths: torch.Tensor, generator: Generator) -> list[LatentCode]:
         """The codes of a traversal strip: one code batch per strength (base in this set's space; w for w paths)."""
         if isinstance(self.source, WarpedPaths):
-            unit = self.source.scale / math.sqrt(self.source.dim)
-            walked = self.source.walk(k)(base.tensor.to(self.source.support.center.device), strengths.to(self.source.support.center.device) * unit)
+            device = self.source.support.center.device
+            walked = self.source.walk(k)(base.tensor.to(device), self.source.arc_length(strengths.to(device)))
             return [LatentCode(self.space, w) for w in walked]
         if base.space == "w":
             base = to_wplus(base, generator)
