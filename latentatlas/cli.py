@@ -76,16 +76,25 @@ def _check_folder(folder: Path, option: str = "--out") -> None:
             raise UserError(f"{p}: is a file, not a folder: give a folder for {option}")
 
 
-def _outputs(paths: list[Path], force: bool, option: str = "--out") -> None:
-    """The files a command will write, checked before any work: each in a folder (_check_folder), none
-    an existing folder, and none an existing file unless --force. `option` names where they come from."""
-    from latentatlas.io.atomic import check_writable
+def _outputs(paths: list[Path], force: bool, option: str = "--out", exists_advice: str | None = None) -> None:
+    """The files a command will write, checked before any work: each in a folder (_check_folder) that
+    takes files (check_folder_writable: a read-only folder or disk was a traceback after the work),
+    none an existing folder, and none an existing file unless --force (`exists_advice`: what the
+    refusal says to do instead). `option` names where they come from."""
+    from latentatlas.io.atomic import check_folder_writable, check_writable
 
+    tried: set[Path] = set()
     for p in paths:
         _check_folder(p.parent, option)
+        if p.parent not in tried:  # one trial file a folder, not one an output
+            check_folder_writable(p.parent)
+            tried.add(p.parent)
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a file: choose another {option}")
-        check_writable(p, force)
+        if exists_advice is None:
+            check_writable(p, force)
+        else:
+            check_writable(p, force, exists_advice)
 
 
 def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untyped-def]

@@ -306,3 +306,41 @@ def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(
     in tracebacks (Adam's, a cast's), --gamma had no check at all, --max-minutes nan ran without a
     limit, and --strength 1..2,3 reached float()'s traceback."""
     _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
+
+
+def test_an_output_folder_that_takes_no_files_is_refused_before_any_work(run_cli, model_file, tmp_path, monkeypatch):
+    """A folder the user may not write to (or a read-only disk) gave a PermissionError traceback from
+    tempfile.mkstemp after the images were made. Faked here: chmod stops no root, and tests may run as root."""
+    import errno
+    import tempfile
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_mkstemp = tempfile.mkstemp
+
+    def refusing_mkstemp(*args, **kwargs):
+        if str(kwargs.get("dir")) == str(ro):
+            raise PermissionError(errno.EACCES, "Permission denied", str(ro))
+        return real_mkstemp(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refusing_mkstemp)
+    for out in (ro, ro / "new" / "sub"):  # the folder itself, or the nearest existing one above it
+        code, stdout, err = run_cli("generate", model_file, "--seeds", "0", "--out", out, "--device", "cpu")
+        _one_line_error(code, stdout, err, f"{ro}: cannot write files there (Permission denied): choose a folder you may write to")
+        assert stdout == "" and not any(ro.iterdir())
+
+
+def test_a_write_that_fails_for_a_full_disk_is_one_line_and_leaves_no_temporary_file(run_cli, model_file, tmp_path, monkeypatch):
+    """The check up front cannot see a disk that fills during the work: atomic_path turns the write's
+    OSError (ENOSPC, EROFS, EACCES) into a UserError naming the file, and removes its temporary file."""
+    import errno
+
+    def full_disk(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("generate", model_file, "--seeds", "0-1", "--out", out, "--device", "cpu")
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"error: {out / 'grid.png'}: cannot write it (No space left on device): free some space or write elsewhere"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
