@@ -525,7 +525,8 @@ def project(
 
     Writes per image: NAME.npz (code, its space, the optimised noise maps), NAME_projected.png,
     NAME_compare.png (target | projection) and NAME_losses.json; the .npz last, so that --resume
-    knows which images are done. Under torchrun each process takes a shard of the images. Example:
+    knows which images are done. Every image is read before the first batch: a corrupt one is
+    refused before any work. Under torchrun each process takes a shard of the images. Example:
     latentatlas project ffhq.safetensors photos/ --space w+ --whiten --vgg vgg16.pth --lpips-lin vgg.pth
     """
     import os
@@ -562,7 +563,8 @@ def project(
     files = [f for _, f in numbered]
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
-    _outputs(outputs, force or resume)  # resuming: an unfinished image's leftovers are this run's own
+    _outputs(outputs, force or resume,  # resuming: an unfinished image's leftovers are this run's own
+             exists_advice="pass --resume to go on with an interrupted run (or --force to redo every image), or choose another --out")
     model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
     if loss == "auto":
         loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
@@ -592,6 +594,12 @@ def project(
         raise UserError(f"--loss {loss}: use auto, lpips, factor or mse")
     dev = rank_device(pick_device(device))  # under torchrun each rank projects its share of the files on its own GPU
     generator, info = load_generator(model, dev)
+    # Every image is read once now: a corrupt one came up only when its batch did, hours into the
+    # run; the batches read them again (one at a time: all of them could fill the memory).
+    for f in files:
+        notes = read_image(f, generator.img_resolution)[1]
+        if notes:
+            typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
     if perceptual is not None and isinstance(perceptual, torch.nn.Module):
         perceptual = perceptual.to(dev)
     elif loss == "factor":
@@ -600,13 +608,7 @@ def project(
     diverged: list[str] = []
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
-        targets = []
-        for f in chunk:
-            img, notes = read_image(f, generator.img_resolution)
-            if notes:
-                typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
-            targets.append(img)
-        target = torch.stack(targets).to(dev)
+        target = torch.stack([read_image(f, generator.img_resolution)[0] for f in chunk]).to(dev)
         bar = tqdm(total=steps, desc=f"project {start + 1}-{start + len(chunk)}/{len(files)}", unit="step")
 
         def report(step: int, losses: dict[str, float]) -> None:

@@ -344,3 +344,24 @@ def test_a_write_that_fails_for_a_full_disk_is_one_line_and_leaves_no_temporary_
     assert code == 2 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1] == f"error: {out / 'grid.png'}: cannot write it (No space left on device): free some space or write elsewhere"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_project_reads_every_image_before_the_first_batch_and_a_rerun_is_told_of_resume(run_cli, model_file, tmp_path):
+    """A corrupt image came up only when its batch did, after the earlier batches' work (hours on a
+    real model); and a rerun over existing outputs was told only of --force, which redoes everything."""
+    import io
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(images / "a.png")
+    buf = io.BytesIO()
+    Image.effect_noise((16, 16), 50).convert("RGB").save(buf, format="PNG")
+    (images / "b.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # cut off: the header reads, the pixels do not
+    out = tmp_path / "out"
+    args = ("project", model_file, images, "--loss", "mse", "--steps", "2", "--batch", "1", "--device", "cpu", "--out", out)
+    _one_line_error(*run_cli(*args), f"{images / 'b.png'}: not a readable image")
+    assert not out.exists() or not any(out.iterdir())
+    (images / "b.png").unlink()
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    _one_line_error(*run_cli(*args), f"{out / 'a.npz'} already exists: pass --resume to go on with an interrupted run")
