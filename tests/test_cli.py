@@ -365,3 +365,35 @@ def test_project_reads_every_image_before_the_first_batch_and_a_rerun_is_told_of
     code, _, err = run_cli(*args)
     assert code == 0, err
     _one_line_error(*run_cli(*args), f"{out / 'a.npz'} already exists: pass --resume to go on with an interrupted run")
+
+
+@pytest.mark.parametrize("content", ["cut", "no config", "bad tensors"])
+def test_a_damaged_training_state_is_one_line_saying_to_remove_it(run_cli, model_file, tmp_path, content):
+    """train-predictor and train read their resumable state with a bare torch.load: a file cut short,
+    a state without its 'config' or one whose tensors do not fit was a traceback (directions warped
+    train said it in one line already; all three now read it through io.tensorfile.read_training_state)."""
+    import torch
+
+    from latentatlas.training.attributes import TrainConfig
+
+    run, pred = tmp_path / "run", tmp_path / "p.safetensors"
+    run.mkdir()
+    commands = {
+        run / "state.pt": ("train", "--out", run, "--resolution", "16", "--kimg", "0.004", "--batch", "2", "--channel-base", "64",
+                           "--channel-max", "8", "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "1", "--device", "cpu"),
+        tmp_path / "p.state.pt": ("train-predictor", "--out", pred, "--steps", "1", "--batch", "2", "--width", "1",
+                                  "--eval-num", "0", "--device", "cpu"),
+    }
+    for state, args in commands.items():
+        if content == "cut":
+            torch.save({"config": {}, "model": {"w": torch.zeros(1000)}}, state)
+            state.write_bytes(state.read_bytes()[:300])
+        elif content == "no config":
+            torch.save({"model": {}}, state)
+        elif state.name == "p.state.pt":  # the config of this very run, the weights of no predictor
+            torch.save({"config": vars(TrainConfig(steps=1, batch=2, width=1)), "model": {"x": torch.zeros(2)}, "opt": {}, "step": 0}, state)
+        else:
+            continue  # train's own configs are checked key by key: covered by its tests
+        before = state.read_bytes()
+        _one_line_error(*run_cli(*args), f"{state}: not a readable training state (", "); remove it to start again")
+        assert state.read_bytes() == before

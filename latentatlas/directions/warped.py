@@ -521,19 +521,17 @@ def train_warped(
     step = 0
     resumed_running: dict[str, float] = {}
     if resume and spath.exists():
-        try:
-            state = torch.load(spath, map_location=generator.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
-            raise UserError(f"{spath}: not a readable training state ({e}); remove it to start again") from None
-        if _comparable(state.get("config", {})) != _comparable(asdict(cfg)):
+        state = tensorfile.read_training_state(spath, generator.device)
+        if _comparable(state["config"]) != _comparable(asdict(cfg)):
             raise UserError(f"{spath} was trained with another config {state.get('config')}: remove it or match it")
         if state.get("model") != fingerprint:
             raise UserError(f"{spath} was trained for another model (fingerprint {state.get('model')}): remove it")
-        support.load_state_dict(state["support"])
-        recon.load_state_dict(state["reconstructor"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
-        resumed_running = {n: float(v) for n, v in state.get("running", {}).items()}
+        with tensorfile.restoring_state(spath):
+            support.load_state_dict(state["support"])
+            recon.load_state_dict(state["reconstructor"])
+            opt.load_state_dict(state["opt"])
+            step = int(state["step"])
+            resumed_running = {n: float(v) for n, v in state.get("running", {}).items()}
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
     scale = float(support.scale)
     support.train()
