@@ -546,6 +546,7 @@ def project(
 
     require_at_least("--steps", steps, 1, "optimisation steps")
     require_at_least("--batch", batch, 1, "images projected at once")
+    require_seed("--seed", seed)
     if mse_weight is not None:
         require_number("--mse-weight", mse_weight, at_least=0, what="a pixel MSE weight >= 0", example="1")
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,

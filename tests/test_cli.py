@@ -297,6 +297,8 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     (("train", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
     (("directions", "warped", "train", "MODEL", "--seed", "-1"), "--seed -1: seeds are 0..4294967295"),
     (("synthfaces", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
+    (("project", "MODEL", "IMAGE", "--seed", "-1"), "--seed -1: seeds are 0..4294967295"),
+    (("project", "MODEL", "IMAGE", "--seed", "18446744073709551616"), "--seed 18446744073709551616: seeds are 0..4294967295"),
     (("synthfaces", "--steps", "65"), "--steps 65: use at most 64 images per factor strip"),
     (("train-predictor", "--eval-num", "1"), "--eval-num 1: an R^2 needs at least 2 held-out renders"),
     (("train", "--mirror"), "--mirror flips a folder's images; synthfaces renders both yaw and light directions"),
