@@ -88,6 +88,28 @@ def test_rosinality_checkpoint_imports(tmp_path, tiny_generator):
     assert torch.allclose(images(loaded), images(tiny_generator), atol=1e-6)
 
 
+def test_a_checkpoint_in_torchs_legacy_format_is_read_by_the_torch_loader(tmp_path, tiny_generator):
+    """torch.save before PyTorch 1.6 wrote a pickle stream, not a zip: sniffed as an official network
+    pickle, it was refused because "the pickle holds a int" (its magic number)."""
+    from latentatlas.io.checkpoints import sniff_format
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"g_ema": rosinality_state_dict(tiny_generator), "latent_avg": tiny_generator.mapping.w_avg.clone()},
+               path, _use_new_zipfile_serialization=False)
+    assert sniff_format(path) == "torch"
+    loaded, info = load_any(path)
+    assert info["source_format"] == "rosinality"
+    assert torch.allclose(images(loaded), images(tiny_generator), atol=1e-6)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"g_ema": Evil()}, path, _use_new_zipfile_serialization=False)  # still weights_only: no code runs
+    with pytest.raises(UserError, match="refused by PyTorch's safe loader"):
+        load_any(path)
+
+
 def test_state_dict_with_missing_keys_is_refused(tmp_path, tiny_generator):
     sd = rosinality_state_dict(tiny_generator)
     del sd["convs.0.conv.modulation.bias"]

@@ -414,8 +414,16 @@ def import_rosinality(path: str | Path) -> Generator:
 # Any supported file
 
 
+# torch.save's format before PyTorch 1.6 (a pickle stream, not a zip file) opens with its magic
+# number, pickled after the protocol header as LONG1 with 10 little-endian bytes. Such a file is
+# a pickle too, but torch.load(weights_only=True) reads it as it reads the zip format; taken
+# for an official network pickle it was refused for "holding an int".
+TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def sniff_format(path: str | Path) -> str:
-    """'latentatlas', 'pickle' or 'torch' from the file's first bytes."""
+    """'latentatlas', 'pickle' or 'torch' (zip, or the legacy format: TORCH_LEGACY_MAGIC) from the
+    file's first bytes."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
@@ -424,7 +432,7 @@ def sniff_format(path: str | Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
     size = path.stat().st_size
-    if head[:4] == b"PK\x03\x04":
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[2:14] == TORCH_LEGACY_MAGIC):
         return "torch"
     # safetensors before pickle: its first 8 bytes are the header length, whose low byte may be
     # 0x80, a pickle's first byte (a 16x16 stylemap model's header was 0x2980 bytes long).
