@@ -354,11 +354,12 @@ def mix(
     """
     import torch
 
-    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.io.images import image_format, make_grid, save_image
     from latentatlas.latent.codes import LatentCode, synthesize, to_wplus, z_from_seeds
     from latentatlas.latent.paths import style_mix
     from latentatlas.models.bundled import load_generator
 
+    image_format(out)  # the suffix before the grid is rendered, not at its writing
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
     for option, seeds in (("--rows", row_seeds), ("--cols", col_seeds)):
         # Every tile is held until the grid is written, and a column's seeds are rendered as one batch.
@@ -739,11 +740,12 @@ def directions_supervised(
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
     from latentatlas.data.synthfaces import FACTOR_NAMES
     from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import check_conditional, load_scores, supervised
+    from latentatlas.directions.supervised import check_conditional, check_method, load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
         raise UserError("give exactly one of --predictor or --scores")
+    check_method(method)  # before the codes are sampled and scored
     if not 0 < fraction <= 0.5:
         raise UserError(f"--fraction {fraction}: use a value in (0, 0.5]")
     cond = [c.strip() for c in conditional.split(",")] if conditional else None

@@ -399,3 +399,22 @@ def test_a_damaged_training_state_is_one_line_saying_to_remove_it(run_cli, model
         before = state.read_bytes()
         _one_line_error(*run_cli(*args), f"{state}: not a readable training state (", "); remove it to start again")
         assert state.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (("mix", "MODEL", "--out", "OUT/mix.gif"), "mix.gif: unsupported image suffix; use .png or .jpg"),
+    (("directions", "supervised", "MODEL", "--predictor", "factors", "--method", "typo", "--out", "OUT/d.safetensors"),
+     "method (--method) must be svm or mean: got 'typo'"),
+])
+def test_options_are_checked_before_the_model_is_loaded(run_cli, model_file, tmp_path, monkeypatch, args, message):
+    """mix rendered the whole grid before save_image refused the suffix, and directions supervised
+    sampled and scored its codes before the method was looked at."""
+    import latentatlas.models.bundled
+
+    def no_work(*a, **k):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(latentatlas.models.bundled, "load_generator", no_work)
+    argv = [{"MODEL": model_file}.get(a, a.replace("OUT", str(tmp_path / "o"))) for a in args]
+    _one_line_error(*run_cli(*argv, "--device", "cpu"), message)
+    assert not (tmp_path / "o").exists()
