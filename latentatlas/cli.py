@@ -32,7 +32,8 @@ ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model f
 
 
 MAX_SEEDS = 100_000  # seeds one call takes
-MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid
+MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid, rows (seeds) of a traverse strip
+MAX_GRID_TILES = 256  # seeds generate's grid.png shows: their images are held until it is written
 MAX_GIF_FPS = 50  # a GIF frame lasts whole hundredths of a second; browsers slow delays under 20 ms to 100 ms
 
 
@@ -147,12 +148,16 @@ def generate(
     truncation_cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N layers.")] = None,
     noise_mode: Annotated[str, typer.Option(help="const, random or none.")] = "const",
     class_idx: Annotated[int | None, typer.Option("--class", help="Class index for conditional models.")] = None,
-    grid: Annotated[bool, typer.Option(help="Write grid.png.")] = True,
-    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed.")] = False,
+    grid: Annotated[bool, typer.Option(help=f"Write grid.png (at most {MAX_GRID_TILES} seeds; more need --no-grid).")] = True,
+    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed, each batch's as it is made.")] = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Generate images from seeds: a grid, optional per-seed PNGs, and the latents (.npz).
+
+    The grid shows at most 256 seeds (a longer list is refused before any work: pass --no-grid,
+    with --per-seed for the images); per-seed PNGs are written batch by batch, so any number
+    of them (up to 100,000 seeds a call) takes the memory of one batch, beside the codes.
 
     A StyleMapGAN model gives random stylemaps (truncated towards its mean stylemap by --trunc);
     its codes are stylemaps, and it has no noise inputs, classes or per-layer cutoff.
@@ -166,6 +171,9 @@ def generate(
     from latentatlas.models.bundled import load_generator, resolve_model
 
     seed_list = parse_seeds(seeds)
+    if grid and len(seed_list) > MAX_GRID_TILES:
+        raise UserError(f"--seeds holds {len(seed_list)} seeds; grid.png shows at most {MAX_GRID_TILES}: pass --no-grid "
+                        "(and --per-seed for one PNG a seed), or fewer seeds")
     _check_truncation(truncation)
     if noise_mode not in ("const", "random", "none"):
         raise UserError(f"--noise-mode {noise_mode}: use const, random or none")
@@ -179,11 +187,14 @@ def generate(
 
         sm, _, _ = load_stylemap_any(resolve_model(model), pick_device(device))
         mean = sm.mean_stylemap() if truncation != 1 else None
+        samples, codes = _Samples(out, grid, per_seed), []
         with torch.no_grad():
-            codes = torch.cat([random_stylemaps(sm, seed_list[i : i + 16], truncation, mean) for i in range(0, len(seed_list), 16)])
-            img = torch.cat([sm(codes[i : i + 16]).cpu() for i in range(0, len(codes), 16)])
-        save_codes(out / "latents.npz", LatentCode("stylemap", codes.cpu()), model=model, seeds=seed_list)
-        _write_samples(out, img, seed_list, grid, per_seed)
+            for i in range(0, len(seed_list), 16):
+                code = random_stylemaps(sm, seed_list[i : i + 16], truncation, mean)
+                codes.append(code.cpu())
+                samples.add(seed_list[i : i + 16], sm(code).cpu())
+        save_codes(out / "latents.npz", LatentCode("stylemap", torch.cat(codes)), model=model, seeds=seed_list)
+        samples.finish()
         typer.echo(f"latents (stylemap): {out / 'latents.npz'}")
         return
     generator, meta = load_generator(model, pick_device(device))
@@ -191,16 +202,15 @@ def generate(
         _check_layer_index("--truncation-cutoff", truncation_cutoff, generator)
     z = z_from_seeds(seed_list, generator.z_dim, generator.device)
     c = _labels(generator, class_idx, len(seed_list))
-    images, ws = [], []
+    samples, ws = _Samples(out, grid, per_seed), []
     with torch.no_grad():
         for i in range(0, len(seed_list), 16):
             cc = None if c is None else c[i : i + 16]
             w = generator.mapping(z.tensor[i : i + 16], cc, truncation_psi=truncation, truncation_cutoff=truncation_cutoff)
             ws.append(w.cpu())
-            images.append(generator.synthesis(w, noise_mode=noise_mode).cpu())
-    img = torch.cat(images)
+            samples.add(seed_list[i : i + 16], generator.synthesis(w, noise_mode=noise_mode).cpu())
     save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
-    _write_samples(out, img, seed_list, grid, per_seed)
+    samples.finish()
     typer.echo(f"latents (w+): {out / 'latents.npz'}")
 
 
@@ -230,16 +240,36 @@ def _check_layer_index(option: str, value: int, generator) -> None:  # type: ign
         raise UserError(f"{option} {value}: this model has {generator.num_ws} layers; use 0..{generator.num_ws}")
 
 
-def _write_samples(out: Path, img: "object", seed_list: list[int], grid: bool, per_seed: bool) -> None:
-    from latentatlas.io.images import make_grid, save_image
+class _Samples:
+    """generate's images, batch by batch: each batch's per-seed PNGs written as it comes (holding
+    every image of 100,000 seeds took gigabytes at 64 px), the grid's tiles (MAX_GRID_TILES at
+    most) kept for finish() to write grid.png."""
 
-    if grid:
-        save_image(out / "grid.png", make_grid(img))
-        typer.echo(f"grid: {out / 'grid.png'}")
-    if per_seed:
-        for s, im in zip(seed_list, img):  # type: ignore[call-overload]
-            save_image(out / f"seed{s:04d}.png", make_grid(im[None]))
-        typer.echo(f"{len(seed_list)} images: {out}/seed*.png")
+    def __init__(self, out: Path, grid: bool, per_seed: bool) -> None:
+        self.out, self.grid, self.per_seed = out, grid, per_seed
+        self.tiles: list[Any] = []
+        self.count = 0
+
+    def add(self, seeds: list[int], images: Any) -> None:
+        from latentatlas.io.images import make_grid, save_image
+
+        if self.per_seed:
+            for s, im in zip(seeds, images):
+                save_image(self.out / f"seed{s:04d}.png", make_grid(im[None]))
+        if self.grid:
+            self.tiles.append(images)
+        self.count += len(seeds)
+
+    def finish(self) -> None:
+        import torch
+
+        from latentatlas.io.images import make_grid, save_image
+
+        if self.grid:
+            save_image(self.out / "grid.png", make_grid(torch.cat(self.tiles)))
+            typer.echo(f"grid: {self.out / 'grid.png'}")
+        if self.per_seed:
+            typer.echo(f"{self.count} images: {self.out}/seed*.png")
 
 
 def _single_seed(text: str) -> int | None:
@@ -881,7 +911,7 @@ def traverse(
     model: ModelArg,
     directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
-    seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
+    seeds: Annotated[str, typer.Option(help=f"Start seeds (rows of the strip; at most {MAX_MIX_SIDE}, and seeds x steps at most {MAX_MIX_SIDE**2}).")] = "0-3",
     strength: Annotated[str | None, typer.Option(help="Range of strengths, e.g. -2,2: stds for linear directions (default -3,3); for warped paths arc length in per-dimension stds (default +-sqrt(dim), one w_std: -16,16 in a 256-d W).")] = None,
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
     truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
@@ -905,6 +935,12 @@ def traverse(
         raise UserError(f"--steps {steps}: use 2..200")
     _check_truncation(truncation)
     seed_list = parse_seeds(seeds)
+    # Every frame of every row is held until the strip and the GIF (a row's frames side by side) are written.
+    if len(seed_list) > MAX_MIX_SIDE:
+        raise UserError(f"--seeds holds {len(seed_list)} seeds; a traverse strip takes at most {MAX_MIX_SIDE} (a row each)")
+    if len(seed_list) * steps > MAX_MIX_SIDE**2:
+        raise UserError(f"{len(seed_list)} seeds x --steps {steps} make {len(seed_list) * steps} frames; a traverse strip "
+                        f"holds at most {MAX_MIX_SIDE**2}: give fewer seeds or steps")
     d = load_paths(directions)
     k = d.index(path)
     lo, hi = strength_range or (-d.strength_range, d.strength_range)

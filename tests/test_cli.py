@@ -418,3 +418,42 @@ def test_options_are_checked_before_the_model_is_loaded(run_cli, model_file, tmp
     argv = [{"MODEL": model_file}.get(a, a.replace("OUT", str(tmp_path / "o"))) for a in args]
     _one_line_error(*run_cli(*argv, "--device", "cpu"), message)
     assert not (tmp_path / "o").exists()
+
+
+def test_generate_writes_per_seed_images_batch_by_batch_and_caps_its_grid(run_cli, model_file, tmp_path, monkeypatch):
+    """generate held every image of up to 100,000 seeds and tiled them all into one grid: gigabytes
+    at 64 px before anything was written. Per-seed PNGs are now written batch by batch, and a grid
+    of more than MAX_GRID_TILES seeds is refused before any work (--no-grid lifts it)."""
+    from latentatlas.cli import MAX_GRID_TILES
+    from latentatlas.models.stylegan2 import SynthesisNetwork
+
+    out = tmp_path / "out"
+    many = f"0-{MAX_GRID_TILES}"
+    _one_line_error(*run_cli("generate", model_file, "--seeds", many, "--per-seed", "--out", out),
+                    f"--seeds holds {MAX_GRID_TILES + 1} seeds; grid.png shows at most {MAX_GRID_TILES}: pass --no-grid")
+    assert not out.exists()
+    written_before_each_batch: list[int] = []
+    real_forward = SynthesisNetwork.forward
+
+    def counting_forward(self, *a, **k):
+        written_before_each_batch.append(len(list(out.glob("seed*.png"))))
+        return real_forward(self, *a, **k)
+
+    monkeypatch.setattr(SynthesisNetwork, "forward", counting_forward)
+    code, stdout, err = run_cli("generate", model_file, "--seeds", "0-39", "--no-grid", "--per-seed", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    assert len(list(out.glob("seed*.png"))) == 40 and "40 images" in stdout and not (out / "grid.png").exists()
+    assert written_before_each_batch == [0, 16, 32]  # batches of 16
+
+
+def test_traverse_caps_the_frames_it_holds(run_cli, model_file, tmp_path):
+    """traverse holds every frame of every row until the strip and the GIF are written: seeds x
+    steps frames, up to 100,000 x 200 before this check."""
+    from latentatlas.cli import MAX_MIX_SIDE
+
+    out = tmp_path / "o"
+    _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", f"0-{MAX_MIX_SIDE}", "--out", out),
+                    f"--seeds holds {MAX_MIX_SIDE + 1} seeds; a traverse strip takes at most {MAX_MIX_SIDE}")
+    _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", "0-63", "--steps", "65", "--out", out),
+                    f"64 seeds x --steps 65 make 4160 frames; a traverse strip holds at most {MAX_MIX_SIDE**2}")
+    assert not out.exists()
