@@ -1,6 +1,7 @@
 import argparse
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -156,6 +157,26 @@ def test_a_model_file_with_a_broken_config_is_one_line_error(tmp_path, tiny_gene
     save_file(tensors, str(bad), metadata=meta)
     with pytest.raises(UserError, match="generator config in the file is missing or invalid"):
         load_model(bad)
+
+
+@pytest.mark.parametrize("file,what", [
+    ("faces64_ganspace.safetensors", "a directions file, not a model: give a model (a bundled name or a model file); directions files go to"),
+    ("faces64_warped.safetensors", "a warped-directions file, not a model"),
+    ("factors.safetensors", "a factor predictor, not a model: give a model (a bundled name or a model file); a predictor goes to --predictor"),
+])
+def test_our_other_files_given_as_a_model_are_named_for_what_they_are(run_cli, file, what):
+    """A directions file or a predictor where a model goes was "the generator config in the file is
+    missing or invalid": their 'kind' is read first."""
+    from conftest import one_line_error
+
+    from latentatlas.io.checkpoints import model_kind
+    from latentatlas.models.bundled import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / file
+    for load in (load_model, load_any, model_kind):
+        with pytest.raises(UserError, match="^" + re.escape(f"{path}: {what}")):
+            load(path)
+    one_line_error(*run_cli("info", path), f"{path}: {what}")
 
 
 def test_a_safetensors_header_length_ending_in_0x80_is_not_read_as_a_pickle(tmp_path):

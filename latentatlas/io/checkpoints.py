@@ -77,14 +77,28 @@ def save_model(
         save_file(tensors, str(tmp), metadata=meta)
 
 
+# Our other files, which a user may give where a model goes: what each is, and where it goes.
+_NOT_MODELS = {
+    "directions": ("a directions file", "directions files go to traverse, directions score and serve --directions"),
+    "warped-directions": ("a warped-directions file", "directions files go to traverse, directions score and serve --directions"),
+    "factor-predictor": ("a factor predictor", "a predictor goes to --predictor"),
+}
+
+
 def read_model_metadata(path: str | Path) -> dict[str, str]:
-    """Metadata of one of our model files, from the header alone, with clear errors for anything else."""
+    """Metadata of one of our model files, from the header alone, with clear errors for anything else:
+    our other files (directions, predictors) are told by their 'kind' before any model field is
+    looked for (a directions file was "the generator config in the file is missing")."""
     meta = tensorfile.read_metadata(path, "safetensors")
     if meta.get("format") != FORMAT_NAME:
         raise UserError(
             f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata); "
             "import it with `latentatlas convert` from its original checkpoint"
         )
+    kind = meta.get("kind", "stylegan2")  # files from before 'kind' are StyleGAN2 models
+    if kind not in ("stylegan2", STYLEMAP_KIND):
+        what, where = _NOT_MODELS.get(kind, (f"a latentatlas file of kind {kind!r}", ""))
+        raise UserError(f"{path}: {what}, not a model: give a model (a bundled name or a model file)" + (f"; {where}" if where else ""))
     return meta
 
 
