@@ -451,7 +451,7 @@ def convert(
 @app.command()
 def stats(
     model: ModelArg,
-    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update MODEL in place, needs --force).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update a MODEL file in place, needs --force; a bundled model needs --out).")] = None,
     num: Annotated[int, typer.Option(help="Mapping-network samples for the fit.")] = 100_000,
     batch: Annotated[int, typer.Option()] = 4096,
     fp16: Annotated[bool, typer.Option(help="Store the generator weights as float16.")] = False,
@@ -467,9 +467,12 @@ def stats(
 
     from latentatlas.io.checkpoints import save_model
     from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior, gaussianity_report
-    from latentatlas.models.bundled import load_generator, resolve_model
+    from latentatlas.models.bundled import WEIGHTS_DIR, load_generator, resolve_model
 
     target = out if out is not None else resolve_model(model)
+    if target.resolve().parent == WEIGHTS_DIR:  # a bundled model's own file: --force would rewrite the installed package
+        raise UserError(f"{model if out is None else target}: a bundled model's file, part of the installed package: "
+                        "give --out NAME.safetensors for a copy with the prior")
     if target.suffix != ".safetensors":
         raise UserError(f"{target}: the prior is stored in a latentatlas model file; give --out NAME.safetensors")
     plot = target.with_name(target.stem + "_gaussianity.png")

@@ -457,3 +457,17 @@ def test_traverse_caps_the_frames_it_holds(run_cli, model_file, tmp_path):
     _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", "0-63", "--steps", "65", "--out", out),
                     f"64 seeds x --steps 65 make 4160 frames; a traverse strip holds at most {MAX_MIX_SIDE**2}")
     assert not out.exists()
+
+
+def test_stats_never_offers_to_overwrite_a_bundled_model(run_cli, tmp_path):
+    """Without --out, stats updates MODEL in place, and for a bundled name said "already exists: ...
+    pass --force": the way to rewrite the installed package's own model file."""
+    from latentatlas.models.bundled import WEIGHTS_DIR
+
+    before = (WEIGHTS_DIR / "faces64.safetensors").stat().st_mtime_ns
+    for args in (("faces64",), ("faces64", "--force"), (WEIGHTS_DIR / "faces64.safetensors", "--force"),
+                 ("faces64", "--out", WEIGHTS_DIR / "faces64.safetensors", "--force")):
+        code, stdout, err = run_cli("stats", *args, "--num", "2", "--device", "cpu")
+        _one_line_error(code, stdout, err, "a bundled model's file, part of the installed package: give --out NAME.safetensors")
+        assert "--force" not in err
+    assert (WEIGHTS_DIR / "faces64.safetensors").stat().st_mtime_ns == before
