@@ -1327,7 +1327,9 @@ def evaluate(
     predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces, or 'factors' (bundled).")] = Path("factors"),
     num: Annotated[int, typer.Option(help="Images per side of each FID.")] = 10_000,
     ppl_samples: Annotated[int, typer.Option(help="Samples for the path length.")] = 10_000,
-    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional).")] = None,
+    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional). A TorchScript "
+                                                 "file is a program that PyTorch runs, unlike a model file: give only NVIDIA's "
+                                                 "inception-2015-12-05.pt or a port from a source you trust.")] = None,
     batch: Annotated[int, typer.Option()] = 250,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the figures as JSON here.")] = None,
     device: DeviceOpt = "auto",
@@ -1336,6 +1338,8 @@ def evaluate(
     """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
 
     A StyleMapGAN model gets PPL in its stylemap and its encoder's reconstruction of N held-out renders too.
+    --inception FILE is loaded with torch.jit.load and run: a TorchScript program, not data, so give
+    only NVIDIA's inception-2015-12-05.pt or a port you trust (model files are never run; this is).
 
     Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
     Example: latentatlas evaluate faces64-stylemap --num 10000
