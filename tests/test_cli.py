@@ -471,3 +471,24 @@ def test_stats_never_offers_to_overwrite_a_bundled_model(run_cli, tmp_path):
         _one_line_error(code, stdout, err, "a bundled model's file, part of the installed package: give --out NAME.safetensors")
         assert "--force" not in err
     assert (WEIGHTS_DIR / "faces64.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (("edit-local", "faces64-stylemap", "--source", "0", "--reference", "1", "--mask", "eyes", "--grow", "-1"),
+     "grow (--grow) must be >= 0 px (a mask can only grow): got -1 px"),
+    (("edit-local", "faces64-stylemap", "--source", "0", "--reference", "1", "--mask", "eyes", "--strength", "1.5"),
+     "blend strength must lie in [0, 1] (--strength): got 1.5"),
+    (("directions", "warped", "train", "MODEL", "--sets", "0"), "sets (--sets) must be at least 1 (a support set a path): got 0"),
+    (("directions", "warped", "train", "MODEL", "--dipoles", "0"), "dipoles (--dipoles) must be at least 1 a set: got 0"),
+    (("directions", "warped", "train", "MODEL", "--space", "w+"), "space (--space) must be z or w (warped paths live there): got 'w+'"),
+    (("directions", "warped", "train", "MODEL", "--batch", "0"), "batch (--batch) must be at least 1 image pair a step: got 0"),
+    (("directions", "warped", "train", "MODEL", "--linear", "--dipoles", "2"),
+     "the linear baseline (--linear) has exactly one dipole per set (--dipoles 1): got 2"),
+    (("directions", "warped", "train", "MODEL", "--reconstructor-input", "both"),
+     "reconstructor input (--reconstructor-input) 'both': use one of pair, difference"),
+])
+def test_library_checks_name_the_option_the_cli_user_gave(run_cli, model_file, tmp_path, args, message):
+    """These checks live in the library (the app and Python callers use them too), and their messages
+    named no option: "a mask can only grow: got -1 px", "need at least one support set and one dipole
+    per set". They now name the field and its option, which reads well from both."""
+    _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
