@@ -27,6 +27,9 @@ app = typer.Typer(
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+TRUNCATION_HELP = ("Truncation psi: codes are pulled towards the model's average code (1: none, 0: the average; "
+                   "e.g. 0.7 gives fewer odd samples and less variety; above 1 exaggerates).")
+TruncationOpt = Annotated[float, typer.Option("--truncation", "--trunc", help=TRUNCATION_HELP)]
 ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file (.safetensors, official .pkl, rosinality .pt).")]
 
 
@@ -144,7 +147,7 @@ def generate(
     model: ModelArg,
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12.")] = "0-7",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc", help="Truncation psi (1 = none).")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     truncation_cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N layers.")] = None,
     noise_mode: Annotated[str, typer.Option(help="const, random or none.")] = "const",
     class_idx: Annotated[int | None, typer.Option("--class", help="Class index for conditional models.")] = None,
@@ -306,7 +309,7 @@ def interpolate(
     frames: Annotated[int, typer.Option(help="Number of frames, ends included.")] = 16,
     method: Annotated[str, typer.Option(help="lerp or slerp.")] = "lerp",
     space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     fps: Annotated[int, typer.Option(help="Frames per second of the animations (1..50: a GIF plays no faster).")] = 12,
     refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
@@ -373,7 +376,7 @@ def mix(
     rows: Annotated[str, typer.Option(help="Seeds whose coarse styles (layers before the cutoff) are kept.")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds whose fine styles (layers from the cutoff on) are used.")] = "10-13",
     cutoff: Annotated[int, typer.Option(help="First layer taken from the column seed.")] = 4,
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("out/mix.png"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -917,7 +920,7 @@ def traverse(
     seeds: Annotated[str, typer.Option(help=f"Start seeds (rows of the strip; at most {MAX_MIX_SIDE}, and seeds x steps at most {MAX_MIX_SIDE**2}).")] = "0-3",
     strength: Annotated[str | None, typer.Option(help="Range of strengths, e.g. -2,2: stds for linear directions (default -3,3); for warped paths arc length in per-dimension stds (default +-sqrt(dim), one w_std: -16,16 in a 256-d W).")] = None,
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,

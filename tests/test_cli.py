@@ -492,3 +492,15 @@ def test_library_checks_name_the_option_the_cli_user_gave(run_cli, model_file, t
     named no option: "a mask can only grow: got -1 px", "need at least one support set and one dipole
     per set". They now name the field and its option, which reads well from both."""
     _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
+
+
+def test_every_truncation_option_says_what_psi_does_in_the_same_words():
+    """interpolate, mix and traverse had --truncation/--trunc without any help text."""
+    import typer.main
+
+    from latentatlas.cli import TRUNCATION_HELP, app
+
+    group = typer.main.get_command(app)
+    for name in ("generate", "interpolate", "mix", "traverse"):
+        option = next(p for p in group.commands[name].params if p.name == "truncation")
+        assert option.opts == ["--truncation", "--trunc"] and option.help == TRUNCATION_HELP, name
