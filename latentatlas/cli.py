@@ -27,12 +27,16 @@ app = typer.Typer(
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+TRUNCATION_HELP = ("Truncation psi: codes are pulled towards the model's average code (1: none, 0: the average; "
+                   "e.g. 0.7 gives fewer odd samples and less variety; above 1 exaggerates).")
+TruncationOpt = Annotated[float, typer.Option("--truncation", "--trunc", help=TRUNCATION_HELP)]
 ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file (.safetensors, official .pkl, rosinality .pt).")]
 
 
 
 MAX_SEEDS = 100_000  # seeds one call takes
-MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid
+MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid, rows (seeds) of a traverse strip
+MAX_GRID_TILES = 256  # seeds generate's grid.png shows: their images are held until it is written
 MAX_GIF_FPS = 50  # a GIF frame lasts whole hundredths of a second; browsers slow delays under 20 ms to 100 ms
 
 
@@ -76,16 +80,25 @@ def _check_folder(folder: Path, option: str = "--out") -> None:
             raise UserError(f"{p}: is a file, not a folder: give a folder for {option}")
 
 
-def _outputs(paths: list[Path], force: bool, option: str = "--out") -> None:
-    """The files a command will write, checked before any work: each in a folder (_check_folder), none
-    an existing folder, and none an existing file unless --force. `option` names where they come from."""
-    from latentatlas.io.atomic import check_writable
+def _outputs(paths: list[Path], force: bool, option: str = "--out", exists_advice: str | None = None) -> None:
+    """The files a command will write, checked before any work: each in a folder (_check_folder) that
+    takes files (check_folder_writable: a read-only folder or disk was a traceback after the work),
+    none an existing folder, and none an existing file unless --force (`exists_advice`: what the
+    refusal says to do instead). `option` names where they come from."""
+    from latentatlas.io.atomic import check_folder_writable, check_writable
 
+    tried: set[Path] = set()
     for p in paths:
         _check_folder(p.parent, option)
+        if p.parent not in tried:  # one trial file a folder, not one an output
+            check_folder_writable(p.parent)
+            tried.add(p.parent)
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a file: choose another {option}")
-        check_writable(p, force)
+        if exists_advice is None:
+            check_writable(p, force)
+        else:
+            check_writable(p, force, exists_advice)
 
 
 def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untyped-def]
@@ -134,16 +147,20 @@ def generate(
     model: ModelArg,
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12.")] = "0-7",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc", help="Truncation psi (1 = none).")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     truncation_cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N layers.")] = None,
     noise_mode: Annotated[str, typer.Option(help="const, random or none.")] = "const",
     class_idx: Annotated[int | None, typer.Option("--class", help="Class index for conditional models.")] = None,
-    grid: Annotated[bool, typer.Option(help="Write grid.png.")] = True,
-    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed.")] = False,
+    grid: Annotated[bool, typer.Option(help=f"Write grid.png (at most {MAX_GRID_TILES} seeds; more need --no-grid).")] = True,
+    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed, each batch's as it is made.")] = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Generate images from seeds: a grid, optional per-seed PNGs, and the latents (.npz).
+
+    The grid shows at most 256 seeds (a longer list is refused before any work: pass --no-grid,
+    with --per-seed for the images); per-seed PNGs are written batch by batch, so any number
+    of them (up to 100,000 seeds a call) takes the memory of one batch, beside the codes.
 
     A StyleMapGAN model gives random stylemaps (truncated towards its mean stylemap by --trunc);
     its codes are stylemaps, and it has no noise inputs, classes or per-layer cutoff.
@@ -157,6 +174,9 @@ def generate(
     from latentatlas.models.bundled import load_generator, resolve_model
 
     seed_list = parse_seeds(seeds)
+    if grid and len(seed_list) > MAX_GRID_TILES:
+        raise UserError(f"--seeds holds {len(seed_list)} seeds; grid.png shows at most {MAX_GRID_TILES}: pass --no-grid "
+                        "(and --per-seed for one PNG a seed), or fewer seeds")
     _check_truncation(truncation)
     if noise_mode not in ("const", "random", "none"):
         raise UserError(f"--noise-mode {noise_mode}: use const, random or none")
@@ -170,11 +190,14 @@ def generate(
 
         sm, _, _ = load_stylemap_any(resolve_model(model), pick_device(device))
         mean = sm.mean_stylemap() if truncation != 1 else None
+        samples, codes = _Samples(out, grid, per_seed), []
         with torch.no_grad():
-            codes = torch.cat([random_stylemaps(sm, seed_list[i : i + 16], truncation, mean) for i in range(0, len(seed_list), 16)])
-            img = torch.cat([sm(codes[i : i + 16]).cpu() for i in range(0, len(codes), 16)])
-        save_codes(out / "latents.npz", LatentCode("stylemap", codes.cpu()), model=model, seeds=seed_list)
-        _write_samples(out, img, seed_list, grid, per_seed)
+            for i in range(0, len(seed_list), 16):
+                code = random_stylemaps(sm, seed_list[i : i + 16], truncation, mean)
+                codes.append(code.cpu())
+                samples.add(seed_list[i : i + 16], sm(code).cpu())
+        save_codes(out / "latents.npz", LatentCode("stylemap", torch.cat(codes)), model=model, seeds=seed_list)
+        samples.finish()
         typer.echo(f"latents (stylemap): {out / 'latents.npz'}")
         return
     generator, meta = load_generator(model, pick_device(device))
@@ -182,16 +205,15 @@ def generate(
         _check_layer_index("--truncation-cutoff", truncation_cutoff, generator)
     z = z_from_seeds(seed_list, generator.z_dim, generator.device)
     c = _labels(generator, class_idx, len(seed_list))
-    images, ws = [], []
+    samples, ws = _Samples(out, grid, per_seed), []
     with torch.no_grad():
         for i in range(0, len(seed_list), 16):
             cc = None if c is None else c[i : i + 16]
             w = generator.mapping(z.tensor[i : i + 16], cc, truncation_psi=truncation, truncation_cutoff=truncation_cutoff)
             ws.append(w.cpu())
-            images.append(generator.synthesis(w, noise_mode=noise_mode).cpu())
-    img = torch.cat(images)
+            samples.add(seed_list[i : i + 16], generator.synthesis(w, noise_mode=noise_mode).cpu())
     save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
-    _write_samples(out, img, seed_list, grid, per_seed)
+    samples.finish()
     typer.echo(f"latents (w+): {out / 'latents.npz'}")
 
 
@@ -221,16 +243,36 @@ def _check_layer_index(option: str, value: int, generator) -> None:  # type: ign
         raise UserError(f"{option} {value}: this model has {generator.num_ws} layers; use 0..{generator.num_ws}")
 
 
-def _write_samples(out: Path, img: "object", seed_list: list[int], grid: bool, per_seed: bool) -> None:
-    from latentatlas.io.images import make_grid, save_image
+class _Samples:
+    """generate's images, batch by batch: each batch's per-seed PNGs written as it comes (holding
+    every image of 100,000 seeds took gigabytes at 64 px), the grid's tiles (MAX_GRID_TILES at
+    most) kept for finish() to write grid.png."""
 
-    if grid:
-        save_image(out / "grid.png", make_grid(img))
-        typer.echo(f"grid: {out / 'grid.png'}")
-    if per_seed:
-        for s, im in zip(seed_list, img):  # type: ignore[call-overload]
-            save_image(out / f"seed{s:04d}.png", make_grid(im[None]))
-        typer.echo(f"{len(seed_list)} images: {out}/seed*.png")
+    def __init__(self, out: Path, grid: bool, per_seed: bool) -> None:
+        self.out, self.grid, self.per_seed = out, grid, per_seed
+        self.tiles: list[Any] = []
+        self.count = 0
+
+    def add(self, seeds: list[int], images: Any) -> None:
+        from latentatlas.io.images import make_grid, save_image
+
+        if self.per_seed:
+            for s, im in zip(seeds, images):
+                save_image(self.out / f"seed{s:04d}.png", make_grid(im[None]))
+        if self.grid:
+            self.tiles.append(images)
+        self.count += len(seeds)
+
+    def finish(self) -> None:
+        import torch
+
+        from latentatlas.io.images import make_grid, save_image
+
+        if self.grid:
+            save_image(self.out / "grid.png", make_grid(torch.cat(self.tiles)))
+            typer.echo(f"grid: {self.out / 'grid.png'}")
+        if self.per_seed:
+            typer.echo(f"{self.count} images: {self.out}/seed*.png")
 
 
 def _single_seed(text: str) -> int | None:
@@ -267,7 +309,7 @@ def interpolate(
     frames: Annotated[int, typer.Option(help="Number of frames, ends included.")] = 16,
     method: Annotated[str, typer.Option(help="lerp or slerp.")] = "lerp",
     space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     fps: Annotated[int, typer.Option(help="Frames per second of the animations (1..50: a GIF plays no faster).")] = 12,
     refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
@@ -334,7 +376,7 @@ def mix(
     rows: Annotated[str, typer.Option(help="Seeds whose coarse styles (layers before the cutoff) are kept.")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds whose fine styles (layers from the cutoff on) are used.")] = "10-13",
     cutoff: Annotated[int, typer.Option(help="First layer taken from the column seed.")] = 4,
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("out/mix.png"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -345,11 +387,12 @@ def mix(
     """
     import torch
 
-    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.io.images import image_format, make_grid, save_image
     from latentatlas.latent.codes import LatentCode, synthesize, to_wplus, z_from_seeds
     from latentatlas.latent.paths import style_mix
     from latentatlas.models.bundled import load_generator
 
+    image_format(out)  # the suffix before the grid is rendered, not at its writing
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
     for option, seeds in (("--rows", row_seeds), ("--cols", col_seeds)):
         # Every tile is held until the grid is written, and a column's seeds are rendered as one batch.
@@ -411,7 +454,7 @@ def convert(
 @app.command()
 def stats(
     model: ModelArg,
-    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update MODEL in place, needs --force).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update a MODEL file in place, needs --force; a bundled model needs --out).")] = None,
     num: Annotated[int, typer.Option(help="Mapping-network samples for the fit.")] = 100_000,
     batch: Annotated[int, typer.Option()] = 4096,
     fp16: Annotated[bool, typer.Option(help="Store the generator weights as float16.")] = False,
@@ -427,9 +470,12 @@ def stats(
 
     from latentatlas.io.checkpoints import save_model
     from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior, gaussianity_report
-    from latentatlas.models.bundled import load_generator, resolve_model
+    from latentatlas.models.bundled import WEIGHTS_DIR, load_generator, resolve_model
 
     target = out if out is not None else resolve_model(model)
+    if target.resolve().parent == WEIGHTS_DIR:  # a bundled model's own file: --force would rewrite the installed package
+        raise UserError(f"{model if out is None else target}: a bundled model's file, part of the installed package: "
+                        "give --out NAME.safetensors for a copy with the prior")
     if target.suffix != ".safetensors":
         raise UserError(f"{target}: the prior is stored in a latentatlas model file; give --out NAME.safetensors")
     plot = target.with_name(target.stem + "_gaussianity.png")
@@ -516,7 +562,8 @@ def project(
 
     Writes per image: NAME.npz (code, its space, the optimised noise maps), NAME_projected.png,
     NAME_compare.png (target | projection) and NAME_losses.json; the .npz last, so that --resume
-    knows which images are done. Under torchrun each process takes a shard of the images. Example:
+    knows which images are done. Every image is read before the first batch: a corrupt one is
+    refused before any work. Under torchrun each process takes a shard of the images. Example:
     latentatlas project ffhq.safetensors photos/ --space w+ --whiten --vgg vgg16.pth --lpips-lin vgg.pth
     """
     import os
@@ -536,6 +583,7 @@ def project(
 
     require_at_least("--steps", steps, 1, "optimisation steps")
     require_at_least("--batch", batch, 1, "images projected at once")
+    require_seed("--seed", seed)
     if mse_weight is not None:
         require_number("--mse-weight", mse_weight, at_least=0, what="a pixel MSE weight >= 0", example="1")
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
@@ -553,24 +601,25 @@ def project(
     files = [f for _, f in numbered]
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
-    _outputs(outputs, force or resume)  # resuming: an unfinished image's leftovers are this run's own
+    _outputs(outputs, force or resume,  # resuming: an unfinished image's leftovers are this run's own
+             exists_advice="pass --resume to go on with an interrupted run (or --force to redo every image), or choose another --out")
     model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
     dev = rank_device(pick_device(device))  # under torchrun each rank projects its share of the files on its own GPU
     chosen = projection_loss(model_path, loss, vgg=vgg, lpips_lin=lpips_lin, predictor=predictor, mse_weight=mse_weight, device=dev)
     loss, perceptual = chosen.name, chosen.perceptual
     cfg.perceptual_weight, cfg.mse_weight = chosen.perceptual_weight, chosen.mse_weight
     generator, info = load_generator(model, dev)
+    # Every image is read once now: a corrupt one came up only when its batch did, hours into the
+    # run; the batches read them again (one at a time: all of them could fill the memory).
+    for f in files:
+        notes = read_image(f, generator.img_resolution)[1]
+        if notes:
+            typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
     gprior = GaussianPrior.from_model_info(info, model) if (prior > 0 or whiten) else None
     diverged: list[str] = []
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
-        targets = []
-        for f in chunk:
-            img, notes = read_image(f, generator.img_resolution)
-            if notes:
-                typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
-            targets.append(img)
-        target = torch.stack(targets).to(dev)
+        target = torch.stack([read_image(f, generator.img_resolution)[0] for f in chunk]).to(dev)
         bar = tqdm(total=steps, desc=f"project {start + 1}-{start + len(chunk)}/{len(files)}", unit="step")
 
         def report(step: int, losses: dict[str, float]) -> None:
@@ -700,11 +749,12 @@ def directions_supervised(
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
     from latentatlas.data.synthfaces import FACTOR_NAMES
     from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import check_conditional, load_scores, supervised
+    from latentatlas.directions.supervised import check_conditional, check_method, load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
         raise UserError("give exactly one of --predictor or --scores")
+    check_method(method)  # before the codes are sampled and scored
     if not 0 < fraction <= 0.5:
         raise UserError(f"--fraction {fraction}: use a value in (0, 0.5]")
     cond = [c.strip() for c in conditional.split(",")] if conditional else None
@@ -840,10 +890,10 @@ def traverse(
     model: ModelArg,
     directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
-    seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
+    seeds: Annotated[str, typer.Option(help=f"Start seeds (rows of the strip; at most {MAX_MIX_SIDE}, and seeds x steps at most {MAX_MIX_SIDE**2}).")] = "0-3",
     strength: Annotated[str | None, typer.Option(help="Range of strengths, e.g. -2,2: stds for linear directions (default -3,3); for warped paths arc length in per-dimension stds (default +-sqrt(dim), one w_std: -16,16 in a 256-d W).")] = None,
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -864,6 +914,12 @@ def traverse(
         raise UserError(f"--steps {steps}: use 2..200")
     _check_truncation(truncation)
     seed_list = parse_seeds(seeds)
+    # Every frame of every row is held until the strip and the GIF (a row's frames side by side) are written.
+    if len(seed_list) > MAX_MIX_SIDE:
+        raise UserError(f"--seeds holds {len(seed_list)} seeds; a traverse strip takes at most {MAX_MIX_SIDE} (a row each)")
+    if len(seed_list) * steps > MAX_MIX_SIDE**2:
+        raise UserError(f"{len(seed_list)} seeds x --steps {steps} make {len(seed_list) * steps} frames; a traverse strip "
+                        f"holds at most {MAX_MIX_SIDE**2}: give fewer seeds or steps")
     d = load_paths(directions)
     k = d.index(path)
     lo, hi = strength_range or (-d.strength_range, d.strength_range)
@@ -1247,7 +1303,9 @@ def evaluate(
     predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces, or 'factors' (bundled).")] = Path("factors"),
     num: Annotated[int, typer.Option(help="Images per side of each FID.")] = 10_000,
     ppl_samples: Annotated[int, typer.Option(help="Samples for the path length.")] = 10_000,
-    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional).")] = None,
+    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional). A TorchScript "
+                                                 "file is a program that PyTorch runs, unlike a model file: give only NVIDIA's "
+                                                 "inception-2015-12-05.pt or a port from a source you trust.")] = None,
     batch: Annotated[int, typer.Option()] = 250,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the figures as JSON here.")] = None,
     device: DeviceOpt = "auto",
@@ -1256,6 +1314,8 @@ def evaluate(
     """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
 
     A StyleMapGAN model gets PPL in its stylemap and its encoder's reconstruction of N held-out renders too.
+    --inception FILE is loaded with torch.jit.load and run: a TorchScript program, not data, so give
+    only NVIDIA's inception-2015-12-05.pt or a port you trust (model files are never run; this is).
 
     Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
     Example: latentatlas evaluate faces64-stylemap --num 10000

@@ -46,3 +46,26 @@ def test_a_write_leaves_the_process_umask_alone(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(os, "umask", no_umask)
     write_json(tmp_path / "r.json", {"a": 1})
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_write_the_user_can_fix_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """A read-only disk, a full one or a folder without permission: one UserError naming the target,
+    the old file kept, no temporary file left. Other OSErrors (or ones about another file) keep their type."""
+    import errno
+
+    from latentatlas.io.errors import UserError
+
+    target = tmp_path / "result.json"
+    write_json(target, {"old": True})
+    with pytest.raises(UserError, match=r"result.json: cannot write it \(Read-only file system\): choose a folder on a writable disk"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.EROFS, "Read-only file system")
+    with pytest.raises(PermissionError):  # about a program the encoder runs, not the file written
+        with atomic_path(target):
+            raise PermissionError(errno.EACCES, "Permission denied", "/usr/bin/ffmpeg")
+    with pytest.raises(OSError, match="cannot identify"):
+        with atomic_path(target):
+            raise OSError("cannot identify image file")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]

@@ -67,7 +67,7 @@ def test_supervised_boundaries_find_a_planted_direction():
         assert float(d @ u) > 0.95, method
     with pytest.raises(UserError, match="NaN"):
         boundary(codes, torch.full((4000,), float("nan")))
-    with pytest.raises(UserError, match="unknown method"):
+    with pytest.raises(UserError, match=r"method \(--method\) must be svm or mean: got 'lasso'"):
         boundary(codes, score, method="lasso")
 
 
