@@ -168,11 +168,17 @@ def test_portable_checkpoint_resumes_without_state_file(tmp_path):
     res = train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "b", progress=False)
     assert res["resumed_from_kimg"] == 0.024 and res["finished"]
     train(TrainConfig(total_kimg=0.048, **TINY), tmp_path / "c", progress=False)  # the same run, uninterrupted
-    # Same data and RNG; only Adam's second moments went through bf16, so close but not equal.
-    a, _ = load_model(tmp_path / "b" / "model.safetensors")
+    # Same data and RNG; only Adam's second moments went through bf16, so close but not equal:
+    # about 1e-3 of how far the run moved the weights (a resume that restores the networks or
+    # the optimiser's moments not at all ends 60-100% of that away).
+    from latentatlas.training.stylegan2 import Trainer
+
+    start = Trainer(TrainConfig(**TINY), tmp_path / "unused").G_ema  # the weights the runs began from
+    b, _ = load_model(tmp_path / "b" / "model.safetensors")
     c, _ = load_model(tmp_path / "c" / "model.safetensors")
-    diffs = [(x - y).abs().max().item() for x, y in zip(a.parameters(), c.parameters())]
-    assert max(diffs) < 0.05
+    moved = max((y - z).abs().max().item() for y, z in zip(c.parameters(), start.parameters()))
+    apart = max((x - y).abs().max().item() for x, y in zip(b.parameters(), c.parameters()))
+    assert moved > 1e-3 and apart < 0.01 * moved, (apart, moved)
 
 
 def test_a_portable_folder_mixed_from_two_saves_is_refused_and_its_temp_files_go(tmp_path):
