@@ -32,13 +32,24 @@ def test_generate_writes_grid_images_and_latents(run_cli, model_file, tmp_path):
 
 
 def test_interpolate_and_mix(run_cli, model_file, tmp_path):
-    code, _, err = run_cli("generate", model_file, "--seeds", "5", "--out", tmp_path / "g", "--no-grid")
-    assert code == 0, err
+    for seed in (3, 5):
+        code, _, err = run_cli("generate", model_file, "--seeds", seed, "--per-seed", "--out", tmp_path / f"g{seed}", "--no-grid")
+        assert code == 0, err
     out = tmp_path / "i"
-    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g" / "latents.npz",
+    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g5" / "latents.npz",
                            "--frames", "5", "--method", "slerp", "--out", out)
     assert code == 0, err
     assert Image.open(out / "interpolation.png").size == (5 * 16, 16)
+    # The path runs from seed 3's code to the file's (seed 5's), and its ends render as generate renders them.
+    path = np.load(out / "interpolation.npz")["latents"]
+    np.testing.assert_allclose(path[0], np.load(tmp_path / "g3" / "latents.npz")["latents"][0], atol=1e-6)
+    np.testing.assert_allclose(path[-1], np.load(tmp_path / "g5" / "latents.npz")["latents"][0], atol=1e-6)
+    strip = np.asarray(Image.open(out / "interpolation.png").convert("RGB")).astype(int)
+    frames = [strip[:, 16 * i : 16 * (i + 1)] for i in range(5)]
+    for frame, seed in ((frames[0], 3), (frames[-1], 5)):
+        render = np.asarray(Image.open(tmp_path / f"g{seed}" / f"seed{seed:04d}.png").convert("RGB")).astype(int)
+        assert np.abs(frame - render).max() <= 1, seed
+    assert all(np.abs(a - b).mean() > 1 for a, b in zip(frames, frames[1:]))  # every frame moves on
     assert (out / "interpolation.mp4").stat().st_size > 0
     gif = Image.open(out / "interpolation.gif")
     assert gif.n_frames == 5
