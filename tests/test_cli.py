@@ -32,13 +32,24 @@ def test_generate_writes_grid_images_and_latents(run_cli, model_file, tmp_path):
 
 
 def test_interpolate_and_mix(run_cli, model_file, tmp_path):
-    code, _, err = run_cli("generate", model_file, "--seeds", "5", "--out", tmp_path / "g", "--no-grid")
-    assert code == 0, err
+    for seed in (3, 5):
+        code, _, err = run_cli("generate", model_file, "--seeds", seed, "--per-seed", "--out", tmp_path / f"g{seed}", "--no-grid")
+        assert code == 0, err
     out = tmp_path / "i"
-    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g" / "latents.npz",
+    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g5" / "latents.npz",
                            "--frames", "5", "--method", "slerp", "--out", out)
     assert code == 0, err
     assert Image.open(out / "interpolation.png").size == (5 * 16, 16)
+    # The path runs from seed 3's code to the file's (seed 5's), and its ends render as generate renders them.
+    path = np.load(out / "interpolation.npz")["latents"]
+    np.testing.assert_allclose(path[0], np.load(tmp_path / "g3" / "latents.npz")["latents"][0], atol=1e-6)
+    np.testing.assert_allclose(path[-1], np.load(tmp_path / "g5" / "latents.npz")["latents"][0], atol=1e-6)
+    strip = np.asarray(Image.open(out / "interpolation.png").convert("RGB")).astype(int)
+    frames = [strip[:, 16 * i : 16 * (i + 1)] for i in range(5)]
+    for frame, seed in ((frames[0], 3), (frames[-1], 5)):
+        render = np.asarray(Image.open(tmp_path / f"g{seed}" / f"seed{seed:04d}.png").convert("RGB")).astype(int)
+        assert np.abs(frame - render).max() <= 1, seed
+    assert all(np.abs(a - b).mean() > 1 for a, b in zip(frames, frames[1:]))  # every frame moves on
     assert (out / "interpolation.mp4").stat().st_size > 0
     gif = Image.open(out / "interpolation.gif")
     assert gif.n_frames == 5
@@ -170,21 +181,40 @@ def test_messages_say_where_and_what_to_do(run_cli, model_file, tmp_path):
     assert not out.exists()
 
 
-def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_run(run_cli, tmp_path):
+def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_run(run_cli, tmp_path, monkeypatch):
     """train-predictor overwrote any OUT without --force; only its own run's state beside OUT
     (io.atomic.state_path: OUT.state.pt) makes a rerun resume, and so rewrite OUT, unasked."""
-    from latentatlas.training.attributes import state_path
+    import torch
+    from safetensors.torch import load_file
 
+    from latentatlas.training import attributes
+    from latentatlas.training.attributes import TrainConfig, state_path, train
+
+    drawn: list[int] = []  # the steps whose batches are drawn
+    real_batch = attributes._batch
+    monkeypatch.setattr(attributes, "_batch", lambda step, *rest: drawn.append(step) or real_batch(step, *rest))
     out = tmp_path / "pred.safetensors"
     out.write_text("my notes")
-    args = ("train-predictor", "--out", out, "--steps", "1", "--batch", "2", "--width", "1", "--eval-num", "0", "--device", "cpu")
+    args = ("train-predictor", "--out", out, "--steps", "2", "--batch", "2", "--width", "1", "--eval-num", "0", "--device", "cpu")
     _one_line_error(*run_cli(*args), f"{out} already exists: choose another name or pass --force to overwrite it")
     assert out.read_text() == "my notes" and sorted(p.name for p in tmp_path.iterdir()) == ["pred.safetensors"]
     code, stdout, err = run_cli(*args, "--force")
     assert code == 0 and "predictor:" in stdout, err
     assert state_path(out) == tmp_path / "pred.state.pt" and state_path(out).exists()
+    assert drawn == [0, 1]
     code, stdout, err = run_cli(*args)  # the same run again: it resumes from its state, no --force needed
     assert code == 0 and "predictor:" in stdout, err
+    assert drawn == [0, 1] and torch.load(state_path(out), weights_only=True)["step"] == 2  # done already: no step more
+    # A run stopped after 1 of its 2 steps goes on from step 1, and ends where the unstopped run did.
+    part = tmp_path / "part.safetensors"
+    train(part, TrainConfig(steps=2, batch=2, width=1), "cpu", progress=False, max_steps_this_run=1)  # the command's other settings are the defaults
+    assert not part.exists() and torch.load(state_path(part), weights_only=True)["step"] == 1
+    drawn.clear()
+    code, stdout, err = run_cli("train-predictor", "--out", part, *args[3:])
+    assert code == 0 and "predictor:" in stdout, err
+    assert drawn == [1] and torch.load(state_path(part), weights_only=True)["step"] == 2
+    resumed, unstopped = load_file(str(part)), load_file(str(out))
+    assert resumed.keys() == unstopped.keys() and all(torch.equal(resumed[k], unstopped[k]) for k in resumed)
 
 
 @pytest.mark.parametrize("args,option", [
