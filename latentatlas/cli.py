@@ -71,27 +71,30 @@ def _check_unique_stems(files: list[Path]) -> None:
 
 def _check_folder(folder: Path, option: str = "--out") -> None:
     """A folder a command writes into (its --out, or the folder of an output file): refused before
-    any work when it, or a folder above it, is an existing file (making it would fail after the
-    work, with a traceback)."""
+    any work when it, or a folder above it, is an existing file, or when the nearest existing one
+    takes no files (check_folder_writable): making or writing it would fail after the work, with a
+    traceback."""
+    from latentatlas.io.atomic import check_folder_writable
+
     for p in (folder, *folder.parents):
         if p.is_dir():
-            return
+            break
         if p.exists():
             raise UserError(f"{p}: is a file, not a folder: give a folder for {option}")
+    check_folder_writable(folder)
 
 
 def _outputs(paths: list[Path], force: bool, option: str = "--out", exists_advice: str | None = None) -> None:
-    """The files a command will write, checked before any work: each in a folder (_check_folder) that
-    takes files (check_folder_writable: a read-only folder or disk was a traceback after the work),
-    none an existing folder, and none an existing file unless --force (`exists_advice`: what the
-    refusal says to do instead). `option` names where they come from."""
-    from latentatlas.io.atomic import check_folder_writable, check_writable
+    """The files a command will write, checked before any work: each in a folder that is one and
+    takes files (_check_folder: a read-only folder or disk was a traceback after the work), none an
+    existing folder, and none an existing file unless --force (`exists_advice`: what the refusal
+    says to do instead). `option` names where they come from."""
+    from latentatlas.io.atomic import check_writable
 
     tried: set[Path] = set()
     for p in paths:
-        _check_folder(p.parent, option)
         if p.parent not in tried:  # one trial file a folder, not one an output
-            check_folder_writable(p.parent)
+            _check_folder(p.parent, option)
             tried.add(p.parent)
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a file: choose another {option}")

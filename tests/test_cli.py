@@ -344,18 +344,17 @@ def test_an_output_folder_that_takes_no_files_is_refused_before_any_work(run_cli
     """A folder the user may not write to (or a read-only disk) gave a PermissionError traceback from
     tempfile.mkstemp after the images were made. Faked here: chmod stops no root, and tests may run as root."""
     import errno
-    import tempfile
 
     ro = tmp_path / "ro"
     ro.mkdir()
-    real_mkstemp = tempfile.mkstemp
+    real_open = os.open
 
-    def refusing_mkstemp(*args, **kwargs):
-        if str(kwargs.get("dir")) == str(ro):
-            raise PermissionError(errno.EACCES, "Permission denied", str(ro))
-        return real_mkstemp(*args, **kwargs)
+    def refusing_open(name, flags, *args, **kwargs):  # any file made in ro, named or not (O_TMPFILE)
+        if flags & (os.O_WRONLY | os.O_RDWR) and str(ro) in (os.fsdecode(name), os.path.dirname(os.fsdecode(name))):
+            raise PermissionError(errno.EACCES, "Permission denied", name)
+        return real_open(name, flags, *args, **kwargs)
 
-    monkeypatch.setattr(tempfile, "mkstemp", refusing_mkstemp)
+    monkeypatch.setattr(os, "open", refusing_open)
     for out in (ro, ro / "new" / "sub"):  # the folder itself, or the nearest existing one above it
         code, stdout, err = run_cli("generate", model_file, "--seeds", "0", "--out", out, "--device", "cpu")
         _one_line_error(code, stdout, err, f"{ro}: cannot write files there (Permission denied): choose a folder you may write to")

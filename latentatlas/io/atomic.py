@@ -49,14 +49,16 @@ _WRITE_ERRNOS = {
 }
 
 
-def write_error(e: OSError, path: Path, *mine: Path | None) -> UserError | None:
+def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = False) -> UserError | None:
     """One line naming `path` for a write that failed with one of _WRITE_ERRNOS, else None (the
     error keeps its traceback). An error that names a file other than `path`, its folders or
-    `mine` (the temporary file) is about something else, say a program the encoder runs."""
+    `mine` (the temporary file) is about something else, say a program the encoder runs; unless
+    `any_name`, for a step whose every file is ours (making the temporary file, whose random name
+    the error carries)."""
     advice = _WRITE_ERRNOS.get(e.errno)  # type: ignore[arg-type]
     if advice is None:
         return None
-    if e.filename is not None and Path(os.fsdecode(e.filename)) not in {path, *path.parents, *(m for m in mine if m)}:
+    if not any_name and e.filename is not None and Path(os.fsdecode(e.filename)) not in {path, *path.parents, *(m for m in mine if m)}:
         return None
     return UserError(f"{path}: cannot write it ({os.strerror(e.errno)}): {advice}")  # type: ignore[arg-type]
 
@@ -69,9 +71,11 @@ def check_folder_writable(folder: Path) -> None:
     if existing is None:
         return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".latentatlas-write-test.", dir=existing)
-        os.close(fd)
-        os.unlink(tmp)
+        # An unnamed file where the system makes one (O_TMPFILE), so no trial file can be left in
+        # the user's folder, even one where files can be made but not removed (append-only, some
+        # network shares).
+        with tempfile.TemporaryFile(dir=existing):
+            pass
     except OSError as e:
         advice = _WRITE_ERRNOS.get(e.errno)  # type: ignore[arg-type]
         if advice is None:
@@ -91,6 +95,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as e:  # it names a folder of `path` or the random temporary name, both ours
+        err = write_error(e, path, any_name=True)
+        if err is None:
+            raise
+        raise err from None
+    try:
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
