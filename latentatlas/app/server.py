@@ -478,10 +478,11 @@ def _projected_end(sess: ModelSession, path: str, steps: int, limits: UploadLimi
     code = sess.projections.peek(key)
     if code is None:
         target, _ = load_upload(path, sess.generator.img_resolution, limits)
+        proj = None
         for step, _img, loss, proj in _projection_steps(sess, target, "w", 0.0, steps, stop or threading.Event()):
             if proj is None:
                 yield _progress(step, steps, loss), None
-        if len(proj.losses["total"]) < steps:
+        if proj is None or len(proj.losses["total"]) < steps:
             yield "stopped", None
             return
         code = sess.projections.put(key, LatentCode("w+", proj.ws[:1].detach()))
@@ -575,11 +576,16 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
         note = f" ({'; '.join(notes)})" if notes else ""
         said = f"; loss: {sess.projection_loss().said}"
         yield target_arr, None, f"starting{note}{said}", gr.update(interactive=False)
+        proj = None
         with _stoppable(ctl) as stop:
             for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), n_steps, stop, whiten=bool(white)):
                 if proj is None:
                     shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
                     yield target_arr, shown, _progress(step, n_steps, loss), gr.update()
+        if proj is None:
+            yield (target_arr, None, f"stopped before it started (another projection was running): no code{note}{said}",
+                   gr.update(interactive=bool(ctl.get("projected"))))  # an earlier code of this page stays
+            return
         ctl["projected"] = {"model": name, "w": proj.ws[0].cpu().numpy()}
         mse = reconstruction_errors(proj.images.cpu(), target)["mse"][0]
         stopped = " (stopped early)" if len(proj.losses["total"]) < n_steps else ""
@@ -630,8 +636,10 @@ def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps:
                       stop: threading.Event, whiten: bool = False) -> Iterator[tuple[int, Any, float, Any]]:
     """The projector (`_project`) in a worker thread, once no other projection runs (`_PROJECTING`):
     yields (-1, None, nan, None) while it waits for its turn, (step, preview images, loss, None) as it
-    runs, then (steps done, None, last loss shown, the projection). Errors come out here as UserErrors;
-    `stop`, or closing this generator (the user left the page), ends the worker, waiting or running."""
+    runs, then (steps done, None, last loss shown, the projection), whose step count tells a stopped
+    run; stopped before its turn came, it ends with no projection, and both tabs say so as they say
+    a stop during the run (no error). Errors come out here as UserErrors; `stop`, or closing this
+    generator (the user left the page), ends the worker, waiting or running."""
     updates: queue.Queue = queue.Queue()
     result: dict[str, Any] = {}
 
@@ -641,8 +649,7 @@ def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps:
                 updates.put((-1, None, float("nan")))
                 while not _PROJECTING.acquire(timeout=0.25):
                     if stop.is_set():
-                        result["error"] = UserError("stopped while waiting for another projection to finish")
-                        return
+                        return  # no projection: stopped before its turn
             try:
                 result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
             finally:
@@ -665,8 +672,9 @@ def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps:
     if "error" in result:
         err = result["error"]
         raise err if isinstance(err, UserError) else UserError(f"projection failed: {type(err).__name__}: {err}")
-    proj = result["projection"]
-    yield len(proj.losses["total"]), None, loss, proj
+    if "projection" in result:
+        proj = result["projection"]
+        yield len(proj.losses["total"]), None, loss, proj
 
 
 # ---------------------------------------------------------------------------------------- Local edit
