@@ -27,12 +27,16 @@ app = typer.Typer(
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when present), cpu or cuda.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+TRUNCATION_HELP = ("Truncation psi: codes are pulled towards the model's average code (1: none, 0: the average; "
+                   "e.g. 0.7 gives fewer odd samples and less variety; above 1 exaggerates).")
+TruncationOpt = Annotated[float, typer.Option("--truncation", "--trunc", help=TRUNCATION_HELP)]
 ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file (.safetensors, official .pkl, rosinality .pt).")]
 
 
 
 MAX_SEEDS = 100_000  # seeds one call takes
-MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid
+MAX_MIX_SIDE = 64  # rows or columns of a style-mixing grid, rows (seeds) of a traverse strip
+MAX_GRID_TILES = 256  # seeds generate's grid.png shows: their images are held until it is written
 MAX_GIF_FPS = 50  # a GIF frame lasts whole hundredths of a second; browsers slow delays under 20 ms to 100 ms
 
 
@@ -67,25 +71,37 @@ def _check_unique_stems(files: list[Path]) -> None:
 
 def _check_folder(folder: Path, option: str = "--out") -> None:
     """A folder a command writes into (its --out, or the folder of an output file): refused before
-    any work when it, or a folder above it, is an existing file (making it would fail after the
-    work, with a traceback)."""
+    any work when it, or a folder above it, is an existing file, or when the nearest existing one
+    takes no files (check_folder_writable): making or writing it would fail after the work, with a
+    traceback."""
+    from latentatlas.io.atomic import check_folder_writable
+
     for p in (folder, *folder.parents):
         if p.is_dir():
-            return
+            break
         if p.exists():
             raise UserError(f"{p}: is a file, not a folder: give a folder for {option}")
+    check_folder_writable(folder)
 
 
-def _outputs(paths: list[Path], force: bool, option: str = "--out") -> None:
-    """The files a command will write, checked before any work: each in a folder (_check_folder), none
-    an existing folder, and none an existing file unless --force. `option` names where they come from."""
+def _outputs(paths: list[Path], force: bool, option: str = "--out", exists_advice: str | None = None) -> None:
+    """The files a command will write, checked before any work: each in a folder that is one and
+    takes files (_check_folder: a read-only folder or disk was a traceback after the work), none an
+    existing folder, and none an existing file unless --force (`exists_advice`: what the refusal
+    says to do instead). `option` names where they come from."""
     from latentatlas.io.atomic import check_writable
 
+    tried: set[Path] = set()
     for p in paths:
-        _check_folder(p.parent, option)
+        if p.parent not in tried:  # one trial file a folder, not one an output
+            _check_folder(p.parent, option)
+            tried.add(p.parent)
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a file: choose another {option}")
-        check_writable(p, force)
+        if exists_advice is None:
+            check_writable(p, force)
+        else:
+            check_writable(p, force, exists_advice)
 
 
 def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untyped-def]
@@ -134,16 +150,20 @@ def generate(
     model: ModelArg,
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12.")] = "0-7",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc", help="Truncation psi (1 = none).")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     truncation_cutoff: Annotated[int | None, typer.Option(help="Truncate only the first N layers.")] = None,
     noise_mode: Annotated[str, typer.Option(help="const, random or none.")] = "const",
     class_idx: Annotated[int | None, typer.Option("--class", help="Class index for conditional models.")] = None,
-    grid: Annotated[bool, typer.Option(help="Write grid.png.")] = True,
-    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed.")] = False,
+    grid: Annotated[bool, typer.Option(help=f"Write grid.png (at most {MAX_GRID_TILES} seeds; more need --no-grid).")] = True,
+    per_seed: Annotated[bool, typer.Option(help="Write one PNG per seed, each batch's as it is made.")] = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Generate images from seeds: a grid, optional per-seed PNGs, and the latents (.npz).
+
+    The grid shows at most 256 seeds (a longer list is refused before any work: pass --no-grid,
+    with --per-seed for the images); per-seed PNGs are written batch by batch, so any number
+    of them (up to 100,000 seeds a call) takes the memory of one batch, beside the codes.
 
     A StyleMapGAN model gives random stylemaps (truncated towards its mean stylemap by --trunc);
     its codes are stylemaps, and it has no noise inputs, classes or per-layer cutoff.
@@ -157,6 +177,9 @@ def generate(
     from latentatlas.models.bundled import load_generator, resolve_model
 
     seed_list = parse_seeds(seeds)
+    if grid and len(seed_list) > MAX_GRID_TILES:
+        raise UserError(f"--seeds holds {len(seed_list)} seeds; grid.png shows at most {MAX_GRID_TILES}: pass --no-grid "
+                        "(and --per-seed for one PNG a seed), or fewer seeds")
     _check_truncation(truncation)
     if noise_mode not in ("const", "random", "none"):
         raise UserError(f"--noise-mode {noise_mode}: use const, random or none")
@@ -170,11 +193,14 @@ def generate(
 
         sm, _, _ = load_stylemap_any(resolve_model(model), pick_device(device))
         mean = sm.mean_stylemap() if truncation != 1 else None
+        samples, codes = _Samples(out, grid, per_seed), []
         with torch.no_grad():
-            codes = torch.cat([random_stylemaps(sm, seed_list[i : i + 16], truncation, mean) for i in range(0, len(seed_list), 16)])
-            img = torch.cat([sm(codes[i : i + 16]).cpu() for i in range(0, len(codes), 16)])
-        save_codes(out / "latents.npz", LatentCode("stylemap", codes.cpu()), model=model, seeds=seed_list)
-        _write_samples(out, img, seed_list, grid, per_seed)
+            for i in range(0, len(seed_list), 16):
+                code = random_stylemaps(sm, seed_list[i : i + 16], truncation, mean)
+                codes.append(code.cpu())
+                samples.add(seed_list[i : i + 16], sm(code).cpu())
+        save_codes(out / "latents.npz", LatentCode("stylemap", torch.cat(codes)), model=model, seeds=seed_list)
+        samples.finish()
         typer.echo(f"latents (stylemap): {out / 'latents.npz'}")
         return
     generator, meta = load_generator(model, pick_device(device))
@@ -182,16 +208,15 @@ def generate(
         _check_layer_index("--truncation-cutoff", truncation_cutoff, generator)
     z = z_from_seeds(seed_list, generator.z_dim, generator.device)
     c = _labels(generator, class_idx, len(seed_list))
-    images, ws = [], []
+    samples, ws = _Samples(out, grid, per_seed), []
     with torch.no_grad():
         for i in range(0, len(seed_list), 16):
             cc = None if c is None else c[i : i + 16]
             w = generator.mapping(z.tensor[i : i + 16], cc, truncation_psi=truncation, truncation_cutoff=truncation_cutoff)
             ws.append(w.cpu())
-            images.append(generator.synthesis(w, noise_mode=noise_mode).cpu())
-    img = torch.cat(images)
+            samples.add(seed_list[i : i + 16], generator.synthesis(w, noise_mode=noise_mode).cpu())
     save_codes(out / "latents.npz", LatentCode("w+", torch.cat(ws)), model=meta["name"], seeds=seed_list)
-    _write_samples(out, img, seed_list, grid, per_seed)
+    samples.finish()
     typer.echo(f"latents (w+): {out / 'latents.npz'}")
 
 
@@ -221,16 +246,36 @@ def _check_layer_index(option: str, value: int, generator) -> None:  # type: ign
         raise UserError(f"{option} {value}: this model has {generator.num_ws} layers; use 0..{generator.num_ws}")
 
 
-def _write_samples(out: Path, img: "object", seed_list: list[int], grid: bool, per_seed: bool) -> None:
-    from latentatlas.io.images import make_grid, save_image
+class _Samples:
+    """generate's images, batch by batch: each batch's per-seed PNGs written as it comes (holding
+    every image of 100,000 seeds took gigabytes at 64 px), the grid's tiles (MAX_GRID_TILES at
+    most) kept for finish() to write grid.png."""
 
-    if grid:
-        save_image(out / "grid.png", make_grid(img))
-        typer.echo(f"grid: {out / 'grid.png'}")
-    if per_seed:
-        for s, im in zip(seed_list, img):  # type: ignore[call-overload]
-            save_image(out / f"seed{s:04d}.png", make_grid(im[None]))
-        typer.echo(f"{len(seed_list)} images: {out}/seed*.png")
+    def __init__(self, out: Path, grid: bool, per_seed: bool) -> None:
+        self.out, self.grid, self.per_seed = out, grid, per_seed
+        self.tiles: list[Any] = []
+        self.count = 0
+
+    def add(self, seeds: list[int], images: Any) -> None:
+        from latentatlas.io.images import make_grid, save_image
+
+        if self.per_seed:
+            for s, im in zip(seeds, images):
+                save_image(self.out / f"seed{s:04d}.png", make_grid(im[None]))
+        if self.grid:
+            self.tiles.append(images)
+        self.count += len(seeds)
+
+    def finish(self) -> None:
+        import torch
+
+        from latentatlas.io.images import make_grid, save_image
+
+        if self.grid:
+            save_image(self.out / "grid.png", make_grid(torch.cat(self.tiles)))
+            typer.echo(f"grid: {self.out / 'grid.png'}")
+        if self.per_seed:
+            typer.echo(f"{self.count} images: {self.out}/seed*.png")
 
 
 def _single_seed(text: str) -> int | None:
@@ -267,7 +312,7 @@ def interpolate(
     frames: Annotated[int, typer.Option(help="Number of frames, ends included.")] = 16,
     method: Annotated[str, typer.Option(help="lerp or slerp.")] = "lerp",
     space: Annotated[str, typer.Option(help="z or w (codes from files keep w or w+).")] = "w",
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     fps: Annotated[int, typer.Option(help="Frames per second of the animations (1..50: a GIF plays no faster).")] = 12,
     refine: RefineOpt = 0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
@@ -334,7 +379,7 @@ def mix(
     rows: Annotated[str, typer.Option(help="Seeds whose coarse styles (layers before the cutoff) are kept.")] = "0-3",
     cols: Annotated[str, typer.Option(help="Seeds whose fine styles (layers from the cutoff on) are used.")] = "10-13",
     cutoff: Annotated[int, typer.Option(help="First layer taken from the column seed.")] = 4,
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output PNG.")] = Path("out/mix.png"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -345,11 +390,12 @@ def mix(
     """
     import torch
 
-    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.io.images import image_format, make_grid, save_image
     from latentatlas.latent.codes import LatentCode, synthesize, to_wplus, z_from_seeds
     from latentatlas.latent.paths import style_mix
     from latentatlas.models.bundled import load_generator
 
+    image_format(out)  # the suffix before the grid is rendered, not at its writing
     row_seeds, col_seeds = parse_seeds(rows), parse_seeds(cols)
     for option, seeds in (("--rows", row_seeds), ("--cols", col_seeds)):
         # Every tile is held until the grid is written, and a column's seeds are rendered as one batch.
@@ -411,7 +457,7 @@ def convert(
 @app.command()
 def stats(
     model: ModelArg,
-    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update MODEL in place, needs --force).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Model file to write (default: update a MODEL file in place, needs --force; a bundled model needs --out).")] = None,
     num: Annotated[int, typer.Option(help="Mapping-network samples for the fit.")] = 100_000,
     batch: Annotated[int, typer.Option()] = 4096,
     fp16: Annotated[bool, typer.Option(help="Store the generator weights as float16.")] = False,
@@ -427,9 +473,12 @@ def stats(
 
     from latentatlas.io.checkpoints import save_model
     from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior, gaussianity_report
-    from latentatlas.models.bundled import load_generator, resolve_model
+    from latentatlas.models.bundled import WEIGHTS_DIR, load_generator, resolve_model
 
     target = out if out is not None else resolve_model(model)
+    if target.resolve().parent == WEIGHTS_DIR:  # a bundled model's own file: --force would rewrite the installed package
+        raise UserError(f"{model if out is None else target}: a bundled model's file, part of the installed package: "
+                        "give --out NAME.safetensors for a copy with the prior")
     if target.suffix != ".safetensors":
         raise UserError(f"{target}: the prior is stored in a latentatlas model file; give --out NAME.safetensors")
     plot = target.with_name(target.stem + "_gaussianity.png")
@@ -516,7 +565,8 @@ def project(
 
     Writes per image: NAME.npz (code, its space, the optimised noise maps), NAME_projected.png,
     NAME_compare.png (target | projection) and NAME_losses.json; the .npz last, so that --resume
-    knows which images are done. Under torchrun each process takes a shard of the images. Example:
+    knows which images are done. Every image is read before the first batch: a corrupt one is
+    refused before any work. Under torchrun each process takes a shard of the images. Example:
     latentatlas project ffhq.safetensors photos/ --space w+ --whiten --vgg vgg16.pth --lpips-lin vgg.pth
     """
     import os
@@ -525,17 +575,18 @@ def project(
     import torch
     from tqdm import tqdm
 
-    from latentatlas.inversion.losses import LPIPSVGG, factor_feature_distance
+    from latentatlas.inversion.losses import projection_loss
     from latentatlas.inversion.projector import ProjectorConfig, project as run_projection
     from latentatlas.metrics.reconstruction import reconstruction_errors
     from latentatlas.io.atomic import atomic_path, write_json
     from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
     from latentatlas.latent.gaussian import GaussianPrior
-    from latentatlas.io.checkpoints import require_stylegan2, trained_on_synthfaces
+    from latentatlas.io.checkpoints import require_stylegan2
     from latentatlas.models.bundled import load_generator, resolve_model
 
     require_at_least("--steps", steps, 1, "optimisation steps")
     require_at_least("--batch", batch, 1, "images projected at once")
+    require_seed("--seed", seed)
     if mse_weight is not None:
         require_number("--mse-weight", mse_weight, at_least=0, what="a pixel MSE weight >= 0", example="1")
     cfg = ProjectorConfig(space=space, steps=steps, prior_weight=prior, whiten=whiten, bf16=bf16,
@@ -553,51 +604,25 @@ def project(
     files = [f for _, f in numbered]
     outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
     outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
-    _outputs(outputs, force or resume)  # resuming: an unfinished image's leftovers are this run's own
+    _outputs(outputs, force or resume,  # resuming: an unfinished image's leftovers are this run's own
+             exists_advice="pass --resume to go on with an interrupted run (or --force to redo every image), or choose another --out")
     model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
-    if loss == "auto":
-        loss = "lpips" if (vgg or lpips_lin) else "factor" if predictor else ""
-        if not loss and trained_on_synthfaces(model_path):
-            # The bundled models' own case: the bundled factor predictor knows their domain.
-            loss, predictor = "factor", Path("factors")
-        if not loss:
-            raise UserError("choose a loss: --vgg and --lpips-lin (LPIPS), --predictor (synthfaces models), or --loss mse")
-    if loss == "lpips":
-        if not (vgg and lpips_lin):
-            raise UserError("--loss lpips needs both --vgg and --lpips-lin files")
-        perceptual = LPIPSVGG.from_files(vgg, lpips_lin)
-        cfg.mse_weight = mse_weight if mse_weight is not None else 0.0
-    elif loss == "factor":
-        if predictor is None:
-            raise UserError("--loss factor needs --predictor")
-        from latentatlas.training.attributes import load_predictor
-
-        pred = load_predictor(predictor)
-        perceptual = factor_feature_distance(pred.features)
-        cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
-    elif loss == "mse":
-        perceptual = None
-        cfg.perceptual_weight = 0.0
-        cfg.mse_weight = mse_weight if mse_weight is not None else 1.0
-    else:
-        raise UserError(f"--loss {loss}: use auto, lpips, factor or mse")
     dev = rank_device(pick_device(device))  # under torchrun each rank projects its share of the files on its own GPU
+    chosen = projection_loss(model_path, loss, vgg=vgg, lpips_lin=lpips_lin, predictor=predictor, mse_weight=mse_weight, device=dev)
+    loss, perceptual = chosen.name, chosen.perceptual
+    cfg.perceptual_weight, cfg.mse_weight = chosen.perceptual_weight, chosen.mse_weight
     generator, info = load_generator(model, dev)
-    if perceptual is not None and isinstance(perceptual, torch.nn.Module):
-        perceptual = perceptual.to(dev)
-    elif loss == "factor":
-        pred.to(dev)
+    # Every image is read once now: a corrupt one came up only when its batch did, hours into the
+    # run; the batches read them again (one at a time: all of them could fill the memory).
+    for f in files:
+        notes = read_image(f, generator.img_resolution)[1]
+        if notes:
+            typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
     gprior = GaussianPrior.from_model_info(info, model) if (prior > 0 or whiten) else None
     diverged: list[str] = []
     for start in range(0, len(files), batch):
         chunk = files[start : start + batch]
-        targets = []
-        for f in chunk:
-            img, notes = read_image(f, generator.img_resolution)
-            if notes:
-                typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
-            targets.append(img)
-        target = torch.stack(targets).to(dev)
+        target = torch.stack([read_image(f, generator.img_resolution)[0] for f in chunk]).to(dev)
         bar = tqdm(total=steps, desc=f"project {start + 1}-{start + len(chunk)}/{len(files)}", unit="step")
 
         def report(step: int, losses: dict[str, float]) -> None:
@@ -727,11 +752,12 @@ def directions_supervised(
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
     from latentatlas.data.synthfaces import FACTOR_NAMES
     from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import check_conditional, load_scores, supervised
+    from latentatlas.directions.supervised import check_conditional, check_method, load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
         raise UserError("give exactly one of --predictor or --scores")
+    check_method(method)  # before the codes are sampled and scored
     if not 0 < fraction <= 0.5:
         raise UserError(f"--fraction {fraction}: use a value in (0, 0.5]")
     cond = [c.strip() for c in conditional.split(",")] if conditional else None
@@ -867,10 +893,10 @@ def traverse(
     model: ModelArg,
     directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
-    seeds: Annotated[str, typer.Option(help="Start seeds (rows of the strip).")] = "0-3",
+    seeds: Annotated[str, typer.Option(help=f"Start seeds (rows of the strip; at most {MAX_MIX_SIDE}, and seeds x steps at most {MAX_MIX_SIDE**2}).")] = "0-3",
     strength: Annotated[str | None, typer.Option(help="Range of strengths, e.g. -2,2: stds for linear directions (default -3,3); for warped paths arc length in per-dimension stds (default +-sqrt(dim), one w_std: -16,16 in a 256-d W).")] = None,
     steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
-    truncation: Annotated[float, typer.Option("--truncation", "--trunc")] = 1.0,
+    truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -891,6 +917,12 @@ def traverse(
         raise UserError(f"--steps {steps}: use 2..200")
     _check_truncation(truncation)
     seed_list = parse_seeds(seeds)
+    # Every frame of every row is held until the strip and the GIF (a row's frames side by side) are written.
+    if len(seed_list) > MAX_MIX_SIDE:
+        raise UserError(f"--seeds holds {len(seed_list)} seeds; a traverse strip takes at most {MAX_MIX_SIDE} (a row each)")
+    if len(seed_list) * steps > MAX_MIX_SIDE**2:
+        raise UserError(f"{len(seed_list)} seeds x --steps {steps} make {len(seed_list) * steps} frames; a traverse strip "
+                        f"holds at most {MAX_MIX_SIDE**2}: give fewer seeds or steps")
     d = load_paths(directions)
     k = d.index(path)
     lo, hi = strength_range or (-d.strength_range, d.strength_range)
@@ -1274,7 +1306,9 @@ def evaluate(
     predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces, or 'factors' (bundled).")] = Path("factors"),
     num: Annotated[int, typer.Option(help="Images per side of each FID.")] = 10_000,
     ppl_samples: Annotated[int, typer.Option(help="Samples for the path length.")] = 10_000,
-    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional).")] = None,
+    inception: Annotated[Path | None, typer.Option(help="Inception TorchScript file for the standard FID (optional). A TorchScript "
+                                                 "file is a program that PyTorch runs, unlike a model file: give only NVIDIA's "
+                                                 "inception-2015-12-05.pt or a port from a source you trust.")] = None,
     batch: Annotated[int, typer.Option()] = 250,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the figures as JSON here.")] = None,
     device: DeviceOpt = "auto",
@@ -1283,6 +1317,8 @@ def evaluate(
     """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
 
     A StyleMapGAN model gets PPL in its stylemap and its encoder's reconstruction of N held-out renders too.
+    --inception FILE is loaded with torch.jit.load and run: a TorchScript program, not data, so give
+    only NVIDIA's inception-2015-12-05.pt or a port you trust (model files are never run; this is).
 
     Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
     Example: latentatlas evaluate faces64-stylemap --num 10000
@@ -1374,11 +1410,14 @@ def serve(
     port: Annotated[int, typer.Option()] = 7860,
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted.")] = 10.0,
     max_pixels: Annotated[int, typer.Option(help="Largest image (width x height) decoded.")] = 4096 * 4096,
+    vgg: Annotated[Path | None, typer.Option(help="torchvision VGG16 weights (vgg16-397923af.pth): with --lpips-lin, projections in the page use LPIPS, as `project` does.")] = None,
+    lpips_lin: Annotated[Path | None, typer.Option(help="lpips linear heads for VGG (lpips/weights/v0.1/vgg.pth).")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """The web app: explore a model with sliders, interpolate, project your images; local edits with StyleMapGAN models.
 
     StyleGAN2 models drive the Explore, Interpolate and Project tabs, StyleMapGAN models (train-stylemap's .safetensors, official .pt) the Local edit tab; the kind is read from each file.
+    Projections in the page use `project`'s automatic loss: LPIPS with --vgg and --lpips-lin, else factor features for models trained on synthfaces, else pixel MSE alone (the page says which).
 
     Example: latentatlas serve faces64 mymodel.pkl runs/faces64-stylemap/model.safetensors --port 7860
     """
@@ -1388,22 +1427,30 @@ def serve(
     table: dict[str, str] = {}
     for m in names:
         resolve_model(m)  # a missing file is an error now, not in the page
-        table[Path(m).stem if Path(m).suffix else m] = m
+        name = Path(m).stem if Path(m).suffix else m  # what the page's model pickers show
+        if name in table:
+            raise UserError(f"{m} is given twice" if table[name] == m else
+                            f"{table[name]} and {m} would both be called {name!r} in the page: rename one file")
+        table[name] = m
     require_number("--max-upload-mb", max_upload_mb, above=0, what="a positive number of megabytes", example="10")
     require_at_least("--max-pixels", max_pixels, 1, "pixels of the largest image accepted")
     from latentatlas.app.server import STYLEGAN2, Sessions
     from latentatlas.app.server import serve as run_server
     from latentatlas.app.uploads import UploadLimits
 
-    sessions = Sessions(table, pick_device(device), {})  # reads each file's kind (headers only for our files)
+    if bool(vgg) != bool(lpips_lin):
+        raise UserError("LPIPS needs both --vgg and --lpips-lin files")
+    lpips_files = (str(vgg), str(lpips_lin)) if vgg and lpips_lin else None
+    sessions = Sessions(table, pick_device(device), {}, lpips_files)  # reads each file's kind (headers only for our files)
     kinds = sessions.kinds
     gan = sessions.names(STYLEGAN2)
     if directions and not gan:
         raise UserError("--directions are for StyleGAN2 models; none is served")
     if directions:
         sessions.directions[gan[0]] = [str(d) for d in directions]
-    for kind in set(kinds.values()):  # load (and check directions) before serving
-        sessions.load(next(n for n in table if kinds[n] == kind))
+    if lpips_files and not gan:
+        raise UserError("--vgg and --lpips-lin are the projections' loss, for StyleGAN2 models; none is served")
+    sessions.load_all()  # every model, its directions and loss files: bad ones fail now, and no request waits for a load
     if host not in ("127.0.0.1", "localhost"):
         typer.echo(f"warning: binding {host}: anyone who can reach this machine can use the app", err=True)
     typer.echo(f"serving {', '.join(f'{n} ({kinds[n]})' for n in table)} at http://{host}:{port} (Ctrl+C to stop)")
@@ -1423,7 +1470,9 @@ def demo(
     style mixing and walks along its bundled directions (a supervised one and a WarpedGANSpace
     path), and a local edit with faces64-stylemap (the hair of one encoded render into another).
 
-    It writes a dozen files into OUT; an OUT that already holds files needs --force (make demo passes it)."""
+    It writes a dozen files into OUT; an OUT that already holds files needs --force (make demo passes it).
+
+    Example: latentatlas demo --out demo-out --force"""
     from latentatlas.models.bundled import BUNDLED_DIRECTIONS, DEFAULT_MODEL, DEFAULT_STYLEMAP_MODEL, WEIGHTS_DIR
 
     _check_folder(out)

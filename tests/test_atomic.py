@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,61 @@ def test_a_write_leaves_the_process_umask_alone(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(os, "umask", no_umask)
     write_json(tmp_path / "r.json", {"a": 1})
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_write_the_user_can_fix_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """A read-only disk, a full one or a folder without permission: one UserError naming the target,
+    the old file kept, no temporary file left. Other OSErrors (or ones about another file) keep their type."""
+    import errno
+
+    from latentatlas.io.errors import UserError
+
+    target = tmp_path / "result.json"
+    write_json(target, {"old": True})
+    with pytest.raises(UserError, match=r"result.json: cannot write it \(Read-only file system\): choose a folder on a writable disk"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.EROFS, "Read-only file system")
+    with pytest.raises(PermissionError):  # about a program the encoder runs, not the file written
+        with atomic_path(target):
+            raise PermissionError(errno.EACCES, "Permission denied", "/usr/bin/ffmpeg")
+    with pytest.raises(OSError, match="cannot identify"):
+        with atomic_path(target):
+            raise OSError("cannot identify image file")
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_a_temporary_file_that_cannot_be_made_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mkstemp's error names the random temporary file it tried: still ours, so still one line (a
+    disk that turns read-only or fills during a long run, or a command that checks no folder first)."""
+    import errno
+
+    from latentatlas.io.errors import UserError
+
+    real_open = os.open
+
+    def read_only(name, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", read_only)
+    with pytest.raises(UserError, match=r"x\.png: cannot write it \(Read-only file system\)"):
+        with atomic_path(tmp_path / "x.png"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_folder_check_leaves_no_file_even_where_files_cannot_be_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An append-only folder or a share that lets files be made but not removed: the trial file
+    must not stay behind in the user's folder, and the folder passes (it takes files)."""
+    from latentatlas.io.atomic import check_folder_writable
+
+    def no_unlink(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "unlink", no_unlink)
+    check_folder_writable(tmp_path / "new" / "deeper")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

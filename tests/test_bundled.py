@@ -20,9 +20,13 @@ def test_faces64_loads_by_name_and_makes_faces():
         img = generator(z)
     assert img.shape == (8, 3, 64, 64) and torch.isfinite(img).all()
     assert img.std() > 0.2 and (img[0] - img[1]).abs().mean() > 0.05  # not blank, not one image
-    # The bundled predictor sees a face: its factors fall in the renders' range.
+    # The bundled predictor sees faces: the continuous factors fall near the renders' range [0, 1],
+    # and each face clearly has glasses or has none (probabilities near 0 or 1), some of each.
     factors = load_predictor("factors").predict(img)
-    assert ((factors > -0.5) & (factors < 1.5)).all()
+    binary = torch.tensor([f.binary for f in FACTORS])
+    assert ((factors[:, ~binary] > -0.3) & (factors[:, ~binary] < 1.3)).all()
+    glasses = factors[:, binary].flatten()
+    assert ((glasses < 0.05) | (glasses > 0.95)).all() and (glasses < 0.05).any() and (glasses > 0.95).any(), glasses
 
 
 def test_bundled_predictor_reads_factors_of_held_out_renders():

@@ -1,6 +1,7 @@
 import argparse
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -60,7 +61,7 @@ def test_pickle_calling_os_system_is_refused(tmp_path):
 
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": Evil()}))
-    with pytest.raises(UserError, match="refusing to load.*system"):
+    with pytest.raises(UserError, match=r"evil\.pkl: refusing to load.*system"):
         import_official_pickle(path)
     assert not marker.exists()
 
@@ -86,6 +87,28 @@ def test_rosinality_checkpoint_imports(tmp_path, tiny_generator):
     assert info["source_format"] == "rosinality"
     assert loaded.config.img_resolution == 16 and loaded.config.channel_max == 16
     assert torch.allclose(images(loaded), images(tiny_generator), atol=1e-6)
+
+
+def test_a_checkpoint_in_torchs_legacy_format_is_read_by_the_torch_loader(tmp_path, tiny_generator):
+    """torch.save before PyTorch 1.6 wrote a pickle stream, not a zip: sniffed as an official network
+    pickle, it was refused because "the pickle holds a int" (its magic number)."""
+    from latentatlas.io.checkpoints import sniff_format
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"g_ema": rosinality_state_dict(tiny_generator), "latent_avg": tiny_generator.mapping.w_avg.clone()},
+               path, _use_new_zipfile_serialization=False)
+    assert sniff_format(path) == "torch"
+    loaded, info = load_any(path)
+    assert info["source_format"] == "rosinality"
+    assert torch.allclose(images(loaded), images(tiny_generator), atol=1e-6)
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    torch.save({"g_ema": Evil()}, path, _use_new_zipfile_serialization=False)  # still weights_only: no code runs
+    with pytest.raises(UserError, match="refused by PyTorch's safe loader"):
+        load_any(path)
 
 
 def test_state_dict_with_missing_keys_is_refused(tmp_path, tiny_generator):
@@ -134,6 +157,26 @@ def test_a_model_file_with_a_broken_config_is_one_line_error(tmp_path, tiny_gene
     save_file(tensors, str(bad), metadata=meta)
     with pytest.raises(UserError, match="generator config in the file is missing or invalid"):
         load_model(bad)
+
+
+@pytest.mark.parametrize("file,what", [
+    ("faces64_ganspace.safetensors", "a directions file, not a model: give a model (a bundled name or a model file); directions files go to"),
+    ("faces64_warped.safetensors", "a warped-directions file, not a model"),
+    ("factors.safetensors", "a factor predictor, not a model: give a model (a bundled name or a model file); a predictor goes to --predictor"),
+])
+def test_our_other_files_given_as_a_model_are_named_for_what_they_are(run_cli, file, what):
+    """A directions file or a predictor where a model goes was "the generator config in the file is
+    missing or invalid": their 'kind' is read first."""
+    from conftest import one_line_error
+
+    from latentatlas.io.checkpoints import model_kind
+    from latentatlas.models.bundled import WEIGHTS_DIR
+
+    path = WEIGHTS_DIR / file
+    for load in (load_model, load_any, model_kind):
+        with pytest.raises(UserError, match="^" + re.escape(f"{path}: {what}")):
+            load(path)
+    one_line_error(*run_cli("info", path), f"{path}: {what}")
 
 
 def test_a_safetensors_header_length_ending_in_0x80_is_not_read_as_a_pickle(tmp_path):

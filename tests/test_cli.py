@@ -32,13 +32,24 @@ def test_generate_writes_grid_images_and_latents(run_cli, model_file, tmp_path):
 
 
 def test_interpolate_and_mix(run_cli, model_file, tmp_path):
-    code, _, err = run_cli("generate", model_file, "--seeds", "5", "--out", tmp_path / "g", "--no-grid")
-    assert code == 0, err
+    for seed in (3, 5):
+        code, _, err = run_cli("generate", model_file, "--seeds", seed, "--per-seed", "--out", tmp_path / f"g{seed}", "--no-grid")
+        assert code == 0, err
     out = tmp_path / "i"
-    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g" / "latents.npz",
+    code, _, err = run_cli("interpolate", model_file, "--from", "3", "--to", tmp_path / "g5" / "latents.npz",
                            "--frames", "5", "--method", "slerp", "--out", out)
     assert code == 0, err
     assert Image.open(out / "interpolation.png").size == (5 * 16, 16)
+    # The path runs from seed 3's code to the file's (seed 5's), and its ends render as generate renders them.
+    path = np.load(out / "interpolation.npz")["latents"]
+    np.testing.assert_allclose(path[0], np.load(tmp_path / "g3" / "latents.npz")["latents"][0], atol=1e-6)
+    np.testing.assert_allclose(path[-1], np.load(tmp_path / "g5" / "latents.npz")["latents"][0], atol=1e-6)
+    strip = np.asarray(Image.open(out / "interpolation.png").convert("RGB")).astype(int)
+    frames = [strip[:, 16 * i : 16 * (i + 1)] for i in range(5)]
+    for frame, seed in ((frames[0], 3), (frames[-1], 5)):
+        render = np.asarray(Image.open(tmp_path / f"g{seed}" / f"seed{seed:04d}.png").convert("RGB")).astype(int)
+        assert np.abs(frame - render).max() <= 1, seed
+    assert all(np.abs(a - b).mean() > 1 for a, b in zip(frames, frames[1:]))  # every frame moves on
     assert (out / "interpolation.mp4").stat().st_size > 0
     gif = Image.open(out / "interpolation.gif")
     assert gif.n_frames == 5
@@ -170,21 +181,40 @@ def test_messages_say_where_and_what_to_do(run_cli, model_file, tmp_path):
     assert not out.exists()
 
 
-def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_run(run_cli, tmp_path):
+def test_train_predictor_refuses_an_existing_output_unless_it_resumes_its_own_run(run_cli, tmp_path, monkeypatch):
     """train-predictor overwrote any OUT without --force; only its own run's state beside OUT
     (io.atomic.state_path: OUT.state.pt) makes a rerun resume, and so rewrite OUT, unasked."""
-    from latentatlas.training.attributes import state_path
+    import torch
+    from safetensors.torch import load_file
 
+    from latentatlas.training import attributes
+    from latentatlas.training.attributes import TrainConfig, state_path, train
+
+    drawn: list[int] = []  # the steps whose batches are drawn
+    real_batch = attributes._batch
+    monkeypatch.setattr(attributes, "_batch", lambda step, *rest: drawn.append(step) or real_batch(step, *rest))
     out = tmp_path / "pred.safetensors"
     out.write_text("my notes")
-    args = ("train-predictor", "--out", out, "--steps", "1", "--batch", "2", "--width", "1", "--eval-num", "0", "--device", "cpu")
+    args = ("train-predictor", "--out", out, "--steps", "2", "--batch", "2", "--width", "1", "--eval-num", "0", "--device", "cpu")
     _one_line_error(*run_cli(*args), f"{out} already exists: choose another name or pass --force to overwrite it")
     assert out.read_text() == "my notes" and sorted(p.name for p in tmp_path.iterdir()) == ["pred.safetensors"]
     code, stdout, err = run_cli(*args, "--force")
     assert code == 0 and "predictor:" in stdout, err
     assert state_path(out) == tmp_path / "pred.state.pt" and state_path(out).exists()
+    assert drawn == [0, 1]
     code, stdout, err = run_cli(*args)  # the same run again: it resumes from its state, no --force needed
     assert code == 0 and "predictor:" in stdout, err
+    assert drawn == [0, 1] and torch.load(state_path(out), weights_only=True)["step"] == 2  # done already: no step more
+    # A run stopped after 1 of its 2 steps goes on from step 1, and ends where the unstopped run did.
+    part = tmp_path / "part.safetensors"
+    train(part, TrainConfig(steps=2, batch=2, width=1), "cpu", progress=False, max_steps_this_run=1)  # the command's other settings are the defaults
+    assert not part.exists() and torch.load(state_path(part), weights_only=True)["step"] == 1
+    drawn.clear()
+    code, stdout, err = run_cli("train-predictor", "--out", part, *args[3:])
+    assert code == 0 and "predictor:" in stdout, err
+    assert drawn == [1] and torch.load(state_path(part), weights_only=True)["step"] == 2
+    resumed, unstopped = load_file(str(part)), load_file(str(out))
+    assert resumed.keys() == unstopped.keys() and all(torch.equal(resumed[k], unstopped[k]) for k in resumed)
 
 
 @pytest.mark.parametrize("args,option", [
@@ -297,6 +327,8 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     (("train", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
     (("directions", "warped", "train", "MODEL", "--seed", "-1"), "--seed -1: seeds are 0..4294967295"),
     (("synthfaces", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
+    (("project", "MODEL", "IMAGE", "--seed", "-1"), "--seed -1: seeds are 0..4294967295"),
+    (("project", "MODEL", "IMAGE", "--seed", "18446744073709551616"), "--seed 18446744073709551616: seeds are 0..4294967295"),
     (("synthfaces", "--steps", "65"), "--steps 65: use at most 64 images per factor strip"),
     (("train-predictor", "--eval-num", "1"), "--eval-num 1: an R^2 needs at least 2 held-out renders"),
     (("train", "--mirror"), "--mirror flips a folder's images; synthfaces renders both yaw and light directions"),
@@ -306,3 +338,198 @@ def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(
     in tracebacks (Adam's, a cast's), --gamma had no check at all, --max-minutes nan ran without a
     limit, and --strength 1..2,3 reached float()'s traceback."""
     _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
+
+
+def test_an_output_folder_that_takes_no_files_is_refused_before_any_work(run_cli, model_file, tmp_path, monkeypatch):
+    """A folder the user may not write to (or a read-only disk) gave a PermissionError traceback from
+    tempfile.mkstemp after the images were made. Faked here: chmod stops no root, and tests may run as root."""
+    import errno
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_open = os.open
+
+    def refusing_open(name, flags, *args, **kwargs):  # any file made in ro, named or not (O_TMPFILE)
+        if flags & (os.O_WRONLY | os.O_RDWR) and str(ro) in (os.fsdecode(name), os.path.dirname(os.fsdecode(name))):
+            raise PermissionError(errno.EACCES, "Permission denied", name)
+        return real_open(name, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    for out in (ro, ro / "new" / "sub"):  # the folder itself, or the nearest existing one above it
+        code, stdout, err = run_cli("generate", model_file, "--seeds", "0", "--out", out, "--device", "cpu")
+        _one_line_error(code, stdout, err, f"{ro}: cannot write files there (Permission denied): choose a folder you may write to")
+        assert stdout == "" and not any(ro.iterdir())
+
+
+def test_a_write_that_fails_for_a_full_disk_is_one_line_and_leaves_no_temporary_file(run_cli, model_file, tmp_path, monkeypatch):
+    """The check up front cannot see a disk that fills during the work: atomic_path turns the write's
+    OSError (ENOSPC, EROFS, EACCES) into a UserError naming the file, and removes its temporary file."""
+    import errno
+
+    def full_disk(self, fp, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    out = tmp_path / "out"
+    code, stdout, err = run_cli("generate", model_file, "--seeds", "0-1", "--out", out, "--device", "cpu")
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == f"error: {out / 'grid.png'}: cannot write it (No space left on device): free some space or write elsewhere"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_project_reads_every_image_before_the_first_batch_and_a_rerun_is_told_of_resume(run_cli, model_file, tmp_path):
+    """A corrupt image came up only when its batch did, after the earlier batches' work (hours on a
+    real model); and a rerun over existing outputs was told only of --force, which redoes everything."""
+    import io
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (16, 16), (200, 40, 40)).save(images / "a.png")
+    buf = io.BytesIO()
+    Image.effect_noise((16, 16), 50).convert("RGB").save(buf, format="PNG")
+    (images / "b.png").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # cut off: the header reads, the pixels do not
+    out = tmp_path / "out"
+    args = ("project", model_file, images, "--loss", "mse", "--steps", "2", "--batch", "1", "--device", "cpu", "--out", out)
+    _one_line_error(*run_cli(*args), f"{images / 'b.png'}: not a readable image")
+    assert not out.exists() or not any(out.iterdir())
+    (images / "b.png").unlink()
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    _one_line_error(*run_cli(*args), f"{out / 'a.npz'} already exists: pass --resume to go on with an interrupted run")
+
+
+@pytest.mark.parametrize("content", ["cut", "no config", "bad tensors"])
+def test_a_damaged_training_state_is_one_line_saying_to_remove_it(run_cli, model_file, tmp_path, content):
+    """train-predictor and train read their resumable state with a bare torch.load: a file cut short,
+    a state without its 'config' or one whose tensors do not fit was a traceback (directions warped
+    train said it in one line already; all three now read it through io.tensorfile.read_training_state)."""
+    import torch
+
+    from latentatlas.training.attributes import TrainConfig
+
+    run, pred = tmp_path / "run", tmp_path / "p.safetensors"
+    run.mkdir()
+    commands = {
+        run / "state.pt": ("train", "--out", run, "--resolution", "16", "--kimg", "0.004", "--batch", "2", "--channel-base", "64",
+                           "--channel-max", "8", "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "1", "--device", "cpu"),
+        tmp_path / "p.state.pt": ("train-predictor", "--out", pred, "--steps", "1", "--batch", "2", "--width", "1",
+                                  "--eval-num", "0", "--device", "cpu"),
+    }
+    for state, args in commands.items():
+        if content == "cut":
+            torch.save({"config": {}, "model": {"w": torch.zeros(1000)}}, state)
+            state.write_bytes(state.read_bytes()[:300])
+        elif content == "no config":
+            torch.save({"model": {}}, state)
+        elif state.name == "p.state.pt":  # the config of this very run, the weights of no predictor
+            torch.save({"config": vars(TrainConfig(steps=1, batch=2, width=1)), "model": {"x": torch.zeros(2)}, "opt": {}, "step": 0}, state)
+        else:
+            continue  # train's own configs are checked key by key: covered by its tests
+        before = state.read_bytes()
+        _one_line_error(*run_cli(*args), f"{state}: not a readable training state (", "); remove it to start again")
+        assert state.read_bytes() == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (("mix", "MODEL", "--out", "OUT/mix.gif"), "mix.gif: unsupported image suffix; use .png or .jpg"),
+    (("directions", "supervised", "MODEL", "--predictor", "factors", "--method", "typo", "--out", "OUT/d.safetensors"),
+     "method (--method) must be svm or mean: got 'typo'"),
+])
+def test_options_are_checked_before_the_model_is_loaded(run_cli, model_file, tmp_path, monkeypatch, args, message):
+    """mix rendered the whole grid before save_image refused the suffix, and directions supervised
+    sampled and scored its codes before the method was looked at."""
+    import latentatlas.models.bundled
+
+    def no_work(*a, **k):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(latentatlas.models.bundled, "load_generator", no_work)
+    argv = [{"MODEL": model_file}.get(a, a.replace("OUT", str(tmp_path / "o"))) for a in args]
+    _one_line_error(*run_cli(*argv, "--device", "cpu"), message)
+    assert not (tmp_path / "o").exists()
+
+
+def test_generate_writes_per_seed_images_batch_by_batch_and_caps_its_grid(run_cli, model_file, tmp_path, monkeypatch):
+    """generate held every image of up to 100,000 seeds and tiled them all into one grid: gigabytes
+    at 64 px before anything was written. Per-seed PNGs are now written batch by batch, and a grid
+    of more than MAX_GRID_TILES seeds is refused before any work (--no-grid lifts it)."""
+    from latentatlas.cli import MAX_GRID_TILES
+    from latentatlas.models.stylegan2 import SynthesisNetwork
+
+    out = tmp_path / "out"
+    many = f"0-{MAX_GRID_TILES}"
+    _one_line_error(*run_cli("generate", model_file, "--seeds", many, "--per-seed", "--out", out),
+                    f"--seeds holds {MAX_GRID_TILES + 1} seeds; grid.png shows at most {MAX_GRID_TILES}: pass --no-grid")
+    assert not out.exists()
+    written_before_each_batch: list[int] = []
+    real_forward = SynthesisNetwork.forward
+
+    def counting_forward(self, *a, **k):
+        written_before_each_batch.append(len(list(out.glob("seed*.png"))))
+        return real_forward(self, *a, **k)
+
+    monkeypatch.setattr(SynthesisNetwork, "forward", counting_forward)
+    code, stdout, err = run_cli("generate", model_file, "--seeds", "0-39", "--no-grid", "--per-seed", "--out", out, "--device", "cpu")
+    assert code == 0, err
+    assert len(list(out.glob("seed*.png"))) == 40 and "40 images" in stdout and not (out / "grid.png").exists()
+    assert written_before_each_batch == [0, 16, 32]  # batches of 16
+
+
+def test_traverse_caps_the_frames_it_holds(run_cli, model_file, tmp_path):
+    """traverse holds every frame of every row until the strip and the GIF are written: seeds x
+    steps frames, up to 100,000 x 200 before this check."""
+    from latentatlas.cli import MAX_MIX_SIDE
+
+    out = tmp_path / "o"
+    _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", f"0-{MAX_MIX_SIDE}", "--out", out),
+                    f"--seeds holds {MAX_MIX_SIDE + 1} seeds; a traverse strip takes at most {MAX_MIX_SIDE}")
+    _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", "0-63", "--steps", "65", "--out", out),
+                    f"64 seeds x --steps 65 make 4160 frames; a traverse strip holds at most {MAX_MIX_SIDE**2}")
+    assert not out.exists()
+
+
+def test_stats_never_offers_to_overwrite_a_bundled_model(run_cli, tmp_path):
+    """Without --out, stats updates MODEL in place, and for a bundled name said "already exists: ...
+    pass --force": the way to rewrite the installed package's own model file."""
+    from latentatlas.models.bundled import WEIGHTS_DIR
+
+    before = (WEIGHTS_DIR / "faces64.safetensors").stat().st_mtime_ns
+    for args in (("faces64",), ("faces64", "--force"), (WEIGHTS_DIR / "faces64.safetensors", "--force"),
+                 ("faces64", "--out", WEIGHTS_DIR / "faces64.safetensors", "--force")):
+        code, stdout, err = run_cli("stats", *args, "--num", "2", "--device", "cpu")
+        _one_line_error(code, stdout, err, "a bundled model's file, part of the installed package: give --out NAME.safetensors")
+        assert "--force" not in err
+    assert (WEIGHTS_DIR / "faces64.safetensors").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("args,message", [
+    (("edit-local", "faces64-stylemap", "--source", "0", "--reference", "1", "--mask", "eyes", "--grow", "-1"),
+     "grow (--grow) must be >= 0 px (a mask can only grow): got -1 px"),
+    (("edit-local", "faces64-stylemap", "--source", "0", "--reference", "1", "--mask", "eyes", "--strength", "1.5"),
+     "blend strength must lie in [0, 1] (--strength): got 1.5"),
+    (("directions", "warped", "train", "MODEL", "--sets", "0"), "sets (--sets) must be at least 1 (a support set a path): got 0"),
+    (("directions", "warped", "train", "MODEL", "--dipoles", "0"), "dipoles (--dipoles) must be at least 1 a set: got 0"),
+    (("directions", "warped", "train", "MODEL", "--space", "w+"), "space (--space) must be z or w (warped paths live there): got 'w+'"),
+    (("directions", "warped", "train", "MODEL", "--batch", "0"), "batch (--batch) must be at least 1 image pair a step: got 0"),
+    (("directions", "warped", "train", "MODEL", "--linear", "--dipoles", "2"),
+     "the linear baseline (--linear) has exactly one dipole per set (--dipoles 1): got 2"),
+    (("directions", "warped", "train", "MODEL", "--reconstructor-input", "both"),
+     "reconstructor input (--reconstructor-input) 'both': use one of pair, difference"),
+])
+def test_library_checks_name_the_option_the_cli_user_gave(run_cli, model_file, tmp_path, args, message):
+    """These checks live in the library (the app and Python callers use them too), and their messages
+    named no option: "a mask can only grow: got -1 px", "need at least one support set and one dipole
+    per set". They now name the field and its option, which reads well from both."""
+    _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
+
+
+def test_every_truncation_option_says_what_psi_does_in_the_same_words():
+    """interpolate, mix and traverse had --truncation/--trunc without any help text."""
+    import typer.main
+
+    from latentatlas.cli import TRUNCATION_HELP, app
+
+    group = typer.main.get_command(app)
+    for name in ("generate", "interpolate", "mix", "traverse"):
+        option = next(p for p in group.commands[name].params if p.name == "truncation")
+        assert option.opts == ["--truncation", "--trunc"] and option.help == TRUNCATION_HELP, name

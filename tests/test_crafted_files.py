@@ -86,6 +86,80 @@ def test_the_cli_reports_a_crafted_pickle_in_one_line(tmp_path, run_cli):
 
 
 # ---------------------------------------------------------------------------------------
+# Code behind the globals the pickle loader does allow
+
+
+class RunsCode:
+    """Unpickling it runs a shell command that leaves `marker` behind."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+class StorageBytes:
+    """Pickles as PyTorch pickles a tensor storage: torch.storage._load_from_bytes(torch.save bytes)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __reduce__(self):
+        return (torch.storage._load_from_bytes, (self.data,))
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_a_storage_whose_bytes_are_a_torch_save_of_code_is_refused_without_running_it(tmp_path, zip_format):
+    """The loader allows torch.storage._load_from_bytes (every pickled tensor's storage goes through
+    it) and reads its bytes with torch.load; PyTorch's own _load_from_bytes would run them."""
+    import io
+
+    marker = tmp_path / "ran"
+    buf = io.BytesIO()
+    torch.save(RunsCode(marker), buf, _use_new_zipfile_serialization=zip_format)
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": StorageBytes(buf.getvalue())}))
+    refused(load_official_pickle, path, "refusing to load", "torch.save file", "system")
+    assert not marker.exists()
+
+
+def _multiarray():
+    import numpy as np
+
+    return np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+
+
+class Reduces:
+    """Pickles as call(*args): a file can hold any such call of a global the loader allows."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return (self.call, self.args)
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda np: Reduces(_multiarray().scalar, np.dtype(object), b"\0" * 8), "numpy object scalar"),
+    (lambda np: Reduces(_multiarray()._reconstruct, OrderedDict, (0,), b"b"), "numpy subclass"),
+    (lambda np: Reduces(_multiarray()._reconstruct, np.ndarray, (0,), np.dtype(object)), "numpy subclass"),
+], ids=["object-scalar", "subclass", "object-array"])
+def test_numpy_objects_beyond_plain_arrays_and_scalars_are_refused(tmp_path, make, words):
+    """Object scalars would read 8 bytes of the file as a pointer; subclasses run their own code."""
+    import numpy as np
+
+    path = tmp_path / "net.pkl"
+    path.write_bytes(pickle.dumps({"G_ema": make(np)}))
+    refused(load_official_pickle, path, "refusing to load", words)
+    path.write_bytes(pickle.dumps({"x": np.float32(1.5), "y": np.arange(3.0)}))  # what the refusals must let through
+    data = load_official_pickle(str(path))
+    assert data["x"] == np.float32(1.5) and data["x"].dtype == np.float32 and np.array_equal(data["y"], [0.0, 1.0, 2.0])
+
+
+# ---------------------------------------------------------------------------------------
 # Configs that ask for more than the file's tensors
 
 

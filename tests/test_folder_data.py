@@ -32,7 +32,10 @@ def test_folder_images_are_held_as_uint8_and_batches_equal_what_read_image_gives
     files = sorted(folder.glob("*.png"))
     for i, k in enumerate(idx.tolist()):
         assert torch.allclose(batch[i], read_image(files[k], 16)[0], atol=1e-6)
-    assert FolderImages(folder, 16, rank=1, world=2).images.shape[0] == 1  # rank 1's shard: b.png
+    # Under torchrun each rank holds every world-th file: rank 0 a.png and c.png, rank 1 b.png.
+    for rank, names in ((0, ["a.png", "c.png"]), (1, ["b.png"])):
+        shard = FolderImages(folder, 16, rank=rank, world=2).images
+        assert torch.equal(shard, torch.stack([((read_image(folder / n, 16)[0] + 1) * 127.5).round().to(torch.uint8) for n in names]))
 
 
 def test_a_folder_too_large_for_memory_is_refused_before_reading(folder):

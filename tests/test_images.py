@@ -67,3 +67,24 @@ def test_files_of_other_formats_are_refused_whatever_their_name(tmp_path):
     Image.new("RGB", (8, 8), (10, 20, 30)).save(webp, lossless=True)
     img, notes = read_image(webp, 8)
     assert notes == [] and np.allclose(_pixels(img)[0, 0], [10, 20, 30], atol=1)
+
+
+def test_the_pixel_limit_is_checked_before_anything_is_decoded(tmp_path, monkeypatch):
+    """The header's size is refused before decoding: a small PNG can decode to gigabytes."""
+    from PIL import ImageFile
+
+    path = tmp_path / "big.png"
+    Image.new("RGB", (40, 30)).save(path)
+    decoded = []
+    real_load = ImageFile.ImageFile.load
+
+    def counting_load(self):  # type: ignore[no-untyped-def]
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", counting_load)
+    with pytest.raises(UserError, match=r"big.png: 40x30 is too large \(limit 1,199 pixels\)"):
+        read_image(path, 16, max_pixels=40 * 30 - 1)
+    assert decoded == []
+    image, _ = read_image(path, 16, max_pixels=40 * 30)  # at the limit: read, so the spy sees decoding
+    assert image.shape == (3, 16, 16) and decoded and set(decoded) == {(40, 30)}

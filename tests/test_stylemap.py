@@ -689,14 +689,18 @@ def test_cli_generate_interpolate_and_edit_from_seeds_with_a_stylemap_model(tmp_
     mean = g.mean_stylemap().numpy()
     np.testing.assert_allclose(truncated, mean + 0.5 * (saved["latents"] - mean), atol=1e-5)
 
-    # From a seed to a saved code: the ends are exactly the two codes.
-    code, out, err = run_cli("interpolate", model, "--from", "0", "--to", tmp_path / "g" / "latents.npz", "--frames", "5",
+    # From a seed to a saved code: the ends are exactly the two codes, and the path is their lerp.
+    code, out, err = run_cli("interpolate", model, "--from", "1", "--to", tmp_path / "g" / "latents.npz", "--frames", "5",
                              "--out", tmp_path / "i", "--device", "cpu")
     assert code == 0, err
     path = np.load(tmp_path / "i" / "interpolation.npz")["latents"]
     assert path.shape == (5, 8, 4, 4)
-    np.testing.assert_allclose(path[0], saved["latents"][0], atol=1e-6)
-    np.testing.assert_allclose(path[-1], saved["latents"][0], atol=1e-6)  # the file's first code is seed 0's
+    first, last = saved["latents"][1], saved["latents"][0]  # seed 1's code; the file's first code is seed 0's
+    np.testing.assert_allclose(path, [first + t * (last - first) for t in (0, 0.25, 0.5, 0.75, 1)], atol=1e-6)
+    assert np.abs(last - first).max() > 0.5  # the two ends are far apart
+    strip = np.asarray(Image.open(tmp_path / "i" / "interpolation.png").convert("RGB")).astype(int)
+    for tile, seed in ((strip[:, :16], 1), (strip[:, -16:], 0)):  # the end frames are the seeds' renders
+        assert np.abs(tile - np.asarray(Image.open(tmp_path / "g" / f"seed{seed:04d}.png").convert("RGB")).astype(int)).max() <= 1
     png = _png(tmp_path / "a.png", np.full((16, 16, 3), 90, np.uint8))
     code, out, err = run_cli("interpolate", model, "--from", "1", "--to", png, "--frames", "3", "--out", tmp_path / "j", "--device", "cpu")
     assert code == 0, err

@@ -243,7 +243,8 @@ def test_reconstructor_accuracy_keeps_the_paths_frozen_and_is_reproducible(gener
     before = {n: p.detach().clone() for n, p in support.named_parameters()}
     kw = dict(steps=2, batch=4, eval_samples=8, width=8, progress=False, seed=3)
     res = reconstructor_accuracy(generator, support.direction, 3, "w", 3.0, **kw)
-    assert res["chance"] == pytest.approx(1 / 3) and res["steps"] == 2 and 0 <= res["accuracy"] <= 1 and res["shift_mae"] > 0
+    assert res["chance"] == pytest.approx(1 / 3) and res["steps"] == 2 and res["eval_samples"] == 8 and res["shift_mae"] > 0
+    assert res["accuracy"] * 8 in range(9)  # the share of the 8 held-out pairs told apart
     assert all(p.grad is None and torch.equal(p, before[n]) for n, p in support.named_parameters())
     assert reconstructor_accuracy(generator, support.direction, 3, "w", 3.0, **kw) == res  # same seed, same figures
     with pytest.raises(UserError, match="at least 2 paths"):
@@ -332,7 +333,9 @@ def test_warped_commands_end_to_end(run_cli, model_file, tmp_path):
     assert code == 0, err
     summary = json.loads((tmp_path / "s" / "score.json").read_text())
     assert summary["method"] == "warpedganspace" and len(summary["paths"]) == 2
-    assert summary["reconstructor"]["steps"] == 2 and 0 <= summary["reconstructor"]["accuracy"] <= 1 and summary["reconstructor"]["chance"] == 0.5
+    rec = summary["reconstructor"]
+    assert (rec["steps"], rec["batch"], rec["num_paths"], rec["chance"], rec["inputs"]) == (2, 4, 2, 0.5, "difference")
+    assert rec["accuracy"] * rec["eval_samples"] in range(rec["eval_samples"] + 1)  # a share of the held-out pairs
     assert "reconstructor accuracy" in stdout
     # The linear baseline in Z, traversed from z codes.
     lin = tmp_path / "linear.safetensors"

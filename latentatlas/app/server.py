@@ -6,14 +6,18 @@ start-up (bundled names and paths given on the command line), each picker offeri
 its tabs can use; nothing a web user types is ever opened as a path. Uploads are capped in
 bytes by the server and in pixels before decoding; a bad upload is a message in the page, never
 a crash. Projections (the Project tab's, and the Interpolate tab's for uploaded images) run one
-at a time (a queue) in a worker thread that Stop, or leaving the page, ends.
+at a time in the process (`_PROJECTING`) in a worker thread that Stop (in either tab), or leaving
+the page, ends; rendering goes on beside them.
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
+from contextlib import contextmanager
 import queue
+import shutil
 import tempfile
 import threading
 import time
@@ -47,7 +51,8 @@ from latentatlas.app.session import (  # noqa: E402
 )
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
 from latentatlas.editing.local import EMPTY_MASK_NOTE  # noqa: E402
-from latentatlas.io.errors import UserError  # noqa: E402
+from latentatlas.io.errors import UserError, require_number, require_seed  # noqa: E402
+from latentatlas.metrics.reconstruction import reconstruction_errors  # noqa: E402
 
 MAX_SETS = MAX_DIRECTION_SETS  # direction sets shown (session.py says why so many)
 MAX_SLIDERS = 20  # sliders per set
@@ -56,9 +61,13 @@ PAINT = 128  # the brush canvas: every stroke is sent as images of this size, so
 REFINE_STEPS = 100  # Local edit's "Refine": optimisation steps per encoded picture (faces64-stylemap: about 2 s on 2 cores)
 STYLEGAN2, STYLEMAP = "stylegan2", "stylemap"
 MAX_PAINT_LAYERS = 4  # the editor has one layer (layers=False); a request with more is not the page's
+# One projection at a time in this process: each takes the cores for seconds to minutes, and a
+# model's loss keeps its last target's features (`losses.LastTargetFeatures`), which two projections
+# at once would trade. Renders don't wait for it.
+_PROJECTING = threading.Lock()
 
 
-PAINT_MAX_PIXELS = (2 * PAINT) ** 2
+PAINT_MAX_SIDE = 2 * PAINT
 
 
 def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
@@ -90,7 +99,7 @@ def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
                 raise gr.Error(f"the painted picture is far larger than the {PAINT}x{PAINT} canvas") from None
             except (OSError, ValueError):
                 raise gr.Error("the painted picture is not a readable image") from None
-            if w * h > PAINT_MAX_PIXELS:
+            if max(w, h) > PAINT_MAX_SIDE:
                 raise gr.Error(f"the painted picture is {w}x{h}; the canvas is {PAINT}x{PAINT}")
         return convert(file, flatten_on_white)
 
@@ -106,19 +115,23 @@ NO_STYLEMAP = (
 
 
 class Sessions:
-    """Models by name, loaded on first use and kept; each one's kind (StyleGAN2 or StyleMapGAN) is
-    read from its file at start-up, so a bad path fails before the server starts."""
+    """Models by name, each one's kind (StyleGAN2 or StyleMapGAN) read from its file at once; loaded
+    by `load_all` (`serve` calls it, so a bad file fails before the server starts and no request
+    waits for a model to load) or else on first use, one lock per model so that loading one never
+    holds up requests for another."""
 
-    def __init__(self, models: dict[str, str], device: str, directions: dict[str, list[str]]) -> None:
+    def __init__(self, models: dict[str, str], device: str, directions: dict[str, list[str]],
+                 lpips_files: tuple[str, str] | None = None) -> None:
         from latentatlas.io.checkpoints import model_kind
         from latentatlas.models.bundled import resolve_model
 
         if not models:
             raise UserError("no model to serve")
         self.models, self.device, self.directions = models, device, directions
+        self.lpips_files = lpips_files  # `serve --vgg --lpips-lin`: the projections' LPIPS
         self.kinds = {name: model_kind(resolve_model(source)) for name, source in models.items()}
         self._loaded: dict[str, ModelSession | StyleMapSession] = {}
-        self._lock = threading.Lock()
+        self._locks = {name: threading.Lock() for name in models}
 
     def names(self, kind: str | None = None) -> list[str]:
         return [n for n in self.models if kind is None or self.kinds[n] == kind]
@@ -126,15 +139,27 @@ class Sessions:
     def load(self, name: str) -> ModelSession | StyleMapSession:
         if name not in self.models:
             raise UserError(f"unknown model {name!r}")
-        with self._lock:
+        loaded = self._loaded.get(name)
+        if loaded is not None:
+            return loaded
+        with self._locks[name]:
             if name not in self._loaded:
                 if self.kinds[name] == STYLEMAP:
                     if self.directions.get(name):
                         raise UserError(f"{name} is a StyleMapGAN model: direction files are for StyleGAN2 models")
                     self._loaded[name] = StyleMapSession(name, self.models[name], self.device)
                 else:
-                    self._loaded[name] = ModelSession(name, self.models[name], self.device, self.directions.get(name))
+                    self._loaded[name] = ModelSession(name, self.models[name], self.device, self.directions.get(name),
+                                                      self.lpips_files)
             return self._loaded[name]
+
+    def load_all(self) -> None:
+        """Every model, its direction sets and, for StyleGAN2 models, its projection loss (the LPIPS
+        files, the factor predictor): what the first requests would otherwise wait for."""
+        for name in self.models:
+            sess = self.load(name)
+            if isinstance(sess, ModelSession):
+                sess.projection_loss()
 
     def get(self, name: str) -> ModelSession:
         """A StyleGAN2 model (Explore, Interpolate, Project)."""
@@ -174,20 +199,59 @@ def _user_errors(fn):  # type: ignore[no-untyped-def]
     return wrapped
 
 
-def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits()) -> gr.Blocks:
-    tmpdir = Path(tempfile.mkdtemp(prefix="latentatlas-app-"))
+# Gradio's cache (each file the app hands out is copied there, uploads are kept there) is emptied
+# of files older than an hour, every hour, and wholly when the server stops.
+CACHE_AGE_S = 3600
+
+
+class OutputFolders:
+    """Where the app writes the files it hands to Gradio (codes, GIFs), a new folder each.
+
+    Gradio copies each file into its own cache when the response is sent (cleaned by
+    `delete_cache`), so ours are only needed until then: folders older than `max_age_s` are removed
+    whenever a new one is made, and the whole root at exit. The root is made on first use."""
+
+    def __init__(self, max_age_s: float = CACHE_AGE_S) -> None:
+        self.max_age_s = max_age_s
+        self.root: Path | None = None
+        self._lock = threading.Lock()
+
+    def new(self) -> Path:
+        with self._lock:
+            if self.root is None:
+                self.root = Path(tempfile.mkdtemp(prefix="latentatlas-app-"))
+                atexit.register(self.remove)
+            now = time.time()
+            for old in self.root.iterdir():
+                try:
+                    if now - old.stat().st_mtime > self.max_age_s:
+                        shutil.rmtree(old, ignore_errors=True)
+                except FileNotFoundError:
+                    pass
+            return Path(tempfile.mkdtemp(dir=self.root))
+
+    def remove(self) -> None:
+        with self._lock:
+            if self.root is not None:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+
+def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits(), outputs: OutputFolders | None = None) -> gr.Blocks:
+    out_dirs = outputs or OutputFolders()
     gan = sessions.names(STYLEGAN2)
-    with gr.Blocks(title="latentatlas", analytics_enabled=False) as demo:
+    with gr.Blocks(title="latentatlas", analytics_enabled=False, delete_cache=(CACHE_AGE_S, CACHE_AGE_S)) as demo:
         gr.Markdown("## latentatlas — map, search and travel a GAN's latent space")
         model = gr.Dropdown(gan, value=gan[0] if gan else None, label="Model", elem_id="model", visible=bool(gan))
-        base_state = gr.State(None)  # a projected w+ code being edited, or None (use the seed)
-        proj_ctl = gr.State({})  # per-user projection control: {"stop": Event, "w": code}
+        base_state = gr.State(None)  # a projected code being edited, {"model": name, "w": w+ [L, D]}, or None (the seed)
+        # Per-user projection control: {"stops": running projections' Events, "projected": the last
+        # projection's code, {"model": name, "w": w+ [L, D]}, until the model changes}.
+        proj_ctl = gr.State({})
         with gr.Tabs(selected="explore" if gan else "local") as tabs:
             if gan:
-                explore = _explore_tab(demo, sessions, model, base_state, tmpdir)
-                _interpolate_tab(sessions, model, limits, tmpdir)
-                prior_w, whiten = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
-                _on_model_change(sessions, model, base_state, explore, prior_w, whiten)
+                explore = _explore_tab(demo, sessions, model, base_state, out_dirs)
+                _interpolate_tab(sessions, model, limits, out_dirs, proj_ctl)
+                project = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
+                _on_model_change(sessions, model, base_state, proj_ctl, explore, project)
             _local_edit_tab(demo, sessions, limits)
     return demo
 
@@ -210,19 +274,19 @@ class _Explore:
     tau: Any
 
 
-def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_state: gr.State, tmpdir: Path) -> _Explore:
+def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_state: gr.State, out_dirs: OutputFolders) -> _Explore:
     first = sessions.get(sessions.names(STYLEGAN2)[0])
     with gr.Tab("Explore", id="explore"):
         with gr.Row():
             with gr.Column(scale=1):
                 with gr.Row():
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed")
+                    seed = whole_number_input(gr.Number(0, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="seed"))
                     random_btn = gr.Button("Random", elem_id="random", scale=0)
                 psi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi", elem_id="psi")
                 tau = gr.Slider(0, 4, value=0, step=0.1, label="PCA compression tau (0 = off)", elem_id="tau",
                                 interactive=first.prior is not None)
                 with gr.Row():
-                    mix_seed = gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed")
+                    mix_seed = whole_number_input(gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed"))
                     mix_cutoff = gr.Slider(0, first.num_ws, value=0, step=1, label="from layer (0 = no mixing)", elem_id="mix-cutoff")
                 restrict = gr.Checkbox(False, label="Edit only w+ layers", elem_id="restrict")
                 with gr.Row():
@@ -257,7 +321,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         t = time.perf_counter()
         arr, _ = sess.render(params)
         ms = (time.perf_counter() - t) * 1000
-        where = "a projected image" if base is not None else f"seed {int(seed_v or 0)}"
+        where = "a projected image" if base is not None else f"seed {params.seed}"
         return enlarge(arr, DISPLAY), f"{where} · {ms:.0f} ms"
 
     for widget in [seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, *sliders]:
@@ -273,9 +337,10 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         from latentatlas.latent.codes import save_codes
 
         sess = sessions.get(name)
-        code = sess.edited_code(_params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths))
-        folder = Path(tempfile.mkdtemp(dir=tmpdir))
-        path = folder / (f"{name}-seed{int(seed_v or 0)}.npz" if base is None else f"{name}-projected.npz")
+        params = _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths)
+        code = sess.edited_code(params)
+        folder = out_dirs.new()
+        path = folder / (f"{name}-seed{params.seed}.npz" if base is None else f"{name}-projected.npz")
         save_codes(path, code.to("cpu"), model=name)
         return gr.update(value=str(path), visible=True)
 
@@ -283,11 +348,13 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
     return _Explore(render, inputs, [image, source], accordions, sliders, mix_cutoff, layer_start, layer_end, tau)
 
 
-def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, explore: _Explore, prior_w: gr.Slider,
-                     whiten: gr.Checkbox) -> None:
-    """A new StyleGAN2 model: its direction sets, layer count and prior, then a fresh render."""
+def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, proj_ctl: gr.State, explore: _Explore,
+                     project: _Project) -> None:
+    """A new StyleGAN2 model: its direction sets, layer count and prior, then a fresh render; the
+    previous model's projected code is dropped (it would mean nothing to this one)."""
 
-    def on_model(name):  # type: ignore[no-untyped-def]
+    def on_model(name, ctl):  # type: ignore[no-untyped-def]
+        ctl.pop("projected", None)
         sess = sessions.get(name)
         updates: list[Any] = []
         for s in range(MAX_SETS):
@@ -301,36 +368,39 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
         has_prior = sess.prior is not None
         updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),
                     gr.update(interactive=has_prior, value=0), gr.update(interactive=has_prior, value=0),
-                    gr.update(interactive=has_prior, value=False), None]
+                    gr.update(interactive=has_prior, value=False), None, gr.update(interactive=False)]
         return updates
 
     e = explore
-    model.change(on_model, model, [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau, prior_w, whiten,
-                                   base_state]).then(
+    model.change(on_model, [model, proj_ctl], [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau,
+                                               project.prior_w, project.whiten, base_state, project.to_explore]).then(
         e.render, e.inputs, e.outputs)
 
 
 # ---------------------------------------------------------------------------------------- Interpolate
 
 
-def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tmpdir: Path) -> None:
+def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, out_dirs: OutputFolders, proj_ctl: gr.State) -> None:
     with gr.Tab("Interpolate", id="interpolate"):
         with gr.Row():
             with gr.Column(scale=1):
                 ends = []
                 for key, label, seed_v in (("a", "From", 0), ("b", "To", 1)):
                     with gr.Group():
-                        seed = gr.Number(seed_v, label=f"{label} seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id=f"seed-{key}")
+                        seed = whole_number_input(gr.Number(seed_v, label=f"{label} seed", precision=0, minimum=0, maximum=MAX_SEED,
+                                                            elem_id=f"seed-{key}"))
                         file = gr.File(label=f"...or {label.lower()} an image (projected) or a saved code (.npz)",
                                        file_types=["image", ".npz"], type="filepath", elem_id=f"file-{key}", height=120)
                     ends.append((seed, file))
-                frames = gr.Slider(2, MAX_FRAMES // 2, value=10, step=1, label="Frames", elem_id="frames")
+                frames = gr.Slider(2, MAX_FRAMES // 2, value=16, step=1, label="Frames", elem_id="frames")  # interpolate's --frames
                 method = gr.Radio(["lerp", "slerp"], value="lerp", label="Interpolation", elem_id="interp-method",
                                   info="lerp in w, as the StyleGAN paper; slerp keeps z on its sphere (in w it turns about 0, far from the mean w)")
                 space = gr.Radio(["z", "w"], value="w", label="Space (codes and images: w)", elem_id="interp-space")
                 ipsi = gr.Slider(0, 1.5, value=1.0, step=0.05, label="Truncation psi")
                 isteps = gr.Slider(10, 500, value=60, step=10, label="Projection steps (for uploaded images)", elem_id="interp-steps")
-                interp_btn = gr.Button("Interpolate", variant="primary", elem_id="interpolate-btn")
+                with gr.Row():
+                    interp_btn = gr.Button("Interpolate", variant="primary", elem_id="interpolate-btn")
+                    interp_stop = gr.Button("Stop", elem_id="interp-stop-btn")
             with gr.Column(scale=2):
                 strip = gr.Image(label="Strip", type="numpy", interactive=False, elem_id="strip", format="png")
                 anim = gr.Image(label="Animation", type="filepath", interactive=False, elem_id="animation")
@@ -351,31 +421,39 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
         file.clear(lambda: "", None, status)
 
     @_user_errors
-    def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps):  # type: ignore[no-untyped-def]
+    def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
+        n, n_steps = whole("frames", n), whole("projection steps", n_steps)
         if sp == "z" and any(f is not None and not _is_code_file(f) for f in (fa, fb)):
             raise UserError("an uploaded image is projected to w: interpolate in space w")
         codes, labels = [], []
         for which, seed_v, f in (("start", a, fa), ("end", b, fb)):
             if f is None:
-                codes.append(int(seed_v or 0))
-                labels.append(f"seed {int(seed_v or 0)}")
+                codes.append(whole_seed(f"{which} seed", seed_v))
+                labels.append(f"seed {codes[-1]}")
             elif _is_code_file(f):
                 codes.append(sess.code_file(f, limits))
                 labels.append(f"{Path(f).name} (saved code)")
             else:
                 code = None
-                for msg, code in _projected_end(sess, f, int(n_steps), limits):
-                    if code is None:
-                        yield gr.update(), gr.update(), f"projecting the {which} image {Path(f).name}: {msg}"
+                with _stoppable(ctl) as stop:
+                    for msg, code in _projected_end(sess, f, n_steps, limits, stop):
+                        if code is None:
+                            yield gr.update(), gr.update(), f"projecting the {which} image {Path(f).name}: {msg}"
+                if code is None:
+                    yield gr.update(), gr.update(), f"stopped while projecting the {which} image {Path(f).name}: nothing interpolated"
+                    return
                 codes.append(code)
-                labels.append(f"{Path(f).name} (projected, {int(n_steps)} steps)")
+                labels.append(f"{Path(f).name} (projected, {n_steps} steps)")
         with sess.lock:
-            out = sess.interpolation(codes[0], codes[1], int(n), meth, sp, float(p))
-        yield _strip(out), _gif(out, tmpdir), f"{labels[0]} → {labels[1]}: {int(n)} frames, {meth} in {sp}"
+            out = sess.interpolation(codes[0], codes[1], n, meth, sp, float(p))
+        yield _strip(out), _gif(out, out_dirs), f"{labels[0]} → {labels[1]}: {n} frames, {meth} in {sp}"
 
-    interp_btn.click(run_interpolation, [model, ends[0][0], ends[0][1], ends[1][0], ends[1][1], frames, method, space, ipsi, isteps],
-                     [strip, anim, status], concurrency_id="projection", concurrency_limit=1)
+    # Not in the Project tab's queue: seeds and codes need no projection, and an uploaded image's
+    # projection waits for its turn itself (`_PROJECTING`), saying so.
+    interp_btn.click(run_interpolation, [model, ends[0][0], ends[0][1], ends[1][0], ends[1][1], frames, method, space, ipsi,
+                                         isteps, proj_ctl], [strip, anim, status], concurrency_id="interpolate", concurrency_limit=2)
+    interp_stop.click(stop_projections, proj_ctl, None, queue=False)
 
 
 def _is_code_file(path: str) -> bool:
@@ -390,33 +468,62 @@ def _describe_end(sess: ModelSession, path: str, limits: UploadLimits) -> str:
     return f"{Path(path).name}: an image, projected when you interpolate" + (f" ({'; '.join(notes)})" if notes else "")
 
 
-def _projected_end(sess: ModelSession, path: str, steps: int, limits: UploadLimits) -> Iterator[tuple[str, Any]]:
+def _projected_end(sess: ModelSession, path: str, steps: int, limits: UploadLimits,
+                   stop: threading.Event | None = None) -> Iterator[tuple[str, Any]]:
     """An uploaded image's projected w+ code, made once per image and step count: yields (progress, None)
-    while projecting, then ('done', code)."""
+    while projecting, then ('done', code), or ('stopped', None) when `stop` ended it early (not kept)."""
     from latentatlas.latent.codes import LatentCode
 
     key = (file_key(path), steps)
     code = sess.projections.peek(key)
     if code is None:
         target, _ = load_upload(path, sess.generator.img_resolution, limits)
-        for step, _img, loss, proj in _projection_steps(sess, target, "w", 0.0, steps, threading.Event()):
+        proj = None
+        for step, _img, loss, proj in _projection_steps(sess, target, "w", 0.0, steps, stop or threading.Event()):
             if proj is None:
-                yield f"step {step + 1}/{steps} · loss {loss:.4f}", None
+                yield _progress(step, steps, loss), None
+        if proj is None or len(proj.losses["total"]) < steps:
+            yield "stopped", None
+            return
         code = sess.projections.put(key, LatentCode("w+", proj.ws[:1].detach()))
     yield "done", code
+
+
+def _progress(step: int, steps: int, loss: float) -> str:
+    if step < 0:
+        return "waiting for another projection to finish (one runs at a time)"
+    return f"step {step + 1}/{steps} · loss {loss:.4f}"
+
+
+@contextmanager
+def _stoppable(ctl: dict[str, Any]) -> Iterator[threading.Event]:
+    """A new projection's stop event, which either tab's Stop sets while it runs (`stop_projections`)."""
+    stop = threading.Event()
+    stops = ctl.setdefault("stops", set())
+    stops.add(stop)
+    try:
+        yield stop
+    finally:
+        stops.discard(stop)
+
+
+def stop_projections(ctl: dict[str, Any]) -> None:
+    """Stop, in either tab: ends this page's running projections."""
+    for stop in list(ctl.get("stops", ())):
+        stop.set()
 
 
 def _strip(frames: np.ndarray) -> np.ndarray:
     return np.concatenate(list(frames), axis=1)
 
 
-def _gif(frames: np.ndarray, tmpdir: Path) -> str:
+def _gif(frames: np.ndarray, out_dirs: OutputFolders) -> str:
     """The frames there and back as a GIF, small models enlarged (nearest) for display."""
     import torch
 
     from latentatlas.io.images import save_animation
 
-    gif = Path(tempfile.mkdtemp(dir=tmpdir)) / "interpolation.gif"
+    gif = out_dirs.new() / "interpolation.gif"
     t = torch.from_numpy(np.concatenate([frames, frames[::-1]])).permute(0, 3, 1, 2).float() / 127.5 - 1
     save_animation(gif, torch.nn.functional.interpolate(t, scale_factor=max(1, DISPLAY // frames.shape[1]), mode="nearest"), fps=12)
     return str(gif)
@@ -425,8 +532,17 @@ def _gif(frames: np.ndarray, tmpdir: Path) -> str:
 # ---------------------------------------------------------------------------------------- Project
 
 
+@dataclass
+class _Project:
+    """The Project tab's widgets a model change resets."""
+
+    prior_w: Any
+    whiten: Any
+    to_explore: Any
+
+
 def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, tabs: gr.Tabs, base_state: gr.State,
-                 proj_ctl: gr.State, explore: _Explore) -> tuple[gr.Slider, gr.Checkbox]:
+                 proj_ctl: gr.State, explore: _Explore) -> _Project:
     first = sessions.get(sessions.names(STYLEGAN2)[0])
     with gr.Tab("Project", id="project"):
         with gr.Row():
@@ -454,33 +570,36 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
     @_user_errors
     def run_projection(name, file, sp, lam, white, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
+        n_steps = whole("steps", n_steps)
         target, notes = load_upload(file, sess.generator.img_resolution, limits)
         target_arr = enlarge(to_rgb8(target[0]), DISPLAY)
         note = f" ({'; '.join(notes)})" if notes else ""
-        yield target_arr, None, f"starting{note}", gr.update(interactive=False)
-        stop = threading.Event()
-        ctl["stop"] = stop
-        for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), int(n_steps), stop, whiten=bool(white)):
-            if proj is None:
-                yield target_arr, enlarge(to_rgb8(img[0]), DISPLAY), f"step {step + 1}/{int(n_steps)} · loss {loss:.4f}", gr.update()
-        ctl["w"] = proj.ws[0].cpu().numpy()
-        mse = float((proj.images.cpu() - target).square().mean())
-        stopped = " (stopped early)" if len(proj.losses["total"]) < int(n_steps) else ""
+        said = f"; loss: {sess.projection_loss().said}"
+        yield target_arr, None, f"starting{note}{said}", gr.update(interactive=False)
+        proj = None
+        with _stoppable(ctl) as stop:
+            for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), n_steps, stop, whiten=bool(white)):
+                if proj is None:
+                    shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
+                    yield target_arr, shown, _progress(step, n_steps, loss), gr.update()
+        if proj is None:
+            yield (target_arr, None, f"stopped before it started (another projection was running): no code{note}{said}",
+                   gr.update(interactive=bool(ctl.get("projected"))))  # an earlier code of this page stays
+            return
+        ctl["projected"] = {"model": name, "w": proj.ws[0].cpu().numpy()}
+        mse = reconstruction_errors(proj.images.cpu(), target)["mse"][0]
+        stopped = " (stopped early)" if len(proj.losses["total"]) < n_steps else ""
         where = ""
         if sess.prior is not None:  # how typical the code is: sampled codes sit near the prior's dimension
             d2 = float(sess.prior.mahalanobis(proj.w.double().cpu())[0]) / (proj.w.shape[1] if proj.w.ndim == 3 else 1)
             where = f", Mahalanobis {d2:,.0f} per layer (samples: about {sess.prior.dim})"
         yield (target_arr, enlarge(to_rgb8(proj.images[0].cpu()), DISPLAY),
-               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{where}{note}", gr.update(interactive=True))
+               f"done{stopped}: {len(proj.losses['total'])} steps, pixel MSE {mse:.4f}{where}{note}{said}", gr.update(interactive=True))
 
     proj_btn.click(run_projection, [model, upload, pspace, prior_w, whiten, steps, proj_ctl],
                    [target_view, recon_view, status, to_explore], concurrency_id="projection", concurrency_limit=1)
 
-    def stop_projection(ctl):  # type: ignore[no-untyped-def]
-        if "stop" in ctl:
-            ctl["stop"].set()
-
-    stop_btn.click(stop_projection, proj_ctl, None, queue=False)
+    stop_btn.click(stop_projections, proj_ctl, None, queue=False)
 
     def on_upload(name, f):  # type: ignore[no-untyped-def]
         try:
@@ -492,26 +611,49 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
 
     upload.upload(on_upload, [model, upload], [target_view, upload, status])
 
-    def send_to_explore(ctl):  # type: ignore[no-untyped-def]
-        if "w" not in ctl:
-            raise gr.Error("project an image first")
-        return ctl["w"], gr.Tabs(selected="explore")
+    @_user_errors
+    def send_to_explore(name, ctl):  # type: ignore[no-untyped-def]
+        projected = ctl.get("projected")
+        if projected is None:
+            raise UserError("project an image first")
+        _projected_for(projected, name)
+        return projected, gr.Tabs(selected="explore")
 
-    to_explore.click(send_to_explore, proj_ctl, [base_state, tabs]).then(explore.render, explore.inputs, explore.outputs)
-    return prior_w, whiten
+    to_explore.click(send_to_explore, [model, proj_ctl], [base_state, tabs]).then(explore.render, explore.inputs, explore.outputs)
+    return _Project(prior_w, whiten, to_explore)
+
+
+def _projected_for(projected: dict[str, Any], name: str) -> np.ndarray:
+    """A projected code's w+ array, refused for any model but the one it was projected with (another
+    model's code, even of the same shape, means nothing to this one)."""
+    if projected["model"] != name:
+        raise UserError(f"the projected code belongs to {projected['model']}, and the model is now {name}: "
+                        f"project the image again with {name}, or go back to the seed")
+    return projected["w"]
 
 
 def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps: int,  # type: ignore[no-untyped-def]
                       stop: threading.Event, whiten: bool = False) -> Iterator[tuple[int, Any, float, Any]]:
-    """The projector (`_project`) in a worker thread: yields (step, preview images, loss, None) as it
-    runs, then (steps done, None, last loss shown, the projection). Errors come out here as UserErrors;
-    `stop`, or closing this generator (the user left the page), ends the worker."""
+    """The projector (`_project`) in a worker thread, once no other projection runs (`_PROJECTING`):
+    yields (-1, None, nan, None) while it waits for its turn, (step, preview images, loss, None) as it
+    runs, then (steps done, None, last loss shown, the projection), whose step count tells a stopped
+    run; stopped before its turn came, it ends with no projection, and both tabs say so as they say
+    a stop during the run (no error). Errors come out here as UserErrors; `stop`, or closing this
+    generator (the user left the page), ends the worker, waiting or running."""
     updates: queue.Queue = queue.Queue()
     result: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
+            if not _PROJECTING.acquire(blocking=False):
+                updates.put((-1, None, float("nan")))
+                while not _PROJECTING.acquire(timeout=0.25):
+                    if stop.is_set():
+                        return  # no projection: stopped before its turn
+            try:
+                result["projection"] = _project(sess, target, space, lam, steps, stop, updates, whiten)
+            finally:
+                _PROJECTING.release()
         except Exception as e:  # reported to the page below
             result["error"] = e
 
@@ -530,8 +672,9 @@ def _projection_steps(sess: ModelSession, target, space: str, lam: float, steps:
     if "error" in result:
         err = result["error"]
         raise err if isinstance(err, UserError) else UserError(f"projection failed: {type(err).__name__}: {err}")
-    proj = result["projection"]
-    yield len(proj.losses["total"]), None, loss, proj
+    if "projection" in result:
+        proj = result["projection"]
+        yield len(proj.losses["total"]), None, loss, proj
 
 
 # ---------------------------------------------------------------------------------------- Local edit
@@ -550,14 +693,14 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         with gr.Row():
             with gr.Column(scale=1):
                 src_kind = gr.Radio(kinds, value="synthfaces", label="Source: the image to edit", elem_id="src-kind")
-                src_seed = gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed")
+                src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
                 src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="src-file", visible=False, height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
             with gr.Column(scale=1):
                 ref_kind = gr.Radio(kinds, value="synthfaces", label="Reference: where the region comes from", elem_id="ref-kind")
-                ref_seed = gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed")
+                ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
                 ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
                                    elem_id="ref-file", visible=False, height=120)
                 editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
@@ -590,7 +733,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
     def view(name, kind, seed, f, size=DISPLAY):  # type: ignore[no-untyped-def]
         """The picture as shown (None until it can be made: the edit's status says why)."""
         try:
-            image, _ = sessions.stylemap(name).picture(Picture(kind, int(seed or 0), f), limits)
+            image, _ = sessions.stylemap(name).picture(Picture(kind, whole_seed("seed", seed), f), limits)
         except UserError:
             return None
         return enlarge(to_rgb8(image[0]), size)
@@ -606,12 +749,13 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         """The result, or the result left as it was and the reason in the status line."""
         try:
             sess = sessions.stylemap(name)
-            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None, int(grow_v or 0))
-            out = sess.edit(Picture(sk, int(ss or 0), sf), Picture(rk, int(rs or 0), rf), mask, (int(dx_v), int(dy_v)),
+            shift = whole("shift dx", dx_v), whole("shift dy", dy_v)
+            mask = sess.mask(mk, alpha if mk == MASK_DRAWN else None, whole("grow", grow_v, 0))
+            out = sess.edit(Picture(sk, whole_seed("source seed", ss), sf), Picture(rk, whole_seed("reference seed", rs), rf), mask, shift,
                             bool(per_layer_v), float(strength_v), limits, REFINE_STEPS if refine_v else 0)
         except UserError as e:
             return gr.update(), f"**{e}**"
-        return enlarge(out.image, DISPLAY), _edit_status(out, mk, int(dx_v), int(dy_v))
+        return enlarge(out.image, DISPLAY), _edit_status(out, mk, *shift)
 
     def on_paint(value, name, sk, ss, sf, rk, rs, rf, _old, *rest):  # type: ignore[no-untyped-def]
         """New strokes: keep them, then the edit with them."""
@@ -687,6 +831,43 @@ def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
 # ---------------------------------------------------------------------------------------- shared
 
 
+def whole(label: str, value: Any, default: int | None = None) -> int:
+    """A widget's whole number as the page's API may send it: None is `default` (when there is one),
+    NaN or inf a UserError naming the widget. Gradio's bounds check passes NaN (it fails no
+    comparison), and int() of it was 'cannot convert float NaN to integer' in the page."""
+    if value is None and default is not None:
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{label} {value!r}: give a whole number") from None
+    return int(round(require_number(label, number, what="a whole number")))
+
+
+def whole_seed(label: str, value: Any) -> int:
+    """A seed widget's value (empty: 0), checked as every seed is (`io.errors.require_seed`)."""
+    return require_seed(label, whole(label, value, 0))
+
+
+def whole_number_input(number: gr.Number) -> gr.Number:
+    """A precision-0 Number whose value is checked (`whole`) before Gradio's own rounding, which casts
+    with int() too, so a NaN sent to the page's API ended there, before any handler. Wraps this
+    instance's method (a Gradio component subclass would make Gradio write a .pyi beside this module)."""
+    preprocess = number.preprocess
+
+    def checked(payload: Any) -> Any:
+        if payload is not None:
+            try:
+                whole(str(number.label or "number"), payload)
+            except UserError as e:
+                raise gr.Error(str(e)) from None
+        return preprocess(payload)
+
+    number.preprocess = checked  # type: ignore[method-assign]
+    return number
+
+
+
 def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, base, strengths) -> ExploreParams:  # type: ignore[no-untyped-def]
     values = {}
     for i, v in enumerate(strengths):
@@ -694,27 +875,27 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
             values[(i // MAX_SLIDERS, i % MAX_SLIDERS)] = float(v)
     layers = None
     if restrict_v:
-        start, end = int(ls_v), int(le_v)
+        start, end = whole("first layer", ls_v), whole("end layer", le_v)
         if end <= start:
             raise UserError("the end layer must come after the first layer")
         layers = (start, end)
     return ExploreParams(
-        seed=int(seed_v or 0), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
-        mix_seed=int(mix_v or 0), mix_cutoff=int(cut_v), base=base,
+        seed=whole_seed("seed", seed_v), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
+        mix_seed=whole_seed("mix seed", mix_v), mix_cutoff=whole("mixing layer", cut_v), base=None if base is None else _projected_for(base, sess.name),
     )
 
 
 def _project(sess: ModelSession, target, space: str, lam: float, steps: int, stop: threading.Event, updates: queue.Queue,  # type: ignore[no-untyped-def]
              whiten: bool = False):
-    """The library projector with the loss the CLI picks for synthfaces models (factor features + MSE)."""
-    from latentatlas.inversion.losses import factor_feature_distance
+    """The library projector with the loss `project` would pick for this model (`ModelSession.projection_loss`)."""
     from latentatlas.inversion.projector import ProjectorConfig, project
 
     g = sess.generator
-    predictor = sess.predictor()
+    loss = sess.projection_loss()
     # 5000 samples for w's mean and spread, not the CLI's 10k: the page starts sooner, and the mean's
     # sampling error is 1/sqrt(5000) = 1.4 % of w's spread per dimension against 1.0 %.
-    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, mse_weight=1.0, w_avg_samples=5000, whiten=whiten)
+    cfg = ProjectorConfig(space=space, steps=steps, prior_weight=lam, perceptual_weight=loss.perceptual_weight,
+                          mse_weight=loss.mse_weight, w_avg_samples=5000, whiten=whiten)
     last: dict[str, float] = {"total": 0.0}
 
     def progress(step: int, losses: dict[str, float]) -> bool:
@@ -724,9 +905,11 @@ def _project(sess: ModelSession, target, space: str, lam: float, steps: int, sto
     def preview(step: int, images) -> None:  # type: ignore[no-untyped-def]
         updates.put((step, images, last["total"]))
 
-    with sess.lock:
-        return project(g, target.to(g.device), factor_feature_distance(predictor.features), cfg,
-                       prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
+    # No sess.lock: renders go on beside a projection. The generator was frozen at load
+    # (requires_grad False), so `project`'s `frozen` changes no flag, and its passes only read the
+    # weights (values derived from them are cached on the tensors, the same whoever makes them).
+    return project(g, target.to(g.device), loss.perceptual, cfg,
+                   prior=sess.prior if (lam > 0 or whiten) else None, progress=progress, preview=preview, preview_every=10)
 
 
 def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits: UploadLimits = UploadLimits(),

@@ -11,8 +11,6 @@ update is one generator pass.
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -23,11 +21,12 @@ from typing import Generic, TypeVar
 import numpy as np
 import torch
 
-from latentatlas.app.uploads import UploadLimits, load_upload
+from latentatlas.app.uploads import UploadLimits, load_upload, upload_stat
 from latentatlas.directions.files import Directions
 from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
+from latentatlas.inversion.losses import ProjectionLoss, projection_loss
 from latentatlas.io.errors import MAX_SEED, UserError, require_number
-from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, z_from_seeds
+from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, truncate_code, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.latent.paths import endpoint, style_mix, travel
 from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator, resolve_model
@@ -76,7 +75,7 @@ def check_seed(seed: int) -> int:
 def file_key(path: str | Path) -> tuple[str, int, int]:
     """Identifies an uploaded file cheaply (the server names uploads by their content, so a new
     upload is a new path) without reading it."""
-    st = os.stat(path)
+    st = upload_stat(path)
     return str(path), st.st_size, st.st_mtime_ns
 
 
@@ -133,8 +132,11 @@ MAX_DIRECTION_SETS = 5
 class ModelSession:
     """A generator with its prior and direction sets, ready for interactive use."""
 
-    def __init__(self, name: str, source: str, device: str = "cpu", directions: list[str | Path] | None = None) -> None:
+    def __init__(self, name: str, source: str, device: str = "cpu", directions: list[str | Path] | None = None,
+                 lpips_files: tuple[str | Path, str | Path] | None = None) -> None:
         self.name = name
+        self.path = resolve_model(source)
+        self.lpips_files = lpips_files  # (VGG16 weights, LPIPS heads) for the projection loss, or None
         self.generator, self.info = load_generator(source, device)
         self.generator.requires_grad_(False)
         self.prior: GaussianPrior | None = None
@@ -156,17 +158,18 @@ class ModelSession:
                 raise UserError(f"{path}: directions in z, and the app's sliders edit w codes: make them with --space w")
             self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))
         self.lock = threading.Lock()  # one synthesis at a time per model (torch threads are shared anyway)
-        self._predictor = None
+        self._loss: ProjectionLoss | None = None
         self.names = {name, str(source), str(self.info.get("name") or "")}  # what code files may call this model
         self.projections: Recent[Hashable, LatentCode] = Recent(16)  # uploaded image -> projected code (Interpolate)
 
-    def predictor(self):  # type: ignore[no-untyped-def]
-        """The bundled factor predictor on this model's device, loaded on first use (projections)."""
-        if self._predictor is None:
-            from latentatlas.training.attributes import load_predictor
-
-            self._predictor = load_predictor("factors", self.generator.device)
-        return self._predictor
+    def projection_loss(self) -> ProjectionLoss:
+        """The projections' loss, chosen as `project` chooses it (`inversion.losses.projection_loss`)
+        and made on first use: LPIPS with the app's --vgg/--lpips-lin files, else factor features +
+        pixel MSE for a synthfaces model, else pixel MSE alone (which `said` explains)."""
+        if self._loss is None:
+            vgg, lin = self.lpips_files or (None, None)
+            self._loss = projection_loss(self.path, vgg=vgg, lpips_lin=lin, fallback="mse", device=self.generator.device)
+        return self._loss
 
     @property
     def num_ws(self) -> int:
@@ -201,7 +204,7 @@ class ModelSession:
         g = self.generator
         if p.base is not None:
             base = torch.as_tensor(np.asarray(p.base, dtype=np.float32), device=g.device).reshape(1, self.num_ws, g.w_dim)
-            code = LatentCode("w+", g.mapping.w_avg.lerp(base, p.psi) if p.psi != 1 else base)
+            code = truncate_code(LatentCode("w+", base), g, p.psi)
         else:
             code = self.seed_code(p.seed, p.psi)
         if p.mix_seed is not None and 0 < p.mix_cutoff < self.num_ws:
@@ -250,9 +253,8 @@ def walk_layers(paths: WarpedPaths, code: LatentCode, k: int, strength: float, l
     """
     code.require("w+")
     start, end = layers if layers is not None else (0, code.tensor.shape[1])
-    arc = strength * paths.scale / math.sqrt(paths.dim)
     out = code.tensor.clone()
-    moved = paths.apply(LatentCode("w", out[0, start:end]), k, arc).tensor
+    moved = paths.apply(LatentCode("w", out[0, start:end]), k, paths.arc_length(strength)).tensor
     out[0, start:end] = moved.to(out)
     return LatentCode("w+", out)
 

@@ -30,12 +30,21 @@ class UploadLimits:
         return 10 * self.max_bytes
 
 
+def upload_stat(path: str | Path) -> os.stat_result:
+    """The upload's stat, or a UserError when the server has removed it (Gradio's cache keeps
+    uploads an hour, `server.CACHE_AGE_S`) and the page still names it."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        raise UserError(f"{Path(path).name} is no longer on the server (uploads are kept an hour): upload it again") from None
+
+
 def load_upload(path: str | Path | None, resolution: int, limits: UploadLimits) -> tuple[torch.Tensor, list[str]]:
     """An uploaded image as [1, 3, R, R] in [-1, 1] and notes on the conversions made."""
     if path is None:
         raise UserError("upload an image first")
     path = Path(path)
-    size = os.path.getsize(path)
+    size = upload_stat(path).st_size
     if size > limits.max_bytes:
         raise UserError(f"{path.name}: {size / 2**20:.1f} MB is over the {limits.max_bytes / 2**20:.0f} MB upload limit")
     try:

@@ -45,7 +45,7 @@ EVAL_SEED_OFFSET = 500_000_000  # held-out batches never share a seed with train
 
 def check_inputs(inputs: str) -> None:
     if inputs not in RECONSTRUCTOR_INPUTS:
-        raise UserError(f"reconstructor input {inputs!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
+        raise UserError(f"reconstructor input (--reconstructor-input) {inputs!r}: use one of {', '.join(RECONSTRUCTOR_INPUTS)}")
 
 
 def _groups(channels: int) -> int:

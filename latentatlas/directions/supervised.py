@@ -45,6 +45,17 @@ def load_scores(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]
     return codes, scores, names
 
 
+METHODS = ("svm", "mean")
+
+
+def check_method(method: str) -> str:
+    """`method` when it is one of METHODS, else one line naming the option (the CLI checks it before
+    it samples and scores the codes, which is most of the work)."""
+    if method not in METHODS:
+        raise UserError(f"method (--method) must be {' or '.join(METHODS)}: got {method!r}")
+    return method
+
+
 def _groups(scores: torch.Tensor, fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
     n = len(scores)
     k = max(int(n * fraction), 2)
@@ -64,12 +75,13 @@ def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fra
     """
     if codes.shape[0] != scores.shape[0]:
         raise UserError(f"{codes.shape[0]} codes but {scores.shape[0]} scores")
+    check_method(method)
     if not torch.isfinite(scores).all():
         raise UserError("scores hold NaN or infinite values")
     top, bottom = _groups(scores, fraction)
     if method == "mean":
         d = codes[top].double().mean(0) - codes[bottom].double().mean(0)
-    elif method == "svm":
+    else:  # svm
         from sklearn.svm import LinearSVC
 
         x = torch.cat([codes[top], codes[bottom]]).double().numpy()
@@ -77,8 +89,6 @@ def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fra
         mu, sd = x.mean(0), x.std(0) + 1e-12
         clf = LinearSVC(C=1.0, max_iter=20_000, random_state=seed).fit((x - mu) / sd, y)
         d = torch.from_numpy(clf.coef_[0] / sd)  # normal in the original (unstandardised) coordinates
-    else:
-        raise UserError(f"unknown method {method!r}: use svm or mean")
     norm = float(d.norm())
     if not norm > 1e-12 * max(float(codes.abs().max()), 1.0):
         raise UserError(f"{name}: the top and bottom {fraction:.0%} of the codes by score do not differ, so they give no "
@@ -120,6 +130,7 @@ def supervised(
     if scores.ndim != 2 or scores.shape[1] != len(names):
         raise UserError(f"scores must be [N, {len(names)}] for the {len(names)} names")
     check_conditional(conditional_on, names)
+    check_method(method)
     raw = torch.stack([boundary(codes, scores[:, j], method, fraction, name=names[j]) for j in range(len(names))])
     vectors = raw
     if conditional_on:

@@ -78,18 +78,26 @@ class WarpedConfig:
 
     def __post_init__(self) -> None:
         require_seed("--seed", self.seed)
+        # The messages name the CLI option beside the field, for callers of the library and of the CLI alike.
         if self.space not in ("z", "w"):
-            raise UserError(f"warped paths live in z or w, not {self.space!r}")
-        if self.sets < 1 or self.dipoles < 1:
-            raise UserError("need at least one support set and one dipole per set")
+            raise UserError(f"space (--space) must be z or w (warped paths live there): got {self.space!r}")
+        if self.sets < 1:
+            raise UserError(f"sets (--sets) must be at least 1 (a support set a path): got {self.sets}")
+        if self.dipoles < 1:
+            raise UserError(f"dipoles (--dipoles) must be at least 1 a set: got {self.dipoles}")
         if self.linear and self.dipoles != 1:
-            raise UserError("the linear baseline has exactly one dipole per set (--dipoles 1)")
+            raise UserError(f"the linear baseline (--linear) has exactly one dipole per set (--dipoles 1): got {self.dipoles}")
         if self.linear and self.learn_alphas:
-            raise UserError("the linear baseline keeps its alphas at +1/-1 (learnt alphas would make it position-dependent)")
+            raise UserError("the linear baseline (--linear) keeps its alphas at +1/-1: leave out --learn-alphas "
+                            "(learnt alphas would make it position-dependent)")
         if not 0 < self.shift_min <= self.shift_max < math.inf:
             raise UserError(f"shift range [{self.shift_min}, {self.shift_max}]: need 0 < min <= max, finite")
-        if not (0 < self.step < math.inf and 0 < self.gamma < math.inf and self.batch >= 1 and self.steps >= 0):
-            raise UserError("step and gamma must be finite and positive; batch >= 1 and steps >= 0")
+        if not (0 < self.step < math.inf and 0 < self.gamma < math.inf):
+            raise UserError(f"step and gamma must be finite and positive: got {self.step} and {self.gamma}")
+        if self.batch < 1:
+            raise UserError(f"batch (--batch) must be at least 1 image pair a step: got {self.batch}")
+        if self.steps < 0:
+            raise UserError(f"steps (--steps) must be >= 0: got {self.steps}")
         require_number("--lr", self.lr, above=0, what="a positive learning rate", example="0.0001")
         check_inputs(self.reconstructor_input)
 
@@ -231,6 +239,11 @@ class WarpedPaths:
     @property
     def dim(self) -> int:
         return self.support.dim
+
+    def arc_length(self, strength: float | torch.Tensor) -> float | torch.Tensor:
+        """A strength as the commands and the app's sliders give it (in units of the latent codes'
+        per-dimension spread, scale / sqrt(dim)) as the signed arc length `walk` and `apply` take."""
+        return strength * self.scale / math.sqrt(self.dim)
 
     def __len__(self) -> int:
         return self.support.sets
@@ -425,8 +438,8 @@ class PathSet:
     def frames(self, base: LatentCode, k: int, strengths: torch.Tensor, generator: Generator) -> list[LatentCode]:
         """The codes of a traversal strip: one code batch per strength (base in this set's space; w for w paths)."""
         if isinstance(self.source, WarpedPaths):
-            unit = self.source.scale / math.sqrt(self.source.dim)
-            walked = self.source.walk(k)(base.tensor.to(self.source.support.center.device), strengths.to(self.source.support.center.device) * unit)
+            device = self.source.support.center.device
+            walked = self.source.walk(k)(base.tensor.to(device), self.source.arc_length(strengths.to(device)))
             return [LatentCode(self.space, w) for w in walked]
         if base.space == "w":
             base = to_wplus(base, generator)
@@ -521,19 +534,17 @@ def train_warped(
     step = 0
     resumed_running: dict[str, float] = {}
     if resume and spath.exists():
-        try:
-            state = torch.load(spath, map_location=generator.device, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
-            raise UserError(f"{spath}: not a readable training state ({e}); remove it to start again") from None
-        if _comparable(state.get("config", {})) != _comparable(asdict(cfg)):
+        state = tensorfile.read_training_state(spath, generator.device)
+        if _comparable(state["config"]) != _comparable(asdict(cfg)):
             raise UserError(f"{spath} was trained with another config {state.get('config')}: remove it or match it")
         if state.get("model") != fingerprint:
             raise UserError(f"{spath} was trained for another model (fingerprint {state.get('model')}): remove it")
-        support.load_state_dict(state["support"])
-        recon.load_state_dict(state["reconstructor"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
-        resumed_running = {n: float(v) for n, v in state.get("running", {}).items()}
+        with tensorfile.restoring_state(spath):
+            support.load_state_dict(state["support"])
+            recon.load_state_dict(state["reconstructor"])
+            opt.load_state_dict(state["opt"])
+            step = int(state["step"])
+            resumed_running = {n: float(v) for n, v in state.get("running", {}).items()}
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
     scale = float(support.scale)
     support.train()

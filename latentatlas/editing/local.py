@@ -201,13 +201,13 @@ def grow_mask(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     carries more of it and changes more around it (README, "Local editing on synthfaces").
     """
     if pixels < 0:
-        raise UserError(f"a mask can only grow: got {pixels} px")
+        raise UserError(f"grow (--grow) must be >= 0 px (a mask can only grow): got {pixels} px")
     if pixels == 0:
         return mask
     r = mask.shape[-1]
     if pixels >= r:  # r - 1 already spreads one pixel over the whole image; more only costs memory
-        raise UserError(f"the mask can grow by at most {r - 1} px on a {r} px model (that already fills it from any "
-                        f"marked pixel), got {pixels} px")
+        raise UserError(f"grow (--grow): the mask can grow by at most {r - 1} px on a {r} px model (that already fills "
+                        f"it from any marked pixel), got {pixels} px")
     return F.max_pool2d(mask, 2 * pixels + 1, stride=1, padding=pixels)
 
 
@@ -264,7 +264,7 @@ def blend(src: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Ten
 
 def check_strength(strength: float) -> float:
     if not 0 <= strength <= 1:
-        raise UserError(f"the blend strength must lie in [0, 1], got {strength}")
+        raise UserError(f"blend strength must lie in [0, 1] (--strength): got {strength}")
     return float(strength)
 
 

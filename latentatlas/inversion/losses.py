@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,68 @@ def factor_feature_distance(feature_fn: Callable[[torch.Tensor], torch.Tensor]) 
         return (feature_fn(a) - target_features(b)).square().sum(dim=1)
 
     return dist
+
+
+LOSSES = ("auto", "lpips", "factor", "mse")
+
+
+@dataclass
+class ProjectionLoss:
+    """What a projection minimises: `perceptual_weight * perceptual + mse_weight * pixel MSE`."""
+
+    name: str  # lpips, factor or mse
+    perceptual: PerceptualFn | None
+    perceptual_weight: float
+    mse_weight: float
+    said: str  # the choice in words, for a status line
+
+
+def projection_loss(model_path: str | Path, loss: str = "auto", *, vgg: str | Path | None = None,
+                    lpips_lin: str | Path | None = None, predictor: str | Path | None = None,
+                    mse_weight: float | None = None, fallback: str | None = None,
+                    device: str | torch.device = "cpu") -> ProjectionLoss:
+    """The loss a projection of images into the model at `model_path` uses (`project` and the web app).
+
+    `auto` picks LPIPS when LPIPS files are given, the factor predictor's features (plus pixel MSE)
+    when a predictor is given or the model says it was trained on synthfaces (then the bundled
+    predictor, which knows that domain and no other), and otherwise `fallback`: None refuses (the
+    command line asks for a loss), "mse" is plain pixel MSE (the web app, which says so).
+    Cartoon-face features are never used on a model that was not trained on synthfaces unless a
+    predictor is asked for. `mse_weight` None: 0 beside LPIPS, 1 otherwise. Bad files fail here,
+    before any work."""
+    from latentatlas.io.checkpoints import trained_on_synthfaces
+
+    if loss not in LOSSES:
+        raise UserError(f"--loss {loss}: use {', '.join(LOSSES[:-1])} or {LOSSES[-1]}")
+    if fallback not in (None, "mse"):
+        raise ValueError(f"fallback {fallback!r}: None or 'mse'")
+    synthfaces_model, fell_back = trained_on_synthfaces(model_path), False
+    if loss == "auto":
+        if vgg or lpips_lin:
+            loss = "lpips"
+        elif predictor or synthfaces_model:
+            # The bundled models' own case: the bundled factor predictor knows their domain.
+            loss, predictor = "factor", predictor or "factors"
+        elif fallback is None:
+            raise UserError("choose a loss: --vgg and --lpips-lin (LPIPS), --predictor (synthfaces models), or --loss mse")
+        else:
+            loss, fell_back = fallback, True
+    if loss == "lpips":
+        if not (vgg and lpips_lin):
+            raise UserError("LPIPS needs both --vgg and --lpips-lin files")
+        mse = 0.0 if mse_weight is None else mse_weight
+        return ProjectionLoss("lpips", LPIPSVGG.from_files(vgg, lpips_lin).to(device), 1.0, mse,
+                              "LPIPS-VGG" + (f" + {mse:g} pixel MSE" if mse else ""))
+    mse = 1.0 if mse_weight is None else mse_weight
+    if loss == "factor":
+        if predictor is None:
+            raise UserError("--loss factor needs --predictor")
+        from latentatlas.training.attributes import load_predictor
+
+        features = load_predictor(predictor, device).features
+        return ProjectionLoss("factor", factor_feature_distance(features), 1.0, mse,
+                              f"factor-predictor features + {mse:g} pixel MSE")
+    why = "" if not fell_back else (
+        " (the model was not trained on synthfaces, whose factor predictor knows only cartoon faces; "
+        "LPIPS needs --vgg and --lpips-lin files)")
+    return ProjectionLoss("mse", None, 0.0, mse, "pixel MSE only" + why)

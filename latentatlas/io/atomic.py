@@ -7,6 +7,7 @@ user's chosen name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -31,27 +32,88 @@ def state_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".state.pt")
 
 
-def check_writable(path: Path, force: bool) -> None:
-    """Refuse to overwrite an existing file unless asked (--force)."""
+def check_writable(path: Path, force: bool, advice: str = "choose another name or pass --force to overwrite it") -> None:
+    """Refuse to overwrite an existing file unless asked (--force); `advice` says what to do instead."""
     if path.exists() and not force:
-        raise UserError(f"{path} already exists: choose another name or pass --force to overwrite it")
+        raise UserError(f"{path} already exists: {advice}")
+
+
+# The errors of a write that the user can fix (a folder they may not write to, a full or read-only
+# disk), with what to do about each; any other OSError is a bug and keeps its traceback.
+_WRITE_ERRNOS = {
+    errno.EACCES: "choose a folder you may write to",
+    errno.EPERM: "choose a folder you may write to",
+    errno.EROFS: "choose a folder on a writable disk",
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+}
+
+
+def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = False) -> UserError | None:
+    """One line naming `path` for a write that failed with one of _WRITE_ERRNOS, else None (the
+    error keeps its traceback). An error that names a file other than `path`, its folders or
+    `mine` (the temporary file) is about something else, say a program the encoder runs; unless
+    `any_name`, for a step whose every file is ours (making the temporary file, whose random name
+    the error carries)."""
+    advice = _WRITE_ERRNOS.get(e.errno)  # type: ignore[arg-type]
+    if advice is None:
+        return None
+    if not any_name and e.filename is not None and Path(os.fsdecode(e.filename)) not in {path, *path.parents, *(m for m in mine if m)}:
+        return None
+    return UserError(f"{path}: cannot write it ({os.strerror(e.errno)}): {advice}")  # type: ignore[arg-type]
+
+
+def check_folder_writable(folder: Path) -> None:
+    """The nearest existing folder at or above `folder` takes a new file, tried with a file made and
+    removed at once (os.access says yes to root even on a read-only or immutable folder): a command
+    learns before its work, not in a traceback after it, that its outputs cannot be written."""
+    existing = next((p for p in (folder, *folder.parents) if p.is_dir()), None)
+    if existing is None:
+        return
+    try:
+        # An unnamed file where the system makes one (O_TMPFILE), so no trial file can be left in
+        # the user's folder, even one where files can be made but not removed (append-only, some
+        # network shares).
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        advice = _WRITE_ERRNOS.get(e.errno)  # type: ignore[arg-type]
+        if advice is None:
+            raise
+        raise UserError(f"{existing}: cannot write files there ({os.strerror(e.errno)}): {advice}") from None  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it is renamed over `path`."""
+    """Yield a temporary path next to `path`; on success it is renamed over `path`.
+
+    A write the user can fix (no permission, a read-only or full disk: write_error), in making the
+    folder, the temporary file, or inside the block, becomes one UserError that names `path`; the
+    temporary file is removed and an older file at `path` stays as it was."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as e:  # it names a folder of `path` or the random temporary name, both ours
+        err = write_error(e, path, any_name=True)
+        if err is None:
+            raise
+        raise err from None
+    try:
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
+    except OSError as e:
+        err = write_error(e, path, tmp_path)
+        if err is None:
+            raise
+        raise err from None
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 

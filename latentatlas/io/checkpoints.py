@@ -77,14 +77,28 @@ def save_model(
         save_file(tensors, str(tmp), metadata=meta)
 
 
+# Our other files, which a user may give where a model goes: what each is, and where it goes.
+_NOT_MODELS = {
+    "directions": ("a directions file", "directions files go to traverse, directions score and serve --directions"),
+    "warped-directions": ("a warped-directions file", "directions files go to traverse, directions score and serve --directions"),
+    "factor-predictor": ("a factor predictor", "a predictor goes to --predictor"),
+}
+
+
 def read_model_metadata(path: str | Path) -> dict[str, str]:
-    """Metadata of one of our model files, from the header alone, with clear errors for anything else."""
+    """Metadata of one of our model files, from the header alone, with clear errors for anything else:
+    our other files (directions, predictors) are told by their 'kind' before any model field is
+    looked for (a directions file was "the generator config in the file is missing")."""
     meta = tensorfile.read_metadata(path, "safetensors")
     if meta.get("format") != FORMAT_NAME:
         raise UserError(
             f"{path}: a safetensors file, but not a latentatlas model (no 'format' metadata); "
             "import it with `latentatlas convert` from its original checkpoint"
         )
+    kind = meta.get("kind", "stylegan2")  # files from before 'kind' are StyleGAN2 models
+    if kind not in ("stylegan2", STYLEMAP_KIND):
+        what, where = _NOT_MODELS.get(kind, (f"a latentatlas file of kind {kind!r}", ""))
+        raise UserError(f"{path}: {what}, not a model: give a model (a bundled name or a model file)" + (f"; {where}" if where else ""))
     return meta
 
 
@@ -414,8 +428,16 @@ def import_rosinality(path: str | Path) -> Generator:
 # Any supported file
 
 
+# torch.save's format before PyTorch 1.6 (a pickle stream, not a zip file) opens with its magic
+# number, pickled after the protocol header as LONG1 with 10 little-endian bytes. Such a file is
+# a pickle too, but torch.load(weights_only=True) reads it as it reads the zip format; taken
+# for an official network pickle it was refused for "holding an int".
+TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
 def sniff_format(path: str | Path) -> str:
-    """'latentatlas', 'pickle' or 'torch' from the file's first bytes."""
+    """'latentatlas', 'pickle' or 'torch' (zip, or the legacy format: TORCH_LEGACY_MAGIC) from the
+    file's first bytes."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
@@ -424,7 +446,7 @@ def sniff_format(path: str | Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
     size = path.stat().st_size
-    if head[:4] == b"PK\x03\x04":
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[2:14] == TORCH_LEGACY_MAGIC):
         return "torch"
     # safetensors before pickle: its first 8 bytes are the header length, whose low byte may be
     # 0x80, a pickle's first byte (a 16x16 stylemap model's header was 0x2980 bytes long).

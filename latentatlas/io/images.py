@@ -42,12 +42,19 @@ def _pil(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
 
 
+def image_format(path: str | Path) -> str:
+    """Pillow's format for an output image's suffix (PNG or JPEG), else one line: a command whose
+    output file the user names calls it before its work, so a wrong suffix costs nothing."""
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: unsupported image suffix; use .png or .jpg")
+    return fmt
+
+
 def save_image(path: str | Path, array: np.ndarray) -> Path:
     """Write one uint8 [H, W, C] array as PNG/JPEG (format from the suffix)."""
     path = Path(path)
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower())
-    if fmt is None:
-        raise UserError(f"{path}: unsupported image suffix; use .png or .jpg")
+    fmt = image_format(path)
     with atomic_path(path) as tmp:
         _pil(array).save(tmp, format=fmt)
     return path

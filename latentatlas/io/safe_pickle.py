@@ -75,7 +75,17 @@ class _EasyDict(dict):
 
 def _load_storage_from_bytes(b: bytes) -> Any:
     # torch.storage._load_from_bytes would call torch.load without weights_only.
-    return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    try:
+        return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise  # damaged bytes: load_official_pickle says the file is not readable
+        # PyTorch's refusal spans several lines (advice on weights_only=False, which would run the
+        # code); the line naming the global is the reason, and a UserError is one line.
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        reason = next((line for line in lines if "GLOBAL" in line), lines[0])
+        raise UserError(f"refusing to load: a tensor storage in the pickle is a torch.save file that holds more than "
+                        f"tensors ({reason[:200]})") from None
 
 
 class BadTensorView(ValueError):
@@ -236,8 +246,8 @@ def load_official_pickle(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = RestrictedUnpickler(f).load()
-    except UserError:
-        raise
+    except UserError as e:  # the unpickler's refusals, which cannot know the file's name
+        raise UserError(f"{path}: {e}") from None
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
     except BadTensorView as e:

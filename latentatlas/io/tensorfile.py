@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -62,3 +63,37 @@ def fields(path: str | Path, what: str) -> Iterator[None]:
     except (KeyError, ValueError, TypeError, RuntimeError) as e:
         raise UserError(f"{path}: a {what} file with a missing or malformed field ({type(e).__name__}: {e}); "
                         "make it again with this version of latentatlas") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:200] if text else "") or type(e).__name__
+
+
+def read_training_state(path: str | Path, device: str | torch.device = "cpu",
+                        hint: str = "remove it to start again") -> dict[str, Any]:
+    """The state a resumable run saved (torch.save of a dict holding its 'config'), read with
+    torch.load(weights_only=True), or one line naming the file and saying what to do (`hint`): a
+    state cut short by a full disk, damaged, or some other file under its name was a traceback.
+    Restore from it inside `restoring_state`, which does the same for a field missing or malformed."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
+        raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {_first_line(e)}); {hint}") from None
+    if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
+        what = f"a {type(state).__name__}" if not isinstance(state, dict) else "a dict without its 'config'"
+        raise UserError(f"{path}: not a readable training state ({what}); {hint}")
+    return state
+
+
+@contextmanager
+def restoring_state(path: str | Path, hint: str = "remove it to start again") -> Iterator[None]:
+    """Wraps restoring modules and counters from read_training_state's dict: a missing key or a
+    tensor that does not fit becomes the same one line (UserErrors, such as a config that
+    differs, pass as they are)."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+        raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {_first_line(e)}); {hint}") from None

@@ -62,7 +62,11 @@ def fid_from_features(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def load_inception(path: str | Path, device: str | torch.device = "cpu") -> FeatureFn:
-    """The TorchScript Inception FID network from a local file (nothing is downloaded)."""
+    """The TorchScript Inception FID network from a local file (nothing is downloaded).
+
+    Unlike every model file latentatlas reads, a TorchScript file is a program: torch.jit.load
+    rebuilds its code and running it runs that code. Give only NVIDIA's inception-2015-12-05.pt
+    or a port from a source you trust (README, "Safety of model files")."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file; {INCEPTION_HINT}")

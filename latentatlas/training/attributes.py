@@ -24,6 +24,7 @@ from torch import nn
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path, state_path
 from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number, require_seed
+from latentatlas.io.tensorfile import read_training_state, restoring_state
 from latentatlas.training.common import setup_cuda
 
 INPUT_RESOLUTION = 64
@@ -169,12 +170,13 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     step = 0
     if resume and state_file.exists():
-        state = torch.load(state_file, map_location=device, weights_only=True)
+        state = read_training_state(state_file, device)
         if state["config"] != asdict(cfg):
             raise UserError(f"{state_file} was trained with another config {state['config']}: remove it or match it")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = int(state["step"])
+        with restoring_state(state_file):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            step = int(state["step"])
     end = cfg.steps if max_steps_this_run is None else min(cfg.steps, step + max_steps_this_run)
     model.train()
     bar = tqdm(total=end - step, disable=not progress, desc="factor predictor", unit="step")

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from latentatlas.data import synthfaces
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError, check_max_minutes, require_at_least, require_number, require_seed
+from latentatlas.io.tensorfile import read_training_state, restoring_state
 from latentatlas.runtime import rank_device, set_tf32
 from latentatlas.training import stats_log
 from latentatlas.training.schedule import Schedule
@@ -264,17 +265,19 @@ class TrainerBase:
         return path
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        check_config(state["config"], asdict(self.cfg), int(state["world"]), self.world, path)
-        for k, m in self.networks().items():
-            m.load_state_dict(state[k])
-        for k, (opt, _) in self.optimizers().items():
-            opt.load_state_dict(state[f"opt_{k}"])
-        self.load_extra_state(state)
-        self.step, self.nimg = int(state["step"]), int(state["nimg"])
-        # A state written before the streams were kept per rank holds rank 0's alone, as one tensor each.
-        self.restore_rng({name: v if isinstance(v, list) else [v]
-                          for name in RNG_STREAMS if (v := state.get(name)) is not None}, path)
+        hint = f"remove it to start again (or to resume from {PORTABLE_DIR}/ when the run folder holds one)"
+        state = read_training_state(path, self.device, hint)
+        with restoring_state(path, hint):
+            check_config(state["config"], asdict(self.cfg), int(state["world"]), self.world, path)
+            for k, m in self.networks().items():
+                m.load_state_dict(state[k])
+            for k, (opt, _) in self.optimizers().items():
+                opt.load_state_dict(state[f"opt_{k}"])
+            self.load_extra_state(state)
+            self.step, self.nimg = int(state["step"]), int(state["nimg"])
+            # A state written before the streams were kept per rank holds rank 0's alone, as one tensor each.
+            self.restore_rng({name: v if isinstance(v, list) else [v]
+                              for name in RNG_STREAMS if (v := state.get(name)) is not None}, path)
 
     def save_portable(self) -> Path:
         """Networks in fp32 and Adam's second moments in bf16, as files under 16 MiB each.
