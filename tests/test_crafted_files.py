@@ -310,3 +310,26 @@ def test_incomplete_stylemapgan_checkpoints_are_one_line(tmp_path, change, words
     path = tmp_path / "000100.pt"
     torch.save({"g_ema": g, "e_ema": e, "train_args": args}, path)
     refused(load_stylemap_any, path, "not a supported StyleMapGAN checkpoint", words)
+
+
+def test_a_full_device_while_restoring_a_state_never_says_remove_it(tmp_path, monkeypatch) -> None:
+    """Out of memory is a RuntimeError, as a tensor that does not fit is; only the second means a
+    damaged state, and 'remove it to start again' on the first would throw a sound run away."""
+    import torch
+
+    from latentatlas.io.errors import UserError
+    from latentatlas.io.tensorfile import read_training_state, restoring_state
+
+    path = tmp_path / "state.pt"
+    torch.save({"config": {}, "step": 3}, path)
+    with pytest.raises(torch.OutOfMemoryError), restoring_state(path):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    with pytest.raises(UserError, match="not a readable training state"), restoring_state(path):
+        raise RuntimeError("size mismatch for weight")
+
+    def full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(torch, "load", full)
+    with pytest.raises(torch.OutOfMemoryError):
+        read_training_state(path)

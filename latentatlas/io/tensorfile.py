@@ -78,6 +78,8 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu",
     Restore from it inside `restoring_state`, which does the same for a field missing or malformed."""
     try:
         state = torch.load(path, map_location=device, weights_only=True)
+    except torch.OutOfMemoryError:  # a sound state on a full device: never say remove it
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
         raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {_first_line(e)}); {hint}") from None
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
@@ -93,7 +95,7 @@ def restoring_state(path: str | Path, hint: str = "remove it to start again") ->
     differs, pass as they are)."""
     try:
         yield
-    except UserError:
+    except (UserError, torch.OutOfMemoryError):  # OOM is a RuntimeError, and the state is sound: never say remove it
         raise
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
         raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {_first_line(e)}); {hint}") from None
