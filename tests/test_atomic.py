@@ -105,4 +105,3 @@ def test_the_folder_check_leaves_no_file_even_where_files_cannot_be_removed(tmp_
     check_folder_writable(tmp_path / "new" / "deeper")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
-
