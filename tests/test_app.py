@@ -309,6 +309,10 @@ def test_nan_from_the_pages_api_is_a_message_naming_the_widget(tiny_file, face, 
         last(interpolate("tiny", 0, None, 1, face, 3, "lerp", "w", 1.0, nan, {}))
     with pytest.raises(gr.Error, match="steps nan: give a whole number"):
         last(project("tiny", face, "w", 0.0, False, nan, {}))
+    with pytest.raises(gr.Error, match="truncation psi nan: give a finite number"):  # drew NaN pictures
+        last(interpolate("tiny", 0, None, 1, None, 3, "lerp", "w", nan, 10, {}))
+    with pytest.raises(gr.Error, match="prior weight inf: give a finite number"):
+        last(project("tiny", face, "w", float("inf"), False, 10, {}))
     local = ["map", "synthfaces", 0, None, "synthfaces", 1, None, None, "drawn", 0, 0, 1.0, False, 0, False]
     for place, label in ((9, "shift dx"), (10, "shift dy"), (13, "grow")):
         args = list(local)

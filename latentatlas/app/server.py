@@ -446,7 +446,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
                 codes.append(code)
                 labels.append(f"{Path(f).name} (projected, {n_steps} steps)")
         with sess.lock:
-            out = sess.interpolation(codes[0], codes[1], n, meth, sp, float(p))
+            out = sess.interpolation(codes[0], codes[1], n, meth, sp, finite("truncation psi", p))
         yield _strip(out), _gif(out, out_dirs), f"{labels[0]} → {labels[1]}: {n} frames, {meth} in {sp}"
 
     # Not in the Project tab's queue: seeds and codes need no projection, and an uploaded image's
@@ -578,7 +578,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
         yield target_arr, None, f"starting{note}{said}", gr.update(interactive=False)
         proj = None
         with _stoppable(ctl) as stop:
-            for step, img, loss, proj in _projection_steps(sess, target, sp, float(lam), n_steps, stop, whiten=bool(white)):
+            for step, img, loss, proj in _projection_steps(sess, target, sp, finite("prior weight", lam), n_steps, stop, whiten=bool(white)):
                 if proj is None:
                     shown = enlarge(to_rgb8(img[0]), DISPLAY) if img is not None else gr.update()
                     yield target_arr, shown, _progress(step, n_steps, loss), gr.update()
@@ -842,6 +842,16 @@ def whole(label: str, value: Any, default: int | None = None) -> int:
     except (TypeError, ValueError):
         raise UserError(f"{label} {value!r}: give a whole number") from None
     return int(round(require_number(label, number, what="a whole number")))
+
+
+def finite(label: str, value: Any) -> float:
+    """A widget's number as the page's API may send it: NaN or inf a UserError naming the widget
+    (Gradio's bounds check passes NaN, and a NaN psi drew NaN pictures without a word)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{label} {value!r}: give a number") from None
+    return require_number(label, number, what="a finite number")
 
 
 def whole_seed(label: str, value: Any) -> int:
