@@ -159,6 +159,18 @@ def test_numpy_objects_beyond_plain_arrays_and_scalars_are_refused(tmp_path, mak
     assert data["x"] == np.float32(1.5) and data["x"].dtype == np.float32 and np.array_equal(data["y"], [0.0, 1.0, 2.0])
 
 
+def test_an_object_array_given_its_dtype_after_it_is_rebuilt_is_refused(tmp_path):
+    """numpy pickles an array as _reconstruct(ndarray, (0,), b'b') and then __setstate__ with the
+    real dtype: the object dtype arrives after the _reconstruct check, so it is looked for in the
+    whole result, however deep."""
+    import numpy as np
+
+    path = tmp_path / "net.pkl"
+    for data in ({"G_ema": np.array([1, "a"], dtype=object)}, {"aug": [{"p": (np.array([None]),)}]}):
+        path.write_bytes(pickle.dumps(data))
+        refused(load_official_pickle, path, "net.pkl: refusing to load", "numpy array of Python objects")
+
+
 # ---------------------------------------------------------------------------------------
 # Configs that ask for more than the file's tensors
 

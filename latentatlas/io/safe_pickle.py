@@ -241,6 +241,31 @@ _TORCH_DTYPES = {
 }
 
 
+def _object_array_in(obj: Any) -> bool:
+    """Whether `obj` (nested dicts, lists, tuples, sets, records) holds a numpy array of Python
+    objects. A plain array is rebuilt in two steps, _reconstruct (which refuses an object dtype)
+    and then __setstate__, which may still give it one; its items passed this unpickler, so no
+    code ran, but no network holds such an array, and nothing downstream should meet one."""
+    import numpy as np
+
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, np.ndarray):
+            if item.dtype.hasobject:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif isinstance(item, PersistentRecord):
+            stack.append(item.state)
+    return False
+
+
 def load_official_pickle(path: str) -> dict[str, Any]:
     """Unpickle an official network pickle safely; networks come back as PersistentRecords."""
     try:
@@ -257,4 +282,6 @@ def load_official_pickle(path: str) -> dict[str, Any]:
         raise UserError(f"{path}: not a readable network pickle ({type(e).__name__}: {e}); is the file complete?") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: the pickle holds a {type(data).__name__}, not the official dict(G, D, G_ema, ...)")
+    if _object_array_in(data):
+        raise UserError(f"{path}: refusing to load: the pickle holds a numpy array of Python objects")
     return data
