@@ -831,27 +831,23 @@ def _edit_status(out: LocalEdit, mask_kind: str, dx: int, dy: int) -> str:
 # ---------------------------------------------------------------------------------------- shared
 
 
+def finite(label: str, value: Any, what: str = "a finite number") -> float:
+    """A widget's number as the page's API may send it: NaN, inf or no number a UserError naming
+    the widget and asking for `what`. Gradio's bounds check passes NaN (it fails no comparison):
+    a NaN psi drew NaN pictures without a word."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{label} {value!r}: give {what}") from None
+    return require_number(label, number, what=what)
+
+
 def whole(label: str, value: Any, default: int | None = None) -> int:
-    """A widget's whole number as the page's API may send it: None is `default` (when there is one),
-    NaN or inf a UserError naming the widget. Gradio's bounds check passes NaN (it fails no
-    comparison), and int() of it was 'cannot convert float NaN to integer' in the page."""
+    """A widget's whole number (`finite`), None being `default` when there is one: int() of a NaN
+    was 'cannot convert float NaN to integer' in the page."""
     if value is None and default is not None:
         return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{label} {value!r}: give a whole number") from None
-    return int(round(require_number(label, number, what="a whole number")))
-
-
-def finite(label: str, value: Any) -> float:
-    """A widget's number as the page's API may send it: NaN or inf a UserError naming the widget
-    (Gradio's bounds check passes NaN, and a NaN psi drew NaN pictures without a word)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{label} {value!r}: give a number") from None
-    return require_number(label, number, what="a finite number")
+    return int(round(finite(label, value, "a whole number")))
 
 
 def whole_seed(label: str, value: Any) -> int:

@@ -49,7 +49,8 @@ _WRITE_ERRNOS = {
 }
 
 
-def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = False) -> UserError | None:
+def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = False,
+                said: str = "cannot write it") -> UserError | None:
     """One line naming `path` for a write that failed with one of _WRITE_ERRNOS, else None (the
     error keeps its traceback). An error that names a file other than `path`, its folders or
     `mine` (the temporary file) is about something else, say a program the encoder runs; unless
@@ -60,7 +61,7 @@ def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = Fal
         return None
     if not any_name and e.filename is not None and Path(os.fsdecode(e.filename)) not in {path, *path.parents, *(m for m in mine if m)}:
         return None
-    return UserError(f"{path}: cannot write it ({os.strerror(e.errno)}): {advice}")  # type: ignore[arg-type]
+    return UserError(f"{path}: {said} ({os.strerror(e.errno)}): {advice}")  # type: ignore[arg-type]
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -77,10 +78,10 @@ def check_folder_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        advice = _WRITE_ERRNOS.get(e.errno)  # type: ignore[arg-type]
-        if advice is None:
+        err = write_error(e, existing, any_name=True, said="cannot write files there")
+        if err is None:
             raise
-        raise UserError(f"{existing}: cannot write files there ({os.strerror(e.errno)}): {advice}") from None  # type: ignore[arg-type]
+        raise err from None
 
 
 @contextlib.contextmanager
