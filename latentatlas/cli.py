@@ -98,10 +98,7 @@ def _outputs(paths: list[Path], force: bool, option: str = "--out", exists_advic
             tried.add(p.parent)
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a file: choose another {option}")
-        if exists_advice is None:
-            check_writable(p, force)
-        else:
-            check_writable(p, force, exists_advice)
+        check_writable(p, force, exists_advice)
 
 
 def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untyped-def]

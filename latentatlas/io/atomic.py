@@ -32,10 +32,11 @@ def state_path(out: str | Path) -> Path:
     return Path(out).with_suffix(".state.pt")
 
 
-def check_writable(path: Path, force: bool, advice: str = "choose another name or pass --force to overwrite it") -> None:
-    """Refuse to overwrite an existing file unless asked (--force); `advice` says what to do instead."""
+def check_writable(path: Path, force: bool, advice: str | None = None) -> None:
+    """Refuse to overwrite an existing file unless asked (--force); `advice` says what to do instead
+    (by default: another name, or --force)."""
     if path.exists() and not force:
-        raise UserError(f"{path} already exists: {advice}")
+        raise UserError(f"{path} already exists: {advice or 'choose another name or pass --force to overwrite it'}")
 
 
 # The errors of a write that the user can fix (a folder they may not write to, a full or read-only
