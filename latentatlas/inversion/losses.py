@@ -214,11 +214,11 @@ def projection_loss(model_path: str | Path, loss: str = "auto", *, vgg: str | Pa
         raise UserError(f"--loss {loss}: use {', '.join(LOSSES[:-1])} or {LOSSES[-1]}")
     if fallback not in (None, "mse"):
         raise ValueError(f"fallback {fallback!r}: None or 'mse'")
-    synthfaces_model, fell_back = trained_on_synthfaces(model_path), False
+    fell_back = False
     if loss == "auto":
         if vgg or lpips_lin:
             loss = "lpips"
-        elif predictor or synthfaces_model:
+        elif predictor or trained_on_synthfaces(model_path):  # read only when the choice is ours
             # The bundled models' own case: the bundled factor predictor knows their domain.
             loss, predictor = "factor", predictor or "factors"
         elif fallback is None:
