@@ -37,6 +37,10 @@ pixels when both models are 64 px).
 3. `--config256`: encode + generate of the official 256 px StyleMapGAN config (StyleMapConfig()
    defaults: 8x8x64 stylemap, channel multiplier 2) with random weights, at batch 1 and
    `--batch`, every variant: speed only. `--only-config256` runs this part alone.
+   `--small-generator` takes the official small_generator option (every per-layer stylemap keeps
+   64 channels: about half the FLOPs), `--channels-last` puts its 4-D weights and the input in
+   channels-last layout (profile_pass.py's `+cl`): the eager profile's settings, timed here as
+   CUDA graphs.
 The parts run in the order 1, 3, 2 (the projector, the longest, last), and in 3 every variant at
 batch 1 before any at `--batch`; with `--out F` the JSON so far is rewritten to F after each part
 and each variant of 3, so a run stopped by a time limit keeps what it finished.
@@ -76,6 +80,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from profile_pass import set_layout  # noqa: E402
 from projection_quality import IN_DOMAIN_SEED, device_name, log  # noqa: E402
 
 from latentatlas.data import synthfaces  # noqa: E402
@@ -324,6 +329,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--config256", action="store_true", help="also time the official 256 px config (random weights)")
     ap.add_argument("--only-config256", action="store_true",
                     help="time only the 256 px config (skips the given model's speed and errors; with --no-projector)")
+    ap.add_argument("--small-generator", action="store_true",
+                    help="the 256 px config with the official small_generator option (about half the FLOPs)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="the 256 px config's 4-D weights and input in channels-last layout (profile_pass.py's +cl)")
     ap.add_argument("--seed", type=int, default=0, help="projector seed (per chunk: seed + start, as the CLI)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
@@ -344,6 +353,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             ap.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
         ap.error("--warmup must be >= 0")
+    if (args.small_generator or args.channels_last) and not (args.config256 or args.only_config256):
+        ap.error("--small-generator and --channels-last change the 256 px config: give --config256 or --only-config256")
     if args.projector_num is not None and not 1 <= args.projector_num <= args.num:
         ap.error("--projector-num must lie in 1..--num")
     return args
@@ -442,13 +453,14 @@ def main() -> None:
         emit(out, checks, args.out, load_start, t_start)
 
     if args.config256 or args.only_config256:
-        cfg256 = StyleMapConfig()
+        cfg256 = StyleMapConfig(small_generator=args.small_generator)
         torch.manual_seed(0)
         g256, e256 = Generator(cfg256).eval().requires_grad_(False).to(device), Encoder(cfg256).eval().requires_grad_(False).to(device)
         imgs256 = synthfaces.sample(min(args.num, args.batch), seed=IN_DOMAIN_SEED, resolution=cfg256.resolution)[0].to(device)
+        imgs256 = set_layout([g256, e256], imgs256, args.channels_last)
         log(f"config256: random weights, {n_params(g256) / 1e6:.1f} M + {n_params(e256) / 1e6:.1f} M parameters")
         speed: dict = {}
-        out["config256"] = {"config": cfg256.to_dict(), "weights": "random (speed only)",
+        out["config256"] = {"config": cfg256.to_dict(), "weights": "random (speed only)", "channels_last": args.channels_last,
                             "generator_parameters": n_params(g256), "encoder_parameters": n_params(e256),
                             "gflop_per_image": pass_gflop(g256, e256, imgs256[:1]), "speed": speed}
         check = {"what": f"256 px config, encode + generate at batch 1 on an H100 <= {GPU_TARGET_MS:g} ms (best variant)",

@@ -41,7 +41,8 @@
 #   speed targets still lack, and with TRAINSWEEP=1 the training step's speed by batch (below),
 #   with PROFILE=1 first a profile of issue 6's 256 px StyleMapGAN pass at batch 1 (eight settings
 #   in one run of benchmarks/profile_pass.py, at most 150 s), with COMPILE256=1 that pass also
-#   compiled (90 s more).
+#   compiled (90 s more), with SWEEP256=1 instead of that timing the bf16 CUDA graph under six
+#   settings (resampling forms, channels-last, small_generator; about 240 s).
 # The 2026-11-27 lease (15 minutes of device time, an H200): one call of
 #     PHASE=targets BUDGET=165 bash jobs/gpu_lease.sh >/dev/null; BUDGET=405 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (487 s; 527 s held with the machine's start), then, at once on the still warm machine (its ignored
@@ -54,17 +55,26 @@
 # (523 s; the sweep's batch 256 was cut by its time limit, so batch 64 was kept), then at once
 #     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=265 BATCH=128 BENCH_CONFIGS= bash jobs/faces64_gpu.sh
 # (208 s), given back with 106 s left: 690.5 kimg (batch 128: 60.3 kimg/min against 35.7 at 64).
-# The next lease, one call:
+# The 2026-11-29 lease (an H200, log benchmarks/results_h200_lease_2026-11-29_log.txt), one call of
 #     PHASE=targets BUDGET=330 PROFILE=1 COMPILE256=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
 #     BUDGET=$((575 - SECONDS)) BENCH_CONFIGS= GAMMA_B=0.1 bash jobs/faces64_gpu.sh
-# first where issue 6's 256 px batch 1 spends its time and the pass compiled (inductor + CUDA
-# graphs) beside the eager CUDA graph, then an A/B test for issue 3: faces64-narrow
-# resumed twice side by side, with the default R1 weight (0.0064 at batch 128) and with 0.1 (the
-# critic tells every fake from every render: README, "What the critic rewards"); both arms come
-# back (7 files with results.tar and the log) and are evaluated here on 10k samples each
-# (`FILES=<files_at> DEV=h100 bash jobs/after_gamma_ab.sh`, about 25 minutes on 2 cores).
+# (523 s; 578 s held with the machine's start): where issue 6's 256 px batch 1 spends its time
+# (benchmarks/profile_pass.py, eight settings) and the pass timed (a bf16 CUDA graph: 5.37 ms;
+# compiled: 6.88), then issue 3's A/B test: faces64-narrow resumed from 690.5 kimg twice side by
+# side, with the default R1 weight (0.0064 at batch 128) and with 0.1; at once on the warm machine
+#     test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=215 BENCH_CONFIGS= GAMMA_B=0.1 bash jobs/faces64_gpu.sh
+# (162 s), given back with 133 s left: both arms at 960 kimg, evaluated here with
+# `FILES=<files_at> DEV=h200 GAMMA_B=0.1 bash jobs/after_gamma_ab.sh` (15 minutes): 0.1 won.
+# The next lease, one call:
+#     PHASE=targets BUDGET=300 SWEEP256=1 PROJECTION= bash jobs/gpu_lease.sh >/dev/null 2>&1;
+#     BUDGET=$((575 - SECONDS)) BENCH_CONFIGS= bash jobs/faces64_gpu.sh
+# issue 6's 256 px pass as a bf16 CUDA graph under six settings (SWEEP256 below), then faces64 on
+# from the bundled 837 kimg with R1 weight 0.1 (faces64_gpu.sh's default now); at once on the warm
+# machine a second chunk (`test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=<what is left
+# less 100> BENCH_CONFIGS= bash jobs/faces64_gpu.sh`). Its portable/ comes back: measure it on 10k
+# (`python jobs/bundle_faces64.py --run R --model-only m.safetensors`, `latentatlas evaluate`) and
+# bundle it if it beats the bundled model.
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
-# and runs/faces64-narrow-cpu-gamma0.1/portable (27 MB, jobs/faces64_cpu_gamma.sh's run)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
 # Smoke test on CPU:    DEVICE=cpu PHASE=train BUDGET=240 RESERVE=120 SMOKE=1 OUT=/tmp/lease bash jobs/gpu_lease.sh
@@ -202,11 +212,29 @@ PICK
 )
     echo "== resampling for the 256 px timing: $RESAMPLE" >>"$LOG"
   fi
+  if [ -z "${SWEEP256:-}" ]; then
   # shellcheck disable=SC2086
   step $SMT "stylemap 256 px encode + generate" evp_stdout.json \
     $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --only-config256 \
     --variants "$SMV" --cudnn-benchmark --resample "$RESAMPLE" $EVP --out "$WORK/benchmarks/results_${DEV}_stylemap_256.json"
-  rm -f "$WORK/evp_stdout.json"
+  else
+    # SWEEP256=1 instead: issue 6's pass at batch 1 as a CUDA graph in bf16 (5.37 ms on the H200 on
+    # 2026-11-29 with the library's settings, the target 5) under each setting of the eager
+    # profile that could beat it: the resampling forms, channels-last, the official small_generator
+    # config; about 40 s each, one JSON each (fp32 comes along as the reference for the error).
+    v=graph-bf16; [ "$DEVICE" = cpu ] && v=fp32
+    for s in auto composite+cl fir phase auto+small composite+cl+small; do
+      flags=
+      case "+$s+" in *+cl+*) flags="$flags --channels-last" ;; esac
+      case "+$s+" in *+small+*) flags="$flags --small-generator" ;; esac
+      # shellcheck disable=SC2086
+      step 60 "stylemap 256 px encode + generate, $v, $s" evp_stdout.json \
+        $PY benchmarks/encoder_vs_projector.py --stylemap faces64-stylemap --device "$DEVICE" --only-config256 \
+        --variants "$v" --cudnn-benchmark --resample "${s%%+*}" $flags $EVP --batch 1 --batch-repeats 1 \
+        --out "$WORK/benchmarks/results_${DEV}_stylemap_256_sweep_${s//+/_}.json"
+    done
+    rm -f "$WORK/evp_stdout.json"
+  fi
   TF=--tf32; [ "$DEVICE" = cpu ] && TF=
   if [ -n "${PROJECTION-1}" ]; then  # PROJECTION= skips the two (the H200's are in benchmarks/)
     # shellcheck disable=SC2086
