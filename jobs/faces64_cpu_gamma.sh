@@ -9,6 +9,10 @@
 # only from about 80 kimg after the switch (faces64 turned at about 90), and this runs at
 # 0.29-0.43 kimg/min alone (AMD EPYC, Intel Xeon): a chunk per session, each resumed from the
 # portable checkpoint that the last one committed.
+# Its five chunks (690.5 -> 865.3 kimg, 2026-11-29) gave the bundled faces64 (837 kimg), and the
+# GPU A/B the same day settled the weight; runs/faces64-narrow/portable is that checkpoint now, so
+# a new run of this script starts a fresh CPU run from the bundled model (the old run's 865 kimg
+# checkpoint is in git history: git log -- runs/faces64-narrow-cpu-gamma0.1/portable).
 #   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # then commit $RUN/portable (27 MB) once per session
 #   python jobs/faces64_cpu_gamma_report.py --from-kimg K --device D --minutes M   # the chunk's JSON and table
 # Batch 32, not the lease's 128: the generator's EMA half-life follows the batch (10 kimg here

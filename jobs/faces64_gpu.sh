@@ -16,7 +16,7 @@
 # Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
 # PRED_STEPS=0 the predictor; the checkpoint in $RUN/portable travels with the repo).
 # The widths are the run's (a resumed run keeps them; `train` refuses others): the default,
-# CHANNEL_BASE=2048 into RUN=runs/faces64-narrow, is the bundled faces64's run (bundled at 690 kimg), which meets the CPU
+# CHANNEL_BASE=2048 into RUN=runs/faces64-narrow, is the bundled faces64's run (bundled at 837 kimg), which meets the CPU
 # targets (README, "faces64 and how it is measured"); CHANNEL_BASE=8192 D_CHANNEL_BASE= RUN=runs/faces64
 # goes on with the earlier, wider faces64 (restore its checkpoint from git history first:
 # README, "Layout").
@@ -33,7 +33,8 @@ RUN=${RUN:-runs/faces64-narrow}
 CHANNEL_BASE=${CHANNEL_BASE:-2048}
 CHANNEL_MAX=${CHANNEL_MAX:-128}
 BATCH=${BATCH:-128}              # images per step (60 kimg/min against 36 at 64 on the H200); a resumed run may change it
-GAMMA=${GAMMA:-}                 # R1 weight; empty: 0.0002 * 64^2 / BATCH (0.0064 at 128). A resumed run may change it
+GAMMA=${GAMMA-0.1}               # R1 weight, 0.1 since the 2026-11-29 A/B (README, "The A/B on the GPU"); GAMMA= (empty):
+                                 # the ADA heuristic 0.0002 * 64^2 / BATCH (0.0064 at 128). A resumed run takes the one given
 METRICS_KIMG=${METRICS_KIMG:-20}  # factor monitor (metrics.jsonl, 2000 samples): every N kimg and at the end; 0: off
 GAMMA_B=${GAMMA_B:-}             # an A/B test: a second arm, $RUN resumed with this R1 weight into $RUN-gamma$GAMMA_B,
                                  # trained beside the first (both launch-bound) for as long; both come back as tar parts
@@ -59,7 +60,7 @@ PRED_MIN=$(minutes "$(left) - 120")
 PRED_PID=$!
 fi
 
-# `train_arm FOLDER GAMMA TAG`: a chunk of training into FOLDER (R1 weight GAMMA, empty: the default).
+# `train_arm FOLDER GAMMA TAG`: a chunk of training into FOLDER (R1 weight GAMMA, empty: the heuristic).
 train_arm() {
   $LA train --out "$1" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
     ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} ${2:+--gamma "$2"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 \
