@@ -132,6 +132,7 @@ def profile_setting(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                      "self_ms_per_pass": self_us / 1000 / args.repeats})
     rows.sort(key=lambda r: -r["self_ms_per_pass"])
     total = sum(r["self_ms_per_pass"] for r in rows)  # on CUDA: each kernel counted twice (ops and kernels)
+    # share: of the GPU kernel time on CUDA (an op's row holds its kernels' time), of the CPU time otherwise
     by_op: dict[str, float] = {}
     for r in rows:
         by_op[r["op"]] = by_op.get(r["op"], 0.0) + r["self_ms_per_pass"]
@@ -140,7 +141,7 @@ def profile_setting(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
         "profiled_self_ms_per_pass": round(total, 3),
         **({"gpu_kernel_ms_per_pass": round(kernel_ms, 3)} if on_device else {}),
         "by_op": {k: round(v, 3) for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])[: args.top]},
-        "top": [{**r, "self_ms_per_pass": round(r["self_ms_per_pass"], 3), "share": round(r["self_ms_per_pass"] / total, 3)}
+        "top": [{**r, "self_ms_per_pass": round(r["self_ms_per_pass"], 3), "share": round(r["self_ms_per_pass"] / (kernel_ms or total), 3)}
                 for r in rows[: args.top]],
     }
 

@@ -4,7 +4,7 @@
 # file, evaluate it on NUM samples against NUM renders (`latentatlas evaluate`: factor FID,
 # per-factor statistics, PPL), probe its critic (benchmarks/critic_probe.py), and put the two side
 # by side in benchmarks/results_${DEV}_gamma_ab_64px.json (benchmarks/gamma_ab_summary.py).
-# The arms go to runs/faces64-narrow-ab-default (the default weight; the run the lease trained in
+# The arms go to runs/faces64-narrow-ab-default (arm A, faces64_gpu.sh's GAMMA: the default weight when the lease ran with GAMMA=; the run it trained in
 # runs/faces64-narrow) and runs/faces64-narrow-gamma$GAMMA_B; runs/faces64-narrow itself is not
 # touched. Bundling the winner is a separate, deliberate step: copy its portable/ to
 # runs/faces64-narrow/portable, set faces64_gpu.sh's GAMMA default to its weight, then

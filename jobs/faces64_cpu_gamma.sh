@@ -13,7 +13,8 @@
 # GPU A/B the same day settled the weight; runs/faces64-narrow/portable is that checkpoint now, so
 # a new run of this script starts a fresh CPU run from the bundled model (the old run's 865 kimg
 # checkpoint is in git history: git log -- runs/faces64-narrow-cpu-gamma0.1/portable).
-#   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # then commit $RUN/portable (27 MB) once per session
+#   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # its $RUN/portable (27 MB) stays out of git unless bundled:
+#                                                 # each commit of one adds 27 MB to .git, and a GPU lease sends at most 64 MiB
 #   python jobs/faces64_cpu_gamma_report.py --from-kimg K --device D --minutes M   # the chunk's JSON and table
 # Batch 32, not the lease's 128: the generator's EMA half-life follows the batch (10 kimg here
 # against 40), which a 50-kimg chunk needs to show anything. Run it alone: anything else on the

@@ -9,9 +9,10 @@
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
 #   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
 # Then, here: copy $OUT/portable/* to $RUN/portable/, python jobs/bundle_faces64.py --run $RUN, commit both.
-# With GAMMA_B=G (an A/B test of the R1 weight from one checkpoint; use it with BENCH_CONFIGS= and
+# With GAMMA_B=G (an A/B test of the R1 weight from one checkpoint, arm A with GAMMA, which is 0.1
+# unless set: `GAMMA= GAMMA_B=G` tests G against the heuristic default; use it with BENCH_CONFIGS= and
 # no predictor): log.txt samples.png portable_a.tar.0N portable_b.tar.0N instead of portable/; here:
-#   FILES=<files_at> DEV=h100 GAMMA_B=G bash jobs/after_gamma_ab.sh
+#   FILES=<files_at> DEV=h100|h200 GAMMA_B=G bash jobs/after_gamma_ab.sh
 # (unpacks both arms, evaluates each, and compares them, with their factor monitor lines).
 # Usage (device tool): BUDGET=540 bash jobs/faces64_gpu.sh  (BENCH_CONFIGS= skips the benchmark,
 # PRED_STEPS=0 the predictor; the checkpoint in $RUN/portable travels with the repo).
