@@ -9,6 +9,9 @@ pass of the 256 px StyleMapGAN config on CUDA re-derived all its weights on ever
 cast, concatenated, and 20 FIR foldings whose tensors alone come to about 1.6 GB of float32
 read and written). Nothing is cached while torch.compile traces or a CUDA graph is
 captured: those see plain tensor code (a graph captured after a cached call reads the cache).
+A weight is known to have changed by its version counter alone, so code that writes weights in
+place without bumping it must bump it itself: training does, after every optimiser step and EMA
+update (training/common.mark_changed), since CUDA's fused foreach kernels are not known to.
 
 The price is memory: Winograd filters take 4x the weights of the layers that use them (36
 numbers per 3x3 filter), a channels-last copy 1x; for a 1024 px config-f generator on CPU
