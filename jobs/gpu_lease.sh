@@ -89,6 +89,14 @@ mkdir -p "$WORK/benchmarks" "$WORK/docs"
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 case "$GPU" in *H100*) DEV=h100 ;; *H200*) DEV=h200 ;; "") DEV=cpu ;; *) DEV=gpu ;; esac
 { date; echo "phase $PHASE, budget $BUDGET s, device $DEVICE ($GPU)"; $PY -c "import torch; print('torch', torch.__version__)"; } >>"$LOG" 2>&1
+# Whether CUDA's fused foreach updates bump version counters (training/common.mark_changed bumps
+# them anyway; the 2026-11-29 lease's stale factor monitor says they did not): one line in the log.
+[ "$DEVICE" = cpu ] || $PY -c "
+import torch
+p, q = torch.zeros(64, device='cuda'), torch.ones(64, device='cuda')
+v = p._version; torch._foreach_lerp_([p], [q], 0.5); a = p._version != v
+v = p._version; torch._foreach_addcdiv_([p], [q], [q], 0.1); b = p._version != v
+print(f'CUDA foreach bumps version counters: lerp_ {a}, addcdiv_ {b}')" >>"$LOG" 2>&1
 
 # `step SECONDS NAME OUTFILE CMD...`: one benchmark under a timeout (never past the budget); its
 # JSON goes to OUTFILE under $WORK, its stderr tail to the log.
