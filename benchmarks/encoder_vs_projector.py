@@ -117,8 +117,9 @@ VARIANTS: dict[str, tuple[bool, torch.dtype | None, str]] = {
     "graph-bf16-weights": (False, None, "graph"),
 }
 # Variants that run a copy of the model cast to this dtype, input too, instead of autocasting the
-# fp32 model: no casts inside the pass (autocast keeps casts only of weights that need gradients,
-# and the 256 px profile counted 37 copy kernels, 0.24 ms, beside the convolutions).
+# fp32 model: no weight casts inside the pass, only the input's and the output's (autocast keeps
+# casts only of weights that need gradients, and the 256 px profile counted 37 copy kernels,
+# 0.24 ms, beside the convolutions).
 WEIGHT_DTYPE: dict[str, torch.dtype] = {"bf16-weights": torch.bfloat16, "graph-bf16-weights": torch.bfloat16}
 # TF32 and CUDA graphs exist only on CUDA; the rest runs on a CPU too.
 CPU_VARIANTS = tuple(k for k, (tf32, _, mode) in VARIANTS.items() if not tf32 and "graph" not in mode)

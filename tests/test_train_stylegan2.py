@@ -621,12 +621,13 @@ def test_loop_schedules_keep_their_kimg_marks_across_a_resume():
 
 
 def test_weights_written_without_a_version_bump_are_not_read_stale(monkeypatch):
-    """models/derived.py keeps values derived from frozen weights (the D step's fakes and the
-    factor monitor run the generators under no_grad) and tells a changed weight by its version
-    counter. CUDA's fused foreach kernels (Adam with foreach=True, the EMA's lerp) are not known to
-    bump it, and on the 2026-11-29 H200 lease the monitor read a stale G_ema; CPU's foreach falls
-    back to ops that do bump it. Simulated here with writes through .data, which bump nothing:
-    after ema_update and optimise the generators must render as fresh copies of their weights do."""
+    """models/derived.py keeps values derived from weights that need no gradient where they are
+    read (the generators under no_grad in the critic's step and the factor monitor, the frozen
+    critic in the generator's step) and tells a changed weight by its version counter. CUDA's
+    fused foreach kernels (Adam with foreach=True, the EMA's lerp) do not bump it, and on the
+    2026-11-29 H200 lease the monitor read a stale G_ema; CPU's foreach falls back to ops that do.
+    Simulated here with writes through .data, which bump nothing: after ema_update and optimise
+    each module must compute what a fresh copy of its weights computes."""
     import copy
 
     from latentatlas.models.stylegan2 import Generator, GeneratorConfig
@@ -634,35 +635,24 @@ def test_weights_written_without_a_version_bump_are_not_read_stale(monkeypatch):
 
     torch.manual_seed(0)
     cfg = GeneratorConfig(z_dim=16, w_dim=16, mapping_layers=2, img_resolution=16, channel_base=128, channel_max=16)
-    g = Generator(cfg)
-    ema = copy.deepcopy(g)
+    dcfg = DiscriminatorConfig(img_resolution=16, channel_base=128, channel_max=16)
     z = torch.randn(2, 16)
+    x = torch.randn(2, 3, 16, 16)
 
     def render(m: Generator) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad():  # as the critic's step makes its fakes
             return m(z, noise_mode="const")
 
-    def fresh(m: Generator) -> Generator:
-        new = Generator(cfg)
+    def judge(d: Discriminator) -> torch.Tensor:
+        d.requires_grad_(False)  # as the generator's step reads the critic: frozen, gradients on
+        return d(x.requires_grad_(True)).detach()
+
+    def fresh(m: torch.nn.Module, make) -> torch.nn.Module:  # type: ignore[no-untyped-def]
+        new = make()
         new.load_state_dict(m.state_dict())
         return new
 
-    before = render(ema)  # derived values now kept on ema's weights
-    with torch.no_grad():
-        for p in g.parameters():
-            p.add_(torch.randn_like(p))
-
-    def lerp_without_bump(dst, src, weight):  # type: ignore[no-untyped-def]
-        for d, s in zip(dst, src):
-            d.data.lerp_(s.data, weight)
-
-    monkeypatch.setattr(torch, "_foreach_lerp_", lerp_without_bump)
-    common.ema_update(ema, g, beta=0.5)
-    after = render(ema)
-    assert not torch.allclose(after, before, atol=1e-3)
-    assert torch.allclose(after, render(fresh(ema)), atol=1e-5)
-
-    class DataSGD(torch.optim.SGD):
+    class DataSGD(torch.optim.SGD):  # writes as the fused CUDA kernels do: no version bump
         @torch.no_grad()
         def step(self, closure=None):  # type: ignore[no-untyped-def, override]
             for group in self.param_groups:
@@ -670,8 +660,30 @@ def test_weights_written_without_a_version_bump_are_not_read_stale(monkeypatch):
                     if p.grad is not None:
                         p.data.add_(p.grad, alpha=-group["lr"])
 
-    before = render(g)  # kept on g's weights, as the D step's no-grad fakes keep them
-    common.optimise([(g, DataSGD(g.parameters(), lr=1.0))], g(z, noise_mode="const").square().mean() * 1e3, world=1)
-    after = render(g)
-    assert not torch.allclose(after, before, atol=1e-3)
-    assert torch.allclose(after, render(fresh(g)), atol=1e-5)
+    def lerp_without_bump(dst, src, weight):  # type: ignore[no-untyped-def]
+        for d, s in zip(dst, src):
+            d.data.lerp_(s.data, weight)
+
+    # The EMA.
+    g = Generator(cfg)
+    ema = copy.deepcopy(g)
+    render(ema)  # derived values now kept on ema's weights
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    monkeypatch.setattr(torch, "_foreach_lerp_", lerp_without_bump)
+    common.ema_update(ema, g, beta=0.5)
+    assert torch.allclose(render(ema), render(fresh(ema, lambda: Generator(cfg))), atol=1e-5)
+
+    # An optimiser step on the generator, read under no_grad afterwards.
+    render(g)
+    g.requires_grad_(True)
+    common.optimise([(g, DataSGD(g.parameters(), lr=0.1))], g(z, noise_mode="const").square().mean(), world=1)
+    assert torch.allclose(render(g), render(fresh(g, lambda: Generator(cfg))), atol=1e-5)
+
+    # An optimiser step on the critic, read frozen with gradients on afterwards.
+    d = Discriminator(dcfg)
+    judge(d)
+    d.requires_grad_(True)
+    common.optimise([(d, DataSGD(d.parameters(), lr=0.1))], d(x).square().mean(), world=1)
+    assert torch.allclose(judge(d), judge(fresh(d, lambda: Discriminator(dcfg))), atol=1e-5)

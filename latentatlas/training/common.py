@@ -186,8 +186,10 @@ class TrainerBase:
         torch.manual_seed(self.cfg.seed * 1000 + self.rank + 1)
         if self.world > 1:
             for module in self.networks().values():
-                for t in list(module.parameters()) + list(module.buffers()):
+                tensors = list(module.parameters()) + list(module.buffers())
+                for t in tensors:
                     dist.broadcast(t.data, src=0)
+                mark_changed(tensors)  # written through .data, which bumps nothing (mark_changed says why it matters)
 
     def real_batch(self) -> torch.Tensor:
         if self.folder is not None:
@@ -350,17 +352,18 @@ def reduce_grads(module: torch.nn.Module, world: int) -> None:
 def mark_changed(tensors: list[torch.Tensor]) -> None:
     """Bump the version counters of tensors an optimiser or the EMA has just written in place.
 
-    Why: models/derived.py keeps values derived from a frozen weight (the D step's fakes and the
-    factor monitor run the generators under no_grad, so their weights count as frozen there) and
-    knows a weight changed only by its version counter. PyTorch's CPU foreach ops fall back to the
-    single-tensor ops, which bump it; the fused CUDA path of `torch._foreach_*_` (Adam with
-    foreach=True, the EMA's lerp) is not known to, and the 2026-11-29 H200 lease showed the
-    effect: in each process the factor monitor kept measuring G_ema as it was at its first line
-    (2k-sample factor FID 14.1 at 861 kimg, where 10k samples of the saved G_ema gave 10.2), and
-    the critic's fakes came from the generator as it was when first cached. A bump costs nothing.
+    Why: models/derived.py keeps values derived from weights that need no gradient where they are
+    read (the generators in the critic's no_grad step and in the factor monitor, the frozen critic
+    in the generator's step) and knows a weight changed only by its version counter. PyTorch's CPU
+    foreach ops fall back to single-tensor ops, which bump it; its fused CUDA path of
+    `torch._foreach_*_` (Adam with foreach=True, the EMA's lerp) has no kernel that does. On the
+    2026-11-29 H200 lease the factor monitor's lines stayed within 0.4 of each other in a process
+    and jumped by 4 at the next process's start: the cached parts of G_ema (mapping, affines,
+    demodulation sums, folded up-sampling kernels) were read as at the first line. A bump costs a
+    few microseconds and launches nothing. One call per tensor: a list needs torch 2.5.
     """
-    if tensors:
-        torch.autograd.graph.increment_version(tensors)
+    for t in tensors:
+        torch.autograd.graph.increment_version(t)
 
 
 def optimise(pairs: list[tuple[torch.nn.Module, torch.optim.Optimizer]], loss: torch.Tensor, world: int) -> None:
