@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every CPU figure the README gives for faces64, measured again on the bundled model: run it after
 # `python jobs/bundle_faces64.py --run ...` has bundled a new faces64 (the narrower one of
-# jobs/faces64_gpu.sh). About 3.5 hours on 2 cores (the directions table alone 1 hour), so it resumes: a step whose output is newer than
+# jobs/faces64_gpu.sh). 1.5 to 3.5 hours on 2 cores by the machine (2026-11-29: 1.5, the directions table alone 1.3), so it resumes: a step whose output is newer than
 # latentatlas/weights/faces64.safetensors is done and skipped; run it again after a cut. Each step
 # writes to a temp file and renames it, so a cut step leaves no half-written result.
 #
