@@ -7,11 +7,16 @@ returns fp32), with the training config and kimg as metadata. Registering the na
 `models.bundled.BUNDLED` is a separate, deliberate step, taken once the model is good enough
 (benchmarks/local_edit_quality.py and encoder_vs_projector.py say so).
 
-    python jobs/bundle_faces64_stylemap.py
+    python jobs/bundle_faces64_stylemap.py [--run runs/faces64-stylemap]
+
+It rewrites a tracked file of the package, so it parses its arguments before anything else: on
+2026-11-29 a `--help` (which it then ignored) replaced the bundled 508 kimg model with the run's
+547 kimg checkpoint.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -32,9 +37,12 @@ NAME = "faces64-stylemap"
 
 
 def main() -> None:
-    portable = ROOT / "runs" / NAME / PORTABLE_DIR
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", type=Path, default=ROOT / "runs" / NAME, help="the run folder whose portable/ checkpoint is bundled")
+    args = ap.parse_args()
+    portable = args.run / PORTABLE_DIR
     if not (portable / "train.safetensors").is_file():
-        raise SystemExit(f"{portable}: no portable checkpoint (extract the lease's portable.tar into runs/{NAME}/)")
+        raise SystemExit(f"{portable}: no portable checkpoint (extract the lease's portable.tar into {args.run}/)")
     with safe_open(str(portable / "train.safetensors"), framework="pt") as f:
         meta = f.metadata()
     cfg = StyleMapTrainConfig(**json.loads(meta["config"]))
