@@ -941,6 +941,8 @@ def traverse(
 
 MetricsKimgOpt = Annotated[float, typer.Option(help="synthfaces: factor coverage of N samples every N kimg into OUT/metrics.jsonl (0: off).")]
 MetricsNumOpt = Annotated[int, typer.Option(help="Samples (and renders) per --metrics-kimg measurement.")]
+KeepBestOpt = Annotated[str, typer.Option(help="With --metrics-kimg: keep the EMA model of the best measurement so far as OUT/best.safetensors, "
+                                               "ranked by 'fid' (factor FID) or 'coverage' (fewest factors under half the renders' spread, then FID); none: off.")]
 MirrorOpt = Annotated[bool, typer.Option("--mirror", help="Flip half of a folder's images left to right at random (NVIDIA's --mirror); a resumed run may change it.")]
 SnapshotKimgOpt = Annotated[float, typer.Option(help="Checkpoint every N kimg (0: only every 15 minutes and at the end).")]
 SampleKimgOpt = Annotated[float, typer.Option(help="Sample sheet every N kimg (0: only at the end).")]
@@ -967,6 +969,7 @@ def train(
     sample_kimg: SampleKimgOpt = 50.0,
     metrics_kimg: MetricsKimgOpt = 0.0,
     metrics_num: MetricsNumOpt = 2000,
+    keep_best: KeepBestOpt = "none",
     mirror: MirrorOpt = False,
     max_minutes: RunMinutesOpt = None,
     device: DeviceOpt = "auto",
@@ -992,7 +995,7 @@ def train(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, z_dim=z_dim, w_dim=w_dim,
         mapping_layers=mapping_layers, channel_base=channel_base, channel_max=channel_max, d_channel_base=d_channel_base,
         lr=lr, r1_gamma=gamma, seed=seed, snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg,
-        metrics_kimg=metrics_kimg, metrics_num=metrics_num, mirror=mirror,
+        metrics_kimg=metrics_kimg, metrics_num=metrics_num, keep_best=keep_best, mirror=mirror,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)
@@ -1024,6 +1027,7 @@ def train_stylemap(
     sample_kimg: SampleKimgOpt = 50.0,
     metrics_kimg: MetricsKimgOpt = 0.0,
     metrics_num: MetricsNumOpt = 2000,
+    keep_best: KeepBestOpt = "none",
     mirror: MirrorOpt = False,
     max_minutes: RunMinutesOpt = None,
     device: DeviceOpt = "auto",
@@ -1053,7 +1057,8 @@ def train_stylemap(
         style_dim=style_dim, mapping_layers=mapping_layers, channel_base=channel_base, channel_multiplier=channel_multiplier,
         channel_max=channel_max, small_generator=small_generator, lr=lr, r1_gamma=gamma, perceptual=perceptual,
         vgg=str(vgg) if vgg else None, lpips_lin=str(lpips_lin) if lpips_lin else None, seed=seed,
-        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg, metrics_kimg=metrics_kimg, metrics_num=metrics_num, mirror=mirror,
+        snapshot_kimg=snapshot_kimg, sample_kimg=sample_kimg, metrics_kimg=metrics_kimg, metrics_num=metrics_num, keep_best=keep_best,
+        mirror=mirror,
     )
     dev = init_distributed(pick_device(device))
     result = run_training(cfg, out, dev, max_minutes=max_minutes)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from latentatlas.io.checkpoints import load_stylemap_model, save_stylemap_model
+from latentatlas.io.checkpoints import load_stylemap_model, read_model_metadata, save_stylemap_model
 from latentatlas.metrics.evaluate import reconstruction_scores, sample_batches
 from latentatlas.metrics.ppl import perceptual_path_length
 from latentatlas.models.bundled import resolve_model
@@ -83,11 +83,15 @@ def test_train_stylemap_monitors_the_factors_on_schedule(run_cli, tmp_path):
     tiny = ["--resolution", "16", "--batch", "4", "--latent-spatial-size", "4", "--style-dim", "8", "--mapping-layers", "2",
             "--channel-base", "128", "--channel-max", "16", "--perceptual", "none", "--device", "cpu"]
     code, _, err = run_cli("train-stylemap", "--out", tmp_path / "run", "--kimg", "0.012", "--metrics-kimg", "0.008",
-                           "--metrics-num", "16", *tiny)
+                           "--metrics-num", "16", "--keep-best", "fid", *tiny)
     assert code == 0, err
     lines = stats_log.read_lines(tmp_path / "run" / stats_log.METRICS_FILE)
     assert [line["kimg"] for line in lines] == [0.008, 0.012]
     assert all(line["num"] == 16 and line["factor_fid"] > 0 and 0 < line["mean_std_ratio_capped"] <= 1 for line in lines)
+    # --keep-best fid: the generator and encoder of the lower-FID line, a model the commands load
+    kept = json.loads(read_model_metadata(tmp_path / "run" / "best.safetensors")["info"])
+    assert kept["monitor"] == min(lines, key=lambda line: line["factor_fid"]) and kept["kimg"] == kept["monitor"]["kimg"]
+    assert load_stylemap_model(tmp_path / "run" / "best.safetensors")[0].config.latent_spatial_size == 4
     code, _, err = run_cli("train-stylemap", "--out", tmp_path / "other", "--metrics-kimg", "-1", *tiny)
     one_line_error(code, "", err, "--metrics-kimg -1: give a finite number >= 0 (0: off)")
     assert not (tmp_path / "other").exists()

@@ -575,6 +575,53 @@ def test_factor_monitor_measures_spread_and_follows_the_checkpoints(tmp_path):
         TrainConfig(data=str(tmp_path), metrics_kimg=10)
 
 
+def test_keep_best_keeps_the_ema_generator_of_the_best_monitor_line_across_chunks(tmp_path, monkeypatch):
+    """--keep-best: RUN/best.safetensors is the EMA generator as it was at the best line so far (not
+    the last), a resumed chunk ranks its lines against the kept one (read back from the file, so a
+    worse line after a resume keeps it), and the ranking may change on resume."""
+    from latentatlas.io.checkpoints import read_model_metadata
+    from latentatlas.training import factor_monitor
+
+    script = {0.008: (5.0, 3), 0.016: (3.0, 4), 0.024: (4.0, 2), 0.032: (6.0, 6), 0.040: (2.0, 5), 0.048: (9.0, 1)}
+    weights_at: dict[float, float] = {}
+
+    def checksum(generator) -> float:  # type: ignore[no-untyped-def]
+        return float(sum(p.double().sum() for p in generator.parameters()))
+
+    def scripted_measure(self, generator, kimg):  # type: ignore[no-untyped-def]
+        weights_at[kimg] = checksum(generator)
+        fid, under = script[kimg]
+        return {"kimg": kimg, "num": 32, "factor_fid": fid, "factors_under_half": [f"f{i}" for i in range(under)]}
+
+    monkeypatch.setattr(factor_monitor.FactorMonitor, "__init__", lambda self, *args, **kwargs: None)
+    monkeypatch.setattr(factor_monitor.FactorMonitor, "measure", scripted_measure)
+    cfg = dict(TINY, metrics_kimg=0.008, metrics_num=32)
+    best = tmp_path / "run" / "best.safetensors"
+
+    def kept() -> tuple[float, float]:
+        generator, _ = load_model(best)
+        return json.loads(read_model_metadata(best)["info"])["monitor"]["kimg"], checksum(generator)
+
+    result = train(TrainConfig(total_kimg=0.032, keep_best="fid", **cfg), tmp_path / "run", progress=False)
+    assert sorted(weights_at) == [0.008, 0.016, 0.024, 0.032]
+    assert kept() == (0.016, weights_at[0.016]) and weights_at[0.016] != weights_at[0.032]
+    assert result["best"]["kimg"] == 0.016 and result["best"]["model"] == str(best)
+    train(TrainConfig(total_kimg=0.040, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
+    assert kept() == (0.016, weights_at[0.016])  # 5 under half at 0.040 against the kept line's 4
+    result = train(TrainConfig(total_kimg=0.048, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
+    assert kept() == (0.048, weights_at[0.048]) and result["best"]["factors_under_half"] == ["f0"]
+
+    line = {"num": 32, "factor_fid": 3.0, "factors_under_half": []}
+    assert factor_monitor.ranks_better(line, None, "fid")
+    assert not factor_monitor.ranks_better(line, dict(line, factor_fid=2.0), "fid")
+    assert factor_monitor.ranks_better(line, dict(line, factor_fid=2.0, num=64), "fid")  # other sample counts: not comparable
+    assert factor_monitor.ranks_better(line, dict(line, factor_fid=2.0, factors_under_half=["roll"]), "coverage")
+    with pytest.raises(UserError, match="--keep-best coverage ranks the factor monitor's lines: give --metrics-kimg"):
+        TrainConfig(keep_best="coverage")
+    with pytest.raises(UserError, match="--keep-best last: use none, fid, coverage"):
+        TrainConfig(keep_best="last", metrics_kimg=10)
+
+
 def test_an_error_between_steps_keeps_the_step_and_the_monitor_is_made_before_the_first(tmp_path, monkeypatch):
     """An error in the samples or the factor monitor saves the state of the step just made before it
     ends the run (a 2-core run lost 11 minutes of training to one), and the monitor reads its

@@ -3,7 +3,8 @@ over torchrun processes, EMA, the portable checkpoint format, config checks on r
 training loop with its progress bar, time limit and stop on a signal, and joining the process group.
 
 A trainer object used with `run_loop` has `cfg` (a RunSettings), `rank`, `world`, `nimg`,
-`G_ema`, `train_step() -> dict`, `save()`, `save_portable()`, `write_samples()` and `export()`;
+`G_ema`, `train_step() -> dict`, `save()`, `save_portable()`, `write_samples()` and
+`export(path=None, info=None)` (the EMA networks as a model file: RUN/model.safetensors unless given);
 TrainerBase gives it the factor monitor's `measure_factors()`.
 """
 
@@ -37,6 +38,7 @@ from latentatlas.training.stop_signal import stop_on_signal
 STATE_FILE = "state.pt"
 PORTABLE_DIR = "portable"
 MODEL_FILE = "model.safetensors"
+BEST_MODEL_FILE = "best.safetensors"  # --keep-best (training/factor_monitor.py)
 
 # What a resumed run may change. The batch too, as NVIDIA's code resumes any config from a pickle:
 # a step at 64 px on a GPU waits on launches more than on arithmetic, so a larger batch may cost
@@ -47,7 +49,7 @@ MODEL_FILE = "model.safetensors"
 # calls for a larger R1 gamma); the resumed run takes this command's values, defaults included.
 # Not the learning rate: the optimiser's saved state carries its own.
 CONFIG_KEYS_FREE_ON_RESUME = ("total_kimg", "snapshot_kimg", "sample_kimg", "batch", "r1_gamma", "pl_weight", "style_mixing",
-                              "metrics_kimg", "metrics_num", "mirror")
+                              "metrics_kimg", "metrics_num", "keep_best", "mirror")
 # The JSON-lines logs a run folder keeps and its portable checkpoint carries (metadata key: file):
 # the tick means of the losses, and the factor monitor's lines (training/factor_monitor.py).
 CARRIED_LOGS = {"stats_log": stats_log.LOG_FILE, "metrics_log": stats_log.METRICS_FILE}
@@ -78,16 +80,23 @@ class RunSettings:
     sample_kimg: float = 50.0
     metrics_kimg: float = 0.0  # synthfaces: factor coverage every N kimg into metrics.jsonl (training/factor_monitor.py)
     metrics_num: int = 2000
+    keep_best: str = "none"  # or a ranking of training/factor_monitor.BEST_RANKINGS: RUN/best.safetensors
     mirror: bool = False  # a folder's images x-flipped at random, half of them (NVIDIA's --mirror; StyleMapGAN's training always flips)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def check_monitor_settings(metrics_kimg: float, metrics_num: int, data: str) -> None:
+def check_monitor_settings(metrics_kimg: float, metrics_num: int, data: str, keep_best: str = "none") -> None:
     """Both trainers' configs: the factor monitor's settings (training/factor_monitor.py), refused as one line before a run starts."""
+    from latentatlas.training.factor_monitor import BEST_RANKINGS
+
     require_number("--metrics-kimg", metrics_kimg, at_least=0, what="a finite number >= 0 (0: off)", example="10")
     require_at_least("--metrics-num", metrics_num, 2, "samples to measure: a spread needs two")
     if metrics_kimg > 0 and data != "synthfaces":
         raise UserError("--metrics-kimg measures synthfaces factors: it needs --data synthfaces")
+    if keep_best != "none" and keep_best not in BEST_RANKINGS:
+        raise UserError(f"--keep-best {keep_best}: use none, {', '.join(BEST_RANKINGS)}")
+    if keep_best != "none" and not metrics_kimg > 0:
+        raise UserError(f"--keep-best {keep_best} ranks the factor monitor's lines: give --metrics-kimg too (e.g. 10)")
 
 
 def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -> None:
@@ -105,7 +114,7 @@ def check_run_settings(cfg: Any, kind: str, network_config: Callable[[], Any]) -
         require_number("--gamma", cfg.r1_gamma, at_least=0, what="an R1 weight >= 0 (0: no R1)", example="10")
     for option, kimg in (("--snapshot-kimg", cfg.snapshot_kimg), ("--sample-kimg", cfg.sample_kimg)):
         require_number(option, kimg, at_least=0, what="a finite number >= 0 (0: only at the end)", example="50")
-    check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data)
+    check_monitor_settings(cfg.metrics_kimg, cfg.metrics_num, cfg.data, cfg.keep_best)
     if cfg.mirror and cfg.data == "synthfaces":
         raise UserError("--mirror flips a folder's images; synthfaces renders both yaw and light directions already, "
                         "and a flip would swap their sides without the factors knowing")
@@ -129,6 +138,7 @@ class TrainerBase:
 
     cfg: Any
     _monitor: Any = None  # training/factor_monitor.py, made by start_factor_monitor
+    _best: dict[str, Any] | None = None  # the monitor line of RUN/best.safetensors (--keep-best)
 
     def start_factor_monitor(self) -> None:
         """Rank 0 reads the predictor and makes the renders' features once. run_loop calls it before
@@ -142,11 +152,24 @@ class TrainerBase:
 
     def measure_factors(self) -> None:
         """A factor monitor line for G_ema now (rank 0): run_loop calls it every cfg.metrics_kimg,
-        for either trainer."""
+        for either trainer. With cfg.keep_best, a line that ranks better than the kept one exports
+        the EMA networks to RUN/best.safetensors, the line in its metadata (a resumed run reads
+        it back from there, so the best holds across chunks)."""
         if self.rank != 0:
             return
+        from latentatlas.io.checkpoints import read_model_metadata
+        from latentatlas.training.factor_monitor import ranks_better
+
         self.start_factor_monitor()
-        self._monitor.measure(self.G_ema, self.nimg / 1000)
+        line = self._monitor.measure(self.G_ema, self.nimg / 1000)
+        if self.cfg.keep_best == "none":
+            return
+        path = self.run_dir / BEST_MODEL_FILE
+        if self._best is None and path.exists():
+            self._best = json.loads(read_model_metadata(path)["info"]).get("monitor")
+        if ranks_better(line, self._best, self.cfg.keep_best):
+            self.export(path, {"monitor": line, "kept_by": self.cfg.keep_best})
+            self._best = line
 
     def networks(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
@@ -609,6 +632,8 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
         "finished": stopped_by is None and trainer.nimg >= int(trainer.cfg.total_kimg * 1000),
         "stopped_by": stopped_by,
         "model": str(run_dir / MODEL_FILE),
+        # --keep-best: the kept model and its line (None when off, or before its first line)
+        "best": trainer._best and {"model": str(run_dir / BEST_MODEL_FILE), **trainer._best},
         "state": str(state_path),
         "last_losses": stats,
     }

@@ -11,12 +11,20 @@ thousand images it lies above the 10k figure of `evaluate`, so compare lines wit
 factor's std ratio, their mean (each capped at 1, so that no factor's excess hides another's
 shortfall) and the factors under half. The log follows the checkpoints like stats.jsonl. Its
 time counts in stats.jsonl's seconds per kimg.
+
+Because coverage swings (a CPU run of faces64 went between 4 and 11 factors under half within
+175 kimg, by up to 3 from one 10 kimg line to the next), the last checkpoint of a chunk is a draw from that swing.
+`--keep-best` keeps the EMA generator of the best line so far as RUN/best.safetensors, as one
+keeps NVIDIA's snapshot with the best FID: `fid` ranks lines by their factor FID, `coverage` by
+the number of factors under half, then the FID. The ranking reads one line of `metrics_num`
+samples, so the best of many lines is partly luck: `latentatlas evaluate` on 10k samples decides.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,20 @@ from latentatlas.training.stats_log import METRICS_FILE
 
 SAMPLE_SEED = 0  # evaluate's
 BATCH = 250
+# --keep-best: how a line ranks, lower first.
+BEST_RANKINGS: dict[str, Callable[[dict[str, Any]], tuple[float, ...]]] = {
+    "fid": lambda line: (line["factor_fid"],),
+    "coverage": lambda line: (len(line["factors_under_half"]), line["factor_fid"]),
+}
+
+
+def ranks_better(line: dict[str, Any], best: dict[str, Any] | None, ranking: str) -> bool:
+    """Whether `line` replaces the kept best. A best measured on another number of samples is
+    replaced: a factor FID of 1000 samples lies above one of 2000 of the same generator."""
+    if best is None or best.get("num") != line["num"]:
+        return True
+    rank = BEST_RANKINGS[ranking]
+    return rank(line) < rank(best)
 
 
 def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:

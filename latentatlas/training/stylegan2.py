@@ -190,10 +190,11 @@ class Trainer(common.TrainerBase):
             save_image(path, make_grid(img.cpu(), cols=8))
         return path
 
-    def export(self) -> Path:
-        path = self.run_dir / MODEL_FILE
+    def export(self, path: Path | None = None, info: dict[str, Any] | None = None) -> Path:
+        path = path or self.run_dir / MODEL_FILE
         if self.rank == 0:
-            save_model(path, self.G_ema, metadata={"trained_on": self.cfg.data, "kimg": self.nimg / 1000, "train_config": asdict(self.cfg)})
+            save_model(path, self.G_ema, metadata={"trained_on": self.cfg.data, "kimg": self.nimg / 1000,
+                                                   "train_config": asdict(self.cfg), **(info or {})})
         return path
 
 
