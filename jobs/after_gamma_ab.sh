@@ -3,7 +3,8 @@
 # unpack both arms' portable checkpoints from the lease's files, write each arm's G_ema as a model
 # file, evaluate it on NUM samples against NUM renders (`latentatlas evaluate`: factor FID,
 # per-factor statistics, PPL), probe its critic (benchmarks/critic_probe.py), and put the two side
-# by side in benchmarks/results_${DEV}_gamma_ab_64px.json (benchmarks/gamma_ab_summary.py).
+# by side in benchmarks/results_${DEV}_gamma_ab_64px.json (benchmarks/gamma_ab_summary.py). An arm's
+# kept best (best.safetensors in its tar) is evaluated the same way into ARM.best.eval.json.
 # The arms go to runs/faces64-narrow-ab-default (arm A, faces64_gpu.sh's GAMMA: the default weight when the lease ran with GAMMA=; the run it trained in
 # runs/faces64-narrow) and runs/faces64-narrow-gamma$GAMMA_B; runs/faces64-narrow itself is not
 # touched. Bundling the winner is a separate, deliberate step: copy its portable/ to
@@ -32,6 +33,10 @@ for i in 0 1; do
   $PY jobs/bundle_faces64.py --run "$dir" --model-only "$dir/model.safetensors"
   $PY -m latentatlas.cli evaluate "$dir/model.safetensors" --num "$NUM" --ppl-samples "$NUM" --device cpu \
     --json-out "$dir.eval.json" --force
+  if [ -f "$dir/best.safetensors" ]; then  # the arm's best monitor line (faces64_gpu.sh KEEP_BEST), evaluated alike
+    $PY -m latentatlas.cli evaluate "$dir/best.safetensors" --num "$NUM" --ppl-samples "$NUM" --device cpu \
+      --json-out "$dir.best.eval.json" --force
+  fi
   $PY benchmarks/critic_probe.py --run "$dir" --out "$dir.probe.json" >/dev/null
 done
 $PY benchmarks/gamma_ab_summary.py --out "$RESULT" \

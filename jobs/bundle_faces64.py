@@ -14,6 +14,9 @@ latentatlas/weights/:
 --model-only PATH writes the checkpoint's G_ema (with --weights G the raw generator) as a model file at PATH and nothing else (no
 prior, no directions, the package untouched): to measure a run before deciding to bundle it,
 e.g. `latentatlas evaluate PATH --num 10000 --ppl-samples 10000 --device cpu`.
+--model FILE takes the generator from a model file that training wrote instead of RUN/portable:
+the best monitor line's G_ema that `train --keep-best` kept (RUN/best.safetensors), once a 10k
+evaluation says it beats the last one.
 Run after a GPU chunk (8 minutes on 2 CPU cores for the 2048 x 128 model): python jobs/bundle_faces64.py --run runs/faces64-narrow
 Bundling another model changes what every faces64 table in the README was measured on: measure them
 again (bash jobs/measure_faces64_cpu.sh).
@@ -33,7 +36,7 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from latentatlas.io.checkpoints import save_model  # noqa: E402
+from latentatlas.io.checkpoints import load_model, save_model  # noqa: E402
 from latentatlas.latent.gaussian import GaussianPrior  # noqa: E402
 from latentatlas.models.stylegan2 import Generator  # noqa: E402
 from latentatlas.training.attributes import load_predictor, save_predictor  # noqa: E402
@@ -47,27 +50,36 @@ def main() -> None:
     ap.add_argument("--run", default="runs/faces64-narrow", help="training run folder (its portable/ checkpoint is read)")
     ap.add_argument("--warped-only", action="store_true", help="only the warped paths file, for the bundled faces64")
     ap.add_argument("--model-only", metavar="PATH", help="only write the checkpoint's G_ema as a model file here (fp16)")
+    ap.add_argument("--model", metavar="FILE", help="the generator from this model file of a training run (e.g. RUN/best.safetensors) instead of RUN/portable")
     ap.add_argument("--weights", choices=("G_ema", "G"), default="G_ema",
                     help="with --model-only: which generator; G, the raw one, tells whether the EMA narrows the samples")
     args = ap.parse_args()
     if args.weights != "G_ema" and not args.model_only:
         raise SystemExit("--weights G: only with --model-only (the bundled model is always G_ema)")
+    if args.model and (args.weights != "G_ema" or args.warped_only):
+        raise SystemExit("--model: a model file holds G_ema alone; not with --weights G or --warped-only")
     if args.warped_only:
         from latentatlas.models.bundled import load_generator
 
         bundle_warped(load_generator("faces64", "cpu")[0].eval().requires_grad_(False), load_predictor("factors"))
         return
-    portable = ROOT / args.run / "portable"
-    if not (portable / "train.safetensors").exists():
-        raise SystemExit(f"{portable}: no portable checkpoint (train.safetensors); give the run folder with --run")
-    with safe_open(str(portable / "train.safetensors"), framework="pt") as f:
-        meta = f.metadata()
-    cfg = TrainConfig(**json.loads(meta["config"]))
-    generator = Generator(cfg.generator_config())
-    generator.load_state_dict(load_file(str(portable / f"{args.weights}.safetensors")))
-    kimg = int(meta["nimg"]) / 1000
+    if args.model:
+        generator, info = load_model(args.model)
+        kimg = info["kimg"]
+        training = {"trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg, "train_config": info["train_config"],
+                    **{k: info[k] for k in ("kept_by", "monitor") if k in info}}
+    else:
+        portable = ROOT / args.run / "portable"
+        if not (portable / "train.safetensors").exists():
+            raise SystemExit(f"{portable}: no portable checkpoint (train.safetensors); give the run folder with --run")
+        with safe_open(str(portable / "train.safetensors"), framework="pt") as f:
+            meta = f.metadata()
+        cfg = TrainConfig(**json.loads(meta["config"]))
+        generator = Generator(cfg.generator_config())
+        generator.load_state_dict(load_file(str(portable / f"{args.weights}.safetensors")))
+        kimg = int(meta["nimg"]) / 1000
+        training = {"trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg, "train_config": json.loads(meta["config"])}
     generator = generator.eval().requires_grad_(False)
-    training = {"trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg, "train_config": json.loads(meta["config"])}
     if args.model_only:
         save_model(args.model_only, generator, dtype=torch.float16,
                    metadata={"name": Path(args.run).name, "weights": args.weights, **training})

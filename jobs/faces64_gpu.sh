@@ -7,8 +7,10 @@
 #      benchmarks/critic_probe.py (what the critic rewards: seconds on a GPU) and a quick
 #      evaluation if time is left (its PPL is exact only since 2026-11-27: TF32 off).
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
-#   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
-# Then, here: copy $OUT/portable/* to $RUN/portable/, python jobs/bundle_faces64.py --run $RUN, commit both.
+#   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors [best.safetensors]
+# Then, here: copy $OUT/portable/* to $RUN/portable/, and evaluate both the last G_ema
+# (bundle_faces64.py --run $RUN --model-only M) and best.safetensors on 10k (`latentatlas evaluate`);
+# bundle the better (python jobs/bundle_faces64.py --run $RUN, or --model best.safetensors), commit.
 # With GAMMA_B=G (an A/B test of the R1 weight from one checkpoint, arm A with GAMMA, which is 0.1
 # unless set: `GAMMA= GAMMA_B=G` tests G against the heuristic default; use it with BENCH_CONFIGS= and
 # no predictor): log.txt samples.png portable_a.tar.0N portable_b.tar.0N instead of portable/; here:
@@ -37,6 +39,9 @@ BATCH=${BATCH:-128}              # images per step (60 kimg/min against 36 at 64
 GAMMA=${GAMMA-0.1}               # R1 weight, 0.1 since the 2026-11-29 A/B (README, "The A/B on the GPU"); GAMMA= (empty):
                                  # the ADA heuristic 0.0002 * 64^2 / BATCH (0.0064 at 128). A resumed run takes the one given
 METRICS_KIMG=${METRICS_KIMG:-20}  # factor monitor (metrics.jsonl, 2000 samples): every N kimg and at the end; 0: off
+KEEP_BEST=${KEEP_BEST-coverage}  # `train --keep-best`: the best monitor line's G_ema as $RUN/best.safetensors, back in
+                                 # $OUT (coverage swings between lines: README, "faces64 and how it is measured"); empty: off
+[ "$METRICS_KIMG" = 0 ] && KEEP_BEST=
 GAMMA_B=${GAMMA_B:-}             # an A/B test: a second arm, $RUN resumed with this R1 weight into $RUN-gamma$GAMMA_B,
                                  # trained beside the first (both launch-bound) for as long; both come back as tar parts
 # The critic stays as wide as faces64's (128 channels everywhere); empty for runs/faces64 (its
@@ -65,7 +70,7 @@ fi
 train_arm() {
   $LA train --out "$1" --batch "$BATCH" --channel-base "$CHANNEL_BASE" --channel-max "$CHANNEL_MAX" \
     ${D_CHANNEL_BASE:+--d-channel-base "$D_CHANNEL_BASE"} ${2:+--gamma "$2"} --kimg 100000 --snapshot-kimg 200 --sample-kimg 100 \
-    --metrics-kimg "$METRICS_KIMG" \
+    --metrics-kimg "$METRICS_KIMG" ${KEEP_BEST:+--keep-best "$KEEP_BEST"} \
     --max-minutes "$TRAIN_MIN" --device "$DEVICE" 2>"$OUT/train_err_$3.txt" >"$OUT/train_$3.txt" \
     || { echo "training $3 failed: $?" >>"$OUT/train_$3.txt"; tail -30 "$OUT/train_err_$3.txt" >>"$OUT/train_$3.txt"; }
   tail -c 600 "$OUT/train_err_$3.txt" | tr '\r' '\n' | tail -3 >>"$OUT/train_$3.txt"
@@ -97,12 +102,15 @@ fi
 
 # train.safetensors carries stats.jsonl too. Two arms come back as tar files in 15 MB parts
 # (at most 8 files of 16 MiB): cat $OUT/portable_b.tar.* | tar -xf - -C runs/faces64-narrow-gammaG/
+# The kept best (KEEP_BEST) comes back beside them: $OUT/best.safetensors, or inside each arm's tar.
+best() { [ -f "$1/best.safetensors" ] && echo best.safetensors; }
 if [ -z "$RUN_B" ]; then
   cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
+  [ -n "$(best "$RUN")" ] && cp "$RUN/best.safetensors" "$OUT/"
 else
   rmdir "$OUT/portable" 2>/dev/null
-  tar -cf - -C "$RUN" portable | split -b 15M -d - "$OUT/portable_a.tar."
-  tar -cf - -C "$RUN_B" portable | split -b 15M -d - "$OUT/portable_b.tar."
+  tar -cf - -C "$RUN" portable $(best "$RUN") | split -b 15M -d - "$OUT/portable_a.tar."
+  tar -cf - -C "$RUN_B" portable $(best "$RUN_B") | split -b 15M -d - "$OUT/portable_b.tar."
 fi
 for R in "$RUN" $RUN_B; do
   echo "== $R: stats.jsonl, last ticks (means over 4 kimg)" >>"$LOG"
