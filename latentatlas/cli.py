@@ -31,6 +31,9 @@ TRUNCATION_HELP = ("Truncation psi: codes are pulled towards the model's average
                    "e.g. 0.7 gives fewer odd samples and less variety; above 1 exaggerates).")
 TruncationOpt = Annotated[float, typer.Option("--truncation", "--trunc", help=TRUNCATION_HELP)]
 ModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file (.safetensors, official .pkl, rosinality .pt).")]
+# The commands that take a StyleMapGAN as well (info, generate, interpolate, evaluate).
+AnyModelArg = Annotated[str, typer.Argument(help="A bundled model name or a model file: StyleGAN2 (.safetensors, official .pkl, "
+                                                 "rosinality .pt) or StyleMapGAN (.safetensors, naver-ai .pt).")]
 
 
 
@@ -116,7 +119,7 @@ def _labels(generator, class_idx: int | None, n: int):  # type: ignore[no-untype
 
 
 @app.command()
-def info(model: ModelArg, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def info(model: AnyModelArg, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Describe a model: resolution, latent sizes, channels, parameters, training (where the file says).
 
     StyleGAN2 and StyleMapGAN models alike. Example: latentatlas info ffhq.pkl
@@ -144,7 +147,7 @@ def info(model: ModelArg, as_json: Annotated[bool, typer.Option("--json", help="
 
 @app.command()
 def generate(
-    model: ModelArg,
+    model: AnyModelArg,
     seeds: Annotated[str, typer.Option(help="Seeds, e.g. 0-7,12.")] = "0-7",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     truncation: TruncationOpt = 1.0,
@@ -303,7 +306,7 @@ def _endpoint(text: str, generator, space: str, truncation: float, model_names: 
 
 @app.command()
 def interpolate(
-    model: ModelArg,
+    model: AnyModelArg,
     start: Annotated[str, typer.Option("--from", help="Seed number or .npz file (first code used); StyleMapGAN: also an image.")] = "0",
     end: Annotated[str, typer.Option("--to", help="Seed number or .npz file; StyleMapGAN: also an image.")] = "1",
     frames: Annotated[int, typer.Option(help="Number of frames, ends included.")] = 16,
@@ -553,7 +556,7 @@ def project(
     batch: Annotated[int, typer.Option(help="Images projected at once.")] = 8,
     bf16: Annotated[bool, typer.Option("--bf16", help="Forward pass and losses in bf16 autocast (GPU tensor cores: faster; codes stay fp32).")] = False,
     video: Annotated[bool, typer.Option(help="Also write an MP4 of the optimisation per image.")] = False,
-    seed: Annotated[int, typer.Option(help="Image k of the sorted list draws its noise from seed + k, whatever the batch or process.")] = 0,
+    seed: Annotated[int, typer.Option(help="Image k (in the order given; a folder's files sorted by name) draws its noise from seed + k, whatever the batch or process.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Go on with an interrupted run: skip the images whose .npz (written last) is there, redo the rest.")] = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -1304,7 +1307,7 @@ def train_predictor(
 
 @app.command()
 def evaluate(
-    model: ModelArg,
+    model: AnyModelArg,
     predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors) trained on synthfaces, or 'factors' (bundled).")] = Path("factors"),
     num: Annotated[int, typer.Option(help="Images per side of each FID.")] = 10_000,
     ppl_samples: Annotated[int, typer.Option(help="Samples for the path length.")] = 10_000,

@@ -14,9 +14,10 @@ then sleep. Until 2026-11-27 the CLI and the benchmarks asked for passive waitin
 measured then as equal on an idle machine and far better beside a busy core. Measured again on
 the 2-core EPYC these figures come from (2026-11-27, batch 1, medians, alternating processes),
 passive waiting made every parallel region wait for a sleeping thread to wake: the 2-thread
-default against passive took faces64-narrow's image 8-11 against 18-19 ms, faces64-stylemap's
-encode + generate 14-18 against 33-37 ms, a narrow projector step 33-41 against 57-76 ms, the
-bundled faces64 image 21-26 against 24-25 ms (its wider layers wait less); with passive waiting
+default against passive took an image of the narrow 2048 x 128 faces64 (the bundled one since
+2026-11-27) 8-11 against 18-19 ms, faces64-stylemap's encode + generate 14-18 against 33-37 ms,
+a narrow projector step 33-41 against 57-76 ms, an image of the earlier, wider faces64 (8192 x
+128, bundled then) 21-26 against 24-25 ms (its wider layers wait less); with passive waiting
 2 threads were slower than 1 (16-20 ms for the encode + generate). Beside one busy core the
 order turns: default 45-50 ms, passive 22-23, one thread 17-18. So the entry points leave
 OpenMP's default alone, which suits the idle machine a user works on; on a shared one, set
