@@ -42,7 +42,7 @@ step speed benchmarks/results_cpu_projection_speed.json $PY benchmarks/projectio
 eval_json() { $LA evaluate faces64 --num 10000 --ppl-samples 10000 --device cpu --json-out runs/faces64_eval.json --force >&2 && cat runs/faces64_eval.json; }
 step eval "docs/faces64_eval_${KIMG}kimg.json" eval_json
 step projection benchmarks/results_cpu_projection_quality.json \
-  $PY benchmarks/projection_quality.py --prior 1e-5 --save-codes "$CODES"
+  $PY benchmarks/projection_quality.py --save-codes "$CODES" --sheet docs/projection_sheet.png
 step interpolation benchmarks/results_cpu_interpolation_smoothness.json \
   $PY benchmarks/interpolation_smoothness.py --codes "$CODES"
 # Random weights of faces64's shape at several widths, the same for any bundled model: only when
