@@ -841,7 +841,7 @@ def directions_score(
     predictor: Annotated[Path, typer.Option(help="Factor predictor (.safetensors), or 'factors' (bundled).")] = Path("factors"),
     out: Annotated[Path, typer.Option(help="Output folder: score.json and heatmap.png.")] = Path("score"),
     starts: Annotated[int, typer.Option(help="Start codes per path.")] = 64,
-    steps: Annotated[int, typer.Option(help="Frames per path.")] = 9,
+    steps: Annotated[int, typer.Option("--frames", "--steps", help="Frames per path (--steps: its earlier name).")] = 9,
     length: Annotated[float, typer.Option(help="Half path length in units of w_std (typical distance of w from its mean).")] = 0.5,
     top: Annotated[int, typer.Option(help="Score the first N directions.")] = 20,
     reconstructor_steps: Annotated[int, typer.Option(help="Also train a fresh reconstructor on the frozen paths for N steps and report its held-out accuracy (0: skip).")] = 0,
@@ -893,9 +893,9 @@ def traverse(
     model: ModelArg,
     directions: Annotated[Path, typer.Argument(help="Directions file: linear or warped.")],
     path: Annotated[str, typer.Option("--path", help="Direction index or name.")] = "0",
-    seeds: Annotated[str, typer.Option(help=f"Start seeds (rows of the strip; at most {MAX_MIX_SIDE}, and seeds x steps at most {MAX_MIX_SIDE**2}).")] = "0-3",
+    seeds: Annotated[str, typer.Option(help=f"Start seeds (rows of the strip; at most {MAX_MIX_SIDE}, and seeds x frames at most {MAX_MIX_SIDE**2}).")] = "0-3",
     strength: Annotated[str | None, typer.Option(help="Range of strengths, e.g. -2,2: stds for linear directions (default -3,3); for warped paths arc length in per-dimension stds (default +-sqrt(dim), one w_std: -16,16 in a 256-d W).")] = None,
-    steps: Annotated[int, typer.Option(help="Frames per row.")] = 9,
+    steps: Annotated[int, typer.Option("--frames", "--steps", help="Frames per row (--steps: its earlier name).")] = 9,
     truncation: TruncationOpt = 1.0,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("out"),
     device: DeviceOpt = "auto",
@@ -914,15 +914,15 @@ def traverse(
 
     strength_range = _parse_range("--strength", strength) if strength is not None else None
     if steps < 2 or steps > 200:
-        raise UserError(f"--steps {steps}: use 2..200")
+        raise UserError(f"--frames {steps}: use 2..200")
     _check_truncation(truncation)
     seed_list = parse_seeds(seeds)
     # Every frame of every row is held until the strip and the GIF (a row's frames side by side) are written.
     if len(seed_list) > MAX_MIX_SIDE:
         raise UserError(f"--seeds holds {len(seed_list)} seeds; a traverse strip takes at most {MAX_MIX_SIDE} (a row each)")
     if len(seed_list) * steps > MAX_MIX_SIDE**2:
-        raise UserError(f"{len(seed_list)} seeds x --steps {steps} make {len(seed_list) * steps} frames; a traverse strip "
-                        f"holds at most {MAX_MIX_SIDE**2}: give fewer seeds or steps")
+        raise UserError(f"{len(seed_list)} seeds x --frames {steps} make {len(seed_list) * steps} frames; a traverse strip "
+                        f"holds at most {MAX_MIX_SIDE**2}: give fewer seeds or frames")
     d = load_paths(directions)
     k = d.index(path)
     lo, hi = strength_range or (-d.strength_range, d.strength_range)
@@ -1372,7 +1372,7 @@ def synthfaces(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("docs"),
     seed: Annotated[int, typer.Option(help="Seed of the gallery and of the strips' base faces.")] = 0,
     resolution: Annotated[int, typer.Option(help="Image size in pixels.")] = 64,
-    steps: Annotated[int, typer.Option(help="Images per factor strip.")] = 8,
+    steps: Annotated[int, typer.Option("--frames", "--steps", help="Images per factor strip (--steps: its earlier name).")] = 8,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
@@ -1388,9 +1388,9 @@ def synthfaces(
 
     if resolution < 16 or resolution > 1024:
         raise UserError(f"--resolution {resolution}: use 16..1024")
-    require_at_least("--steps", steps, 2, "images per factor strip: a sweep needs two")
+    require_at_least("--frames", steps, 2, "images per factor strip: a sweep needs two")
     if steps > 64:  # every factor's strip is rendered and held at once
-        raise UserError(f"--steps {steps}: use at most 64 images per factor strip")
+        raise UserError(f"--frames {steps}: use at most 64 images per factor strip")
     require_seed("--seed", seed)
     gallery, strips = out / "synthfaces_gallery.png", out / "synthfaces_factors.png"
     _outputs([gallery, strips], force)

@@ -283,8 +283,8 @@ def _refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     (("interpolate", "MODEL", "--fps", "0"), "--fps 0: use at least 1 (frames per second of the animations)"),
     (("interpolate", "MODEL", "--fps", "-2"), "--fps -2: use at least 1"),
     (("interpolate", "MODEL", "--fps", "60"), "--fps 60: use at most 50 (browsers play faster GIFs at 10 frames per second)"),
-    (("synthfaces", "--steps", "0"), "--steps 0: use at least 2 (images per factor strip: a sweep needs two)"),
-    (("synthfaces", "--steps", "1"), "--steps 1: use at least 2"),
+    (("synthfaces", "--frames", "0"), "--frames 0: use at least 2 (images per factor strip: a sweep needs two)"),
+    (("synthfaces", "--steps", "1"), "--frames 1: use at least 2"),  # --steps, the earlier name, still taken
     (("train", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
     (("train", "--kimg", "-1"), "--kimg -1: give a positive number"),
     (("train", "--kimg", "nan"), "--kimg nan: give a positive number"),
@@ -329,7 +329,7 @@ def test_counts_below_their_minimum_are_refused_before_any_work(run_cli, model_f
     (("synthfaces", "--seed", "4294967296"), "--seed 4294967296: seeds are 0..4294967295"),
     (("project", "MODEL", "IMAGE", "--seed", "-1"), "--seed -1: seeds are 0..4294967295"),
     (("project", "MODEL", "IMAGE", "--seed", "18446744073709551616"), "--seed 18446744073709551616: seeds are 0..4294967295"),
-    (("synthfaces", "--steps", "65"), "--steps 65: use at most 64 images per factor strip"),
+    (("synthfaces", "--frames", "65"), "--frames 65: use at most 64 images per factor strip"),
     (("train-predictor", "--eval-num", "1"), "--eval-num 1: an R^2 needs at least 2 held-out renders"),
     (("train", "--mirror"), "--mirror flips a folder's images; synthfaces renders both yaw and light directions"),
 ])
@@ -484,7 +484,7 @@ def test_traverse_caps_the_frames_it_holds(run_cli, model_file, tmp_path):
     _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", f"0-{MAX_MIX_SIDE}", "--out", out),
                     f"--seeds holds {MAX_MIX_SIDE + 1} seeds; a traverse strip takes at most {MAX_MIX_SIDE}")
     _one_line_error(*run_cli("traverse", model_file, "missing.safetensors", "--seeds", "0-63", "--steps", "65", "--out", out),
-                    f"64 seeds x --steps 65 make 4160 frames; a traverse strip holds at most {MAX_MIX_SIDE**2}")
+                    f"64 seeds x --frames 65 make 4160 frames; a traverse strip holds at most {MAX_MIX_SIDE**2}")
     assert not out.exists()
 
 

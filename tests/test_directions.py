@@ -191,7 +191,7 @@ def test_directions_commands_end_to_end(run_cli, model_file, tmp_path):
     code, out, err = run_cli("directions", "sefa", model_file, "--out", sefa_file, "--layers", "0-2", "--components", "3", "--device", "cpu")
     assert code == 0, err
     assert load_directions(sefa_file).layers == (0, 2)
-    code, out, err = run_cli("traverse", model_file, sefa_file, "--path", "1", "--seeds", "0-1", "--steps", "3", "--out", tmp_path / "t", "--device", "cpu")
+    code, out, err = run_cli("traverse", model_file, sefa_file, "--path", "1", "--seeds", "0-1", "--frames", "3", "--out", tmp_path / "t", "--device", "cpu")
     assert code == 0, err
     assert (tmp_path / "t" / "traverse_sefa1.png").stat().st_size > 0 and (tmp_path / "t" / "traverse_sefa1.gif").exists()
     # Supervised from user scores.
@@ -281,7 +281,7 @@ def test_direction_finders_refuse_counts_below_their_minimum(run_cli, model_file
 @pytest.mark.parametrize("args,message", [
     (("--top", "0"), "--top 0: use at least 1"),
     (("--starts", "0"), "--starts 0: use at least 1"),
-    (("--steps", "1"), "--steps 1: use at least 2 (frames per path: a slope needs two)"),
+    (("--frames", "1"), "--frames 1: use at least 2 (frames per path: a slope needs two)"),
     (("--length", "0"), "--length 0: give a positive half path length"),
     (("--length", "nan"), "--length nan: give a positive half path length"),
     (("--top", "1", "--reconstructor-steps", "5"), "--top 1: use at least 2 (paths for the reconstructor to tell apart; or --reconstructor-steps 0)"),

@@ -57,7 +57,7 @@ def test_resolutions_and_bad_input():
 def test_synthfaces_command_renders_on_the_device_it_is_given(run_cli, tmp_path):
     from PIL import Image
 
-    code, out, err = run_cli("synthfaces", "--out", tmp_path, "--resolution", "16", "--steps", "3", "--device", "cpu")
+    code, out, err = run_cli("synthfaces", "--out", tmp_path, "--resolution", "16", "--frames", "3", "--device", "cpu")
     assert code == 0, err
     assert Image.open(tmp_path / "synthfaces_gallery.png").size == (8 * 16 + 7 * 2, 8 * 16 + 7 * 2)
     assert Image.open(tmp_path / "synthfaces_factors.png").size[0] == 3 * 16 + 2 * 2

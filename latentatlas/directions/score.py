@@ -69,7 +69,7 @@ def check_score_settings(starts: int, steps: int, length: float, top: int, recon
     (else the scores are NaN), and at least one start code and one path; two paths when a
     reconstructor is to tell them apart."""
     require_at_least("--starts", starts, 1, "start codes per path")
-    require_at_least("--steps", steps, 2, "frames per path: a slope needs two")
+    require_at_least("--frames", steps, 2, "frames per path: a slope needs two")
     require_at_least("--top", top, 1, "directions to score")
     if reconstructor_steps > 0:
         require_at_least("--top", top, 2, "paths for the reconstructor to tell apart; or --reconstructor-steps 0")
