@@ -1439,6 +1439,8 @@ def serve(
         table[name] = m
     require_number("--max-upload-mb", max_upload_mb, above=0, what="a positive number of megabytes", example="10")
     require_at_least("--max-pixels", max_pixels, 1, "pixels of the largest image accepted")
+    if not 1 <= port <= 65535:  # before the models load, not as a bind() traceback after
+        raise UserError(f"--port {port}: use 1..65535")
     from latentatlas.app.server import STYLEGAN2, Sessions
     from latentatlas.app.server import serve as run_server
     from latentatlas.app.uploads import UploadLimits
@@ -1458,8 +1460,9 @@ def serve(
     sessions.load_all()  # every model, its directions and loss files: bad ones fail now, and no request waits for a load
     if host not in ("127.0.0.1", "localhost"):
         typer.echo(f"warning: binding {host}: anyone who can reach this machine can use the app", err=True)
-    typer.echo(f"serving {', '.join(f'{n} ({kinds[n]})' for n in table)} at http://{host}:{port} (Ctrl+C to stop)")
-    run_server(sessions, host, port, UploadLimits(int(max_upload_mb * 2**20), max_pixels))
+    served = ", ".join(f"{n} ({kinds[n]})" for n in table)
+    run_server(sessions, host, port, UploadLimits(int(max_upload_mb * 2**20), max_pixels),
+               announce=lambda url: typer.echo(f"serving {served} at {url} (Ctrl+C to stop)"))
 
 
 DEMO_FACES_SEED = 10_000_003  # held-out renders (projection_quality's in-domain seeds), hair colours that differ

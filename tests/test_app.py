@@ -241,6 +241,7 @@ def test_serve_loads_every_model_before_it_starts_and_refuses_two_of_one_name(ru
     one_line_error(*run_cli("serve", "faces64", tmp_path / "faces64.safetensors"),
                    f"faces64 and {tmp_path / 'faces64.safetensors'} would both be called 'faces64' in the page: rename one file")
     one_line_error(*run_cli("serve", tiny_file, tiny_file), f"{tiny_file} is given twice")
+    one_line_error(*run_cli("serve", tiny_file, "--port", "70000"), "--port 70000: use 1..65535")
     assert run_cli("serve", tiny_file, tmp_path / "faces64.safetensors")[0] == 0
     assert sorted(started[0]._loaded) == ["faces64", "tiny"]  # both loaded before serving
     # Loading one model (here: its lock held) does not hold up another's requests.
@@ -251,6 +252,29 @@ def test_serve_loads_every_model_before_it_starts_and_refuses_two_of_one_name(ru
         thread.start()
         thread.join(timeout=60)
     assert loaded and loaded[0].name == "other"
+
+
+def test_serve_refuses_a_taken_port_in_one_line_and_announces_only_when_listening(tiny_file):
+    """A port in use was a Gradio traceback after the models had loaded and after the CLI had
+    printed 'serving ... at'; now the announcement waits for the server, and the error is one line."""
+    import socket
+
+    from latentatlas.app import server
+
+    sessions = server.Sessions({"tiny": str(tiny_file)}, "cpu", {})
+    said: list[str] = []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError, match=f"cannot listen at 127.0.0.1:{port}: the port is in use .*give another --port"):
+            server.serve(sessions, port=port, block=False, announce=said.append)
+    assert said == []
+    demo, url = server.serve(sessions, port=port, block=False, announce=said.append)  # free now
+    try:
+        assert said == [url] and f":{port}" in url
+    finally:
+        demo.close()
 
 
 # ---------------------------------------------------------------------------- one implementation each

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch
 from latentatlas.directions.files import Directions, model_fingerprint, save_directions
 from latentatlas.directions.reconstructor import Reconstructor, latent_codes, pair_loss, reconstructor_accuracy, sample_shifts
 from latentatlas.directions.warped import (
+    MAX_WALK_STEPS,
     SupportSets,
     WarpedConfig,
     load_paths,
@@ -325,6 +327,12 @@ def test_warped_commands_end_to_end(run_cli, model_file, tmp_path):
     code, _, err = run_cli("traverse", model_file, out, "--path", "warp1", "--seeds", "0-1", "--steps", "3", "--out", tmp_path / "t", "--device", "cpu")
     assert code == 0, err
     assert (tmp_path / "t" / "traverse_warp1.png").stat().st_size > 0 and (tmp_path / "t" / "traverse_warp1.gif").exists()
+    # A walk too long to finish (a strength of 1e9 walked on for minutes without a word) is refused at once.
+    started = time.perf_counter()
+    code, _, err = run_cli("traverse", model_file, out, "--path", "warp1", "--seeds", "0", "--frames", "2", "--strength=-1e9,1e9",
+                           "--out", tmp_path / "long", "--device", "cpu")
+    assert code == 2 and f"at most {MAX_WALK_STEPS}" in err and "traverse --strength" in err and len(err.strip().splitlines()) == 1
+    assert time.perf_counter() - started < 30 and not list((tmp_path / "long").glob("*"))
     pred = tmp_path / "pred.safetensors"
     torch.manual_seed(0)
     save_predictor(pred, FactorPredictor(width=4, feature_dim=8), {"note": "untrained"})

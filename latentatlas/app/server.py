@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BytesIO
 from dataclasses import dataclass
 from pathlib import Path
@@ -919,11 +919,23 @@ def _project(sess: ModelSession, target, space: str, lam: float, steps: int, sto
 
 
 def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits: UploadLimits = UploadLimits(),
-          block: bool = True) -> tuple[gr.Blocks, str]:
-    """Start the app; returns (app, local URL). block=False returns at once (tests)."""
+          block: bool = True, announce: Callable[[str], None] | None = None) -> tuple[gr.Blocks, str]:
+    """Start the app; returns (app, local URL). block=False returns at once (tests).
+
+    `announce(url)` runs once the server listens: a port in use or an address this machine does
+    not have was a Gradio traceback after the models had loaded and after the CLI had already
+    said it was serving; now it is one line and nothing is announced."""
     demo = build_app(sessions, limits)
     demo.queue(default_concurrency_limit=2, max_size=32)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts to fetch
-    _, url, _ = demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=not block,
-                            ssr_mode=False, quiet=not block, footer_links=[], show_error=True, theme=theme)
+    try:
+        _, url, _ = demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=True,
+                                ssr_mode=False, quiet=True, footer_links=[], show_error=True, theme=theme)
+    except (OSError, OverflowError) as e:  # Gradio: "Cannot find empty port in range: P-P" for both causes
+        raise UserError(f"cannot listen at {host}:{port}: the port is in use or the address is not this machine's "
+                        f"({str(e).split('.')[0]}); give another --port or --host") from None
+    if announce is not None:
+        announce(url)
+    if block:
+        demo.block_thread()
     return demo, url
