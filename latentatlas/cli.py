@@ -87,6 +87,13 @@ def _check_folder(folder: Path, option: str = "--out") -> None:
     check_folder_writable(folder)
 
 
+def _safetensors_output(path: Path) -> None:
+    """Our files are safetensors whatever their name; a directions file saved as p.npz or a
+    predictor as p.png was written without a word and then read by nothing that expects those."""
+    if path.suffix != ".safetensors":
+        raise UserError(f"{path}: the output must end in .safetensors")
+
+
 def _outputs(paths: list[Path], force: bool, option: str = "--out", exists_advice: str | None = None) -> None:
     """The files a command will write, checked before any work: each in a folder that is one and
     takes files (_check_folder: a read-only folder or disk was a traceback after the work), none an
@@ -437,8 +444,7 @@ def convert(
 
     from latentatlas.io.checkpoints import STYLEMAP_KIND, load_any, load_stylemap_any, model_kind, save_model, save_stylemap_model
 
-    if dst.suffix != ".safetensors":
-        raise UserError(f"{dst}: the output must end in .safetensors")
+    _safetensors_output(dst)
     _outputs([dst], force, "DST")
     dtype = torch.float16 if fp16 else None
 
@@ -692,6 +698,7 @@ def _find_directions(model: str, out: Path, layers: str | None, device: str, for
     from latentatlas.directions.files import save_directions
     from latentatlas.models.bundled import load_generator
 
+    _safetensors_output(out)
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
     d = find(generator, _layer_range(layers, generator))
@@ -764,6 +771,7 @@ def directions_supervised(
     if predictor is not None:  # the predictor's attributes are known now, before the codes are sampled and scored
         check_conditional(cond, list(FACTOR_NAMES))
         require_at_least("--samples", samples, 4, "codes to sample and score: the top and the bottom --fraction take two each")
+    _safetensors_output(out)
     _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
     rng = _layer_range(layers, generator)
@@ -825,6 +833,7 @@ def directions_warped(
         dipoles = 1 if linear else 16
     cfg = WarpedConfig(sets=sets, dipoles=dipoles, steps=steps, space=space, linear=linear, learn_alphas=learn_alphas,
                        batch=batch, lr=lr, width=width, seed=seed, reconstructor_input=reconstructor_input)
+    _safetensors_output(out)
     if not state_path(out).exists():
         _outputs([out], force)
     generator, _ = load_generator(model, pick_device(device))
@@ -1293,6 +1302,7 @@ def train_predictor(
     require_at_least("--eval-num", eval_num, 0, "held-out renders; 0: skip the report")
     if eval_num == 1:
         raise UserError("--eval-num 1: an R^2 needs at least 2 held-out renders; use 2 or more, or 0 to skip the report")
+    _safetensors_output(out)
     if not state_path(out).exists():  # else it resumes its own run, which wrote OUT (or will)
         _outputs([out], force)
     dev = pick_device(device)

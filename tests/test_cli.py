@@ -340,6 +340,18 @@ def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(
     _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
 
 
+@pytest.mark.parametrize("args", [("directions", "pca", "MODEL"), ("directions", "sefa", "MODEL"),
+                                  ("directions", "supervised", "MODEL", "--predictor", "factors"),
+                                  ("directions", "warped", "train", "MODEL"), ("train-predictor",)])
+def test_safetensors_outputs_are_refused_under_another_suffix(run_cli, model_file, tmp_path, args):
+    """directions pca --out p.npz and train-predictor --out p.png wrote safetensors files under those
+    names without a word (convert and stats refused them already)."""
+    out = tmp_path / "o" / "d.npz"
+    argv = [model_file if a == "MODEL" else a for a in args]
+    _one_line_error(*run_cli(*argv, "--out", out, "--device", "cpu"), f"{out}: the output must end in .safetensors")
+    assert not out.parent.exists()
+
+
 def test_an_output_folder_that_takes_no_files_is_refused_before_any_work(run_cli, model_file, tmp_path, monkeypatch):
     """A folder the user may not write to (or a read-only disk) gave a PermissionError traceback from
     tempfile.mkstemp after the images were made. Faked here: chmod stops no root, and tests may run as root."""
