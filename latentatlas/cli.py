@@ -90,7 +90,7 @@ def _check_folder(folder: Path, option: str = "--out") -> None:
 def _safetensors_output(path: Path) -> None:
     """Our files are safetensors whatever their name; a directions file saved as p.npz or a
     predictor as p.png was written without a word and then read by nothing that expects those."""
-    if path.suffix != ".safetensors":
+    if path.suffix != ".safetensors" and not path.is_dir():  # a folder gets _outputs' own message
         raise UserError(f"{path}: the output must end in .safetensors")
 
 

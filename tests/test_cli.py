@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from latentatlas.io.checkpoints import save_model
+from latentatlas.io.errors import UserError
 from conftest import one_line_error as _one_line_error
 from pickle_standins import write_official_pickle
 
@@ -238,7 +239,7 @@ def test_an_output_folder_that_is_a_file_is_refused_before_any_work(run_cli, mod
     notes.write_text("mine")
     target = notes / "sub" if below else notes
     if args[0] in ("mix", "train-predictor", "evaluate"):  # file outputs: their folder is the file
-        target = target / "out.png"
+        target = target / ("out.safetensors" if args[0] == "train-predictor" else "out.png")
     before = sorted(tmp_path.rglob("*"))
     argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
     _one_line_error(*run_cli(*argv, option, target, "--device", "cpu"), f"{notes}: is a file, not a folder: give a folder for {option}")
@@ -338,6 +339,21 @@ def test_numbers_that_nan_inf_or_a_sign_would_break_are_refused_before_any_work(
     in tracebacks (Adam's, a cast's), --gamma had no check at all, --max-minutes nan ran without a
     limit, and --strength 1..2,3 reached float()'s traceback."""
     _refused_before_any_work(run_cli, model_file, tmp_path, args, message)
+
+
+def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path):
+    """`interpolate faces64-stylemap --from FOLDER` said 'FOLDER: no such file'."""
+    import re
+
+    from latentatlas.io.images import read_image
+    from latentatlas.io.npzfile import read_npz
+    from latentatlas.io.tensorfile import read_metadata
+
+    for read in (lambda p: read_image(p, 64), read_npz, lambda p: read_metadata(p, "safetensors")):
+        with pytest.raises(UserError, match=re.escape(f"{tmp_path}: is a folder, not a file: give a file")):
+            read(tmp_path)
+        with pytest.raises(UserError, match="missing: no such file"):
+            read(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("args", [("directions", "pca", "MODEL"), ("directions", "sefa", "MODEL"),

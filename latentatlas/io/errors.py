@@ -5,10 +5,20 @@ keeps its traceback.
 """
 
 import math
+from pathlib import Path
 
 
 class UserError(Exception):
     """Something wrong with what the user gave us; the message says what and what to do."""
+
+
+def require_file(path: Path) -> None:
+    """An input that must be a file. A folder given there was called 'no such file', which sent
+    users looking for a file that was missing when they had named the wrong thing."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a file: give a file")
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
 
 
 def require_at_least(option: str, value: int, minimum: int, why: str = "") -> int:

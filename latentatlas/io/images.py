@@ -16,7 +16,7 @@ import torch
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from latentatlas.io.atomic import atomic_path
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -187,8 +187,7 @@ def read_image(path: str | Path, resolution: int, max_pixels: int = MAX_PIXELS) 
     oversized or non-image files raise UserError.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    require_file(path)
     notes: list[str] = []
     with open_image(path, max_pixels) as im:
         im.load()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 
 # Unpacked size an .npz input may have: w+ codes of about 29,000 images of a 1024 px model.
 MAX_NPZ_BYTES = 2**30
@@ -31,8 +31,7 @@ def read_npz(path: str | Path, max_bytes: int | None = None) -> dict[str, np.nda
     """
     limit = MAX_NPZ_BYTES if max_bytes is None else max_bytes
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    require_file(path)
     if not zipfile.is_zipfile(path):  # np.load would read other files as .npy or pickles and say so
         raise UserError(f"{path}: not a readable .npz file (it is not a zip archive of arrays)")
     try:

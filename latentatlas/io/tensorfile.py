@@ -20,14 +20,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 
 
 def read_metadata(path: str | Path, what: str) -> dict[str, str]:
     """The file's metadata, from its header alone (no tensor is read)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    require_file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             return f.metadata() or {}
