@@ -477,6 +477,7 @@ def stats(
     """
     import torch
 
+    from latentatlas.io.atomic import atomic_path
     from latentatlas.io.checkpoints import save_model
     from latentatlas.latent.gaussian import PRIOR_PREFIX, GaussianPrior, gaussianity_report
     from latentatlas.models.bundled import WEIGHTS_DIR, load_generator, resolve_model
@@ -491,13 +492,15 @@ def stats(
     _outputs([target, plot], force)
     generator, info = load_generator(model, pick_device(device))
     prior = GaussianPrior.fit(generator, num_samples=num, batch=batch)
-    report = gaussianity_report(generator, plot)
+    report, png = gaussianity_report(generator)
     extra = {k: v for k, v in info.get("extra_tensors", {}).items() if not k.startswith(PRIOR_PREFIX)}
     extra.update(prior.tensors())
     meta = {k: v for k, v in info.items() if k not in ("extra_tensors", "name")}
     meta.update(prior.metadata())
     meta["gaussianity"] = report
     save_model(target, generator, extra_tensors=extra, metadata=meta, dtype=torch.float16 if fp16 else None)
+    with atomic_path(plot) as tmp:  # after the model: a failed save leaves no plot behind
+        tmp.write_bytes(png)
     typer.echo(json.dumps(report))
     typer.echo(f"prior ({num} samples) stored in {target}\nGaussianity plot: {plot}")
 

@@ -105,3 +105,80 @@ def test_the_folder_check_leaves_no_file_even_where_files_cannot_be_removed(tmp_
     check_folder_writable(tmp_path / "new" / "deeper")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("raised,reason,advice", [
+    # What safetensors 0.8 raised on a 1 MiB tmpfs (a Rust io::Error, errno in its text).
+    ("SafetensorError: Error while serializing: I/O error: No space left on device (os error 28)",
+     "No space left on device", "free some space or write elsewhere"),
+    ("SafetensorError: Error while serializing: I/O error: Read-only file system (os error 30)",
+     "Read-only file system", "choose a folder on a writable disk"),
+    # What torch.save raised where writes were cut short (RLIMIT_FSIZE): its zip writer loses the errno.
+    ("RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598",
+     "the disk took only part of it", "free some space or write elsewhere"),
+    ("RuntimeError: PytorchStreamWriter failed writing file data/0: file write failed",
+     "the disk took only part of it", "free some space or write elsewhere"),
+    ("RuntimeError: [Errno 122] Disk quota exceeded", "Disk quota exceeded", "free some space or write elsewhere"),
+])
+def test_a_writer_library_that_reports_a_full_disk_its_own_way_is_one_line(tmp_path: Path, raised: str, reason: str,
+                                                                           advice: str) -> None:
+    """safetensors raises SafetensorError and torch.save RuntimeError, not OSError, for a full or
+    read-only disk: `convert`, `stats` and `directions pca` gave their traceback. They become the
+    OSError's one line naming the file; the old file stays, no temporary file is left."""
+    from safetensors import SafetensorError
+
+    from latentatlas.io.errors import UserError
+
+    kind, _, text = raised.partition(": ")
+    error = SafetensorError(text) if kind == "SafetensorError" else RuntimeError(text)
+    target = tmp_path / "model.safetensors"
+    target.write_bytes(b"old")
+
+    def failing_writer(path: Path) -> None:  # as the libraries do: part of the file, then the error
+        path.write_bytes(b"half a file")
+        raise error
+
+    with pytest.raises(UserError) as caught:
+        with atomic_path(target) as tmp:
+            failing_writer(tmp)
+    assert str(caught.value) == f"{target}: cannot write it ({reason}): {advice}"
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]
+
+
+def test_a_writer_library_error_that_is_no_write_failure_keeps_its_traceback(tmp_path: Path) -> None:
+    """Only a failed write is the user's to fix: any other RuntimeError or SafetensorError in the
+    block (a bug, say a tensor that is not contiguous) keeps its type, an errno outside the ones a
+    user can fix (EIO: a failing disk) too; no temporary file is left either way."""
+    from safetensors import SafetensorError
+
+    for error in (RuntimeError("stack expects a non-empty TensorList"), SafetensorError("You are trying to save a non contiguous tensor"),
+                  SafetensorError("Error while serializing: I/O error: Input/output error (os error 5)")):
+        with pytest.raises(type(error), match=str(error)[:20]):
+            with atomic_path(tmp_path / "x.safetensors") as tmp:
+                tmp.write_bytes(b"half")
+                raise error
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_whose_trial_file_fails_with_any_errno_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc takes no file either, but says ENOENT for the trial file, not one of the errnos a
+    write in a folder the user may write to gives: that was a FileNotFoundError traceback."""
+    import errno
+    import tempfile
+
+    from latentatlas.io.atomic import check_folder_writable
+    from latentatlas.io.errors import UserError
+
+    def no_file_here(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", str(tmp_path / "tmpabc123"))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_file_here)
+    with pytest.raises(UserError) as caught:
+        check_folder_writable(tmp_path / "new" / "x")
+    assert str(caught.value) == f"{tmp_path}: cannot write files there (No such file or directory): choose another folder"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.undo()
+    if Path("/proc/self").is_dir():  # the real one, where there is one
+        with pytest.raises(UserError, match=r"^/proc: cannot write files there \(.*\): choose"):
+            check_folder_writable(Path("/proc"))

@@ -107,7 +107,7 @@ def test_a_checkpoint_in_torchs_legacy_format_is_read_by_the_torch_loader(tmp_pa
             return (os.system, ("true",))
 
     torch.save({"g_ema": Evil()}, path, _use_new_zipfile_serialization=False)  # still weights_only: no code runs
-    with pytest.raises(UserError, match="refused by PyTorch's safe loader"):
+    with pytest.raises(UserError, match=r"legacy\.pt: not a model checkpoint: it holds objects other than tensors \(posix\.system\)"):
         load_any(path)
 
 
@@ -127,8 +127,37 @@ def test_rosinality_file_with_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"g_ema": Evil()}, path)
-    with pytest.raises(UserError, match="refused by PyTorch's safe loader"):
+    with pytest.raises(UserError, match="evil.pt: not a model checkpoint: .*posix.system.*refused, nothing in it ran"):
         import_rosinality(path)
+
+
+def test_a_refused_torch_file_is_told_in_our_words_never_as_advice_to_load_it_unsafely(tmp_path):
+    """PyTorch's refusal opens with advice to re-run torch.load with weights_only=False, which
+    would run the file's code; cut to one line that advice was all `info evil.pt` showed. The
+    line says what the file holds, that nothing ran, and what to give instead."""
+    from latentatlas.io.checkpoints import import_stylemapgan, model_kind
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    evil, garbage = tmp_path / "evil.pt", tmp_path / "garbage.pt"
+    torch.save({"g_ema": Evil()}, evil)
+    torch.save({"g_ema": {}}, garbage)
+    with open(garbage, "r+b") as fh:  # the zip's pickle, its opcodes replaced by ones the safe loader refuses
+        data = fh.read()
+        start = data.index(b"\x80\x02")
+        fh.seek(start)
+        fh.write(b"garbage\n")
+    for path, holds in ((evil, "objects other than tensors (posix.system), which could run code"),
+                        (garbage, "data that is not a pickle of tensors")):
+        for load in (load_any, import_rosinality, import_stylemapgan, model_kind):
+            with pytest.raises(UserError) as caught:
+                load(path)
+            message = str(caught.value)
+            assert "weights_only" not in message and "\n" not in message
+            assert message == (f"{path}: not a model checkpoint: it holds {holds}; refused, nothing in it ran; give a latentatlas "
+                               ".safetensors file, an official StyleGAN2 .pkl, or a rosinality or StyleMapGAN .pt checkpoint")
 
 
 def test_unknown_format(tmp_path):

@@ -83,6 +83,27 @@ def test_code_files_round_trip(tmp_path):
         load_codes(tmp_path / "nan.npz")
 
 
+def test_float64_codes_beyond_float32_are_refused_without_numpy_s_overflow_warning(tmp_path):
+    """1e300 in a float64 file became inf in the cast to float32, and numpy's "overflow encountered
+    in cast" warning was printed above the one-line error; it is checked before the cast now. Sound
+    float64 codes, and the NaN check's own message, are as they were."""
+    import warnings
+
+    np.savez(tmp_path / "big.npz", latents=np.full((1, 4), 1e300), space=np.array("w"))
+    np.savez(tmp_path / "small.npz", latents=np.array([[0.5, -1e-300, 3e38, -2.0]]), space=np.array("w"))
+    np.savez(tmp_path / "nan64.npz", latents=np.array([[np.nan, 0.0, 0.0, 0.0]]), space=np.array("w"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        with pytest.raises(UserError) as caught:
+            load_codes(tmp_path / "big.npz")
+        assert str(caught.value) == (f"{tmp_path / 'big.npz'}: the latents hold values beyond float32's range (±3.4e+38): "
+                                     "give a code file from generate, project or encode")
+        code, _ = load_codes(tmp_path / "small.npz")
+        assert code.tensor.dtype == torch.float32 and code.tensor[0, 2] == np.float32(3e38)
+        with pytest.raises(UserError, match=r"nan64\.npz: the w code holds NaN"):
+            load_codes(tmp_path / "nan64.npz")
+
+
 def test_a_code_file_that_unpacks_too_large_is_refused_before_reading(tmp_path, monkeypatch):
     import latentatlas.io.npzfile as npzfile
 

@@ -345,3 +345,29 @@ def test_a_full_device_while_restoring_a_state_never_says_remove_it(tmp_path, mo
     monkeypatch.setattr(torch, "load", full)
     with pytest.raises(torch.OutOfMemoryError):
         read_training_state(path)
+
+
+def test_a_state_the_safe_loader_refuses_is_told_in_our_words(tmp_path) -> None:
+    """A state.pt that is no pickle of tensors (garbage, or one calling os.system) showed PyTorch's
+    refusal cut mid-sentence, advice to re-run torch.load with weights_only=False; the line says
+    what it holds, that nothing ran, and the caller's hint."""
+    import os
+
+    import torch
+
+    from latentatlas.io.errors import UserError
+    from latentatlas.io.tensorfile import read_training_state
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    evil, garbage = tmp_path / "evil.pt", tmp_path / "state.pt"
+    torch.save({"config": {}, "step": Evil()}, evil)
+    garbage.write_bytes(b"garbage\n")  # what the review's state.pt held
+    for path, holds in ((evil, "objects other than tensors (posix.system), which could run code"),
+                        (garbage, "data that is not a pickle of tensors")):
+        with pytest.raises(UserError) as caught:
+            read_training_state(path, hint="remove it to start again")
+        assert str(caught.value) == f"{path}: not a readable training state (it holds {holds}; refused, nothing in it ran); remove it to start again"
+        assert "weights_only" not in str(caught.value)

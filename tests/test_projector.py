@@ -40,6 +40,23 @@ def test_lpips_loads_from_files_and_behaves_like_a_distance(tmp_path):
         LPIPSVGG.from_files(tmp_path / "nope.pth", lin)
 
 
+def test_a_plain_pickle_for_lpips_is_one_line_without_torch_s_protocol_warning(tmp_path):
+    """torch.load warned over several lines ("Detected pickle protocol 4") before the one-line
+    error for a plain pickle given as --lpips-lin; that warning is silenced for this load alone."""
+    import pickle
+    import warnings
+
+    vgg, lin = _vgg_files(tmp_path)
+    plain = tmp_path / "model.pkl"
+    plain.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(UserError, match=r"model\.pkl: not a readable PyTorch weights file for the LPIPS linear heads"):
+            LPIPSVGG.from_files(vgg, plain)
+        warnings.warn("after the load", UserWarning)  # the filter is the load's alone
+    assert [str(w.message) for w in shown] == ["after the load"]
+
+
 def test_schedule_and_noise_regulariser():
     cfg = ProjectorConfig()
     assert learning_rate(0.0, cfg) == 0 and learning_rate(0.5, cfg) == pytest.approx(0.1)

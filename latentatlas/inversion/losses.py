@@ -14,6 +14,7 @@ features instead, plus pixel MSE.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,7 +123,12 @@ def _load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"{path}: no such file ({what})")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # A plain pickle (not a torch.save file) drew torch's multi-line "Detected pickle protocol
+            # 4" warning above the one-line error below; for a file it reads, the warning says nothing
+            # the user can act on either.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure to read is the file's fault here
         raise UserError(f"{path}: not a readable PyTorch weights file for the {what} ({type(e).__name__})") from None
     if not isinstance(state, dict):

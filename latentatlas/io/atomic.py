@@ -10,9 +10,12 @@ import contextlib
 import errno
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from safetensors import SafetensorError
 
 from latentatlas.io.errors import UserError
 
@@ -51,18 +54,42 @@ _WRITE_ERRNOS = {
 
 
 def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = False,
-                said: str = "cannot write it") -> UserError | None:
+                said: str = "cannot write it", other: str | None = None) -> UserError | None:
     """One line naming `path` for a write that failed with one of _WRITE_ERRNOS, else None (the
     error keeps its traceback). An error that names a file other than `path`, its folders or
     `mine` (the temporary file) is about something else, say a program the encoder runs; unless
     `any_name`, for a step whose every file is ours (making the temporary file, whose random name
-    the error carries)."""
-    advice = _WRITE_ERRNOS.get(e.errno)  # type: ignore[arg-type]
+    the error carries). `other` is the advice for any other errno, for a step where every error is
+    about the place (a trial file in the folder)."""
+    advice = _WRITE_ERRNOS.get(e.errno, other)  # type: ignore[arg-type]
     if advice is None:
         return None
     if not any_name and e.filename is not None and Path(os.fsdecode(e.filename)) not in {path, *path.parents, *(m for m in mine if m)}:
         return None
-    return UserError(f"{path}: {said} ({os.strerror(e.errno)}): {advice}")  # type: ignore[arg-type]
+    return UserError(f"{path}: {said} ({e.strerror or e}): {advice}")
+
+
+# What a writer library that does not raise OSError says of a failed write. safetensors (Rust)
+# raises SafetensorError ending in Rust's "(os error 28)"; torch.save's zip writer raises
+# RuntimeError and loses the errno: "file write failed", or, after a short write, "unexpected pos
+# N vs M" at the next record (what a full disk gives).
+_OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")
+_SHORT_WRITE = ("file write failed", "unexpected pos ")
+
+
+def _reported_os_error(e: Exception) -> OSError | None:
+    """The OSError a writer library's SafetensorError or RuntimeError reports, for write_error to
+    judge as it judges a raised one; None for any other error (a bug: it keeps its traceback)."""
+    text = str(e)
+    if m := _OS_ERROR_NUMBER.search(text):
+        number = int(m.group(1))
+        return OSError(number, os.strerror(number))
+    for number in _WRITE_ERRNOS:  # the errno's own text, e.g. "No space left on device"
+        if os.strerror(number) in text:
+            return OSError(number, os.strerror(number))
+    if any(s in text for s in _SHORT_WRITE):
+        return OSError(errno.ENOSPC, "the disk took only part of it")
+    return None
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -79,7 +106,9 @@ def check_folder_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        err = write_error(e, existing, any_name=True, said="cannot write files there")
+        # Any errno, not only _WRITE_ERRNOS: the trial file is ours and empty, so the folder is at
+        # fault (/proc gave ENOENT for it, a traceback).
+        err = write_error(e, existing, any_name=True, said="cannot write files there", other="choose another folder")
         if err is None:
             raise
         raise err from None
@@ -91,7 +120,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
     A write the user can fix (no permission, a read-only or full disk: write_error), in making the
     folder, the temporary file, or inside the block, becomes one UserError that names `path`; the
-    temporary file is removed and an older file at `path` stays as it was."""
+    temporary file is removed and an older file at `path` stays as it was. That holds too for the
+    writers that report such a failure in their own exception (safetensors, torch.save:
+    _reported_os_error): a full disk mid-write was their traceback."""
     path = Path(path)
     tmp_path: Path | None = None
     try:
@@ -111,6 +142,12 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp_path, path)
     except OSError as e:
         err = write_error(e, path, tmp_path)
+        if err is None:
+            raise
+        raise err from None
+    except (SafetensorError, RuntimeError) as e:  # how safetensors and torch.save report a failed write
+        reported = _reported_os_error(e)
+        err = None if reported is None else write_error(reported, path)
         if err is None:
             raise
         raise err from None

@@ -31,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
-from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle, loaded_view_problem
+from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle, loaded_view_problem, safe_loader_refusal
 from latentatlas.models.ops import setup_filter
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
@@ -297,10 +297,12 @@ def _rosinality_state(path: Path) -> dict[str, Any]:
             ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path}: refused by PyTorch's safe loader ({first[:200]})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, MemoryError, OverflowError) as e:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, MemoryError, OverflowError) as e:
+        what = safe_loader_refusal(e)
+        if what is not None:  # in our words: PyTorch's text advises turning the safe loader off
+            raise UserError(f"{path}: not a model checkpoint: it holds {what}; refused, nothing in it ran; give a "
+                            "latentatlas .safetensors file, an official StyleGAN2 .pkl, or a rosinality or StyleMapGAN "
+                            ".pt checkpoint") from None
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}); is the file complete?") from None
     problem = loaded_view_problem(ckpt)  # torch.load lets a broadcast view of a few bytes stand for any size
     if problem:

@@ -14,6 +14,7 @@ import collections
 import io
 import math
 import pickle
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,19 +74,31 @@ class _EasyDict(dict):
     """Stand-in for dnnlib.EasyDict: a dict that tolerates the BUILD opcode."""
 
 
+def safe_loader_refusal(e: BaseException) -> str | None:
+    """What a file that PyTorch's safe loader (torch.load(weights_only=True)) refused holds, in our
+    words, for "it holds ..."; None when `e` is no such refusal (damaged bytes).
+
+    Why: PyTorch's own text spans lines and opens with advice to re-run torch.load with
+    weights_only=False, which would run whatever code the file carries; cut to one line it read as
+    that advice. The name of the global it refused is the one fact worth keeping."""
+    text = str(e)
+    if "Weights only load failed" not in text:
+        return None
+    found = re.search(r"GLOBAL (\S+)", text)
+    if found:
+        return f"objects other than tensors ({found.group(1)}), which could run code"
+    return "data that is not a pickle of tensors"  # an opcode the safe loader has no use for
+
+
 def _load_storage_from_bytes(b: bytes) -> Any:
     # torch.storage._load_from_bytes would call torch.load without weights_only.
     try:
         return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e):
+        what = safe_loader_refusal(e)
+        if what is None:
             raise  # damaged bytes: load_official_pickle says the file is not readable
-        # PyTorch's refusal spans several lines (advice on weights_only=False, which would run the
-        # code); the line naming the global is the reason, and a UserError is one line.
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
-        reason = next((line for line in lines if "GLOBAL" in line), lines[0])
-        raise UserError(f"refusing to load: a tensor storage in the pickle is a torch.save file that holds more than "
-                        f"tensors ({reason[:200]})") from None
+        raise UserError(f"refusing to load: a tensor storage in the pickle is a torch.save file that holds {what}") from None
 
 
 class BadTensorView(ValueError):

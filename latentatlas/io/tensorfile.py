@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from latentatlas.io.errors import UserError, require_file
+from latentatlas.io.safe_pickle import safe_loader_refusal
 
 
 def read_metadata(path: str | Path, what: str) -> dict[str, str]:
@@ -80,7 +81,9 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu",
     except torch.OutOfMemoryError:  # a sound state on a full device: never say remove it
         raise
     except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
-        raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {_first_line(e)}); {hint}") from None
+        what = safe_loader_refusal(e)  # in our words: PyTorch's text advises turning the safe loader off
+        why = f"it holds {what}; refused, nothing in it ran" if what is not None else f"{type(e).__name__}: {_first_line(e)}"
+        raise UserError(f"{path}: not a readable training state ({why}); {hint}") from None
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         what = f"a {type(state).__name__}" if not isinstance(state, dict) else "a dict without its 'config'"
         raise UserError(f"{path}: not a readable training state ({what}); {hint}")

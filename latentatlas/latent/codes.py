@@ -166,6 +166,12 @@ def load_codes(path: str | Path, max_bytes: int | None = None) -> tuple[LatentCo
         info["images"] = data["images"].tolist()
     if latents.dtype.kind != "f":
         raise UserError(f"{path}: latents must be floating point, got {latents.dtype}")
+    # Checked before the cast: a float64 value beyond float32's range turned into inf there, with
+    # numpy's overflow warning printed above the one-line error (LatentCode's NaN check).
+    f32_max = float(np.finfo(np.float32).max)
+    if latents.dtype.itemsize > 4 and (np.abs(latents[np.isfinite(latents)]) > f32_max).any():
+        raise UserError(f"{path}: the latents hold values beyond float32's range (±{f32_max:.3g}): "
+                        "give a code file from generate, project or encode")
     try:
         return LatentCode(str(info["space"]), torch.from_numpy(latents.astype(np.float32))), info
     except UserError as e:  # a NaN, a wrong shape or space: say which file

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -183,14 +182,16 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def gaussianity_report(generator: Generator, path: str | Path, num_samples: int = 20_000, seed: int = 1) -> dict[str, float]:
-    """Skew and kurtosis per dimension of w and of v = leaky_relu(w, 5); a histogram plot to `path`."""
+def gaussianity_report(generator: Generator, num_samples: int = 20_000, seed: int = 1) -> tuple[dict[str, float], bytes]:
+    """Skew and kurtosis per dimension of w and of v = leaky_relu(w, 5), and their histograms as a
+    PNG, not yet written: stats stores the numbers in the model file and writes the plot only once
+    that file is written, so a failed save (a full disk) leaves no plot of a model that is not there."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from latentatlas.io.atomic import atomic_path
 
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(num_samples, generator.z_dim, generator=g).to(generator.device)
@@ -208,17 +209,17 @@ def gaussianity_report(generator: Generator, path: str | Path, num_samples: int 
         ax.set_title(f"per-dimension {label}")
         ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
-    return {
+    report = {
         "mean_abs_skew_w": float(sw.abs().mean()),
         "mean_abs_skew_v": float(sv.abs().mean()),
         "mean_abs_kurtosis_w": float(kw.abs().mean()),
         "mean_abs_kurtosis_v": float(kv.abs().mean()),
         "num_samples": num_samples,
     }
+    return report, png.getvalue()
 
 
 def prior_summary(prior: GaussianPrior) -> str:
