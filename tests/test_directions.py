@@ -501,3 +501,38 @@ def test_the_commands_refuse_an_empty_or_malformed_directions_file_in_one_line(r
     one_line_error(*run_cli("traverse", model_file, int_names, "--frames", "2", "--seeds", "0", "--out", tmp_path / "t", "--device", "cpu"),
                    f"{int_names}: its names must be a list of 3 strings")
     assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("method", ["svm", "mean"])
+def test_scores_that_tell_no_groups_apart_give_no_direction(run_cli, model_file, tmp_path, method):
+    """Constant scores gave both attributes the same arbitrary vector (the sort's tie-break chose the
+    groups), written with exit code 0."""
+    w = np.random.RandomState(0).randn(100, 16).astype(np.float32)
+    npz = tmp_path / "const.npz"
+    np.savez(npz, latents=w, scores=np.stack([w[:, 0], np.zeros(100)], 1), names=np.array(["varies", "flat"]))
+    out = tmp_path / "sup.safetensors"
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", npz, "--out", out, "--method", method, "--device", "cpu"),
+                   "flat: every code scores 0, so the scores tell no top and bottom groups apart: give scores that vary across the codes")
+    assert not out.exists()
+    # A tie across the cut: 5 of 100 codes score 1, so the top 10% are half drawn by the tie-break.
+    rare = torch.zeros(100)
+    rare[:5] = 1
+    with pytest.raises(UserError, match="rare: the top and bottom 10% of the codes by score both hold codes scoring 0, .*a smaller --fraction"):
+        boundary(torch.from_numpy(w), rare, method, name="rare")
+    assert float(boundary(torch.from_numpy(w), rare, method, fraction=0.05, name="rare").norm()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arrays,message", [
+    (lambda w: dict(scores=w[:50, :2]), "100 codes but 50 rows of scores: give one row of scores per code"),
+    (lambda w: dict(scores=np.where(np.arange(100)[:, None] == 3, np.nan, w[:, :2])),
+     "scores hold 2 NaN or infinite values; remove the codes that have them, or score them again"),
+    (lambda w: dict(names=np.array(["a", "b", "c"])), "scores are [100, 2] for 3 names: give scores [N, 3], a column per name"),
+])
+def test_a_scores_file_that_does_not_add_up_is_named_with_what_to_give(run_cli, model_file, tmp_path, arrays, message):
+    """The messages named neither the file nor a fix ('100 codes but 50 scores', 'scores hold NaN or infinite values')."""
+    w = np.random.RandomState(0).randn(100, 16).astype(np.float32)
+    npz = tmp_path / "scores.npz"
+    np.savez(npz, **{"latents": w, "scores": w[:, :2], "names": np.array(["a", "b"]), **arrays(w)})
+    out = tmp_path / "sup.safetensors"
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", npz, "--out", out, "--device", "cpu"), f"{npz}: {message}")
+    assert not out.exists()
