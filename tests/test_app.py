@@ -277,6 +277,35 @@ def test_serve_refuses_a_taken_port_in_one_line_and_announces_only_when_listenin
         demo.close()
 
 
+def test_serve_refuses_a_directions_file_that_does_not_fit_at_start(run_cli, tiny_file, tmp_path, monkeypatch):
+    """Vectors of another width, or a layer range past the model's ws, under the model's fingerprint:
+    `serve --directions` started, and the file failed only in the page."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from conftest import one_line_error
+    from latentatlas.app import server
+    from latentatlas.directions.files import Directions, model_fingerprint, save_directions
+    from latentatlas.io.checkpoints import load_model
+
+    started = []
+    monkeypatch.setattr(server, "serve", lambda sessions, *a, **k: started.append(sessions))
+    g, _ = load_model(tiny_file)
+    good = tmp_path / "good.safetensors"
+    save_directions(good, Directions(torch.eye(2, 16), torch.ones(2), ["a", "b"], "w", "test", model_fingerprint(g)))
+    with safe_open(str(good), framework="pt") as f:
+        meta = f.metadata()
+    wide, past_end = tmp_path / "wide.safetensors", tmp_path / "past_end.safetensors"
+    save_file({"vectors": torch.eye(2, 17), "scales": torch.ones(2)}, str(wide), metadata=meta)
+    save_file(load_file(str(good)), str(past_end), metadata={**meta, "layers": "[0, 99]"})
+    one_line_error(*run_cli("serve", tiny_file, "--directions", good, "--directions", wide),
+                   f"{wide}: these directions are 17-d and this model's w is 16-d")
+    one_line_error(*run_cli("serve", tiny_file, "--directions", past_end),
+                   f"{past_end}: these directions edit w+ layers 0-99 (end excluded) and this model has 6")
+    assert not started
+    assert run_cli("serve", tiny_file, "--directions", good)[0] == 0 and len(started) == 1
+
+
 # ---------------------------------------------------------------------------- one implementation each
 
 

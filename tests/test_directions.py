@@ -426,3 +426,113 @@ def test_score_refuses_a_one_direction_file_with_a_reconstructor_before_walking(
     with pytest.raises(UserError, match="the reconstructor needs at least 2 paths to tell apart, and this file has 1"):
         score_paths(tiny_generator, NoWork(), one, starts=2, steps=2, reconstructor_steps=5)
     assert len(score_paths(tiny_generator, ColourPredictor(), one, starts=2, steps=2)["paths"]) == 1  # fine without one
+
+
+def _edited(tmp_path, good, name: str, meta: dict[str, str] | None = None, tensors: dict[str, torch.Tensor] | None = None):
+    """A copy of the file `good` with some metadata or tensors replaced (a file edited by hand or
+    written by another version: its model fingerprint still matches)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(good), framework="pt") as f:
+        old = f.metadata()
+    path = tmp_path / f"{name}.safetensors"
+    save_file({**load_file(str(good)), **(tensors or {})}, str(path), metadata={**old, **(meta or {})})
+    return path
+
+
+@pytest.fixture
+def good_directions(tmp_path, tiny_generator):
+    path = tmp_path / "good.safetensors"
+    save_directions(path, Directions(torch.eye(3, 16), torch.ones(3), ["a", "b", "c"], "w", "test",
+                                     model_fingerprint(tiny_generator), layers=(1, 3)))
+    return path
+
+
+@pytest.mark.parametrize("name,meta,tensors,message", [
+    ("one_layer", {"layers": "[5]"}, None, "its layers must be null (every layer) or [start, end] with 0 <= start < end, not [5]"),
+    ("text_layers", {"layers": '"ab"'}, None, 'not "ab": make the file again (e.g. with --layers 0-4)'),
+    ("reversed", {"layers": "[7, 3]"}, None, "with 0 <= start < end, not [7, 3]"),
+    ("float_layers", {"layers": "[0.5, 3]"}, None, "not [0.5, 3]"),
+    ("int_names", {"names": "[1, 2, 3]"}, None, "its names must be a list of 3 strings, one per direction, not [1, 2, 3]"),
+    ("short_names", {"names": '["a"]'}, None, 'a list of 3 strings, one per direction, not ["a"]'),
+    ("empty", {"names": "[]"}, {"vectors": torch.zeros(0, 16), "scales": torch.zeros(0)}, "holds no directions: make it again"),
+])
+def test_a_malformed_directions_file_is_refused_on_reading(tmp_path, good_directions, name, meta, tensors, message):
+    """Layers [5] and "ab", int names and an empty file were tracebacks in the commands, layers [7, 3]
+    an edit that did nothing without a word."""
+    from latentatlas.directions.warped import load_paths
+
+    path = _edited(tmp_path, good_directions, name, meta, tensors)
+    for load in (load_directions, load_paths):
+        with pytest.raises(UserError) as e:
+            load(path)
+        assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+
+
+@pytest.mark.parametrize("name,meta,tensors,message", [
+    ("wide", None, {"vectors": torch.eye(3, 17)}, "these directions are 17-d and this model's w is 16-d: compute them again for this model"),
+    ("past_end", {"layers": "[0, 99]"}, None, "these directions edit w+ layers 0-99 (end excluded) and this model has 6: "
+                                              "compute them again with --layers within 0-6"),
+])
+def test_directions_that_do_not_fit_the_model_are_refused_before_any_work(run_cli, tmp_path, tiny_generator, model_file,
+                                                                           good_directions, name, meta, tensors, message):
+    """Vectors 17 wide for a 16-d W were a size-mismatch traceback in traverse and `directions score`;
+    layers [0, 99] were clamped to the model's 6 without a word."""
+    path = _edited(tmp_path, good_directions, name, meta, tensors)
+    back = load_directions(path)
+    with pytest.raises(UserError) as e:
+        back.check_model(tiny_generator)
+    assert str(e.value) == message
+    load_directions(good_directions).check_model(tiny_generator)  # the file they were edited from fits
+    one_line_error(*run_cli("traverse", model_file, path, "--frames", "2", "--seeds", "0", "--out", tmp_path / "t", "--device", "cpu"), message)
+    one_line_error(*run_cli("directions", "score", model_file, path, "--predictor", "factors", "--starts", "2", "--frames", "2",
+                            "--top", "1", "--out", tmp_path / "s", "--device", "cpu"), message)
+    assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()
+
+
+def test_the_commands_refuse_an_empty_or_malformed_directions_file_in_one_line(run_cli, tmp_path, model_file, good_directions):
+    """An empty file reached `directions score` as torch.stack's 'expects a non-empty TensorList', int names
+    traverse as re.sub's TypeError."""
+    empty = _edited(tmp_path, good_directions, "empty", {"names": "[]"}, {"vectors": torch.zeros(0, 16), "scales": torch.zeros(0)})
+    one_line_error(*run_cli("directions", "score", model_file, empty, "--predictor", "factors", "--starts", "2", "--frames", "2",
+                            "--out", tmp_path / "s", "--device", "cpu"), f"{empty}: holds no directions")
+    int_names = _edited(tmp_path, good_directions, "int_names", {"names": "[1, 2, 3]"})
+    one_line_error(*run_cli("traverse", model_file, int_names, "--frames", "2", "--seeds", "0", "--out", tmp_path / "t", "--device", "cpu"),
+                   f"{int_names}: its names must be a list of 3 strings")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("method", ["svm", "mean"])
+def test_scores_that_tell_no_groups_apart_give_no_direction(run_cli, model_file, tmp_path, method):
+    """Constant scores gave both attributes the same arbitrary vector (the sort's tie-break chose the
+    groups), written with exit code 0."""
+    w = np.random.RandomState(0).randn(100, 16).astype(np.float32)
+    npz = tmp_path / "const.npz"
+    np.savez(npz, latents=w, scores=np.stack([w[:, 0], np.zeros(100)], 1), names=np.array(["varies", "flat"]))
+    out = tmp_path / "sup.safetensors"
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", npz, "--out", out, "--method", method, "--device", "cpu"),
+                   "flat: every code scores 0, so the scores tell no top and bottom groups apart: give scores that vary across the codes")
+    assert not out.exists()
+    # A tie across the cut: 5 of 100 codes score 1, so the top 10% are half drawn by the tie-break.
+    rare = torch.zeros(100)
+    rare[:5] = 1
+    with pytest.raises(UserError, match="rare: the top and bottom 10% of the codes by score both hold codes scoring 0, .*a smaller --fraction"):
+        boundary(torch.from_numpy(w), rare, method, name="rare")
+    assert float(boundary(torch.from_numpy(w), rare, method, fraction=0.05, name="rare").norm()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("arrays,message", [
+    (lambda w: dict(scores=w[:50, :2]), "100 codes but 50 rows of scores: give one row of scores per code"),
+    (lambda w: dict(scores=np.where(np.arange(100)[:, None] == 3, np.nan, w[:, :2])),
+     "scores hold 2 NaN or infinite values; remove the codes that have them, or score them again"),
+    (lambda w: dict(names=np.array(["a", "b", "c"])), "scores are [100, 2] for 3 names: give scores [N, 3], a column per name"),
+])
+def test_a_scores_file_that_does_not_add_up_is_named_with_what_to_give(run_cli, model_file, tmp_path, arrays, message):
+    """The messages named neither the file nor a fix ('100 codes but 50 scores', 'scores hold NaN or infinite values')."""
+    w = np.random.RandomState(0).randn(100, 16).astype(np.float32)
+    npz = tmp_path / "scores.npz"
+    np.savez(npz, **{"latents": w, "scores": w[:, :2], "names": np.array(["a", "b"]), **arrays(w)})
+    out = tmp_path / "sup.safetensors"
+    one_line_error(*run_cli("directions", "supervised", model_file, "--scores", npz, "--out", out, "--device", "cpu"), f"{npz}: {message}")
+    assert not out.exists()

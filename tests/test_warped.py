@@ -399,3 +399,45 @@ def test_default_strength_range_walks_one_scale_of_arc(generator, tmp_path):
     v = torch.randn(2, generator.w_dim)
     save_directions(tmp_path / "lin.safetensors", Directions(v, torch.ones(2), ["a", "b"], "w", "test", model_fingerprint(generator)))
     assert PathSet(load_paths(tmp_path / "lin.safetensors").source).strength_range == 3.0
+
+
+def _warped_file(tmp_path, generator, name: str, dim: int = 16, meta: dict[str, str] | None = None):
+    """Warped paths for `generator` (their fingerprint), `dim` wide, with some metadata replaced as by hand."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from latentatlas.directions.warped import WarpedPaths, save_warped
+
+    torch.manual_seed(0)
+    path = tmp_path / f"{name}.safetensors"
+    save_warped(path, WarpedPaths(SupportSets(2, 2, dim, scale=3.0), ["a", "b"], "w", model_fingerprint(generator), _cfg(sets=2), 0))
+    if meta:
+        with safe_open(str(path), framework="pt") as f:
+            old = f.metadata()
+        save_file(load_file(str(path)), str(path), metadata={**old, **meta})
+    return path
+
+
+@pytest.mark.parametrize("meta,message", [
+    ({"scale": "0"}, "scale 0: give a finite scale > 0 (the spread of the codes the paths were trained on): make the file again"),
+    ({"scale": "nan"}, "scale nan: give a finite scale > 0"),
+    ({"scale": "-inf"}, "scale -inf: give a finite scale > 0"),
+    ({"dim": "17"}, "its header gives sets 2, dipoles 2 and dim 17 but its support tensor is [2, 4, 16] (sets, 2 x dipoles, dim)"),
+    ({"names": "[1, 2]"}, "its names must be a list of 2 strings, one per direction, not [1, 2]"),
+])
+def test_a_malformed_warped_file_is_refused_on_reading(generator, tmp_path, meta, message):
+    """Scale 0 was a ZeroDivisionError (in traverse, and in `serve --directions`); NaN walked NaN codes and a
+    dim that contradicts the tensors was read without a word."""
+    path = _warped_file(tmp_path, generator, "bad", meta=meta)
+    for load in (load_warped, load_paths):
+        with pytest.raises(UserError) as e:
+            load(path)
+        assert str(e.value).startswith(f"{path}: ") and message in str(e.value)
+
+
+def test_warped_paths_of_another_width_than_the_model_are_refused_by_the_model_check(generator, tmp_path):
+    """A file 8 wide under the model's fingerprint passed check_model, so `serve` started with it and failed in the page."""
+    load_paths(_warped_file(tmp_path, generator, "fits")).check_model(generator)
+    narrow = load_paths(_warped_file(tmp_path, generator, "narrow", dim=8))
+    with pytest.raises(UserError, match="^these warped paths are 8-d and this model's w is 16-d: train them again for this model$"):
+        narrow.check_model(generator)

@@ -153,7 +153,10 @@ class ModelSession:
         self.sets: list[DirectionSet] = []
         for path in files:
             ps = load_paths(path, device).to(device)
-            ps.check_model(self.generator)
+            try:  # the model, the width and the layer range: a misfit file is refused here, when `serve` starts
+                ps.check_model(self.generator)
+            except UserError as e:  # which of the (up to five) files it is
+                raise UserError(f"{path}: {e}") from None
             if ps.space != "w":
                 raise UserError(f"{path}: directions in z, and the app's sliders edit w codes: make them with --space w")
             self.sets.append(DirectionSet(f"{ps.method} ({path.stem})", ps))

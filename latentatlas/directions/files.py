@@ -60,12 +60,25 @@ class Directions:
         return self.vectors.shape[0]
 
     def check_model(self, generator: Generator) -> None:
+        """Refuse directions that do not fit `generator`: made for another model, or (a file edited by
+        hand, or from another version, under the right fingerprint) vectors of another width or a layer
+        range past the model's ws. Checked here, where every command and the app meet the model, so
+        a misfit file fails before any work with one line, not in `apply` with a size mismatch (or,
+        for a range past the end, silently clamped by the slice)."""
         fp = model_fingerprint(generator)
         if fp != self.model:
             raise UserError(
                 f"these directions were made for another model (fingerprint {self.model}, this one is {fp}): "
                 "compute them again for this model"
             )
+        dim = generator.z_dim if self.space == "z" else generator.w_dim
+        if self.vectors.shape[1] != dim:
+            raise UserError(f"these directions are {self.vectors.shape[1]}-d and this model's {self.space} is {dim}-d: "
+                            "compute them again for this model")
+        if self.layers is not None and self.layers[1] > generator.num_ws:
+            start, end = self.layers
+            raise UserError(f"these directions edit w+ layers {start}-{end} (end excluded) and this model has "
+                            f"{generator.num_ws}: compute them again with --layers within 0-{generator.num_ws}")
 
     def index(self, path: int | str) -> int:
         if isinstance(path, str) and not path.lstrip("-").isdigit():
@@ -129,13 +142,48 @@ def load_directions(path: str | Path) -> Directions:
 
 
 def directions_from(meta: dict[str, str], t: dict[str, torch.Tensor], path: str | Path) -> Directions:
-    """Directions from a file's metadata and tensors, already read (load_directions, warped.load_paths)."""
+    """Directions from a file's metadata and tensors, already read (load_directions, warped.load_paths).
+
+    The names and the layer range are checked here, with the file's path, since a file edited by
+    hand or written by another version reached the commands as tracebacks (an int name in `re.sub`,
+    layers [5] in an unpack) or did nothing without a word (layers [7, 3]). The tensors are finite
+    already (tensorfile refuses NaN); whether their width fits a model is `Directions.check_model`'s.
+    """
     with tensorfile.fields(path, "directions"):
-        layers = json.loads(meta["layers"])
+        vectors = t["vectors"]
+        if vectors.ndim != 2:
+            raise UserError(f"{path}: its vectors must be [K, D], not {list(vectors.shape)}: "
+                            "make the file again with this version of latentatlas")
         return Directions(
-            vectors=t["vectors"], scales=t["scales"], names=json.loads(meta["names"]), space=meta["space"],
-            method=meta["method"], model=meta["model"], layers=tuple(layers) if layers else None, info=json.loads(meta["info"]),
+            vectors=vectors, scales=t["scales"], names=file_names(meta, vectors.shape[0], path),
+            space=meta["space"], method=meta["method"], model=meta["model"], layers=file_layers(meta, path),
+            info=json.loads(meta["info"]),
         )
+
+
+def file_names(meta: dict[str, str], count: int, path: str | Path) -> list[str]:
+    """The names of a directions or warped-directions file: a JSON list of `count` strings, one per
+    direction, and at least one direction. Names become output file names, slider labels and
+    --path choices, and a file with no direction left `directions score` a torch traceback."""
+    if count < 1:
+        raise UserError(f"{path}: holds no directions: make it again with at least one")
+    names = json.loads(meta["names"])
+    if not (isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)):
+        raise UserError(f"{path}: its names must be a list of {count} strings, one per direction, not {json.dumps(names)[:60]}: "
+                        "make the file again with this version of latentatlas")
+    return names
+
+
+def file_layers(meta: dict[str, str], path: str | Path) -> tuple[int, int] | None:
+    """The w+ layer range of a directions file: null (every layer) or [start, end] with 0 <= start < end,
+    as `--layers start-end` gives it (whether the end fits a model is `Directions.check_model`'s)."""
+    layers = json.loads(meta["layers"])
+    if layers is None:
+        return None
+    if not (isinstance(layers, list) and len(layers) == 2 and all(type(x) is int for x in layers) and 0 <= layers[0] < layers[1]):
+        raise UserError(f"{path}: its layers must be null (every layer) or [start, end] with 0 <= start < end, not "
+                        f"{json.dumps(layers)[:60]}: make the file again (e.g. with --layers 0-4)")
+    return layers[0], layers[1]
 
 
 @torch.no_grad()

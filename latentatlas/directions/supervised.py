@@ -42,7 +42,23 @@ def load_scores(path: str | Path) -> tuple[torch.Tensor, torch.Tensor, list[str]
     bad = int((~torch.isfinite(codes)).sum())
     if bad:
         raise UserError(f"{path}: latents hold {bad} NaN or infinite values; remove the codes that have them")
+    check_scores(codes, scores, names, where=path)
     return codes, scores, names
+
+
+def check_scores(codes: torch.Tensor, scores: torch.Tensor, names: list[str], where: str | Path = "") -> None:
+    """Scores [N, F] fit their N codes and F names and are finite, or one line that begins with
+    `where` (load_scores gives the file's path, so the user learns which file to fix) and says
+    what to give. One check for the scores file, `supervised` and `boundary` alike."""
+    at = f"{where}: " if str(where) else ""
+    if scores.ndim != 2 or scores.shape[1] != len(names):
+        raise UserError(f"{at}scores are {list(scores.shape)} for {len(names)} names: give scores [N, {len(names)}], "
+                        "a column per name")
+    if codes.shape[0] != scores.shape[0]:
+        raise UserError(f"{at}{codes.shape[0]} codes but {scores.shape[0]} rows of scores: give one row of scores per code")
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise UserError(f"{at}scores hold {bad} NaN or infinite values; remove the codes that have them, or score them again")
 
 
 METHODS = ("svm", "mean")
@@ -71,14 +87,21 @@ def boundary(codes: torch.Tensor, scores: torch.Tensor, method: str = "svm", fra
     attribute's) goes into the messages.
 
     When the top and bottom groups hold the same codes (duplicates) there is no direction: the
-    difference of means, or the SVM's normal, is 0, and 0/0 gave NaN vectors.
+    difference of means, or the SVM's normal, is 0, and 0/0 gave NaN vectors. When they share a
+    score (every score equal, or a tie across the cut) the groups are drawn by the sort's tie-break,
+    not by the score, and the direction means nothing: constant scores gave every attribute the
+    same arbitrary vector, written without a word.
     """
-    if codes.shape[0] != scores.shape[0]:
-        raise UserError(f"{codes.shape[0]} codes but {scores.shape[0]} scores")
+    check_scores(codes, scores.unsqueeze(1), [name])
     check_method(method)
-    if not torch.isfinite(scores).all():
-        raise UserError("scores hold NaN or infinite values")
     top, bottom = _groups(scores, fraction)
+    shared = float(scores[top].min())
+    if shared <= float(scores[bottom].max()):
+        if float(scores.min()) == float(scores.max()):
+            raise UserError(f"{name}: every code scores {shared:g}, so the scores tell no top and bottom groups apart: "
+                            "give scores that vary across the codes")
+        raise UserError(f"{name}: the top and bottom {fraction:.0%} of the codes by score both hold codes scoring {shared:g}, "
+                        "so the scores do not tell them apart: give scores that vary more, or a smaller --fraction")
     if method == "mean":
         d = codes[top].double().mean(0) - codes[bottom].double().mean(0)
     else:  # svm
@@ -127,8 +150,7 @@ def supervised(
     layers: tuple[int, int] | None = None,
 ) -> Directions:
     """One direction per attribute column of scores [N, F]; conditioned on the named others if asked."""
-    if scores.ndim != 2 or scores.shape[1] != len(names):
-        raise UserError(f"scores must be [N, {len(names)}] for the {len(names)} names")
+    check_scores(codes, scores, names)
     check_conditional(conditional_on, names)
     check_method(method)
     raw = torch.stack([boundary(codes, scores[:, j], method, fraction, name=names[j]) for j in range(len(names))])

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from latentatlas.directions.files import Directions, directions_from, model_fingerprint
+from latentatlas.directions.files import Directions, directions_from, file_names, model_fingerprint
 from latentatlas.directions.reconstructor import (
     Reconstructor,
     check_inputs,
@@ -260,12 +260,19 @@ class WarpedPaths:
         return self.support.sets
 
     def check_model(self, generator: Generator) -> None:
+        """Refuse paths made for another model, or (a file edited by hand under the right fingerprint)
+        of another width than the model's codes: where the commands and the app meet the model, so
+        `serve` refuses such a file at start and not in the page."""
         fp = model_fingerprint(generator)
         if fp != self.model:
             raise UserError(
                 f"these warped paths were made for another model (fingerprint {self.model}, this one is {fp}): "
                 "train them again for this model"
             )
+        dim = generator.z_dim if self.space == "z" else generator.w_dim
+        if self.dim != dim:
+            raise UserError(f"these warped paths are {self.dim}-d and this model's {self.space} is {dim}-d: "
+                            "train them again for this model")
 
     def index(self, path: int | str) -> int:
         if isinstance(path, str) and not path.lstrip("-").isdigit():
@@ -347,11 +354,25 @@ def load_warped(path: str | Path, device: str | torch.device = "cpu") -> WarpedP
 
 
 def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str | torch.device, path: str | Path) -> WarpedPaths:
+    """Warped paths from a file's metadata and tensors, already read (load_warped, load_paths).
+
+    The scale divides (a gamma is x 1/scale^2, a strength x scale / sqrt(dim)): 0 was a
+    ZeroDivisionError, and NaN walked NaN codes without a word. The header's sizes must agree
+    with the support tensor [sets, 2 dipoles, dim] (a file edited by hand or from another version
+    was read by its tensors alone, whatever its header said), and the names are checked as a
+    linear file's are (`files.file_names`).
+    """
     with tensorfile.fields(path, "warped-directions"):
         cfg = WarpedConfig.from_dict(json.loads(meta["config"]))
         k, two_n, dim = t["support"].shape
+        if (int(meta["sets"]), 2 * int(meta["dipoles"]), int(meta["dim"])) != (k, two_n, dim):
+            raise UserError(f"{path}: its header gives sets {meta['sets']}, dipoles {meta['dipoles']} and dim {meta['dim']} but "
+                            f"its support tensor is [{k}, {two_n}, {dim}] (sets, 2 x dipoles, dim): make the file again")
+        scale = require_number(f"{path}: scale", float(meta["scale"]), above=0,
+                               what="a finite scale > 0 (the spread of the codes the paths were trained on): make the file again")
+        names = file_names(meta, k, path)
         with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
-            support = SupportSets(k, two_n // 2, dim, scale=float(meta["scale"]), center=t["center"], linear=cfg.linear,
+            support = SupportSets(k, two_n // 2, dim, scale=scale, center=t["center"], linear=cfg.linear,
                                   learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas)
         with torch.no_grad():
             support.support.copy_(t["support"])
@@ -359,7 +380,7 @@ def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str |
             support.log_gamma.copy_(t["log_gamma"])
         recon = {n[len("reconstructor."):]: v for n, v in t.items() if n.startswith("reconstructor.")} or None
         return WarpedPaths(
-            support=support.to(device).requires_grad_(False), names=json.loads(meta["names"]), space=meta["space"],
+            support=support.to(device).requires_grad_(False), names=names, space=meta["space"],
             model=meta["model"], config=cfg, steps=int(meta["steps"]), info=json.loads(meta["info"]), reconstructor=recon,
         )
 
