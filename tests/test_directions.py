@@ -457,6 +457,8 @@ def good_directions(tmp_path, tiny_generator):
     ("int_names", {"names": "[1, 2, 3]"}, None, "its names must be a list of 3 strings, one per direction, not [1, 2, 3]"),
     ("short_names", {"names": '["a"]'}, None, 'a list of 3 strings, one per direction, not ["a"]'),
     ("empty", {"names": "[]"}, {"vectors": torch.zeros(0, 16), "scales": torch.zeros(0)}, "holds no directions: make it again"),
+    ("zero", None, {"vectors": torch.eye(3, 16) * torch.tensor([[1.0], [0.0], [1.0]])}, "direction 1 is all zeros, so it points nowhere"),
+    ("ints", None, {"vectors": torch.eye(3, 16, dtype=torch.int32)}, "its vectors are int32, not floats"),
 ])
 def test_a_malformed_directions_file_is_refused_on_reading(tmp_path, good_directions, name, meta, tensors, message):
     """Layers [5] and "ab", int names and an empty file were tracebacks in the commands, layers [7, 3]

@@ -146,14 +146,21 @@ def directions_from(meta: dict[str, str], t: dict[str, torch.Tensor], path: str 
 
     The names and the layer range are checked here, with the file's path, since a file edited by
     hand or written by another version reached the commands as tracebacks (an int name in `re.sub`,
-    layers [5] in an unpack) or did nothing without a word (layers [7, 3]). The tensors are finite
-    already (tensorfile refuses NaN); whether their width fits a model is `Directions.check_model`'s.
+    layers [5] in an unpack) or did nothing without a word (layers [7, 3]); integer or all-zero
+    vectors too (a unit step along a zero vector is NaN). The tensors are finite already
+    (tensorfile refuses NaN); whether their width fits a model is `Directions.check_model`'s.
     """
     with tensorfile.fields(path, "directions"):
         vectors = t["vectors"]
         if vectors.ndim != 2:
             raise UserError(f"{path}: its vectors must be [K, D], not {list(vectors.shape)}: "
                             "make the file again with this version of latentatlas")
+        if not vectors.is_floating_point():
+            raise UserError(f"{path}: its vectors are {str(vectors.dtype).removeprefix('torch.')}, not floats: "
+                            "make the file again with this version of latentatlas")
+        zero = (vectors.abs().amax(dim=1) == 0).nonzero().flatten().tolist() if len(vectors) else []
+        if zero:  # a unit step along it divides by its length: NaN frames
+            raise UserError(f"{path}: direction {zero[0]} is all zeros, so it points nowhere: make the file again")
         return Directions(
             vectors=vectors, scales=t["scales"], names=file_names(meta, vectors.shape[0], path),
             space=meta["space"], method=meta["method"], model=meta["model"], layers=file_layers(meta, path),
