@@ -44,14 +44,14 @@ LOW, HIGH = 0.05, 0.95
 BATCH = 250
 
 
-def targets(factor: str, faces: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Renders of `faces` sampled faces, each with `factor` at LOW then at HIGH: [2 * faces, 3, 64, 64]."""
+def targets(factor: str, faces: int, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Renders of `faces` sampled faces, each with `factor` at LOW then at HIGH: [2 * faces, 3, R, R]."""
     j = synthfaces.FACTOR_NAMES.index(factor)
     base = synthfaces.sample_factors(faces, SEED + j)
     low, high = base.clone(), base.clone()
     low[:, j], high[:, j] = LOW, HIGH
     factors = torch.cat([low, high])
-    return synthfaces.render(factors, 64), factors
+    return synthfaces.render(factors, resolution), factors
 
 
 def tails(values: torch.Tensor) -> float:
@@ -79,8 +79,8 @@ def main() -> None:
     index = [synthfaces.FACTOR_NAMES.index(f) for f in names]
     with torch.no_grad():
         sampled = torch.cat([predictor.predict(b) for b in sample_batches(generator, args.samples, BATCH, seed=0)])
-        rendered = torch.cat([predictor.predict(b) for b in render_batches(args.samples, BATCH, RENDER_SEED_A, 64, torch.device("cpu"))])
-    all_targets = torch.cat([targets(f, args.faces)[0] for f in names])
+        rendered = torch.cat([predictor.predict(b) for b in render_batches(args.samples, BATCH, RENDER_SEED_A, generator.img_resolution, torch.device("cpu"))])
+    all_targets = torch.cat([targets(f, args.faces, generator.img_resolution)[0] for f in names])
     with torch.no_grad():
         read_targets = predictor.predict(all_targets)
     out: dict = {"benchmark": "factor_reach", "device": f"cpu ({torch.get_num_threads()} threads)", "torch": torch.__version__,

@@ -81,9 +81,10 @@ def main() -> None:
         training = {"trained_on": "synthfaces (procedural, 64 px)", "kimg": kimg, "train_config": json.loads(meta["config"])}
     generator = generator.eval().requires_grad_(False)
     if args.model_only:
+        source = args.model or args.run
         save_model(args.model_only, generator, dtype=torch.float16,
-                   metadata={"name": Path(args.run).name, "weights": args.weights, **training})
-        print(f"{args.run}: {args.weights} at {kimg} kimg -> {args.model_only}")
+                   metadata={"name": Path(source).parent.name if args.model else Path(args.run).name, "weights": args.weights, **training})
+        print(f"{source}: {args.weights} at {kimg} kimg -> {args.model_only}")
         return
     # The prior is fitted on the fp16-rounded weights that users will load.
     generator.load_state_dict({k: v.half().float() for k, v in generator.state_dict().items()})

@@ -7,7 +7,8 @@
 #      benchmarks/critic_probe.py (what the critic rewards: seconds on a GPU) and a quick
 #      evaluation if time is left (its PPL is exact only since 2026-11-27: TF32 off).
 # Everything worth keeping lands in $OUT (at most 8 files, each under 16 MiB):
-#   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors [best.safetensors]
+#   log.txt bench.json [factors.safetensors] samples.png portable/{G,D,G_ema,train}.safetensors
+#   and best.safetensors (KEEP_BEST, fp16) when that makes at most 8
 # Then, here: copy $OUT/portable/* to $RUN/portable/, and evaluate both the last G_ema
 # (bundle_faces64.py --run $RUN --model-only M) and best.safetensors on 10k (`latentatlas evaluate`);
 # bundle the better (python jobs/bundle_faces64.py --run $RUN, or --model best.safetensors), commit.
@@ -102,11 +103,11 @@ fi
 
 # train.safetensors carries stats.jsonl too. Two arms come back as tar files in 15 MB parts
 # (at most 8 files of 16 MiB): cat $OUT/portable_b.tar.* | tar -xf - -C runs/faces64-narrow-gammaG/
-# The kept best (KEEP_BEST) comes back beside them: $OUT/best.safetensors, or inside each arm's tar.
+# An arm's kept best (KEEP_BEST, fp16, 3.6 MB) goes into its tar: both arms come to about 60 MiB
+# of the 64 that come back. A single run's best follows the other files, below.
 best() { [ -f "$1/best.safetensors" ] && echo best.safetensors; }
 if [ -z "$RUN_B" ]; then
   cp "$RUN"/portable/*.safetensors "$OUT/portable/" 2>>"$LOG"
-  [ -n "$(best "$RUN")" ] && cp "$RUN/best.safetensors" "$OUT/"
 else
   rmdir "$OUT/portable" 2>/dev/null
   tar -cf - -C "$RUN" portable $(best "$RUN") | split -b 15M -d - "$OUT/portable_a.tar."
@@ -124,6 +125,12 @@ for R in "$RUN" $RUN_B; do
 done
 last=$(ls "$RUN"/samples-*.png 2>/dev/null | tail -1); [ -n "$last" ] && cp "$last" "$OUT/samples.png"
 [ -f runs/factors.safetensors ] && cp runs/factors.safetensors "$OUT/"
+# The kept best last, and only while $OUT holds under 8 files (the most that come back; with a
+# predictor and the benchmark there would be 9): the portable checkpoint goes first.
+if [ -z "$RUN_B" ] && [ -n "$(best "$RUN")" ]; then
+  if [ "$(find "$OUT" -type f | wc -l)" -lt 8 ]; then cp "$RUN/best.safetensors" "$OUT/"
+  else echo "best.safetensors left out: \$OUT holds 8 files already" >>"$LOG"; fi
+fi
 PRED=factors; [ -f runs/factors.safetensors ] && PRED=runs/factors.safetensors
 if [ -z "$RUN_B" ] && [ "$(left)" -gt 50 ] && [ -f "$RUN/model.safetensors" ]; then  # an A/B test is evaluated here, on 10k
   echo "== evaluate ($(left) s left)" >>"$LOG"

@@ -578,7 +578,11 @@ def test_factor_monitor_measures_spread_and_follows_the_checkpoints(tmp_path):
 def test_keep_best_keeps_the_ema_generator_of_the_best_monitor_line_across_chunks(tmp_path, monkeypatch):
     """--keep-best: RUN/best.safetensors is the EMA generator as it was at the best line so far (not
     the last), a resumed chunk ranks its lines against the kept one (read back from the file, so a
-    worse line after a resume keeps it), and the ranking may change on resume."""
+    worse line after a resume keeps it), and the ranking may change on resume. A kept model past the
+    point a run resumes from (here: a fresh run in the folder) is moved aside, not ranked against;
+    a diverged line (NaN FID) never becomes the best for good."""
+    import shutil
+
     from latentatlas.io.checkpoints import read_model_metadata
     from latentatlas.training import factor_monitor
 
@@ -586,7 +590,7 @@ def test_keep_best_keeps_the_ema_generator_of_the_best_monitor_line_across_chunk
     weights_at: dict[float, float] = {}
 
     def checksum(generator) -> float:  # type: ignore[no-untyped-def]
-        return float(sum(p.double().sum() for p in generator.parameters()))
+        return float(sum(p.half().double().sum() for p in generator.parameters()))  # the kept file is fp16
 
     def scripted_measure(self, generator, kimg):  # type: ignore[no-untyped-def]
         weights_at[kimg] = checksum(generator)
@@ -610,12 +614,21 @@ def test_keep_best_keeps_the_ema_generator_of_the_best_monitor_line_across_chunk
     assert kept() == (0.016, weights_at[0.016])  # 5 under half at 0.040 against the kept line's 4
     result = train(TrainConfig(total_kimg=0.048, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
     assert kept() == (0.048, weights_at[0.048]) and result["best"]["factors_under_half"] == ["f0"]
+    # A fresh start in the folder (state and portable checkpoint gone): the old run's best is set aside.
+    (tmp_path / "run" / STATE_FILE).unlink()
+    shutil.rmtree(tmp_path / "run" / "portable")
+    script.update({0.008: (7.0, 9), 0.016: (8.0, 9)})
+    result = train(TrainConfig(total_kimg=0.016, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "best-set-aside-0.048kimg.safetensors").exists()
+    assert kept() == (0.008, weights_at[0.008]) and result["best"]["kimg"] == 0.008
 
     line = {"num": 32, "factor_fid": 3.0, "factors_under_half": []}
     assert factor_monitor.ranks_better(line, None, "fid")
     assert not factor_monitor.ranks_better(line, dict(line, factor_fid=2.0), "fid")
     assert factor_monitor.ranks_better(line, dict(line, factor_fid=2.0, num=64), "fid")  # other sample counts: not comparable
     assert factor_monitor.ranks_better(line, dict(line, factor_fid=2.0, factors_under_half=["roll"]), "coverage")
+    assert factor_monitor.ranks_better(line, dict(line, factor_fid=float("nan")), "fid")  # NaN ranks last
+    assert factor_monitor.coverage({"roll": {"samples_std": float("nan"), "renders_std": 1.0}})["factors_under_half"] == ["roll"]
     with pytest.raises(UserError, match="--keep-best coverage ranks the factor monitor's lines: give --metrics-kimg"):
         TrainConfig(keep_best="coverage")
     with pytest.raises(UserError, match="--keep-best last: use none, fid, coverage"):

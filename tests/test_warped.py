@@ -331,7 +331,7 @@ def test_warped_commands_end_to_end(run_cli, model_file, tmp_path):
     started = time.perf_counter()
     code, _, err = run_cli("traverse", model_file, out, "--path", "warp1", "--seeds", "0", "--frames", "2", "--strength=-1e9,1e9",
                            "--out", tmp_path / "long", "--device", "cpu")
-    assert code == 2 and f"at most {MAX_WALK_STEPS}" in err and "traverse --strength" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and f"at most {MAX_WALK_STEPS}" in err and "traverse: a smaller --strength" in err and len(err.strip().splitlines()) == 1
     assert time.perf_counter() - started < 30 and not list((tmp_path / "long").glob("*"))
     pred = tmp_path / "pred.safetensors"
     torch.manual_seed(0)

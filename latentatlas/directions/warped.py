@@ -52,9 +52,10 @@ KIND = "warped-directions"
 LINEAR_GAMMA = 1e-4  # the linear baseline's nominal gamma (x 1/scale^2); its field is the gamma -> 0 limit
 
 
-# Euler steps one walk may take, about 47 times the default: the bundled paths walk their default
-# strength (16) in 43 steps of 0.37; 2,000 steps took 0.45 s for one code and 1.8 s for four on 2
-# busy CPU cores (2026-11-29), while a strength of 1e9 walked on without a word until a review killed it.
+# Euler steps one walk may take, 100 times what the default strength takes: that strength (an arc
+# of one scale) is walked in 1 / step = 20 steps of the default config (step 0.05); 2,000 steps took
+# 0.45 s for one code and 1.8 s for four on 2 busy CPU cores (2026-11-29), while a strength of 1e9
+# walked on without a word until a review killed it.
 MAX_WALK_STEPS = 2_000
 
 
@@ -204,9 +205,8 @@ class SupportSets(nn.Module):
             ts = [float(x) for x in t.reshape(-1)]
             longest = max((abs(x) for x in ts), default=0.0)
             if longest / step > MAX_WALK_STEPS:
-                raise UserError(f"a walk of {longest:g} along a warped path takes {longest / step:.3g} steps of {step:.3g}; "
-                                f"at most {MAX_WALK_STEPS} (a length of {MAX_WALK_STEPS * step:.4g}): ask for a shorter walk "
-                                "(traverse --strength, directions score --length)")
+                raise UserError(f"this walk along a warped path takes {longest / step:.3g} Euler steps; at most {MAX_WALK_STEPS}: "
+                                "ask for a shorter walk (traverse: a smaller --strength; directions score: a smaller --length)")
             out = torch.empty(len(ts), *w0.shape, dtype=w0.dtype, device=w0.device)
             for sign in (1.0, -1.0):
                 order = sorted((j for j in range(len(ts)) if ts[j] * sign > 0), key=lambda j: abs(ts[j]))

@@ -153,11 +153,10 @@ class TrainerBase:
     def measure_factors(self) -> None:
         """A factor monitor line for G_ema now (rank 0): run_loop calls it every cfg.metrics_kimg,
         for either trainer. With cfg.keep_best, a line that ranks better than the kept one exports
-        the EMA networks to RUN/best.safetensors, the line in its metadata (a resumed run reads
-        it back from there, so the best holds across chunks)."""
+        the EMA networks to RUN/best.safetensors in fp16 (as bundled models are; half the size,
+        which an A/B lease's two arms need to come back), the line in its metadata."""
         if self.rank != 0:
             return
-        from latentatlas.io.checkpoints import read_model_metadata
         from latentatlas.training.factor_monitor import ranks_better
 
         self.start_factor_monitor()
@@ -165,11 +164,35 @@ class TrainerBase:
         if self.cfg.keep_best == "none":
             return
         path = self.run_dir / BEST_MODEL_FILE
-        if self._best is None and path.exists():
-            self._best = json.loads(read_model_metadata(path)["info"]).get("monitor")
         if ranks_better(line, self._best, self.cfg.keep_best):
-            self.export(path, {"monitor": line, "kept_by": self.cfg.keep_best})
+            self.export(path, {"monitor": line, "kept_by": self.cfg.keep_best}, half=True)
             self._best = line
+
+    def read_kept_best(self) -> str | None:
+        """With --keep-best, the line of RUN/best.safetensors, read once the run has resumed (rank 0),
+        so a resumed chunk ranks against it. The file stays in the run folder and does not travel
+        in portable/: a run resumed elsewhere starts a new best. A kept model past the point this
+        run resumed from (a discarded branch, or an earlier run in the folder) or trained with
+        other settings is no longer this run's: it is moved aside, not overwritten; returns what
+        was moved, for the log. A file there that is not such a model stops the run before it trains."""
+        from latentatlas.io.checkpoints import read_model_metadata
+
+        path = self.run_dir / BEST_MODEL_FILE
+        if self.rank != 0 or self.cfg.keep_best == "none" or not path.exists():
+            return None
+        try:
+            info = json.loads(read_model_metadata(path)["info"])
+        except UserError as e:
+            raise UserError(f"{path} is not a model that --keep-best kept ({e}): move it away or use another --out") from None
+        kimg, line = info.get("kimg"), info.get("monitor")
+        if (isinstance(line, dict) and isinstance(kimg, (int, float)) and kimg <= self.nimg / 1000 + 1e-9
+                and not config_differences(info.get("train_config") or {}, asdict(self.cfg))):
+            self._best = line
+            return None
+        aside = path.with_name(f"best-set-aside-{kimg}kimg.safetensors")
+        path.replace(aside)
+        return (f"{path.name} was kept at {kimg} kimg, past this run's {self.nimg / 1000:g} kimg or with other settings: "
+                f"moved to {aside.name}; a new best starts")
 
     def networks(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError
@@ -412,11 +435,16 @@ def ema_update(ema: torch.nn.Module, module: torch.nn.Module, beta: float) -> No
     mark_changed(params + buffers)  # derived values kept on the EMA's weights (mark_changed says why)
 
 
-def check_config(saved_cfg: dict[str, Any], mine_cfg: dict[str, Any], saved_world: int, world: int, source: Path) -> None:
+def config_differences(saved_cfg: dict[str, Any], mine_cfg: dict[str, Any]) -> list[str]:
+    """The settings two run configs differ in, leaving out those a resumed run may change."""
     saved = {k: v for k, v in saved_cfg.items() if k not in CONFIG_KEYS_FREE_ON_RESUME}
     mine = {k: v for k, v in mine_cfg.items() if k not in CONFIG_KEYS_FREE_ON_RESUME}
     # A setting added since the run was saved is missing from its config: equal when left at None.
-    diff = sorted(k for k in set(mine) | set(saved) if saved.get(k) != mine.get(k))
+    return sorted(k for k in set(mine) | set(saved) if saved.get(k) != mine.get(k))
+
+
+def check_config(saved_cfg: dict[str, Any], mine_cfg: dict[str, Any], saved_world: int, world: int, source: Path) -> None:
+    diff = config_differences(saved_cfg, mine_cfg)
     if diff:
         raise UserError(f"{source} was trained with other settings ({', '.join(diff)}): use another --out or the same settings")
     if saved_world != world:
@@ -618,6 +646,9 @@ def train_run(make_trainer: Callable[[Path], Any], run_dir: str | Path, device: 
     if trainer.rank == 0:
         for key, name in CARRIED_LOGS.items():
             stats_log.restore(run_dir, resumed_from, carried.get(key), name)
+        moved = trainer.read_kept_best()
+        if moved:
+            print(moved, file=sys.stderr)
     if trainer.world > 1:
         dist.barrier()
     stats, stopped_by, elapsed = run_loop(trainer, max_minutes, progress)

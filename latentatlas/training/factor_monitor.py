@@ -23,6 +23,7 @@ samples, so the best of many lines is partly luck: `latentatlas evaluate` on 10k
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -38,9 +39,16 @@ from latentatlas.training.stats_log import METRICS_FILE
 SAMPLE_SEED = 0  # evaluate's
 BATCH = 250
 # --keep-best: how a line ranks, lower first.
+def _fid(line: dict[str, Any]) -> float:
+    """The line's factor FID, a non-finite one (a diverged generator) ranked last: NaN compares
+    below nothing, so a first NaN line would have been kept for good."""
+    fid = float(line["factor_fid"])
+    return fid if math.isfinite(fid) else math.inf
+
+
 BEST_RANKINGS: dict[str, Callable[[dict[str, Any]], tuple[float, ...]]] = {
-    "fid": lambda line: (line["factor_fid"],),
-    "coverage": lambda line: (len(line["factors_under_half"]), line["factor_fid"]),
+    "fid": lambda line: (_fid(line),),
+    "coverage": lambda line: (len(line["factors_under_half"]), _fid(line)),
 }
 
 
@@ -57,7 +65,7 @@ def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Per-factor std ratio (samples / renders), their mean capped at 1 per factor, the factors under half."""
     ratios = {k: v["samples_std"] / v["renders_std"] for k, v in factors.items()}  # rounded only for the log
     return {"mean_std_ratio_capped": round(statistics.mean(min(r, 1.0) for r in ratios.values()), 3),
-            "factors_under_half": sorted(k for k, r in ratios.items() if r < 0.5),
+            "factors_under_half": sorted(k for k, r in ratios.items() if not r >= 0.5),  # NaN (a diverged run) counts
             "std_ratio": {k: round(r, 3) for k, r in ratios.items()}}
 
 

@@ -199,13 +199,14 @@ class StyleMapTrainer(common.TrainerBase):
             save_image(path, make_grid(img.cpu(), cols=8))
         return path
 
-    def export(self, path: Path | None = None, info: dict[str, Any] | None = None) -> Path:
+    def export(self, path: Path | None = None, info: dict[str, Any] | None = None, half: bool = False) -> Path:
         from latentatlas.io.checkpoints import save_stylemap_model
 
         path = path or self.run_dir / MODEL_FILE
         if self.rank == 0:
             save_stylemap_model(path, self.G_ema, self.E_ema, metadata={"trained_on": self.cfg.data, "kimg": self.nimg / 1000,
-                                                                        "train_config": asdict(self.cfg), **(info or {})})
+                                                                        "train_config": asdict(self.cfg), **(info or {})},
+                                dtype=torch.float16 if half else None)
         return path
 
 
