@@ -267,7 +267,7 @@ def test_serve_refuses_a_taken_port_in_one_line_and_announces_only_when_listenin
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        with pytest.raises(UserError, match=f"cannot listen at 127.0.0.1:{port}: the port is in use .*give another --port"):
+        with pytest.raises(UserError, match=f"cannot listen at 127.0.0.1:{port} .*if the port is in use .*give another --port"):
             server.serve(sessions, port=port, block=False, announce=said.append)
     assert said == []
     demo, url = server.serve(sessions, port=port, block=False, announce=said.append)  # free now

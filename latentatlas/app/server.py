@@ -931,9 +931,9 @@ def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits:
     try:
         _, url, _ = demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=True,
                                 ssr_mode=False, quiet=True, footer_links=[], show_error=True, theme=theme)
-    except (OSError, OverflowError) as e:  # Gradio: "Cannot find empty port in range: P-P" for both causes
-        raise UserError(f"cannot listen at {host}:{port}: the port is in use or the address is not this machine's "
-                        f"({str(e).split('.')[0]}); give another --port or --host") from None
+    except (OSError, OverflowError) as e:  # Gradio: "Cannot find empty port in range: P-P" for a port in use or a foreign address
+        raise UserError(f"cannot listen at {host}:{port} ({str(e).split('.')[0]}): if the port is in use or the address "
+                        "is not this machine's, give another --port or --host") from None
     if announce is not None:
         announce(url)
     if block:
