@@ -456,6 +456,7 @@ def good_directions(tmp_path, tiny_generator):
     ("float_layers", {"layers": "[0.5, 3]"}, None, "not [0.5, 3]"),
     ("int_names", {"names": "[1, 2, 3]"}, None, "its names must be a list of 3 strings, one per direction, not [1, 2, 3]"),
     ("short_names", {"names": '["a"]'}, None, 'a list of 3 strings, one per direction, not ["a"]'),
+    ("same_names", {"names": '["a", "b", "a"]'}, None, 'names a direction "a" more than once'),
     ("empty", {"names": "[]"}, {"vectors": torch.zeros(0, 16), "scales": torch.zeros(0)}, "holds no directions: make it again"),
     ("zero", None, {"vectors": torch.eye(3, 16) * torch.tensor([[1.0], [0.0], [1.0]])}, "direction 1 is all zeros, so it points nowhere"),
     ("ints", None, {"vectors": torch.eye(3, 16, dtype=torch.int32)}, "its vectors are int32, not floats"),
@@ -529,6 +530,7 @@ def test_scores_that_tell_no_groups_apart_give_no_direction(run_cli, model_file,
     (lambda w: dict(scores=np.where(np.arange(100)[:, None] == 3, np.nan, w[:, :2])),
      "scores hold 2 NaN or infinite values; remove the codes that have them, or score them again"),
     (lambda w: dict(names=np.array(["a", "b", "c"])), "scores are [100, 2] for 3 names: give scores [N, 3], a column per name"),
+    (lambda w: dict(names=np.array(["a", "a"])), "the scores name 'a' more than once: give each column its own name"),
 ])
 def test_a_scores_file_that_does_not_add_up_is_named_with_what_to_give(run_cli, model_file, tmp_path, arrays, message):
     """The messages named neither the file nor a fix ('100 codes but 50 scores', 'scores hold NaN or infinite values')."""

@@ -424,6 +424,8 @@ def _warped_file(tmp_path, generator, name: str, dim: int = 16, meta: dict[str, 
     ({"scale": "-inf"}, "scale -inf: give a finite scale > 0"),
     ({"dim": "17"}, "its header gives sets 2, dipoles 2 and dim 17 but its support tensor is [2, 4, 16] (sets, 2 x dipoles, dim)"),
     ({"names": "[1, 2]"}, "its names must be a list of 2 strings, one per direction, not [1, 2]"),
+    ({"names": '["a", "a"]'}, 'names a direction "a" more than once: give each direction its own name'),
+    ({"space": "z"}, "its header says space 'z' and its config 'w': make the file again"),
 ])
 def test_a_malformed_warped_file_is_refused_on_reading(generator, tmp_path, meta, message):
     """Scale 0 was a ZeroDivisionError (in traverse, and in `serve --directions`); NaN walked NaN codes and a

@@ -178,6 +178,9 @@ def file_names(meta: dict[str, str], count: int, path: str | Path) -> list[str]:
     if not (isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)):
         raise UserError(f"{path}: its names must be a list of {count} strings, one per direction, not {json.dumps(names)[:60]}: "
                         "make the file again with this version of latentatlas")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # --path NAME would reach the first alone, and traverse's output files would collide
+        raise UserError(f"{path}: names a direction {json.dumps(twice[0])} more than once: give each direction its own name")
     return names
 
 

@@ -59,6 +59,9 @@ def check_scores(codes: torch.Tensor, scores: torch.Tensor, names: list[str], wh
     bad = int((~torch.isfinite(scores)).sum())
     if bad:
         raise UserError(f"{at}scores hold {bad} NaN or infinite values; remove the codes that have them, or score them again")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:  # each name becomes a direction's: the file would be refused when read (files.file_names)
+        raise UserError(f"{at}the scores name {twice[0]!r} more than once: give each column its own name")
 
 
 METHODS = ("svm", "mean")

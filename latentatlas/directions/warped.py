@@ -371,6 +371,8 @@ def _warped_from(meta: dict[str, str], t: dict[str, torch.Tensor], device: str |
         scale = require_number(f"{path}: scale", float(meta["scale"]), above=0,
                                what="a finite scale > 0 (the spread of the codes the paths were trained on): make the file again")
         names = file_names(meta, k, path)
+        if meta["space"] != cfg.space:  # the walk reads the header's space, the support was trained in the config's
+            raise UserError(f"{path}: its header says space {meta['space']!r} and its config {cfg.space!r}: make the file again")
         with torch.random.fork_rng(devices=[]):  # the random init is overwritten: leave the caller's RNG alone
             support = SupportSets(k, two_n // 2, dim, scale=scale, center=t["center"], linear=cfg.linear,
                                   learn_alphas=cfg.learn_alphas, learn_gammas=cfg.learn_gammas)
