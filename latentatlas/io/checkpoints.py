@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 from latentatlas.io.safe_pickle import (
     DAMAGED_PICKLE_ERRORS,
     PersistentRecord,
@@ -446,10 +446,7 @@ def sniff_format(path: str | Path) -> str:
     """'latentatlas', 'pickle' or 'torch' (zip, or the legacy format: TORCH_LEGACY_MAGIC) from the
     file's first bytes."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a model file")
+    require_file(path)
     with open(path, "rb") as f:
         head = f.read(16)
     size = path.stat().st_size
