@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from latentatlas.io.errors import UserError, require_at_least, require_number, require_seed
+from latentatlas.io.errors import UserError, require_at_least, require_file, require_number, require_seed
 from latentatlas.runtime import pick_device, rank_device
 
 app = typer.Typer(
@@ -1064,8 +1064,8 @@ def train_stylemap(
     if perceptual not in ("auto", "factors", "lpips", "none"):
         raise UserError(f"--perceptual {perceptual}: use auto, factors, lpips or none")
     for f in (vgg, lpips_lin):
-        if f is not None and not f.is_file():
-            raise UserError(f"{f}: no such file")
+        if f is not None:
+            require_file(f)
     _check_folder(out)
     cfg = StyleMapTrainConfig(
         data=data, resolution=resolution, batch=batch, total_kimg=kimg, latent_spatial_size=latent_spatial_size,

@@ -67,3 +67,34 @@ def run_cli(monkeypatch, capsys):
         return code, out, err
 
     return run
+
+
+def damaged_torch_saves(folder, obj) -> dict[str, object]:
+    """torch.save files of `obj` in `folder`, each damaged as a disk or a transfer damages a genuine
+    file, by what was done: one byte of the pickle in the middle turned into no opcode (PyTorch's
+    safe loader opens its error with "Weights only load failed", as for a refusal), the same byte
+    made to recall an object never stored (a KeyError; `obj` must pickle something twice, such as
+    two tensors, whose second mention is such a recall), and the file cut in half."""
+    import io
+    import pickletools
+    import zipfile
+    from pathlib import Path
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    whole = buffer.getvalue()
+    archive = zipfile.ZipFile(io.BytesIO(whole))
+    pickled = archive.read(next(name for name in archive.namelist() if name.endswith("data.pkl")))
+    start = whole.index(pickled)  # torch.save stores its members, uncompressed
+    ops = list(pickletools.genops(pickled))
+    middle = next(pos for op, _, pos in ops if pos >= len(pickled) // 2)
+    recall = next(pos for op, _, pos in ops if op.name == "BINGET")
+    out = {}
+    for name, at, byte in (("flipped", middle, 0xFF), ("recalls nothing", recall + 1, 0xFE)):
+        damaged = bytearray(whole)
+        damaged[start + at] = byte
+        out[name] = Path(folder) / f"{name.replace(' ', '_')}.pt"
+        out[name].write_bytes(bytes(damaged))
+    out["cut"] = Path(folder) / "cut.pt"
+    out["cut"].write_bytes(whole[:len(whole) // 2])
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -118,7 +119,9 @@ def test_the_folder_check_leaves_no_file_even_where_files_cannot_be_removed(tmp_
      "the disk took only part of it", "free some space or write elsewhere"),
     ("RuntimeError: PytorchStreamWriter failed writing file data/0: file write failed",
      "the disk took only part of it", "free some space or write elsewhere"),
-    ("RuntimeError: [Errno 122] Disk quota exceeded", "Disk quota exceeded", "free some space or write elsewhere"),
+    ("RuntimeError: basic_ios::clear: iostream error", "the disk took only part of it", "free some space or write elsewhere"),
+    # torch.save's legacy format (RLIMIT_FSIZE gave "File too large"): the errno's own text.
+    ("RuntimeError: write(): fd 3 failed with Disk quota exceeded", "Disk quota exceeded", "free some space or write elsewhere"),
 ])
 def test_a_writer_library_that_reports_a_full_disk_its_own_way_is_one_line(tmp_path: Path, raised: str, reason: str,
                                                                            advice: str) -> None:
@@ -161,6 +164,20 @@ def test_a_writer_library_error_that_is_no_write_failure_keeps_its_traceback(tmp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_runtime_error_in_the_block_is_a_write_failure_only_in_torch_save_s_words(tmp_path: Path) -> None:
+    """The block does more than write (a trainer builds the state it saves there): a RuntimeError
+    of that work was judged by its text, so one that held "Permission denied" or "No space left on
+    device" (PyTorch's shared memory, say) became "cannot write it" and lost its traceback."""
+    for error in (RuntimeError("unable to open shared memory object </torch_1_2> in read-write mode: Permission denied (13)"),
+                  RuntimeError("unable to write to file </torch_1_2>: No space left on device (28)"),
+                  RuntimeError("Read-only file system (os error 30)")):
+        with pytest.raises(type(error), match=str(error)[:20]):
+            with atomic_path(tmp_path / "x.safetensors") as tmp:
+                tmp.write_bytes(b"half")
+                raise error
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_folder_whose_trial_file_fails_with_any_errno_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """/proc takes no file either, but says ENOENT for the trial file, not one of the errnos a
     write in a folder the user may write to gives: that was a FileNotFoundError traceback."""
@@ -182,3 +199,61 @@ def test_a_folder_whose_trial_file_fails_with_any_errno_is_one_line(tmp_path: Pa
     if Path("/proc/self").is_dir():  # the real one, where there is one
         with pytest.raises(UserError, match=r"^/proc: cannot write files there \(.*\): choose"):
             check_folder_writable(Path("/proc"))
+
+
+def test_torch_save_s_own_words_for_a_short_write_are_one_line(tmp_path: Path) -> None:
+    """What torch.save really raises when the file may grow no further (RLIMIT_FSIZE stands in for a
+    full disk): a small state fails at the stream's flush, a larger one at its next record. In a
+    child process, so the limit binds no other test."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("resource")  # POSIX only
+    script = f"""
+import resource, signal, sys, torch
+from latentatlas.io.atomic import atomic_path
+from latentatlas.io.errors import UserError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (300, 300))
+for n in (4, 100000):
+    try:
+        with atomic_path({str(tmp_path)!r} + f"/state{{n}}.pt") as tmp:
+            torch.save({{"w": torch.zeros(n)}}, tmp)
+    except UserError as e:
+        print(e)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.splitlines() == [f"{tmp_path}/state{n}.pt: cannot write it (the disk took only part of it): free some space "
+                                        "or write elsewhere" for n in (4, 100000)]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("number, one_line", [
+    (errno.ENOENT, True), (errno.EEXIST, True), (errno.EINVAL, True), (errno.EACCES, True),
+    (errno.EMFILE, False), (errno.ENFILE, False), (errno.EIO, False),
+])
+def test_a_trial_file_error_that_no_other_folder_fixes_says_what_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      number: int, one_line: bool) -> None:
+    """Any errno of the trial file was "cannot write files there (...): choose another folder", also
+    too many open files (EMFILE, ENFILE) or a failing disk (EIO), which no other folder fixes: those
+    keep their own words and traceback."""
+    import tempfile
+
+    from latentatlas.io.atomic import check_folder_writable
+    from latentatlas.io.errors import UserError
+
+    def fails(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", fails)
+    if one_line:
+        with pytest.raises(UserError) as caught:
+            check_folder_writable(tmp_path)
+        assert str(caught.value).startswith(f"{tmp_path}: cannot write files there ({os.strerror(number)}): ")
+    else:
+        with pytest.raises(OSError) as raised:
+            check_folder_writable(tmp_path)
+        assert type(raised.value) is not UserError and raised.value.errno == number
+        assert os.strerror(number) in str(raised.value) and "choose another folder" not in str(raised.value)

@@ -141,23 +141,41 @@ def test_a_refused_torch_file_is_told_in_our_words_never_as_advice_to_load_it_un
         def __reduce__(self):
             return (os.system, ("true",))
 
-    evil, garbage = tmp_path / "evil.pt", tmp_path / "garbage.pt"
+    evil = tmp_path / "evil.pt"
     torch.save({"g_ema": Evil()}, evil)
+    for load in (load_any, import_rosinality, import_stylemapgan, model_kind):
+        with pytest.raises(UserError) as caught:
+            load(evil)
+        message = str(caught.value)
+        assert "weights_only" not in message and "\n" not in message
+        assert message == (f"{evil}: not a model checkpoint: it holds objects other than tensors (posix.system), which could "
+                           "run code; refused, nothing in it ran; give a latentatlas .safetensors file, an official "
+                           "StyleGAN2 .pkl, or a rosinality or StyleMapGAN .pt checkpoint")
+
+
+def test_a_damaged_torch_file_is_called_damaged_not_refused(tmp_path):
+    """PyTorch opens every error of its safe loader with "Weights only load failed", a flipped
+    byte's too, so one damaged byte of a genuine checkpoint was told as a file holding "data that
+    is not a pickle of tensors", to be replaced by a .safetensors file; a flipped byte that made a
+    memo index point nowhere was a KeyError traceback. Each is an unreadable file now, with the
+    question that helps: is it complete?"""
+    from conftest import damaged_torch_saves
+    from latentatlas.io.checkpoints import import_stylemapgan, model_kind
+
+    garbage = tmp_path / "garbage.pt"
     torch.save({"g_ema": {}}, garbage)
-    with open(garbage, "r+b") as fh:  # the zip's pickle, its opcodes replaced by ones the safe loader refuses
+    with open(garbage, "r+b") as fh:  # the zip's pickle, its opcodes replaced by ones no pickle has here
         data = fh.read()
-        start = data.index(b"\x80\x02")
-        fh.seek(start)
+        fh.seek(data.index(b"\x80\x02"))
         fh.write(b"garbage\n")
-    for path, holds in ((evil, "objects other than tensors (posix.system), which could run code"),
-                        (garbage, "data that is not a pickle of tensors")):
+    files = damaged_torch_saves(tmp_path, {"g_ema": {"w": torch.zeros(4), "b": torch.ones(2)}, "latent_avg": torch.zeros(3)})
+    for name, path in (("garbage", garbage), *files.items()):
         for load in (load_any, import_rosinality, import_stylemapgan, model_kind):
             with pytest.raises(UserError) as caught:
                 load(path)
             message = str(caught.value)
-            assert "weights_only" not in message and "\n" not in message
-            assert message == (f"{path}: not a model checkpoint: it holds {holds}; refused, nothing in it ran; give a latentatlas "
-                               ".safetensors file, an official StyleGAN2 .pkl, or a rosinality or StyleMapGAN .pt checkpoint")
+            assert re.fullmatch(rf"{re.escape(str(path))}: not a readable PyTorch checkpoint \(\w+\); is the file complete\?",
+                                message), (name, message)
 
 
 def test_unknown_format(tmp_path):

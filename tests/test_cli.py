@@ -356,6 +356,30 @@ def test_a_folder_given_for_a_file_is_called_a_folder(tmp_path):
             read(tmp_path / "missing")
 
 
+def test_a_folder_given_for_vgg_inception_mask_or_a_model_is_called_a_folder(run_cli, tmp_path):
+    """--vgg, --lpips-lin, --inception and --mask checked their file with is_file() alone, so a
+    folder there was 'no such file' (and a model folder 'is a directory, not a model file', other
+    words for the same thing); each now says it is a folder, with what the option takes."""
+    from latentatlas.editing.local import load_mask
+    from latentatlas.inversion.losses import LPIPSVGG
+    from latentatlas.io.checkpoints import load_any
+    from latentatlas.metrics.fid import INCEPTION_HINT, load_inception
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    for read, give in ((lambda p: LPIPSVGG.from_files(p, p), "give the VGG16 weights file"),  # --vgg, --lpips-lin
+                       (load_inception, INCEPTION_HINT),  # --inception
+                       (lambda p: load_mask(p, 16), "give a mask image, or a region: eyes, mouth, hair"),  # --mask
+                       (load_any, "give a file")):  # MODEL
+        with pytest.raises(UserError) as caught:
+            read(folder)
+        assert str(caught.value) == f"{folder}: is a folder, not a file: {give}"
+        with pytest.raises(UserError, match=r"missing\.pt: no such file"):
+            read(tmp_path / "missing.pt")
+    _one_line_error(*run_cli("train-stylemap", "--out", tmp_path / "run", "--vgg", folder), f"{folder}: is a folder, not a file: give a file")
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args", [("directions", "pca", "MODEL"), ("directions", "sefa", "MODEL"),
                                   ("directions", "supervised", "MODEL", "--predictor", "factors"),
                                   ("directions", "warped", "train", "MODEL"), ("train-predictor",)])

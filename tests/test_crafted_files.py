@@ -348,9 +348,9 @@ def test_a_full_device_while_restoring_a_state_never_says_remove_it(tmp_path, mo
 
 
 def test_a_state_the_safe_loader_refuses_is_told_in_our_words(tmp_path) -> None:
-    """A state.pt that is no pickle of tensors (garbage, or one calling os.system) showed PyTorch's
-    refusal cut mid-sentence, advice to re-run torch.load with weights_only=False; the line says
-    what it holds, that nothing ran, and the caller's hint."""
+    """A state.pt calling os.system showed PyTorch's refusal cut mid-sentence, advice to re-run
+    torch.load with weights_only=False; the line says what it holds, that nothing ran, and the
+    caller's hint."""
     import os
 
     import torch
@@ -362,12 +362,68 @@ def test_a_state_the_safe_loader_refuses_is_told_in_our_words(tmp_path) -> None:
         def __reduce__(self):
             return (os.system, ("true",))
 
-    evil, garbage = tmp_path / "evil.pt", tmp_path / "state.pt"
+    evil = tmp_path / "evil.pt"
     torch.save({"config": {}, "step": Evil()}, evil)
+    with pytest.raises(UserError) as caught:
+        read_training_state(evil, hint="remove it to start again")
+    assert str(caught.value) == (f"{evil}: not a readable training state (it holds objects other than tensors (posix.system), "
+                                 "which could run code; refused, nothing in it ran); remove it to start again")
+
+
+def test_every_kind_of_safe_loader_refusal_is_told_as_one(tmp_path) -> None:
+    """PyTorch words a refusal three ways (a global not allowed, one from a blocked module, a kind of
+    tensor it reads only after an import); each is a refusal, not damage."""
+    from latentatlas.io.errors import UserError
+    from latentatlas.io.safe_pickle import safe_loader_refusal
+    from latentatlas.io.tensorfile import read_training_state
+
+    path = tmp_path / "state.pt"
+    path.write_bytes(b"\x80\x02cos\nsystem\nq\x00.")  # torch.save's legacy format opens with a pickle; os is blocked
+    with pytest.raises(UserError) as caught:
+        read_training_state(path, hint="remove it to start again")
+    assert str(caught.value) == (f"{path}: not a readable training state (it holds objects other than tensors (os.system), "
+                                 "which could run code; refused, nothing in it ran); remove it to start again")
+    # A DTensor's global is refused only while torch.distributed.tensor is not imported (another
+    # test may have imported it), so its refusal is PyTorch's text (torch 2.13) as raised.
+    refusal = pickle.UnpicklingError("Weights only load failed. ``torch.distributed.tensor`` must be imported to load DTensors\n "
+                                     "In PyTorch 2.6, we changed the default value of the `weights_only` argument ...\n")
+    assert safe_loader_refusal(refusal) == "DTensors, which the safe loader does not read"
+
+
+def test_a_damaged_state_is_called_unreadable_not_refused(tmp_path) -> None:
+    """PyTorch opens every error of its safe loader with "Weights only load failed", a flipped
+    byte's too: garbage, or one damaged byte of a genuine state, was told as refused data that is
+    "not a pickle of tensors". The line gives the unpickler's own error, never PyTorch's advice
+    to load with weights_only=False (its first line)."""
+    import torch
+
+    from conftest import damaged_torch_saves
+    from latentatlas.io.errors import UserError
+    from latentatlas.io.tensorfile import read_training_state
+
+    garbage = tmp_path / "state.pt"
     garbage.write_bytes(b"garbage\n")  # what the review's state.pt held
-    for path, holds in ((evil, "objects other than tensors (posix.system), which could run code"),
-                        (garbage, "data that is not a pickle of tensors")):
+    files = damaged_torch_saves(tmp_path, {"config": {"lr": 0.002}, "step": torch.tensor(3), "w": torch.zeros(4)})
+    for path, error in ((garbage, "UnpicklingError: Unsupported operand 103"), (files["flipped"], "UnpicklingError: Unsupported operand 255"),
+                        (files["recalls nothing"], "KeyError: 254"), (files["cut"], "RuntimeError: PytorchStreamReader failed")):
         with pytest.raises(UserError) as caught:
             read_training_state(path, hint="remove it to start again")
-        assert str(caught.value) == f"{path}: not a readable training state (it holds {holds}; refused, nothing in it ran); remove it to start again"
-        assert "weights_only" not in str(caught.value)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: not a readable training state ({error}") and message.endswith("); remove it to start again")
+        assert "weights_only" not in message and "refused" not in message and "\n" not in message
+
+
+def test_a_damaged_storage_in_an_official_pickle_is_called_unreadable_not_refused(tmp_path):
+    """A tensor storage of an official pickle is a torch.save file, read with the safe loader: one
+    flipped byte in it was told as a refusal ("a torch.save file that holds data that is not a
+    pickle of tensors") and a KeyError as PyTorch's whole text."""
+    from conftest import damaged_torch_saves
+
+    storages = [torch.arange(6.0).untyped_storage(), torch.ones(2).untyped_storage()]  # two, so the pickle recalls a name
+    files = damaged_torch_saves(tmp_path, storages)
+    for name, error in (("flipped", "UnpicklingError: Unsupported operand 255"), ("recalls nothing", "KeyError: 254"),
+                        ("cut", "RuntimeError: PytorchStreamReader failed")):
+        path = tmp_path / f"{name}.pkl"
+        path.write_bytes(pickle.dumps({"G_ema": StorageBytes(files[name].read_bytes())}))
+        message = refused(load_official_pickle, path, f"not a readable network pickle ({error}", "is the file complete?")
+        assert "weights_only" not in message and "refus" not in message

@@ -343,7 +343,7 @@ def test_mask_files_get_the_image_readers_pixel_cap_and_one_line_errors(tmp_path
     corrupt = tmp_path / "cut.png"
     corrupt.write_bytes(good.read_bytes()[:60])
     for path, message in ((huge, "huge.png: 8200x8200 is too large"), (corrupt, "not a readable image"),
-                          (tmp_path / "nose.png", "no such mask file")):
+                          (tmp_path / "nose.png", "nose.png: no such file; give a mask image, or a region: eyes, mouth, hair")):
         with pytest.raises(UserError, match=message), warnings.catch_warnings():
             warnings.simplefilter("error")  # PIL's bomb warning would print a second, unasked-for message
             load_mask(path, 16)
@@ -586,7 +586,7 @@ def test_cli_train_encode_edit_end_to_end(tmp_path, run_cli):
     bad = [
         (["--mask", _png(tmp_path / "empty.png", np.zeros((16, 16), np.uint8))], "the mask is empty"),
         (["--mask", _png(tmp_path / "wide.png", np.zeros((16, 24), np.uint8))], "must be square"),
-        (["--mask", "nose"], "no such mask file"),
+        (["--mask", "nose"], "nose: no such file; give a mask image, or a region: eyes, mouth, hair"),
         (["--mask", "eyes", "--shift", "1,2,3"], "two integers"),
         (["--mask", "eyes", "--shift", "40,0"], "out of the 16 px image"),
         (["--mask", "eyes", "--strength", "1.5"], "strength must lie in [0, 1]"),

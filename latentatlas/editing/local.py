@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,8 +166,7 @@ def load_mask(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str
     from latentatlas.io.images import open_image
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such mask file (or use a region: eyes, mouth, hair)")
+    require_file(path, "give a mask image, or a region: eyes, mouth, hair")
     with open_image(path) as im:
         return mask_from_grey(im, resolution, name=path.name)
 

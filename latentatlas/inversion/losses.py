@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 
 # VGG16 "features" indices: conv layers, and the ReLU outputs LPIPS taps (relu1_2 ... relu5_3).
 _VGG_CONVS = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
@@ -120,8 +120,7 @@ class LPIPSVGG(nn.Module):
 
 def _load_state(path: str | Path, what: str) -> dict[str, torch.Tensor]:
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file ({what})")
+    require_file(path, f"give the {what} file")
     try:
         with warnings.catch_warnings():
             # A plain pickle (not a torch.save file) drew torch's multi-line "Detected pickle protocol

@@ -59,8 +59,8 @@ def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = Fal
     error keeps its traceback). An error that names a file other than `path`, its folders or
     `mine` (the temporary file) is about something else, say a program the encoder runs; unless
     `any_name`, for a step whose every file is ours (making the temporary file, whose random name
-    the error carries). `other` is the advice for any other errno, for a step where every error is
-    about the place (a trial file in the folder)."""
+    the error carries). `other` is the advice for an errno outside _WRITE_ERRNOS that the caller
+    knows to be the place's fault (a trial file in the folder: _FOLDER_ERRNOS)."""
     advice = _WRITE_ERRNOS.get(e.errno, other)  # type: ignore[arg-type]
     if advice is None:
         return None
@@ -70,26 +70,45 @@ def write_error(e: OSError, path: Path, *mine: Path | None, any_name: bool = Fal
 
 
 # What a writer library that does not raise OSError says of a failed write. safetensors (Rust)
-# raises SafetensorError ending in Rust's "(os error 28)"; torch.save's zip writer raises
-# RuntimeError and loses the errno: "file write failed", or, after a short write, "unexpected pos
-# N vs M" at the next record (what a full disk gives).
+# raises SafetensorError ending in Rust's "(os error 28)". torch.save raises RuntimeError and loses
+# the errno; these are its writers' own words (torch 2.13, on a full disk or past RLIMIT_FSIZE):
+# the zip writer's "unexpected pos N vs M" at the record after a short write, or miniz's "file
+# write failed" in "PytorchStreamWriter failed writing file ...", the file stream's "basic_ios::clear:
+# iostream error" when a small file fails at its flush, and the legacy format's "write(): fd N failed
+# with <strerror>".
 _OS_ERROR_NUMBER = re.compile(r"\(os error (\d+)\)")
-_SHORT_WRITE = ("file write failed", "unexpected pos ")
+_TORCH_WRITE_FAILURE = ("unexpected pos ", "file write failed", "PytorchStreamWriter failed", "basic_ios::clear: iostream error",
+                        "write(): fd ")
 
 
 def _reported_os_error(e: Exception) -> OSError | None:
-    """The OSError a writer library's SafetensorError or RuntimeError reports, for write_error to
-    judge as it judges a raised one; None for any other error (a bug: it keeps its traceback)."""
+    """The OSError a writer library's SafetensorError, or torch.save's RuntimeError, reports, for
+    write_error to judge as it judges a raised one; None for any other error (a bug: it keeps its
+    traceback).
+
+    A RuntimeError counts only in the words of torch.save's writers (_TORCH_WRITE_FAILURE): the
+    block of atomic_path does other work too (a trainer builds the state it saves there), and a
+    RuntimeError of that work whose text held, say, "Permission denied" was judged by that text
+    and became "cannot write it", its traceback lost."""
     text = str(e)
+    if isinstance(e, RuntimeError) and not any(s in text for s in _TORCH_WRITE_FAILURE):
+        return None
     if m := _OS_ERROR_NUMBER.search(text):
         number = int(m.group(1))
         return OSError(number, os.strerror(number))
     for number in _WRITE_ERRNOS:  # the errno's own text, e.g. "No space left on device"
         if os.strerror(number) in text:
             return OSError(number, os.strerror(number))
-    if any(s in text for s in _SHORT_WRITE):
+    if isinstance(e, RuntimeError):  # a short write, which is what a full disk gives
         return OSError(errno.ENOSPC, "the disk took only part of it")
     return None
+
+
+# The errnos of a trial file in a folder that the user fixes by choosing another folder (one that
+# exists, is a folder, takes files, has room). Any other (EMFILE: this process has too many files
+# open; EIO: a failing disk) is not the folder's to fix and keeps its own words and traceback.
+_FOLDER_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.ENAMETOOLONG, errno.ELOOP,
+                  errno.EOPNOTSUPP, *_WRITE_ERRNOS}
 
 
 def check_folder_writable(folder: Path) -> None:
@@ -106,9 +125,10 @@ def check_folder_writable(folder: Path) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        # Any errno, not only _WRITE_ERRNOS: the trial file is ours and empty, so the folder is at
-        # fault (/proc gave ENOENT for it, a traceback).
-        err = write_error(e, existing, any_name=True, said="cannot write files there", other="choose another folder")
+        # Not only _WRITE_ERRNOS: the trial file is ours and empty, so an errno of the folder is the
+        # folder's fault (/proc gave ENOENT for it, a traceback); _FOLDER_ERRNOS.
+        err = write_error(e, existing, any_name=True, said="cannot write files there",
+                          other="choose another folder" if e.errno in _FOLDER_ERRNOS else None)
         if err is None:
             raise
         raise err from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
 import re
 import zipfile
 from collections.abc import Callable
@@ -30,8 +29,14 @@ from torch.overrides import TorchFunctionMode
 
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
-from latentatlas.io.errors import UserError
-from latentatlas.io.safe_pickle import PersistentRecord, load_official_pickle, loaded_view_problem, safe_loader_refusal
+from latentatlas.io.errors import UserError, require_file
+from latentatlas.io.safe_pickle import (
+    DAMAGED_PICKLE_ERRORS,
+    PersistentRecord,
+    load_official_pickle,
+    loaded_view_problem,
+    safe_loader_refusal,
+)
 from latentatlas.models.ops import setup_filter
 from latentatlas.models.stylegan2 import Generator, GeneratorConfig
 
@@ -297,9 +302,9 @@ def _rosinality_state(path: Path) -> dict[str, Any]:
             ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, MemoryError, OverflowError) as e:
+    except (*DAMAGED_PICKLE_ERRORS, zipfile.BadZipFile) as e:
         what = safe_loader_refusal(e)
-        if what is not None:  # in our words: PyTorch's text advises turning the safe loader off
+        if what is not None:  # in our words: PyTorch's text advises turning the safe loader off; else damage
             raise UserError(f"{path}: not a model checkpoint: it holds {what}; refused, nothing in it ran; give a "
                             "latentatlas .safetensors file, an official StyleGAN2 .pkl, or a rosinality or StyleMapGAN "
                             ".pt checkpoint") from None
@@ -441,10 +446,7 @@ def sniff_format(path: str | Path) -> str:
     """'latentatlas', 'pickle' or 'torch' (zip, or the legacy format: TORCH_LEGACY_MAGIC) from the
     file's first bytes."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path} is a directory, not a model file")
+    require_file(path)
     with open(path, "rb") as f:
         head = f.read(16)
     size = path.stat().st_size

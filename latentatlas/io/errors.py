@@ -12,13 +12,15 @@ class UserError(Exception):
     """Something wrong with what the user gave us; the message says what and what to do."""
 
 
-def require_file(path: Path) -> None:
+def require_file(path: Path, hint: str = "") -> None:
     """An input that must be a file. A folder given there was called 'no such file', which sent
-    users looking for a file that was missing when they had named the wrong thing."""
+    users looking for a file that was missing when they had named the wrong thing. `hint` says
+    which file to give, where the option's own words say more than 'a file' (e.g. "give the
+    Inception-v3 TorchScript file"): it replaces 'give a file', and follows 'no such file'."""
     if path.is_dir():
-        raise UserError(f"{path}: is a folder, not a file: give a file")
+        raise UserError(f"{path}: is a folder, not a file: {hint or 'give a file'}")
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file" + (f"; {hint}" if hint else ""))
 
 
 def require_at_least(option: str, value: int, minimum: int, why: str = "") -> int:

@@ -74,20 +74,55 @@ class _EasyDict(dict):
     """Stand-in for dnnlib.EasyDict: a dict that tolerates the BUILD opcode."""
 
 
+# What PyTorch's safe loader (torch.load(weights_only=True)) says when it refuses a file for what the
+# file asks for rather than for how its bytes are laid out: a global it will not import (not
+# allowed, or from a blocked module such as os), or a kind of tensor it builds only when the
+# module that makes them is imported first (nested jagged tensors, DTensors).
+_REFUSED_GLOBAL = re.compile(r"GLOBAL (\S+) (?:was not an allowed global|whose module \S+ is blocked)")
+_REFUSED_KIND = re.compile(r"must be imported to load ([^\n]+)")
+# Where its own error begins within the text it wraps around every error of its unpickler.
+_UNPICKLER_ERROR = "WeightsUnpickler error:"
+
+
 def safe_loader_refusal(e: BaseException) -> str | None:
     """What a file that PyTorch's safe loader (torch.load(weights_only=True)) refused holds, in our
-    words, for "it holds ..."; None when `e` is no such refusal (damaged bytes).
+    words, for "it holds ..."; None when `e` is no such refusal.
 
-    Why: PyTorch's own text spans lines and opens with advice to re-run torch.load with
-    weights_only=False, which would run whatever code the file carries; cut to one line it read as
-    that advice. The name of the global it refused is the one fact worth keeping."""
-    text = str(e)
-    if "Weights only load failed" not in text:
+    Why: PyTorch opens every error of its unpickler with "Weights only load failed" and advice to
+    re-run torch.load with weights_only=False, which would run whatever code the file carries; a
+    refusal is worth telling as such (nothing ran, the file is not one we read), with the name of
+    the global it refused. A pickle that merely breaks its rules (an unknown opcode, a stack that
+    does not add up) is damage, told by the caller as an unreadable file: one flipped byte in a
+    genuine checkpoint was called a file that "holds data that is not a pickle of tensors"."""
+    if not isinstance(e, pickle.UnpicklingError):
         return None
-    found = re.search(r"GLOBAL (\S+)", text)
-    if found:
+    text = str(e)
+    if found := _REFUSED_GLOBAL.search(text):
         return f"objects other than tensors ({found.group(1)}), which could run code"
-    return "data that is not a pickle of tensors"  # an opcode the safe loader has no use for
+    if found := _REFUSED_KIND.search(text):
+        return f"{found.group(1).strip().rstrip('.')}, which the safe loader does not read"
+    return None
+
+
+def load_error_line(e: BaseException) -> str:
+    """The first line of what `e` says, for a one-line message, without PyTorch's safe-loader
+    preamble: for an error of its unpickler that preamble is the first line, and it advises
+    re-running torch.load with weights_only=False (which would run the file's code); its own
+    error ("Unsupported operand 255") follows a marker."""
+    text = str(e)
+    if _UNPICKLER_ERROR in text:
+        text = text.split(_UNPICKLER_ERROR, 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = lines[0][:200] if lines else ""
+    if not first or "weights_only" in first:  # a preamble without a marker: say nothing rather than that
+        return type(e).__name__
+    return first
+
+
+# What a damaged or crafted pickle raises while loading, with pickle's unpickler or PyTorch's safe
+# one (one flipped byte of a torch.save file gave each of these; torch asserts a persistent id's type).
+DAMAGED_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+                         AssertionError, RuntimeError, MemoryError, OverflowError, RecursionError)
 
 
 def _load_storage_from_bytes(b: bytes) -> Any:
@@ -96,8 +131,8 @@ def _load_storage_from_bytes(b: bytes) -> Any:
         return torch.load(io.BytesIO(b), weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as e:
         what = safe_loader_refusal(e)
-        if what is None:
-            raise  # damaged bytes: load_official_pickle says the file is not readable
+        if what is None:  # damaged bytes: load_official_pickle says the file is not readable
+            raise pickle.UnpicklingError(load_error_line(e)) from None
         raise UserError(f"refusing to load: a tensor storage in the pickle is a torch.save file that holds {what}") from None
 
 
@@ -290,9 +325,9 @@ def load_official_pickle(path: str) -> dict[str, Any]:
         raise UserError(f"{path}: no such file") from None
     except BadTensorView as e:
         raise UserError(f"{path}: not a valid network pickle ({e}); the file is damaged or crafted") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RuntimeError,
-            MemoryError, OverflowError, RecursionError) as e:  # what a damaged or crafted pickle raises while loading
-        raise UserError(f"{path}: not a readable network pickle ({type(e).__name__}: {e}); is the file complete?") from None
+    except DAMAGED_PICKLE_ERRORS as e:
+        raise UserError(f"{path}: not a readable network pickle ({type(e).__name__}: {load_error_line(e)}); "
+                        "is the file complete?") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: the pickle holds a {type(data).__name__}, not the official dict(G, D, G_ema, ...)")
     if _object_array_in(data):

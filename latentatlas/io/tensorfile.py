@@ -21,7 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from latentatlas.io.errors import UserError, require_file
-from latentatlas.io.safe_pickle import safe_loader_refusal
+from latentatlas.io.safe_pickle import load_error_line, safe_loader_refusal
 
 
 def read_metadata(path: str | Path, what: str) -> dict[str, str]:
@@ -65,11 +65,6 @@ def fields(path: str | Path, what: str) -> Iterator[None]:
                         "make it again with this version of latentatlas") from None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0][:200] if text else "") or type(e).__name__
-
-
 def read_training_state(path: str | Path, device: str | torch.device = "cpu",
                         hint: str = "remove it to start again") -> dict[str, Any]:
     """The state a resumable run saved (torch.save of a dict holding its 'config'), read with
@@ -82,7 +77,7 @@ def read_training_state(path: str | Path, device: str | torch.device = "cpu",
         raise
     except Exception as e:  # noqa: BLE001 - any unreadable state is the user's file to remove
         what = safe_loader_refusal(e)  # in our words: PyTorch's text advises turning the safe loader off
-        why = f"it holds {what}; refused, nothing in it ran" if what is not None else f"{type(e).__name__}: {_first_line(e)}"
+        why = f"it holds {what}; refused, nothing in it ran" if what is not None else f"{type(e).__name__}: {load_error_line(e)}"
         raise UserError(f"{path}: not a readable training state ({why}); {hint}") from None
     if not isinstance(state, dict) or not isinstance(state.get("config"), dict):
         what = f"a {type(state).__name__}" if not isinstance(state, dict) else "a dict without its 'config'"
@@ -100,4 +95,4 @@ def restoring_state(path: str | Path, hint: str = "remove it to start again") ->
     except (UserError, torch.OutOfMemoryError):  # OOM is a RuntimeError, and the state is sound: never say remove it
         raise
     except (KeyError, ValueError, TypeError, RuntimeError, IndexError, AttributeError) as e:
-        raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {_first_line(e)}); {hint}") from None
+        raise UserError(f"{path}: not a readable training state ({type(e).__name__}: {load_error_line(e)}); {hint}") from None

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentatlas.io.errors import UserError
+from latentatlas.io.errors import UserError, require_file
 
 FeatureFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -68,8 +68,7 @@ def load_inception(path: str | Path, device: str | torch.device = "cpu") -> Feat
     rebuilds its code and running it runs that code. Give only NVIDIA's inception-2015-12-05.pt
     or a port from a source you trust (README, "Safety of model files")."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file; {INCEPTION_HINT}")
+    require_file(path, INCEPTION_HINT)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: still the way to read it
