@@ -71,9 +71,13 @@
 # issue 6's 256 px pass as a bf16 CUDA graph under four settings (SWEEP256 below), then faces64 on
 # from the bundled 837 kimg with R1 weight 0.1 (faces64_gpu.sh's default now); at once on the warm
 # machine a second chunk (`test -f runs/faces64-narrow/state.pt || exit 3; BUDGET=<what is left
-# less 100> BENCH_CONFIGS= bash jobs/faces64_gpu.sh`). Its portable/ comes back: measure it on 10k
-# (`python jobs/bundle_faces64.py --run R --model-only m.safetensors`, `latentatlas evaluate`) and
-# bundle it if it beats the bundled model.
+# less 100> BENCH_CONFIGS= bash jobs/faces64_gpu.sh`). Its portable/ comes back, and with it
+# best.safetensors, the best factor-monitor line of both chunks (--keep-best coverage: the second
+# call ranks against the first's on the warm machine): measure both on 10k (`python
+# jobs/bundle_faces64.py --run R --model-only m.safetensors`; `latentatlas evaluate m.safetensors`
+# and `latentatlas evaluate best.safetensors`, each `--num 10000 --ppl-samples 10000 --device cpu`)
+# and bundle the better if it beats the bundled model (`bundle_faces64.py --run R`, or `--model
+# best.safetensors`), then `bash jobs/measure_faces64_cpu.sh`.
 # What travels is the tracked tree, at most 64 MiB: move runs/faces64-stylemap/portable (13 MB)
 # out of the checkout for the call and back afterwards, as the 2026-11-27 lease did with the
 # wide faces64's checkpoint (since removed from the tree; README, "Layout", says how to restore it).
