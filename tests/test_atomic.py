@@ -122,6 +122,9 @@ def test_the_folder_check_leaves_no_file_even_where_files_cannot_be_removed(tmp_
     ("RuntimeError: basic_ios::clear: iostream error", "the disk took only part of it", "free some space or write elsewhere"),
     # torch.save's legacy format (RLIMIT_FSIZE gave "File too large"): the errno's own text.
     ("RuntimeError: write(): fd 3 failed with Disk quota exceeded", "Disk quota exceeded", "free some space or write elsewhere"),
+    ("RuntimeError: write(): fd 3 failed with File too large", "File too large", "write to a disk that takes larger files, or make a smaller one"),
+    ("SafetensorError: Error while serializing: I/O error: File too large (os error 27)",
+     "File too large", "write to a disk that takes larger files, or make a smaller one"),
 ])
 def test_a_writer_library_that_reports_a_full_disk_its_own_way_is_one_line(tmp_path: Path, raised: str, reason: str,
                                                                            advice: str) -> None:

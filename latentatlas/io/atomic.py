@@ -50,6 +50,7 @@ _WRITE_ERRNOS = {
     errno.EROFS: "choose a folder on a writable disk",
     errno.ENOSPC: "free some space or write elsewhere",
     errno.EDQUOT: "free some space or write elsewhere",
+    errno.EFBIG: "write to a disk that takes larger files, or make a smaller one",  # FAT32's 4 GiB, a ulimit -f
 }
 
 
