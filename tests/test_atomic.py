@@ -260,3 +260,27 @@ def test_a_trial_file_error_that_no_other_folder_fixes_says_what_it_is(tmp_path:
             check_folder_writable(tmp_path)
         assert type(raised.value) is not UserError and raised.value.errno == number
         assert os.strerror(number) in str(raised.value) and "choose another folder" not in str(raised.value)
+
+
+def test_an_mp4_that_ffmpeg_cut_short_is_refused_and_not_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """imageio-ffmpeg does not read ffmpeg's exit status: on a disk that filled while ffmpeg wrote
+    (a 252 KiB tmpfs under `interpolate`), a cut MP4 was renamed into place without a word."""
+    import imageio.v3 as iio
+    import torch
+
+    from latentatlas.io.errors import UserError
+    from latentatlas.io.images import save_animation
+
+    frames = torch.rand(6, 3, 16, 16) * 2 - 1
+    save_animation(tmp_path / "whole.mp4", frames)  # a whole one passes the count
+    real = iio.imwrite
+
+    def cut_short(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real(path, *args, **kwargs)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+
+    monkeypatch.setattr(iio, "imwrite", cut_short)
+    with pytest.raises(UserError, match=r"cut.mp4: the MP4 came out incomplete \(\d of 6 frames readable\): if the disk is full"):
+        save_animation(tmp_path / "cut.mp4", frames)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.mp4"]
