@@ -490,7 +490,10 @@ def stats(
         raise UserError(f"{target}: the prior is stored in a latentatlas model file; give --out NAME.safetensors")
     plot = target.with_name(target.stem + "_gaussianity.png")
     _outputs([target, plot], force)
+    require_at_least("--num", num, 2, "mapping-network samples for the fit")  # before the model loads
     generator, info = load_generator(model, pick_device(device))
+    if num <= generator.w_dim:  # GaussianPrior.fit's own message did not name the option
+        raise UserError(f"--num {num}: the covariance of {generator.w_dim}-d w needs more samples than that; use 100000")
     prior = GaussianPrior.fit(generator, num_samples=num, batch=batch)
     report, png = gaussianity_report(generator)
     extra = {k: v for k, v in info.get("extra_tensors", {}).items() if not k.startswith(PRIOR_PREFIX)}

@@ -270,7 +270,7 @@ def _refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     image = tmp_path / "face.png"
     Image.new("RGB", (16, 16)).save(image)
     out = tmp_path / "o"
-    target = out / "d.safetensors" if args[0] in ("directions", "train-predictor") else out
+    target = out / "d.safetensors" if args[0] in ("directions", "train-predictor", "stats") else out
     argv = [{"MODEL": model_file, "IMAGE": image}.get(a, a) for a in args]
     _one_line_error(*run_cli(*argv, "--out", target, "--device", "cpu"), message)
     assert not out.exists()
@@ -284,6 +284,8 @@ def _refused_before_any_work(run_cli, model_file, tmp_path, args, message):
     (("interpolate", "MODEL", "--fps", "0"), "--fps 0: use at least 1 (frames per second of the animations)"),
     (("interpolate", "MODEL", "--fps", "-2"), "--fps -2: use at least 1"),
     (("interpolate", "MODEL", "--fps", "60"), "--fps 60: use at most 50 (browsers play faster GIFs at 10 frames per second)"),
+    (("stats", "MODEL", "--num", "-5"), "--num -5: use at least 2 (mapping-network samples for the fit)"),
+    (("stats", "MODEL", "--num", "10"), "--num 10: the covariance of 16-d w needs more samples than that; use 100000"),
     (("synthfaces", "--frames", "0"), "--frames 0: use at least 2 (images per factor strip: a sweep needs two)"),
     (("synthfaces", "--steps", "1"), "--frames 1: use at least 2"),  # --steps, the earlier name, still taken
     (("train", "--kimg", "0"), "--kimg 0: give a positive number of thousands of training images"),
