@@ -243,3 +243,17 @@ def test_a_safetensors_header_length_ending_in_0x80_is_not_read_as_a_pickle(tmp_
     pickled = tmp_path / "p.pkl"
     pickled.write_bytes(b"\x80\x04" + b"\x00" * 20)
     assert sniff_format(pickled) == "pickle"
+
+
+def test_a_codes_file_given_as_a_model_is_named_as_one(tmp_path):
+    """An .npz is a zip, and was read as a PyTorch checkpoint: 'not a readable PyTorch checkpoint'."""
+    import numpy as np
+
+    from latentatlas.io.checkpoints import sniff_format
+
+    codes = tmp_path / "codes.npz"
+    np.savez(codes, w=np.zeros((2, 16), np.float32))
+    with pytest.raises(UserError, match="codes.npz: a NumPy .npz file \\(latent codes or scores\\), not a model"):
+        sniff_format(codes)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "state.pt")  # a PyTorch zip stays one
+    assert sniff_format(tmp_path / "state.pt") == "torch"

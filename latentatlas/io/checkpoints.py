@@ -450,6 +450,9 @@ def sniff_format(path: str | Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
     size = path.stat().st_size
+    if head[:4] == b"PK\x03\x04" and _is_npz(path):  # a zip too, read as a PyTorch checkpoint that was not one
+        raise UserError(f"{path}: a NumPy .npz file (latent codes or scores), not a model: give a model file "
+                        "(codes go to interpolate --from/--to or edit-local --source)")
     if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[2:14] == TORCH_LEGACY_MAGIC):
         return "torch"
     # safetensors before pickle: its first 8 bytes are the header length, whose low byte may be
@@ -462,6 +465,18 @@ def sniff_format(path: str | Path) -> str:
         f"{path}: unknown model format; expected a latentatlas .safetensors file, an official "
         "StyleGAN2 .pkl or a rosinality .pt checkpoint"
     )
+
+
+def _is_npz(path: Path) -> bool:
+    """A zip of .npy arrays and no pickle: what np.savez writes (a PyTorch zip holds data.pkl)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return bool(names) and all(n.endswith(".npy") for n in names)
 
 
 def load_any(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
