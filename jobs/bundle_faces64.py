@@ -83,7 +83,7 @@ def main() -> None:
     if args.model_only:
         source = args.model or args.run
         save_model(args.model_only, generator, dtype=torch.float16,
-                   metadata={"name": Path(source).parent.name if args.model else Path(args.run).name, "weights": args.weights, **training})
+                   metadata={"name": Path(source).resolve().parent.name if args.model else Path(args.run).name, "weights": args.weights, **training})
         print(f"{source}: {args.weights} at {kimg} kimg -> {args.model_only}")
         return
     # The prior is fitted on the fp16-rounded weights that users will load.

@@ -84,6 +84,7 @@ if [ -n "$GAMMA_B" ]; then
   RUN_B="${RUN}-gamma${GAMMA_B}"
   if [ ! -f "$RUN_B/state.pt" ]; then
     rm -rf "$RUN_B"; mkdir -p "$RUN_B"; cp -r "$RUN/portable" "$RUN_B/"
+    rm -f "$RUN/best.safetensors"  # both arms start without a kept best (an earlier call's came back already)
     [ -f "$RUN/state.pt" ] && cp "$RUN/state.pt" "$RUN/stats.jsonl" "$RUN_B/" 2>/dev/null
   fi
 fi

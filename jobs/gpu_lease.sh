@@ -149,6 +149,7 @@ if [ "$PHASE" = train ]; then
     wait $F64_PID
     echo "== faces64 chunk" >>"$LOG"; cat "$WORK/faces64/log.txt" >>"$LOG" 2>/dev/null
     for f in "$WORK"/faces64/portable/*.safetensors; do [ -f "$f" ] && mv "$f" "$OUT/faces64_$(basename "$f")"; done
+    [ -f "$WORK/faces64/best.safetensors" ] && mv "$WORK/faces64/best.safetensors" "$OUT/faces64_best.safetensors"  # the 8th file
     [ -f "$WORK/faces64/samples.png" ] && mv "$WORK/faces64/samples.png" "$WORK/docs/faces64_samples_latest.png"
   fi
   wait $SM_PID

@@ -621,6 +621,17 @@ def test_keep_best_keeps_the_ema_generator_of_the_best_monitor_line_across_chunk
     result = train(TrainConfig(total_kimg=0.016, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "best-set-aside-0.048kimg.safetensors").exists()
     assert kept() == (0.008, weights_at[0.008]) and result["best"]["kimg"] == 0.008
+    # A kept model of other settings (another seed: not a setting a resume may change) is set aside too.
+    train(TrainConfig(total_kimg=0.008, keep_best="coverage", **dict(cfg, seed=1)), tmp_path / "other", progress=False)
+    shutil.copy(tmp_path / "other" / "best.safetensors", best)
+    train(TrainConfig(total_kimg=0.024, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "best-set-aside-0.008kimg.safetensors").exists() and kept()[0] == 0.024
+    # A file there whose metadata is not a kept model's stops the run before it trains, in one line.
+    from safetensors.torch import load_file, save_file
+
+    save_file(load_file(str(best)), str(best), metadata={**read_model_metadata(best), "info": "[1, 2]"})
+    with pytest.raises(UserError, match="best.safetensors is not a model that --keep-best kept"):
+        train(TrainConfig(total_kimg=0.032, keep_best="coverage", **cfg), tmp_path / "run", progress=False)
 
     line = {"num": 32, "factor_fid": 3.0, "factors_under_half": []}
     assert factor_monitor.ranks_better(line, None, "fid")
@@ -628,6 +639,7 @@ def test_keep_best_keeps_the_ema_generator_of_the_best_monitor_line_across_chunk
     assert factor_monitor.ranks_better(line, dict(line, factor_fid=2.0, num=64), "fid")  # other sample counts: not comparable
     assert factor_monitor.ranks_better(line, dict(line, factor_fid=2.0, factors_under_half=["roll"]), "coverage")
     assert factor_monitor.ranks_better(line, dict(line, factor_fid=float("nan")), "fid")  # NaN ranks last
+    assert not factor_monitor.ranks_better(dict(line, factor_fid=float("nan")), None, "fid")  # and is never kept
     assert factor_monitor.coverage({"roll": {"samples_std": float("nan"), "renders_std": 1.0}})["factors_under_half"] == ["roll"]
     with pytest.raises(UserError, match="--keep-best coverage ranks the factor monitor's lines: give --metrics-kimg"):
         TrainConfig(keep_best="coverage")

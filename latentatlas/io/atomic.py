@@ -100,9 +100,9 @@ def _reported_os_error(e: Exception) -> OSError | None:
     for number in _WRITE_ERRNOS:  # the errno's own text, e.g. "No space left on device"
         if os.strerror(number) in text:
             return OSError(number, os.strerror(number))
-    if isinstance(e, RuntimeError):  # a short write, which is what a full disk gives
+    if isinstance(e, RuntimeError) and "write(): fd " not in text:  # a short write, which is what a full disk gives
         return OSError(errno.ENOSPC, "the disk took only part of it")
-    return None
+    return None  # the legacy writer's errno text outside _WRITE_ERRNOS (EIO: a failing disk) keeps its traceback
 
 
 # The errnos of a trial file in a folder that the user fixes by choosing another folder (one that

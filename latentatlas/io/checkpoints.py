@@ -474,7 +474,7 @@ def _is_npz(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # a damaged zip raises more than BadZipFile (UnicodeDecodeError, NotImplementedError): torch's to judge
         return False
     return bool(names) and all(n.endswith(".npy") for n in names)
 

@@ -182,17 +182,25 @@ class TrainerBase:
             return None
         try:
             info = json.loads(read_model_metadata(path)["info"])
-        except UserError as e:
+            kimg, line, trained = info.get("kimg"), info.get("monitor"), info.get("train_config") or {}
+            differs = config_differences(trained, asdict(self.cfg))
+        except (UserError, ValueError, TypeError, AttributeError) as e:  # not ours, or its metadata is not a dict of ours
             raise UserError(f"{path} is not a model that --keep-best kept ({e}): move it away or use another --out") from None
-        kimg, line = info.get("kimg"), info.get("monitor")
-        if (isinstance(line, dict) and isinstance(kimg, (int, float)) and kimg <= self.nimg / 1000 + 1e-9
-                and not config_differences(info.get("train_config") or {}, asdict(self.cfg))):
+        if not isinstance(line, dict) or not isinstance(kimg, (int, float)):
+            why = "holds no monitor line"
+        elif kimg > self.nimg / 1000 + 1e-9:
+            why = f"was kept at {kimg:g} kimg, past this run's {self.nimg / 1000:g}"
+        elif differs:
+            why = f"was trained with other settings ({', '.join(differs)})"
+        else:
             self._best = line
             return None
-        aside = path.with_name(f"best-set-aside-{kimg}kimg.safetensors")
+        aside, n = path.with_name(f"best-set-aside-{kimg}kimg.safetensors"), 1
+        while aside.exists():  # an earlier one of the same kimg stays too
+            n += 1
+            aside = path.with_name(f"best-set-aside-{kimg}kimg-{n}.safetensors")
         path.replace(aside)
-        return (f"{path.name} was kept at {kimg} kimg, past this run's {self.nimg / 1000:g} kimg or with other settings: "
-                f"moved to {aside.name}; a new best starts")
+        return f"{path.name} {why}: moved to {aside.name}; a new best starts"
 
     def networks(self) -> dict[str, torch.nn.Module]:
         raise NotImplementedError

@@ -40,8 +40,8 @@ SAMPLE_SEED = 0  # evaluate's
 BATCH = 250
 # --keep-best: how a line ranks, lower first.
 def _fid(line: dict[str, Any]) -> float:
-    """The line's factor FID, a non-finite one (a diverged generator) ranked last: NaN compares
-    below nothing, so a first NaN line would have been kept for good."""
+    """The line's factor FID, a non-finite one ranked last (NaN compares below nothing, so a kept
+    NaN line would have stayed for good; ranks_better keeps none in the first place)."""
     fid = float(line["factor_fid"])
     return fid if math.isfinite(fid) else math.inf
 
@@ -55,6 +55,8 @@ BEST_RANKINGS: dict[str, Callable[[dict[str, Any]], tuple[float, ...]]] = {
 def ranks_better(line: dict[str, Any], best: dict[str, Any] | None, ranking: str) -> bool:
     """Whether `line` replaces the kept best. A best measured on another number of samples is
     replaced: a factor FID of 1000 samples lies above one of 2000 of the same generator."""
+    if not math.isfinite(float(line["factor_fid"])):  # a diverged generator: its NaN weights would not even load
+        return False
     if best is None or best.get("num") != line["num"]:
         return True
     rank = BEST_RANKINGS[ranking]
