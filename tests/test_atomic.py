@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -161,7 +162,7 @@ def test_a_writer_library_error_that_is_no_write_failure_keeps_its_traceback(tmp
     for error in (RuntimeError("stack expects a non-empty TensorList"), SafetensorError("You are trying to save a non contiguous tensor"),
                   SafetensorError("Error while serializing: I/O error: Input/output error (os error 5)"),
                   RuntimeError("write(): fd 3 failed with Input/output error")):  # torch's legacy writer on a failing disk
-        with pytest.raises(type(error), match=str(error)[:20]):
+        with pytest.raises(type(error), match=re.escape(str(error)[:20])):
             with atomic_path(tmp_path / "x.safetensors") as tmp:
                 tmp.write_bytes(b"half")
                 raise error
