@@ -74,6 +74,7 @@ train_arm() {
     --metrics-kimg "$METRICS_KIMG" ${KEEP_BEST:+--keep-best "$KEEP_BEST"} \
     --max-minutes "$TRAIN_MIN" --device "$DEVICE" 2>"$OUT/train_err_$3.txt" >"$OUT/train_$3.txt" \
     || { echo "training $3 failed: $?" >>"$OUT/train_$3.txt"; tail -30 "$OUT/train_err_$3.txt" >>"$OUT/train_$3.txt"; }
+  grep -a "a new best starts" "$OUT/train_err_$3.txt" >>"$OUT/train_$3.txt"  # a kept best set aside, said at the start
   tail -c 600 "$OUT/train_err_$3.txt" | tr '\r' '\n' | tail -3 >>"$OUT/train_$3.txt"
   rm -f "$OUT/train_err_$3.txt"
 }
