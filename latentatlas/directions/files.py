@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path
 from latentatlas.io.errors import UserError
-from latentatlas.latent.codes import LatentCode
+from latentatlas.latent.codes import LatentCode, code_width
 from latentatlas.models.stylegan2 import Generator
 
 KIND = "directions"
@@ -71,7 +71,7 @@ class Directions:
                 f"these directions were made for another model (fingerprint {self.model}, this one is {fp}): "
                 "compute them again for this model"
             )
-        dim = generator.z_dim if self.space == "z" else generator.w_dim
+        dim = code_width(generator, self.space)
         if self.vectors.shape[1] != dim:
             raise UserError(f"these directions are {self.vectors.shape[1]}-d and this model's {self.space} is {dim}-d: "
                             "compute them again for this model")

@@ -44,7 +44,7 @@ from latentatlas.directions.reconstructor import (
 from latentatlas.io import tensorfile
 from latentatlas.io.atomic import atomic_path, state_path
 from latentatlas.io.errors import UserError, check_max_minutes, require_number, require_seed
-from latentatlas.latent.codes import LatentCode, to_wplus
+from latentatlas.latent.codes import LatentCode, code_width, to_wplus
 from latentatlas.metrics.paths import PathFn, layer_mask, linear_path
 from latentatlas.models.stylegan2 import Generator
 
@@ -269,7 +269,7 @@ class WarpedPaths:
                 f"these warped paths were made for another model (fingerprint {self.model}, this one is {fp}): "
                 "train them again for this model"
             )
-        dim = generator.z_dim if self.space == "z" else generator.w_dim
+        dim = code_width(generator, self.space)
         if self.dim != dim:
             raise UserError(f"these warped paths are {self.dim}-d and this model's {self.space} is {dim}-d: "
                             "train them again for this model")
@@ -516,7 +516,7 @@ class TrainResult:
 
 def init_training(generator: Generator, cfg: WarpedConfig) -> tuple[SupportSets, Reconstructor]:
     """Fresh support sets and reconstructor on the generator's device, the same for the same config and model."""
-    dim = generator.z_dim if cfg.space == "z" else generator.w_dim
+    dim = code_width(generator, cfg.space)
     center, scale = latent_stats(generator, cfg.space)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)  # the same initial support sets and reconstructor for the same config

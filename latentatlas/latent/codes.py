@@ -69,11 +69,17 @@ def check_fits(code: LatentCode, generator: Generator) -> None:
         if shape != want:
             raise UserError(f"the stylemap code is {'x'.join(map(str, shape))}, this model needs {'x'.join(map(str, want))}")
         return
-    dim = generator.z_dim if code.space == "z" else generator.w_dim
+    dim = code_width(generator, code.space)
     if code.tensor.shape[-1] != dim:
         raise UserError(f"the {code.space} code has width {code.tensor.shape[-1]}, this model needs {dim}")
     if code.space == "w+" and code.tensor.shape[1] != generator.num_ws:
         raise UserError(f"the w+ code has {code.tensor.shape[1]} layers, this model has {generator.num_ws}")
+
+
+def code_width(generator: Generator, space: str) -> int:
+    """The width of a z code of `generator`, or of a w code (each layer's, for w+): what codes,
+    directions and warped paths in that space must have."""
+    return generator.z_dim if space == "z" else generator.w_dim
 
 
 def z_from_seeds(seeds: list[int], z_dim: int, device: str | torch.device = "cpu") -> LatentCode:
