@@ -158,7 +158,7 @@ def directions_from(meta: dict[str, str], t: dict[str, torch.Tensor], path: str 
         if not vectors.is_floating_point():
             raise UserError(f"{path}: its vectors are {str(vectors.dtype).removeprefix('torch.')}, not floats: "
                             "make the file again with this version of latentatlas")
-        zero = (vectors.abs().amax(dim=1) == 0).nonzero().flatten().tolist() if len(vectors) else []
+        zero = (vectors.abs().amax(dim=1) == 0).nonzero().flatten().tolist()
         if zero:  # a unit step along it divides by its length: NaN frames
             raise UserError(f"{path}: direction {zero[0]} is all zeros, so it points nowhere: make the file again")
         return Directions(

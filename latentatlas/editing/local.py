@@ -163,10 +163,11 @@ def load_mask(path: str | Path, resolution: int) -> tuple[torch.Tensor, list[str
     Opened by the image reader's guard (io.images.open_image), so a mask file gets the same pixel
     cap and the same one-line errors as a source image.
     """
+    from latentatlas.data import synthfaces
     from latentatlas.io.images import open_image
 
     path = Path(path)
-    require_file(path, "give a mask image, or a region: eyes, mouth, hair")
+    require_file(path, f"give a mask image, or a region: {', '.join(synthfaces.REGIONS)}")
     with open_image(path) as im:
         return mask_from_grey(im, resolution, name=path.name)
 

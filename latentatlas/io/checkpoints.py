@@ -469,8 +469,6 @@ def sniff_format(path: str | Path) -> str:
 
 def _is_npz(path: Path) -> bool:
     """A zip of .npy arrays and no pickle: what np.savez writes (a PyTorch zip holds data.pkl)."""
-    import zipfile
-
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()

@@ -106,7 +106,6 @@ def check_video(written: Path, frames: int, path: Path) -> None:
                         "if the disk is full, free some space or write elsewhere")
 
 
-
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # The decoders for those suffixes, and no others: Pillow picks a decoder by content, so an EPS file
 # named .png would otherwise go to Ghostscript, and a web upload can be named anything.

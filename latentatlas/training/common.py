@@ -4,7 +4,8 @@ training loop with its progress bar, time limit and stop on a signal, and joinin
 
 A trainer object used with `run_loop` has `cfg` (a RunSettings), `rank`, `world`, `nimg`,
 `G_ema`, `train_step() -> dict`, `save()`, `save_portable()`, `write_samples()` and
-`export(path=None, info=None)` (the EMA networks as a model file: RUN/model.safetensors unless given);
+`export(path=None, info=None, half=False)` (the EMA networks as a model file: RUN/model.safetensors
+unless given, with `export_info(info)`; fp16 with `half`);
 TrainerBase gives it the factor monitor's `measure_factors()`.
 """
 
@@ -167,6 +168,10 @@ class TrainerBase:
         if ranks_better(line, self._best, self.cfg.keep_best):
             self.export(path, {"monitor": line, "kept_by": self.cfg.keep_best}, half=True)
             self._best = line
+
+    def export_info(self, info: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What a model file that training writes records of it (both trainers' export), `info` added."""
+        return {"trained_on": self.cfg.data, "kimg": self.nimg / 1000, "train_config": asdict(self.cfg), **(info or {})}
 
     def read_kept_best(self) -> str | None:
         """With --keep-best, the line of RUN/best.safetensors, read once the run has resumed (rank 0),

@@ -38,7 +38,8 @@ from latentatlas.training.stats_log import METRICS_FILE
 
 SAMPLE_SEED = 0  # evaluate's
 BATCH = 250
-# --keep-best: how a line ranks, lower first.
+
+
 def _fid(line: dict[str, Any]) -> float:
     """The line's factor FID, a non-finite one ranked last (NaN compares below nothing, so a kept
     NaN line would have stayed for good; ranks_better keeps none in the first place)."""
@@ -46,6 +47,7 @@ def _fid(line: dict[str, Any]) -> float:
     return fid if math.isfinite(fid) else math.inf
 
 
+# --keep-best: how a line ranks, lower first.
 BEST_RANKINGS: dict[str, Callable[[dict[str, Any]], tuple[float, ...]]] = {
     "fid": lambda line: (_fid(line),),
     "coverage": lambda line: (len(line["factors_under_half"]), _fid(line)),

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -193,9 +193,7 @@ class Trainer(common.TrainerBase):
     def export(self, path: Path | None = None, info: dict[str, Any] | None = None, half: bool = False) -> Path:
         path = path or self.run_dir / MODEL_FILE
         if self.rank == 0:
-            save_model(path, self.G_ema, metadata={"trained_on": self.cfg.data, "kimg": self.nimg / 1000,
-                                                   "train_config": asdict(self.cfg), **(info or {})},
-                       dtype=torch.float16 if half else None)
+            save_model(path, self.G_ema, metadata=self.export_info(info), dtype=torch.float16 if half else None)
         return path
 
 

@@ -18,7 +18,7 @@ torchrun-capable: the machinery is `training.common`, shared with the StyleGAN2 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +204,7 @@ class StyleMapTrainer(common.TrainerBase):
 
         path = path or self.run_dir / MODEL_FILE
         if self.rank == 0:
-            save_stylemap_model(path, self.G_ema, self.E_ema, metadata={"trained_on": self.cfg.data, "kimg": self.nimg / 1000,
-                                                                        "train_config": asdict(self.cfg), **(info or {})},
-                                dtype=torch.float16 if half else None)
+            save_stylemap_model(path, self.G_ema, self.E_ema, metadata=self.export_info(info), dtype=torch.float16 if half else None)
         return path
 
 
