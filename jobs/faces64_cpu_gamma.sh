@@ -12,7 +12,11 @@
 # Its five chunks (690.5 -> 865.3 kimg, 2026-11-29) gave the bundled faces64 (837 kimg), and the
 # GPU A/B the same day settled the weight; runs/faces64-narrow/portable is that checkpoint now, so
 # a new run of this script starts a fresh CPU run from the bundled model (the old run's 865 kimg
-# checkpoint is in git history: git log -- runs/faces64-narrow-cpu-gamma0.1/portable).
+# checkpoint is in git history: git log -- runs/faces64-narrow-cpu-gamma0.1/portable; put its four
+# files back in $RUN/portable and the script goes on from there, as the sixth chunk did).
+# Coverage swings by up to 3 factors under half between lines 10 kimg apart, so the chunk keeps
+# its best line's model (--keep-best coverage: $RUN/best.safetensors); `latentatlas evaluate` on
+# 10k samples decides between it, the chunk's end and the bundled model.
 #   MINUTES=120 bash jobs/faces64_cpu_gamma.sh    # its $RUN/portable (27 MB) stays out of git unless bundled:
 #                                                 # each commit of one adds 27 MB to .git, and a GPU lease sends at most 64 MiB
 #   python jobs/faces64_cpu_gamma_report.py --from-kimg K --device D --minutes M   # the chunk's JSON and table
@@ -48,5 +52,5 @@ EOF
 fi
 $PY -m latentatlas.cli train --out "$RUN" --batch 32 --channel-base 2048 --channel-max 128 --d-channel-base 8192 \
   --gamma "$GAMMA" --kimg 100000 --snapshot-kimg 200 --sample-kimg 20 --metrics-kimg 10 --metrics-num 1000 \
-  --max-minutes "$MINUTES" --device cpu
+  --keep-best coverage --max-minutes "$MINUTES" --device cpu
 $PY jobs/monitor_lines.py "$RUN"
