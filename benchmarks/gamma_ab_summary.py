@@ -21,9 +21,10 @@ import statistics
 from pathlib import Path
 
 from latentatlas.io.atomic import write_json
+from latentatlas.metrics.evaluate import coverage
 from latentatlas.training import stats_log
 from latentatlas.training.common import read_portable_meta
-from latentatlas.training.factor_monitor import METRICS_FILE, coverage
+from latentatlas.training.factor_monitor import METRICS_FILE
 
 TAIL_TICKS = 5  # ticks (4 kimg each) averaged for the losses and the speed
 TAIL_METRICS = 4  # factor monitor lines averaged (the monitor's figures swing from line to line)

@@ -22,10 +22,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from latentatlas.metrics.evaluate import RENDER_SEED_A, factor_comparison, factor_features, render_batches, sample_batches  # noqa: E402
+from latentatlas.metrics.evaluate import RENDER_SEED_A, coverage, factor_comparison, factor_features, render_batches, sample_batches  # noqa: E402
 from latentatlas.models.bundled import load_generator  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
-from latentatlas.training.factor_monitor import coverage  # noqa: E402
 
 BATCH = 250
 

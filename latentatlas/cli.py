@@ -1332,10 +1332,15 @@ def evaluate(
                                                  "inception-2015-12-05.pt or a port from a source you trust.")] = None,
     batch: Annotated[int, typer.Option()] = 250,
     json_out: Annotated[Path | None, typer.Option("--json-out", help="Also write the figures as JSON here.")] = None,
+    range_sheet: Annotated[Path | None, typer.Option(help="Also draw each factor's range here (.png/.jpg): per row, the "
+                                                     "samples nearest its 2nd, 50th and 98th percentile, then renders at the same.")] = None,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
 ) -> None:
     """Score a synthfaces model: factor-feature FID vs renders (and renders vs renders), factor stats, PPL in w.
+
+    Coverage: each factor's std ratio and 2-98 % span ratio (samples over renders), the capped
+    mean of the std ratios and the factors under half; --range-sheet shows the spans.
 
     A StyleMapGAN model gets PPL in its stylemap and its encoder's reconstruction of N held-out renders too.
     --inception FILE is loaded with torch.jit.load and run: a TorchScript program, not data, so give
@@ -1344,8 +1349,10 @@ def evaluate(
     Example: latentatlas evaluate faces64 --num 10000 --json-out eval.json
     Example: latentatlas evaluate faces64-stylemap --num 10000
     """
+    from latentatlas.data.synthfaces import FACTOR_NAMES
     from latentatlas.io.atomic import write_json
     from latentatlas.io.checkpoints import STYLEMAP_KIND, load_any, load_stylemap_any, model_kind
+    from latentatlas.io.images import image_format
     from latentatlas.metrics.evaluate import evaluate_model
     from latentatlas.models.bundled import resolve_model
     from latentatlas.training.attributes import load_predictor
@@ -1354,6 +1361,9 @@ def evaluate(
         raise UserError("--num must be >= 2 and --ppl-samples >= 1")
     if json_out is not None:
         _outputs([json_out], force, "--json-out")
+    if range_sheet is not None:
+        image_format(range_sheet)
+        _outputs([range_sheet], force, "--range-sheet")
     dev = pick_device(device)
     path = resolve_model(model)
     encoder = None
@@ -1363,7 +1373,7 @@ def evaluate(
         generator, _ = load_any(path, dev)
     pred = load_predictor(predictor, dev)
     res = evaluate_model(generator, pred, num=num, batch=batch, ppl_samples=ppl_samples,
-                         inception_path=str(inception) if inception else None, encoder=encoder)
+                         inception_path=str(inception) if inception else None, encoder=encoder, range_sheet=range_sheet)
     typer.echo(f"{'factor-feature FID, samples vs renders':<44}{res['factor_fid_samples_vs_renders']:.4f}")
     typer.echo(f"{'factor-feature FID, renders vs renders':<44}{res['factor_fid_renders_vs_renders']:.4f}")
     if "inception_fid_samples_vs_renders" in res:
@@ -1375,12 +1385,17 @@ def evaluate(
         typer.echo(f"{'PPL in stylemap (factor features, eps 1e-4)':<44}{res['ppl_stylemap_factor_features']:.4f}")
         typer.echo(f"{'encoder reconstruction, pixel MSE':<44}{rec['mse']:.5f}")
         typer.echo(f"{'reconstruction factor error (its floor)':<44}{rec['factor_mae_vs_truth']:.4f} ({rec['predictor_floor_mae']:.4f})")
-    typer.echo(f"{'factor':<16}{'samples mean':>14}{'std':>8}{'renders mean':>14}{'std':>8}")
+    typer.echo(f"{'mean std ratio, each capped at 1':<44}{res['mean_std_ratio_capped']:.3f}")
+    typer.echo(f"{'factors under half':<44}{len(res['factors_under_half'])} {' '.join(res['factors_under_half'])}".rstrip())
+    typer.echo(f"{'factor':<16}{'samples mean':>14}{'std':>8}{'renders mean':>14}{'std':>8}{'std ratio':>11}{'span ratio':>12}")
     for name, st in res["factors"].items():
-        typer.echo(f"{name:<16}{st['samples_mean']:>14.3f}{st['samples_std']:>8.3f}{st['renders_mean']:>14.3f}{st['renders_std']:>8.3f}")
+        typer.echo(f"{name:<16}{st['samples_mean']:>14.3f}{st['samples_std']:>8.3f}{st['renders_mean']:>14.3f}{st['renders_std']:>8.3f}"
+                   f"{res['std_ratio'][name]:>11.3f}{res['span_ratio_2_98'][name]:>12.3f}")
     if json_out is not None:
         write_json(json_out, res, indent=2)
         typer.echo(f"json: {json_out}")
+    if range_sheet is not None:
+        typer.echo(f"range sheet (rows: {', '.join(FACTOR_NAMES)}; samples left, renders right): {range_sheet}")
 
 
 @app.command()

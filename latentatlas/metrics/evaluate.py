@@ -2,7 +2,9 @@
 
 Figures: factor-feature FID of N samples vs N renders, next to N renders vs another N renders
 (the floor of the metric at this N); per-factor mean and std of predicted factors for samples
-and renders; PPL in w (factor-feature distance); optionally the standard Inception FID.
+and renders, with issue 3's coverage read from them (std ratios, their capped mean, the factors
+under half) and each factor's 2-98 % span ratio; PPL in w (factor-feature distance); optionally
+the standard Inception FID and a range sheet (metrics/factor_range.py).
 
 A StyleMapGAN model is scored the same way (PPL in its stylemap, the mapping's output), plus what
 its encoder is for, as the paper reports it: the reconstruction of N held-out renders through
@@ -13,6 +15,8 @@ the predictor's own error on the renders, the floor).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import statistics
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,22 +35,38 @@ RENDER_SEED_A = 2_000_000_000
 RENDER_SEED_B = 3_000_000_000
 
 
-def sample_batches(generator: Generator | StyleMapGenerator, n: int, batch: int, seed: int, psi: float = 1.0) -> Iterator[torch.Tensor]:
+def latent_batches(z_dim: int, n: int, batch: int, seed: int) -> Iterator[torch.Tensor]:
+    """The z of `sample_batches`, on the CPU: row i is sample i's, so a sample can be drawn again alone."""
     g = torch.Generator().manual_seed(seed)
-    mean = generator.mean_stylemap() if isinstance(generator, StyleMapGenerator) and psi != 1 else None
     for i in range(0, n, batch):
-        z = torch.randn(min(batch, n - i), generator.z_dim, generator=g).to(generator.device)
-        with torch.no_grad():
-            if isinstance(generator, StyleMapGenerator):
-                yield generator.generate(z, truncation_psi=psi, mean=mean)
-            else:
-                yield generator(z, truncation_psi=psi)
+        yield torch.randn(min(batch, n - i), z_dim, generator=g)
+
+
+def generate_from(generator: Generator | StyleMapGenerator, z: torch.Tensor, psi: float = 1.0,
+                  mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Images of z for either kind of generator (a StyleMapGAN's truncation needs its mean stylemap)."""
+    z = z.to(generator.device)
+    with torch.no_grad():
+        if isinstance(generator, StyleMapGenerator):
+            return generator.generate(z, truncation_psi=psi, mean=mean)
+        return generator(z, truncation_psi=psi)
+
+
+def sample_batches(generator: Generator | StyleMapGenerator, n: int, batch: int, seed: int, psi: float = 1.0) -> Iterator[torch.Tensor]:
+    mean = generator.mean_stylemap() if isinstance(generator, StyleMapGenerator) and psi != 1 else None
+    for z in latent_batches(generator.z_dim, n, batch, seed):
+        yield generate_from(generator, z, psi, mean)
+
+
+def factor_batches(n: int, batch: int, seed: int) -> Iterator[torch.Tensor]:
+    """The true factors of `render_batches`' renders, without rendering them (row i is render i's)."""
+    for i in range(0, n, batch):
+        yield synthfaces.sample_factors(min(batch, n - i), seed=seed + i)
 
 
 def render_batches(n: int, batch: int, seed: int, resolution: int, device: torch.device) -> Iterator[torch.Tensor]:
-    for i in range(0, n, batch):
-        images, _ = synthfaces.sample(min(batch, n - i), seed=seed + i, resolution=resolution, device=device)
-        yield images
+    for factors in factor_batches(n, batch, seed):
+        yield synthfaces.render(factors.to(device), resolution)
 
 
 def factor_features(predictor: FactorPredictor, batches: Iterator[torch.Tensor]) -> torch.Tensor:
@@ -68,6 +88,16 @@ def factor_comparison(samples: torch.Tensor, renders: torch.Tensor, feature_dim:
             for j, name in enumerate(synthfaces.FACTOR_NAMES)
         },
     }
+
+
+def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Per-factor std ratio (samples / renders), their mean capped at 1 per factor (so that no
+    factor's excess hides another's shortfall), the factors under half: how issue 3 reads a
+    model's coverage, in `evaluate` and in every factor-monitor line."""
+    ratios = {k: v["samples_std"] / v["renders_std"] for k, v in factors.items()}  # rounded only for the log
+    return {"mean_std_ratio_capped": round(statistics.mean(min(r, 1.0) for r in ratios.values()), 3),
+            "factors_under_half": sorted(k for k, r in ratios.items() if not r >= 0.5),  # NaN (a diverged run) counts
+            "std_ratio": {k: round(r, 3) for k, r in ratios.items()}}
 
 
 @torch.no_grad()
@@ -100,9 +130,14 @@ def evaluate_model(
     inception_path: str | None = None,
     progress: bool = True,
     encoder: torch.nn.Module | None = None,
+    range_sheet: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The figures of the module docstring; `encoder` (a StyleMapGAN model's) adds the reconstruction."""
+    """The figures of the module docstring; `encoder` (a StyleMapGAN model's) adds the reconstruction,
+    `range_sheet` a picture of how far the samples reach along each factor (metrics/factor_range.py)."""
     from tqdm import tqdm
+
+    from latentatlas.io.images import make_grid, save_image
+    from latentatlas.metrics.factor_range import QUANTILES, range_sheet as draw_range_sheet, span_ratios
 
     require_at_least("--batch", batch, 1, "images per forward pass")
     inception = load_inception(inception_path, generator.device) if inception_path else None  # a bad file fails before the work
@@ -126,7 +161,12 @@ def evaluate_model(
         "factor_fid_samples_vs_renders": compared["factor_fid_samples_vs_renders"],
         "factor_fid_renders_vs_renders": fid_from_features(renders_b[:, :fd], renders_a[:, :fd]),
         "factors": compared["factors"],
+        **coverage(compared["factors"]),
+        "span_ratio_2_98": span_ratios(samples[:, fd:], renders_a[:, fd:]),
     }
+    if range_sheet is not None:
+        sheet = draw_range_sheet(generator, samples[:, fd:], renders_a[:, fd:], batch, seed=0, render_seed=RENDER_SEED_A)
+        save_image(range_sheet, make_grid(sheet, cols=2 * len(QUANTILES) + 1, pad=2))
     if inception is not None:
         a = collect_features(tracked(sample_batches(generator, num, batch, seed=0)), inception)
         b = collect_features(tracked(render_batches(num, batch, RENDER_SEED_A, res, device)), inception)

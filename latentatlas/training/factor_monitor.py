@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from latentatlas.metrics.evaluate import RENDER_SEED_A, factor_comparison, factor_features, render_batches, sample_batches
+from latentatlas.metrics.evaluate import RENDER_SEED_A, coverage, factor_comparison, factor_features, render_batches, sample_batches
 from latentatlas.models.stylegan2 import Generator
 from latentatlas.models.stylemap import Generator as StyleMapGenerator
 from latentatlas.training.stats_log import METRICS_FILE
@@ -63,14 +62,6 @@ def ranks_better(line: dict[str, Any], best: dict[str, Any] | None, ranking: str
         return True
     rank = BEST_RANKINGS[ranking]
     return rank(line) < rank(best)
-
-
-def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Per-factor std ratio (samples / renders), their mean capped at 1 per factor, the factors under half."""
-    ratios = {k: v["samples_std"] / v["renders_std"] for k, v in factors.items()}  # rounded only for the log
-    return {"mean_std_ratio_capped": round(statistics.mean(min(r, 1.0) for r in ratios.values()), 3),
-            "factors_under_half": sorted(k for k, r in ratios.items() if not r >= 0.5),  # NaN (a diverged run) counts
-            "std_ratio": {k: round(r, 3) for k, r in ratios.items()}}
 
 
 class FactorMonitor:
