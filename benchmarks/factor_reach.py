@@ -10,8 +10,8 @@ then reads the factor on the targets and on the reconstructions. Per factor:
 - projected span: (reconstruction high - low) / (target high - low), averaged over the faces: the
   share of the factor's range the projection reproduces (1: all of it);
 - samples' span: the spread between the 2nd and 98th percentile of the factor over `--samples`
-  samples, divided by the same spread over as many renders (what `evaluate`'s std ratio says,
-  read at the tails).
+  samples, divided by the same spread over as many renders (metrics/factor_range.span: what
+  `evaluate`'s std ratio says, read at the tails; `evaluate` prints it as the span ratio).
 A factor whose W+ (or W) span is near 1 while its samples' span is small is one the generator can
 draw but does not sample.
 
@@ -34,6 +34,7 @@ from latentatlas.data import synthfaces  # noqa: E402
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.inversion.projector import ProjectorConfig, project  # noqa: E402
 from latentatlas.metrics.evaluate import RENDER_SEED_A, render_batches, sample_batches  # noqa: E402
+from latentatlas.metrics.factor_range import span  # noqa: E402
 from latentatlas.models.bundled import load_generator  # noqa: E402
 from latentatlas.training.attributes import load_predictor  # noqa: E402
 
@@ -52,10 +53,6 @@ def targets(factor: str, faces: int, resolution: int) -> tuple[torch.Tensor, tor
     low[:, j], high[:, j] = LOW, HIGH
     factors = torch.cat([low, high])
     return synthfaces.render(factors, resolution), factors
-
-
-def tails(values: torch.Tensor) -> float:
-    return float(torch.quantile(values, 0.98) - torch.quantile(values, 0.02))
 
 
 def main() -> None:
@@ -94,11 +91,12 @@ def main() -> None:
         with torch.no_grad():
             projected[space] = predictor.predict(res.images)
     n = args.faces
+    spans = span(sampled) / span(rendered)
     for k, (name, j) in enumerate(zip(names, index)):
         rows = slice(2 * n * k, 2 * n * (k + 1))
         t = read_targets[rows, j]
         entry = {"target_read_low_high": [float(t[:n].mean()), float(t[n:].mean())],
-                 "samples_span_2_98": tails(sampled[:, j]) / tails(rendered[:, j]),
+                 "samples_span_2_98": float(spans[j]),
                  "samples_std_ratio": float(sampled[:, j].std() / rendered[:, j].std())}
         for space, read in projected.items():
             r = read[rows, j]
