@@ -106,6 +106,44 @@ def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
     editor.preprocess = checked_preprocess  # type: ignore[method-assign]
     editor.convert_and_format_image = checked_convert  # type: ignore[method-assign]
     return editor
+
+
+REMOTE_FILE = "files come from this page's upload button: a web address is not fetched"
+
+
+def _web_address_in(value: Any) -> bool:
+    """Whether a request's input names a file by web address: any dict whose "path" is http(s)://...
+    (the case of the scheme aside). Only "path" is fetched while preprocessing; "url" is what the
+    browser sends back for a file it uploaded (this server's own /file= address), never fetched."""
+    if isinstance(value, dict):
+        path = value.get("path")
+        if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+            return True
+        return any(_web_address_in(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_web_address_in(v) for v in value)
+    return False
+
+
+def refuse_web_addresses(demo: gr.Blocks) -> gr.Blocks:
+    """Requests whose file inputs name a web address are refused, as one message in the page, before
+    Gradio reads them. A client of the page's API may send a file input as {"path": "https://..."}:
+    Gradio's preprocessing (`processing_utils.async_move_files_to_cache`) then downloads it whole into
+    its cache before any handler or upload check runs, past the upload cap and the app's promise of no
+    network at run time. Every route that runs an event (the queue, /run, /call) goes through
+    `Blocks.preprocess_data`, which this wraps on this instance (session copies of components made by
+    an update don't matter here: the check is on the request's data)."""
+    preprocess_data = demo.preprocess_data
+
+    async def checked(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if _web_address_in(inputs):
+            raise gr.Error(REMOTE_FILE, print_exception=False)  # a refusal, not a fault of the server
+        return await preprocess_data(block_fn, inputs, *args, **kwargs)
+
+    demo.preprocess_data = checked  # type: ignore[method-assign]
+    return demo
+
+
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
     "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
@@ -253,7 +291,7 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits(), outputs
                 project = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
                 _on_model_change(sessions, model, base_state, proj_ctl, explore, project)
             _local_edit_tab(demo, sessions, limits)
-    return demo
+    return refuse_web_addresses(demo)
 
 
 # ---------------------------------------------------------------------------------------- Explore
