@@ -731,16 +731,21 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         with gr.Row():
             with gr.Column(scale=1):
                 src_kind = gr.Radio(kinds, value="synthfaces", label="Source: the image to edit", elem_id="src-kind")
-                src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
-                src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
-                                   elem_id="src-file", visible=False, height=120)
+                # The kind shows and hides these groups, never the seed box itself (`whole_number_input`).
+                with gr.Group(elem_id="src-seed-group") as src_seed_group:
+                    src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
+                with gr.Group(visible=False, elem_id="src-file-group") as src_file_group:
+                    src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                                       elem_id="src-file", height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
             with gr.Column(scale=1):
                 ref_kind = gr.Radio(kinds, value="synthfaces", label="Reference: where the region comes from", elem_id="ref-kind")
-                ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
-                ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
-                                   elem_id="ref-file", visible=False, height=120)
+                with gr.Group(elem_id="ref-seed-group") as ref_seed_group:
+                    ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
+                with gr.Group(visible=False, elem_id="ref-file-group") as ref_file_group:
+                    ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                                       elem_id="ref-file", height=120)
                 editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
                                         brush=gr.Brush(default_size=max(4, PAINT // 12), colors=["#ff00ff"], color_mode="fixed"),
@@ -810,6 +815,8 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         return f
 
     def on_kind(kind):  # type: ignore[no-untyped-def]
+        """The seed's group or the file's. An update sent to the seed box itself would make Gradio
+        replace it, for this session, with a fresh copy that lacks `whole_number_input`'s check."""
         return gr.update(visible=kind != "upload"), gr.update(visible=kind == "upload")
 
     def on_model(name):  # type: ignore[no-untyped-def]
@@ -819,8 +826,8 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 gr.update(choices=choices, value=MASK_DRAWN), gr.update(maximum=r // 4, value=0))
 
     fast: dict[str, Any] = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="local-edit", concurrency_limit=4)
-    src_kind.change(on_kind, src_kind, [src_seed, src_file], queue=False)
-    ref_kind.change(on_kind, ref_kind, [ref_seed, ref_file], queue=False)
+    src_kind.change(on_kind, src_kind, [src_seed_group, src_file_group], queue=False)
+    ref_kind.change(on_kind, ref_kind, [ref_seed_group, ref_file_group], queue=False)
     src_file.upload(check_upload, [lmodel, src_file], src_file)
     ref_file.upload(check_upload, [lmodel, ref_file], ref_file)
     gr.on([src_kind.change, src_seed.change, src_file.change], view, src_inputs, src_view, **fast).then(
@@ -896,7 +903,9 @@ def whole_seed(label: str, value: Any) -> int:
 def whole_number_input(number: gr.Number) -> gr.Number:
     """A precision-0 Number whose value is checked (`whole`) before Gradio's own rounding, which casts
     with int() too, so a NaN sent to the page's API ended there, before any handler. Wraps this
-    instance's method (a Gradio component subclass would make Gradio write a .pyi beside this module)."""
+    instance's method (a Gradio component subclass would make Gradio write a .pyi beside this module),
+    so no handler may send the box a gr.update: Gradio would go on, for that session, with a fresh
+    copy built from the update, unchecked. Show and hide it through a container (Local edit's kinds)."""
     preprocess = number.preprocess
 
     def checked(payload: Any) -> Any:
