@@ -403,3 +403,25 @@ def test_minor_agreements(tiny_file, tmp_path):
     Image.new("RGBA", (2 * PAINT + 1, 1)).save(strip)
     with pytest.raises(gr.Error, match=f"{2 * PAINT + 1}x1; the canvas is {PAINT}x{PAINT}"):
         editor.preprocess(EditorData(background=None, layers=[FileData(path=str(strip), orig_name="strip.png")], composite=None))
+
+
+def test_interpolations_are_capped_in_pixels_and_shown_reduced(tiny_file, tmp_path, monkeypatch):
+    """The Interpolate tab's memory grew with the model: up to 60 frames at full size, a strip of all
+    of them side by side, and the GIF built from a float copy. Now frames x pixels are capped (one
+    line naming this model's most), the strip's frames are thumbnails and the GIF is at display size."""
+    from latentatlas.app import server, session
+    from latentatlas.app.server import DISPLAY, STRIP, OutputFolders, Sessions, build_app
+
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {}))
+    interpolate = handler(demo, "run_interpolation")
+    monkeypatch.setattr(session, "MAX_INTERPOLATION_PIXELS", 4 * 16 * 16)  # four frames of the 16 px model
+    with pytest.raises(gr.Error, match=r"5 frames of 16x16 px are more than the app makes at once: at most 4 for this model"):
+        last(interpolate("tiny", 0, None, 1, None, 5, "lerp", "w", 1.0, 10, {}))
+    strip, gif, said = last(interpolate("tiny", 0, None, 1, None, 4, "lerp", "w", 1.0, 10, {}))
+    assert strip.shape == (16, 4 * 16, 3) and said.endswith("4 frames, lerp in w")
+    with Image.open(gif) as im:  # there and back (the end frame twice, which the GIF writer merges), enlarged
+        assert im.size == (DISPLAY, DISPLAY) and im.n_frames == 7
+    big = np.random.default_rng(0).integers(0, 255, (3, 4 * DISPLAY, 4 * DISPLAY, 3), dtype=np.uint8)
+    assert server._strip(big).shape == (STRIP, 3 * STRIP, 3)
+    with Image.open(server._gif(big, OutputFolders())) as im:
+        assert im.size == (DISPLAY, DISPLAY) and im.n_frames == 5

@@ -47,6 +47,8 @@ from latentatlas.app.session import (  # noqa: E402
     StyleMapSession,
     enlarge,
     file_key,
+    fit_display,
+    reduce,
     to_rgb8,
 )
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
@@ -551,19 +553,22 @@ def stop_projections(ctl: dict[str, Any]) -> None:
         stop.set()
 
 
+STRIP = DISPLAY // 2  # the strip's frames are at most this high: a row of thumbnails (the GIF shows them at DISPLAY)
+
+
 def _strip(frames: np.ndarray) -> np.ndarray:
-    return np.concatenate(list(frames), axis=1)
+    """uint8 frames [T, H, W, 3] side by side, each reduced to at most STRIP px high."""
+    return np.concatenate([reduce(f, STRIP) for f in frames], axis=1)
 
 
 def _gif(frames: np.ndarray, out_dirs: OutputFolders) -> str:
-    """The frames there and back as a GIF, small models enlarged (nearest) for display."""
-    import torch
-
+    """The uint8 frames there and back as a GIF at the display size (`fit_display`: small models
+    enlarged, nearest, large ones reduced); each frame is resized once."""
     from latentatlas.io.images import save_animation
 
     gif = out_dirs.new() / "interpolation.gif"
-    t = torch.from_numpy(np.concatenate([frames, frames[::-1]])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    save_animation(gif, torch.nn.functional.interpolate(t, scale_factor=max(1, DISPLAY // frames.shape[1]), mode="nearest"), fps=12)
+    shown = np.stack([fit_display(f, DISPLAY) for f in frames])
+    save_animation(gif, np.concatenate([shown, shown[::-1]]), fps=12)
     return str(gif)
 
 

@@ -32,6 +32,9 @@ from latentatlas.latent.paths import endpoint, style_mix, travel
 from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator, resolve_model
 
 MAX_FRAMES = 120
+# Frames x pixels an interpolation in the app may make: 16 frames at 1024 px, the Frames slider's
+# 60 up to 512 px (the float images while synthesised: 200 MB). The interpolate command has no cap.
+MAX_INTERPOLATION_PIXELS = 2**24
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -242,6 +245,10 @@ class ModelSession:
         if not 2 <= frames <= MAX_FRAMES:
             raise UserError(f"frames: use 2..{MAX_FRAMES}, got {frames}")
         g = self.generator
+        side = g.img_resolution
+        if frames * side * side > MAX_INTERPOLATION_PIXELS:
+            raise UserError(f"{frames} frames of {side}x{side} px are more than the app makes at once: at most "
+                            f"{MAX_INTERPOLATION_PIXELS // side**2} for this model (`latentatlas interpolate` makes more)")
         ends = [endpoint(self.seed_z(x) if isinstance(x, int) else x, g, space, psi) for x in (a, b)]
         _, out = travel(ends[0], ends[1], g, frames, method, psi)
         return np.stack([to_rgb8(f) for f in out])
@@ -274,6 +281,21 @@ def enlarge(arr: np.ndarray, size: int = 256) -> np.ndarray:
     """Nearest-neighbour enlargement of small images for display (shows the true pixels)."""
     f = max(1, size // arr.shape[0])
     return arr.repeat(f, axis=0).repeat(f, axis=1) if f > 1 else arr
+
+
+def reduce(arr: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 image [H, W, C] at most `size` px high (aspect kept, area-averaged); smaller ones as they are."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    if h <= size:
+        return arr
+    return np.asarray(Image.fromarray(arr).resize((max(1, round(w * size / h)), size), Image.Resampling.BOX))
+
+
+def fit_display(arr: np.ndarray, size: int = 256) -> np.ndarray:
+    """An image for display at about `size` px: small ones enlarged (`enlarge`), large ones reduced (`reduce`)."""
+    return enlarge(arr, size) if arr.shape[0] <= size else reduce(arr, size)
 
 
 # ---------------------------------------------------------------------------------------
