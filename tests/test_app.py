@@ -425,3 +425,47 @@ def test_interpolations_are_capped_in_pixels_and_shown_reduced(tiny_file, tmp_pa
     assert server._strip(big).shape == (STRIP, 3 * STRIP, 3)
     with Image.open(server._gif(big, OutputFolders())) as im:
         assert im.size == (DISPLAY, DISPLAY) and im.n_frames == 5
+
+
+# ---------------------------------------------------------------------------- the Explore tab
+
+
+def test_explore_random_leaves_a_projected_code_and_says_which_directions_have_no_slider(tiny_file, tmp_path):
+    """Random changed the seed box while a projected code was shown, and the render kept showing the
+    projected code; a set of more than MAX_SLIDERS directions lost the rest without a word; the mix
+    seed box had no maximum and was checked even with mixing off."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    from latentatlas.app.server import MAX_SLIDERS, Sessions, build_app
+    from latentatlas.directions.files import Directions, model_fingerprint, save_directions
+    from latentatlas.io.checkpoints import load_model
+    from latentatlas.io.errors import MAX_SEED
+
+    g, _ = load_model(tiny_file)
+    many = tmp_path / "many.safetensors"
+    names = [f"d{i}" for i in range(MAX_SLIDERS + 3)]
+    save_directions(many, Directions(torch.randn(len(names), 16), torch.ones(len(names)), names, "w", "test", model_fingerprint(g)))
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {"tiny": [str(many)]}))
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    note = blocks["dir-0-unshown"]
+    assert note.visible and note.value == (f"3 more directions in this set have no slider (the page shows the first "
+                                           f"{MAX_SLIDERS}): d20, d21, d22; `latentatlas traverse` walks any of them")
+    assert not blocks["dir-1-unshown"].visible
+    # Random, with a projected code shown: back to the (new) seed.
+    (random_fn,) = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "random_seed"]
+    base_state = random_fn.outputs[1]
+    assert random_fn.outputs[0] is blocks["seed"] and isinstance(base_state, gr.State)
+    state = SessionState(demo)
+    state[base_state._id] = {"model": "tiny", "w": np.zeros((g.num_ws, g.w_dim), np.float32)}
+    seed = asyncio.run(demo.process_api(block_fn=random_fn, inputs=[], state=state))["data"][0]
+    assert state[base_state._id] is None and 0 <= seed < 2**31
+    _, said = handler(demo, "render")("tiny", seed, 1.0, 0.0, 1, 0, False, 0, 2, state[base_state._id])
+    assert said.startswith(f"seed {seed} ·")
+    # The mix seed: bounded in the page, and read only when mixing is on.
+    assert blocks["mix-seed"].maximum == MAX_SEED
+    render = handler(demo, "render")
+    assert render("tiny", 0, 1.0, 0.0, 2**32, 0, False, 0, 2, None)[1].startswith("seed 0 ·")
+    with pytest.raises(gr.Error, match="mix seed 4294967296: seeds are 0..4294967295"):
+        render("tiny", 0, 1.0, 0.0, 2**32, 2, False, 0, 2, None)

@@ -308,6 +308,7 @@ class _Explore:
     outputs: list[Any]
     accordions: list[Any]
     sliders: list[Any]
+    unshown: list[Any]  # per set, the note naming the directions beyond MAX_SLIDERS
     mix_cutoff: Any
     layer_start: Any
     layer_end: Any
@@ -326,7 +327,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                 tau = gr.Slider(0, 4, value=0, step=0.1, label="PCA compression tau (0 = off)", elem_id="tau",
                                 interactive=first.prior is not None)
                 with gr.Row():
-                    mix_seed = whole_number_input(gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed"))
+                    mix_seed = whole_number_input(gr.Number(1, label="Mix with seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="mix-seed"))
                     mix_cutoff = gr.Slider(0, first.num_ws, value=0, step=1, label="from layer (0 = no mixing)", elem_id="mix-cutoff")
                 restrict = gr.Checkbox(False, label="Edit only w+ layers", elem_id="restrict")
                 with gr.Row():
@@ -341,7 +342,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                     code_btn = gr.Button("Download code (.npz)", elem_id="download-code", size="sm")
                 code_file = gr.File(label="Code", visible=False, elem_id="code-file")
         sliders: list[gr.Slider] = []
-        accordions = []
+        accordions, unshown = [], []
         for s in range(MAX_SETS):
             title = first.set_title(s)
             with gr.Accordion(title or "", open=s == 0, visible=title is not None) as acc:
@@ -351,6 +352,8 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                         name, lim = first.slider(s, k)
                         sliders.append(gr.Slider(-lim, lim, value=0, step=0.1, label=name, visible=bool(name),
                                                  min_width=160, elem_id=f"dir-{s}-{k}"))
+                note = _unshown_note(first, s)
+                unshown.append(gr.Markdown(note or "", visible=note is not None, elem_id=f"dir-{s}-unshown"))
 
     inputs = [model, seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, base_state, *sliders]
 
@@ -369,7 +372,13 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                       concurrency_id="render", concurrency_limit=4)
     seed.input(lambda: None, None, base_state)
     back_btn.click(lambda: None, None, base_state).then(render, inputs, [image, source])
-    random_btn.click(lambda: int(np.random.randint(0, 2**31)), None, seed)
+
+    def random_seed():  # type: ignore[no-untyped-def]
+        """A new seed, and back to it from a projected code (as typing a seed does; the seed box's
+        change alone re-rendered the projected code, so Random showed nothing new)."""
+        return int(np.random.randint(0, 2**31)), None
+
+    random_btn.click(random_seed, None, [seed, base_state])
     demo.load(render, inputs, [image, source])
 
     @_user_errors
@@ -385,7 +394,16 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         return gr.update(value=str(path), visible=True)
 
     code_btn.click(download_code, inputs, code_file)
-    return _Explore(render, inputs, [image, source], accordions, sliders, mix_cutoff, layer_start, layer_end, tau)
+    return _Explore(render, inputs, [image, source], accordions, sliders, unshown, mix_cutoff, layer_start, layer_end, tau)
+
+
+def _unshown_note(sess: ModelSession, s: int) -> str | None:
+    """Which directions of set s have no slider (the page shows the first MAX_SLIDERS of a set), or None."""
+    rest = sess.set_names(s)[MAX_SLIDERS:]
+    if not rest:
+        return None
+    return (f"{len(rest)} more directions in this set have no slider (the page shows the first {MAX_SLIDERS}): "
+            f"{', '.join(rest)}; `latentatlas traverse` walks any of them")
 
 
 def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, proj_ctl: gr.State, explore: _Explore,
@@ -404,6 +422,9 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
             for k in range(MAX_SLIDERS):
                 name_k, lim = sess.slider(s, k)
                 updates.append(gr.update(label=name_k, visible=bool(name_k), value=0, minimum=-lim, maximum=lim))
+        for s in range(MAX_SETS):
+            note = _unshown_note(sess, s)
+            updates.append(gr.update(value=note or "", visible=note is not None))
         n = sess.num_ws
         has_prior = sess.prior is not None
         updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),
@@ -412,7 +433,7 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
         return updates
 
     e = explore
-    model.change(on_model, [model, proj_ctl], [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau,
+    model.change(on_model, [model, proj_ctl], [*e.accordions, *e.sliders, *e.unshown, e.mix_cutoff, e.layer_start, e.layer_end, e.tau,
                                                project.prior_w, project.whiten, base_state, project.to_explore]).then(
         e.render, e.inputs, e.outputs)
 
@@ -937,9 +958,11 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
         if end <= start:
             raise UserError("the end layer must come after the first layer")
         layers = (start, end)
-    return ExploreParams(
+    cutoff = whole("mixing layer", cut_v)
+    return ExploreParams(  # the mix seed is read only when mixing is on (a cutoff of 0 is none)
         seed=whole_seed("seed", seed_v), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
-        mix_seed=whole_seed("mix seed", mix_v), mix_cutoff=whole("mixing layer", cut_v), base=None if base is None else _projected_for(base, sess.name),
+        mix_seed=whole_seed("mix seed", mix_v) if cutoff > 0 else None, mix_cutoff=cutoff,
+        base=None if base is None else _projected_for(base, sess.name),
     )
 
 

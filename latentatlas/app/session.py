@@ -185,6 +185,10 @@ class ModelSession:
         """Title of direction set s, None where the model has fewer sets than the page shows."""
         return self.sets[s].title if s < len(self.sets) else None
 
+    def set_names(self, s: int) -> list[str]:
+        """The direction names of set s (none where the model has fewer sets than the page shows)."""
+        return list(self.sets[s].names) if s < len(self.sets) else []
+
     def slider(self, s: int, k: int) -> tuple[str, float]:
         """(name, +-range) of slider k of set s; an empty name where there is no such direction."""
         ds = self.sets[s] if s < len(self.sets) else None
