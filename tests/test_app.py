@@ -469,3 +469,19 @@ def test_explore_random_leaves_a_projected_code_and_says_which_directions_have_n
     assert render("tiny", 0, 1.0, 0.0, 2**32, 0, False, 0, 2, None)[1].startswith("seed 0 ·")
     with pytest.raises(gr.Error, match="mix seed 4294967296: seeds are 0..4294967295"):
         render("tiny", 0, 1.0, 0.0, 2**32, 2, False, 0, 2, None)
+
+
+def test_serve_refuses_a_conditional_model_at_start(run_cli, tmp_path, monkeypatch):
+    """A conditional StyleGAN2 model loaded, and then every render in the page failed (no labels)."""
+    from conftest import one_line_error, randomize, tiny_config
+    from latentatlas.app import server
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.stylegan2 import Generator
+
+    started = []
+    monkeypatch.setattr(server, "serve", lambda sessions, *a, **k: started.append(sessions))
+    model = tmp_path / "cond.safetensors"
+    save_model(model, randomize(Generator(tiny_config(c_dim=3))))
+    one_line_error(*run_cli("serve", model), "cond is conditional (3 classes) and the app has no class picker",
+                   "generate --class K")
+    assert not started

@@ -141,6 +141,9 @@ class ModelSession:
         self.path = resolve_model(source)
         self.lpips_files = lpips_files  # (VGG16 weights, LPIPS heads) for the projection loss, or None
         self.generator, self.info = load_generator(source, device)
+        if self.generator.c_dim > 0:  # every render, walk and projection would fail in the page: say so when `serve` starts
+            raise UserError(f"{name} is conditional ({self.generator.c_dim} classes) and the app has no class picker: serve "
+                            "unconditional models (`latentatlas generate --class K` renders this one)")
         self.generator.requires_grad_(False)
         self.prior: GaussianPrior | None = None
         try:
