@@ -872,9 +872,9 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
 
 def _mask_choices(resolution: int) -> list[tuple[str, str]]:
     """The brush, and the synthfaces face regions where the model is large enough for them."""
-    from latentatlas.data.synthfaces import REGIONS
+    from latentatlas.data.synthfaces import MIN_RESOLUTION, REGIONS
 
-    regions = [(f"{r} (synthfaces region)", r) for r in REGIONS] if resolution >= 16 else []
+    regions = [(f"{r} (synthfaces region)", r) for r in REGIONS] if resolution >= MIN_RESOLUTION else []
     return [("drawn with the brush", MASK_DRAWN), *regions]
 
 
