@@ -240,7 +240,8 @@ def _user_errors(fn):  # type: ignore[no-untyped-def]
 
 
 # Gradio's cache (each file the app hands out is copied there, uploads are kept there) is emptied
-# of files older than an hour, every hour, and wholly when the server stops.
+# of files older than an hour, every hour (so a file stays one to two hours), and wholly when the
+# server stops.
 CACHE_AGE_S = 3600
 
 
