@@ -1172,31 +1172,15 @@ def _check_refine(steps: int) -> None:
 def _stylemap_input(text: str, generator: "object", encoder: "object", model_names: tuple[str, ...],
                     truncation: float = 1.0, mean: "object" = None, refine: int = 0) -> tuple["object", "object"]:
     """A StyleMapGAN input -> (stylemap [1, C, S, S] on the model's device, image [3, R, R] on CPU):
-    a seed number (a model sample, truncated towards `mean`), a stylemap code (.npz from `encode`,
-    checked against the model) or an image file (encoded in one pass, then refined `refine` steps
-    when asked: codes and seeds are no encoder's guess, so they are taken as they are). For codes
-    and seeds the image is the model's rendering."""
-    import torch
-
-    from latentatlas.editing.local import random_stylemaps
-    from latentatlas.inversion.encoder import encode as encode_images
-    from latentatlas.inversion.encoder import refine as refine_stylemaps
-    from latentatlas.latent.codes import code_for_model
+    a seed number, a stylemap code (.npz from `encode`) or an image file, read here and made into
+    a stylemap as the app's Local edit makes one (`editing.local.stylemap_input`, which says how)."""
+    from latentatlas.editing.local import stylemap_input
 
     g: Any = generator
     seed = _single_seed(text)
-    if seed is not None:
-        code = random_stylemaps(g, [seed], truncation, mean)
-    elif text.lower().endswith(".npz"):
-        code = code_for_model(text, g, model_names).tensor.to(g.device)
-    else:
-        image = _read_for_model(Path(text), g.img_resolution)
-        code = encode_images(encoder, image[None])  # type: ignore[index, arg-type]
-        if refine:
-            code = refine_stylemaps(g, code, image[None].to(code.device), refine, progress=True)  # type: ignore[index]
-        return code, image
-    with torch.no_grad():
-        return code, g(code)[0].clamp(-1, 1).cpu()
+    source = seed if seed is not None else text if text.lower().endswith(".npz") else _read_for_model(Path(text), g.img_resolution)[None]  # type: ignore[index]
+    code, image = stylemap_input(g, encoder, source, model_names, truncation, mean, refine=refine, progress=True)  # type: ignore[arg-type]
+    return code, image[0]
 
 
 @app.command("edit-local")

@@ -403,3 +403,85 @@ def test_minor_agreements(tiny_file, tmp_path):
     Image.new("RGBA", (2 * PAINT + 1, 1)).save(strip)
     with pytest.raises(gr.Error, match=f"{2 * PAINT + 1}x1; the canvas is {PAINT}x{PAINT}"):
         editor.preprocess(EditorData(background=None, layers=[FileData(path=str(strip), orig_name="strip.png")], composite=None))
+
+
+def test_interpolations_are_capped_in_pixels_and_shown_reduced(tiny_file, tmp_path, monkeypatch):
+    """The Interpolate tab's memory grew with the model: up to 60 frames at full size, a strip of all
+    of them side by side, and the GIF built from a float copy. Now frames x pixels are capped (one
+    line naming this model's most), the strip's frames are thumbnails and the GIF is at display size."""
+    from latentatlas.app import server, session
+    from latentatlas.app.server import DISPLAY, STRIP, OutputFolders, Sessions, build_app
+
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {}))
+    interpolate = handler(demo, "run_interpolation")
+    monkeypatch.setattr(session, "MAX_INTERPOLATION_PIXELS", 4 * 16 * 16)  # four frames of the 16 px model
+    with pytest.raises(gr.Error, match=r"5 frames of 16x16 px are more than the app makes at once: at most 4 for this model"):
+        last(interpolate("tiny", 0, None, 1, None, 5, "lerp", "w", 1.0, 10, {}))
+    strip, gif, said = last(interpolate("tiny", 0, None, 1, None, 4, "lerp", "w", 1.0, 10, {}))
+    assert strip.shape == (16, 4 * 16, 3) and said.endswith("4 frames, lerp in w")
+    with Image.open(gif) as im:  # there and back (the end frame twice, which the GIF writer merges), enlarged
+        assert im.size == (DISPLAY, DISPLAY) and im.n_frames == 7
+    big = np.random.default_rng(0).integers(0, 255, (3, 4 * DISPLAY, 4 * DISPLAY, 3), dtype=np.uint8)
+    assert server._strip(big).shape == (STRIP, 3 * STRIP, 3)
+    with Image.open(server._gif(big, OutputFolders())) as im:
+        assert im.size == (DISPLAY, DISPLAY) and im.n_frames == 5
+
+
+# ---------------------------------------------------------------------------- the Explore tab
+
+
+def test_explore_random_leaves_a_projected_code_and_says_which_directions_have_no_slider(tiny_file, tmp_path):
+    """Random changed the seed box while a projected code was shown, and the render kept showing the
+    projected code; a set of more than MAX_SLIDERS directions lost the rest without a word; the mix
+    seed box had no maximum and was checked even with mixing off."""
+    import asyncio
+
+    from gradio.state_holder import SessionState
+
+    from latentatlas.app.server import MAX_SLIDERS, Sessions, build_app
+    from latentatlas.directions.files import Directions, model_fingerprint, save_directions
+    from latentatlas.io.checkpoints import load_model
+    from latentatlas.io.errors import MAX_SEED
+
+    g, _ = load_model(tiny_file)
+    many = tmp_path / "many.safetensors"
+    names = [f"d{i}" for i in range(MAX_SLIDERS + 3)]
+    save_directions(many, Directions(torch.randn(len(names), 16), torch.ones(len(names)), names, "w", "test", model_fingerprint(g)))
+    demo = build_app(Sessions({"tiny": str(tiny_file)}, "cpu", {"tiny": [str(many)]}))
+    blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+    note = blocks["dir-0-unshown"]
+    assert note.visible and note.value == (f"3 more directions in this set have no slider (the page shows the first "
+                                           f"{MAX_SLIDERS}): d20, d21, d22; `latentatlas traverse` walks any of them")
+    assert not blocks["dir-1-unshown"].visible
+    # Random, with a projected code shown: back to the (new) seed.
+    (random_fn,) = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "random_seed"]
+    base_state = random_fn.outputs[1]
+    assert random_fn.outputs[0] is blocks["seed"] and isinstance(base_state, gr.State)
+    state = SessionState(demo)
+    state[base_state._id] = {"model": "tiny", "w": np.zeros((g.num_ws, g.w_dim), np.float32)}
+    seed = asyncio.run(demo.process_api(block_fn=random_fn, inputs=[], state=state))["data"][0]
+    assert state[base_state._id] is None and 0 <= seed < 2**31
+    _, said = handler(demo, "render")("tiny", seed, 1.0, 0.0, 1, 0, False, 0, 2, state[base_state._id])
+    assert said.startswith(f"seed {seed} ·")
+    # The mix seed: bounded in the page, and read only when mixing is on.
+    assert blocks["mix-seed"].maximum == MAX_SEED
+    render = handler(demo, "render")
+    assert render("tiny", 0, 1.0, 0.0, 2**32, 0, False, 0, 2, None)[1].startswith("seed 0 ·")
+    with pytest.raises(gr.Error, match="mix seed 4294967296: seeds are 0..4294967295"):
+        render("tiny", 0, 1.0, 0.0, 2**32, 2, False, 0, 2, None)
+
+
+def test_serve_refuses_a_conditional_model_at_start(run_cli, tmp_path, monkeypatch):
+    """A conditional StyleGAN2 model loaded, and then every render in the page failed (no labels)."""
+    from conftest import one_line_error, randomize, tiny_config
+    from latentatlas.app import server
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.stylegan2 import Generator
+
+    started = []
+    monkeypatch.setattr(server, "serve", lambda sessions, *a, **k: started.append(sessions))
+    model = tmp_path / "cond.safetensors"
+    save_model(model, randomize(Generator(tiny_config(c_dim=3))))
+    one_line_error(*run_cli("serve", model), "cond is conditional (3 classes) and the app has no class picker",
+                   "generate --class K")
+    assert not started

@@ -152,7 +152,7 @@ def test_an_uploaded_stylemap_code_stands_for_its_picture(stylemap_file, tmp_pat
     image, stylemap = sess.picture(Picture("upload", 0, str(tmp_path / "enc" / "face.npz")))
     _, encoded = sess.picture(Picture("upload", 0, str(face)))
     assert torch.allclose(stylemap, encoded, atol=1e-6)
-    assert torch.allclose(image, sess.generator(encoded), atol=1e-5)
+    assert torch.allclose(image, sess.generator(encoded).clamp(-1, 1), atol=1e-5)  # as the commands render a code
     np.savez(tmp_path / "other.npz", latents=np.zeros((1, 8, 8, 8), np.float32), space=np.array("stylemap"), model=np.array("faces64"))
     np.savez(tmp_path / "small.npz", latents=np.zeros((1, 8, 4, 4), np.float32), space=np.array("stylemap"), model=np.array(""))
     for name, message in [("other.npz", "a code of the model 'faces64'"), ("small.npz", "8x4x4, this model needs 8x8x8")]:
@@ -202,3 +202,33 @@ def test_the_status_line_says_why_a_shifted_edit_took_nothing():
     for shift in ((0, 0), (4, 0)):  # nothing painted: the same hint with or without a shift
         assert "Nothing selected yet: paint on the reference with the brush" in _edit_status(empty, "drawn", *shift)
     assert "62% of the stylemap cells from the reference" in _edit_status(LocalEdit(image, 0.62, None, 3.0), "drawn", 0, 0)
+
+
+def test_a_seed_box_shown_again_after_a_kind_change_still_checks_nan(stylemap_file):
+    """Switching Source or Reference kind used to send gr.update(visible=...) to the seed box itself:
+    Gradio then holds a fresh copy of the box for that session, without our NaN check, and a NaN
+    from the page's API ended in Gradio's int(): 'cannot convert float NaN to integer'. The kind
+    change now shows and hides the boxes' groups, and the session goes on using the checked box."""
+    import asyncio
+
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    from latentatlas.app.server import Sessions, build_app
+
+    demo = build_app(Sessions({"map": str(stylemap_file)}, "cpu", {}))
+
+    def events(name, widget):  # type: ignore[no-untyped-def]
+        return [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == name
+                and any(getattr(b, "elem_id", None) == widget for b in f.inputs)]
+
+    for side, shown_by, label in (("src", "view", "Source seed"), ("ref", "show_reference", "Reference seed")):
+        state = SessionState(demo)
+        (on_kind,) = events("on_kind", f"{side}-kind")
+        for kind in ("upload", "synthfaces"):
+            out = asyncio.run(demo.process_api(block_fn=on_kind, inputs=[kind], state=state))
+            assert [d.get("visible") for d in out["data"]] == [kind != "upload", kind == "upload"]
+        show = events(shown_by, f"{side}-seed")[0]
+        inputs = ["map", "synthfaces", float("nan"), None, None][: len(show.inputs)]
+        with pytest.raises(gr.Error, match=f"{label} nan: give a whole number"):
+            asyncio.run(demo.process_api(block_fn=show, inputs=inputs, state=state))

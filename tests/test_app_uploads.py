@@ -41,3 +41,56 @@ def test_serve_refuses_bad_arguments_before_starting(run_cli, tmp_path):
                           (("--max-upload-mb", "nan"), "--max-upload-mb nan: give a positive number of megabytes"),
                           (("--max-pixels", "0"), "--max-pixels 0: use at least 1")):
         one_line_error(*run_cli("serve", "faces64", *args), message)
+
+
+def test_a_file_input_naming_a_web_address_is_refused_before_gradio_fetches_it(tmp_path, monkeypatch):
+    """A client of the page's API could send a file input as {"path": "https://..."}; Gradio's
+    preprocessing downloaded it whole into its cache before any check of ours (no upload cap, and
+    network at run time). Now the request is refused with one line and nothing is fetched, while a
+    real upload (whose "url" is this server's own address, as the browser sends it) still works."""
+    import socket
+
+    import httpx
+    import numpy as np
+    import torch
+    from gradio import processing_utils
+
+    from conftest import randomize, tiny_config
+    from latentatlas.app.server import REMOTE_FILE, Sessions, serve
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.stylegan2 import Generator
+
+    fetched: list[str] = []
+
+    async def no_download(url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fetched.append(url)
+        raise AssertionError(f"Gradio fetched {url}")
+
+    monkeypatch.setattr(processing_utils, "async_ssrf_protected_download", no_download)
+    monkeypatch.setattr(processing_utils, "async_ssrf_protected_get", no_download)
+    torch.manual_seed(0)
+    save_model(tmp_path / "tiny.safetensors", randomize(Generator(tiny_config())))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo, url = serve(Sessions({"tiny": str(tmp_path / "tiny.safetensors")}, "cpu", {}), port=port, block=False)
+    try:
+        (upload_fn,) = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_upload"]
+        run = f"{url.rstrip('/')}/gradio_api/run/{upload_fn.api_name}"
+        meta = {"_type": "gradio.FileData"}
+        with httpx.Client(trust_env=False, timeout=60) as client:
+            for address in ("https://example.com/face.png", "HTTP://example.com/face.png"):
+                r = client.post(run, json={"data": ["tiny", {"path": address, "orig_name": "face.png", "meta": meta}]})
+                assert r.status_code == 500 and r.json()["error"] == REMOTE_FILE, r.text
+            face = tmp_path / "face.png"
+            Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(face)
+            with face.open("rb") as f:
+                (path,) = client.post(f"{url.rstrip('/')}/gradio_api/upload", files={"files": ("face.png", f, "image/png")}).json()
+            own = f"{url.rstrip('/')}/gradio_api/file={path}"
+            r = client.post(run, json={"data": ["tiny", {"path": path, "url": own, "orig_name": "face.png", "meta": meta}]})
+            assert r.status_code == 200, r.text
+            target, kept, _ = r.json()["data"]
+            assert target["path"] and kept["path"] == path  # the target shown, the upload kept
+    finally:
+        demo.close()
+    assert fetched == []

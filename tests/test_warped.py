@@ -443,3 +443,37 @@ def test_warped_paths_of_another_width_than_the_model_are_refused_by_the_model_c
     narrow = load_paths(_warped_file(tmp_path, generator, "narrow", dim=8))
     with pytest.raises(UserError, match="^these warped paths are 8-d and this model's w is 16-d: train them again for this model$"):
         narrow.check_model(generator)
+
+
+def test_pathset_apply_edits_a_w_plus_layer_range_for_either_kind(generator, tmp_path):
+    """PathSet.apply, the app's sliders (its own copy, `walk_layers`, until the library had one): a
+    warped w path moves each w of the range along its own path and leaves the others; a linear set's
+    range is replaced by the one given; without a range both keep their own rule."""
+    from latentatlas.directions.warped import PathSet, WarpedPaths, init_training, save_warped
+    from latentatlas.latent.codes import to_w, to_wplus, z_from_seeds
+
+    cfg = _cfg(sets=2, steps=0)
+    support, _ = init_training(generator, cfg)
+    save_warped(tmp_path / "w.safetensors", WarpedPaths(support, ["a", "b"], "w", model_fingerprint(generator), cfg, 0))
+    warped = load_paths(tmp_path / "w.safetensors")
+    ws = to_w(z_from_seeds([1, 2, 3], generator.z_dim, "cpu"), generator).tensor
+    n = generator.num_ws
+    mixed = LatentCode("w+", torch.stack([ws[:2], ws[[2, 0]]], 1).repeat_interleave(n // 2, 1)[:, :n])  # two codes, two ws each
+    moved = warped.apply(mixed, 1, 2.5, (1, 4)).tensor
+    assert torch.equal(moved[:, :1], mixed.tensor[:, :1]) and torch.equal(moved[:, 4:], mixed.tensor[:, 4:])
+    for i in range(2):
+        for layer in range(1, 4):
+            alone = warped.source.apply(LatentCode("w", mixed.tensor[i, layer][None]), 1, warped.source.arc_length(2.5)).tensor[0]
+            assert torch.allclose(moved[i, layer], alone, atol=1e-6)
+    plain = LatentCode("w", ws[:1])
+    assert torch.allclose(warped.apply(to_wplus(plain, generator), 0, 1.0).tensor[0, 0], warped.apply(plain, 0, 1.0).tensor[0], atol=1e-6)
+    with pytest.raises(UserError, match="a layer range edits w\\+ codes"):
+        warped.apply(plain, 0, 1.0, (0, 2))
+    v = torch.randn(2, generator.w_dim)
+    save_directions(tmp_path / "lin.safetensors", Directions(v / v.norm(dim=1, keepdim=True), torch.ones(2), ["a", "b"], "w", "test",
+                                                             model_fingerprint(generator), layers=(0, 2)))
+    linear = load_paths(tmp_path / "lin.safetensors")
+    own, given = linear.apply(mixed, 0, 1.5).tensor, linear.apply(mixed, 0, 1.5, (2, 5)).tensor
+    changed = lambda t: (t != mixed.tensor).any(dim=-1).any(dim=0).tolist()  # noqa: E731
+    assert changed(own) == [i < 2 for i in range(n)] and changed(given) == [2 <= i < 5 for i in range(n)]
+    assert torch.allclose(given[:, 2] - mixed.tensor[:, 2], 1.5 * linear.source.vectors[0].expand(2, -1), atol=1e-6)

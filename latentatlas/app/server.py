@@ -47,6 +47,8 @@ from latentatlas.app.session import (  # noqa: E402
     StyleMapSession,
     enlarge,
     file_key,
+    fit_display,
+    reduce,
     to_rgb8,
 )
 from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
@@ -106,6 +108,44 @@ def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
     editor.preprocess = checked_preprocess  # type: ignore[method-assign]
     editor.convert_and_format_image = checked_convert  # type: ignore[method-assign]
     return editor
+
+
+REMOTE_FILE = "files come from this page's upload button: a web address is not fetched"
+
+
+def _web_address_in(value: Any) -> bool:
+    """Whether a request's input names a file by web address: any dict whose "path" is http(s)://...
+    (the case of the scheme aside). Only "path" is fetched while preprocessing; "url" is what the
+    browser sends back for a file it uploaded (this server's own /file= address), never fetched."""
+    if isinstance(value, dict):
+        path = value.get("path")
+        if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+            return True
+        return any(_web_address_in(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_web_address_in(v) for v in value)
+    return False
+
+
+def refuse_web_addresses(demo: gr.Blocks) -> gr.Blocks:
+    """Requests whose file inputs name a web address are refused, as one message in the page, before
+    Gradio reads them. A client of the page's API may send a file input as {"path": "https://..."}:
+    Gradio's preprocessing (`processing_utils.async_move_files_to_cache`) then downloads it whole into
+    its cache before any handler or upload check runs, past the upload cap and the app's promise of no
+    network at run time. Every route that runs an event (the queue, /run, /call) goes through
+    `Blocks.preprocess_data`, which this wraps on this instance (session copies of components made by
+    an update don't matter here: the check is on the request's data)."""
+    preprocess_data = demo.preprocess_data
+
+    async def checked(block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        if _web_address_in(inputs):
+            raise gr.Error(REMOTE_FILE, print_exception=False)  # a refusal, not a fault of the server
+        return await preprocess_data(block_fn, inputs, *args, **kwargs)
+
+    demo.preprocess_data = checked  # type: ignore[method-assign]
+    return demo
+
+
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
     "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
@@ -200,7 +240,8 @@ def _user_errors(fn):  # type: ignore[no-untyped-def]
 
 
 # Gradio's cache (each file the app hands out is copied there, uploads are kept there) is emptied
-# of files older than an hour, every hour, and wholly when the server stops.
+# of files older than an hour, every hour (so a file stays one to two hours), and wholly when the
+# server stops.
 CACHE_AGE_S = 3600
 
 
@@ -253,7 +294,7 @@ def build_app(sessions: Sessions, limits: UploadLimits = UploadLimits(), outputs
                 project = _project_tab(sessions, model, limits, tabs, base_state, proj_ctl, explore)
                 _on_model_change(sessions, model, base_state, proj_ctl, explore, project)
             _local_edit_tab(demo, sessions, limits)
-    return demo
+    return refuse_web_addresses(demo)
 
 
 # ---------------------------------------------------------------------------------------- Explore
@@ -268,6 +309,7 @@ class _Explore:
     outputs: list[Any]
     accordions: list[Any]
     sliders: list[Any]
+    unshown: list[Any]  # per set, the note naming the directions beyond MAX_SLIDERS
     mix_cutoff: Any
     layer_start: Any
     layer_end: Any
@@ -286,7 +328,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                 tau = gr.Slider(0, 4, value=0, step=0.1, label="PCA compression tau (0 = off)", elem_id="tau",
                                 interactive=first.prior is not None)
                 with gr.Row():
-                    mix_seed = whole_number_input(gr.Number(1, label="Mix with seed", precision=0, minimum=0, elem_id="mix-seed"))
+                    mix_seed = whole_number_input(gr.Number(1, label="Mix with seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="mix-seed"))
                     mix_cutoff = gr.Slider(0, first.num_ws, value=0, step=1, label="from layer (0 = no mixing)", elem_id="mix-cutoff")
                 restrict = gr.Checkbox(False, label="Edit only w+ layers", elem_id="restrict")
                 with gr.Row():
@@ -301,7 +343,7 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                     code_btn = gr.Button("Download code (.npz)", elem_id="download-code", size="sm")
                 code_file = gr.File(label="Code", visible=False, elem_id="code-file")
         sliders: list[gr.Slider] = []
-        accordions = []
+        accordions, unshown = [], []
         for s in range(MAX_SETS):
             title = first.set_title(s)
             with gr.Accordion(title or "", open=s == 0, visible=title is not None) as acc:
@@ -311,6 +353,8 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                         name, lim = first.slider(s, k)
                         sliders.append(gr.Slider(-lim, lim, value=0, step=0.1, label=name, visible=bool(name),
                                                  min_width=160, elem_id=f"dir-{s}-{k}"))
+                note = _unshown_note(first, s)
+                unshown.append(gr.Markdown(note or "", visible=note is not None, elem_id=f"dir-{s}-unshown"))
 
     inputs = [model, seed, psi, tau, mix_seed, mix_cutoff, restrict, layer_start, layer_end, base_state, *sliders]
 
@@ -329,7 +373,13 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
                       concurrency_id="render", concurrency_limit=4)
     seed.input(lambda: None, None, base_state)
     back_btn.click(lambda: None, None, base_state).then(render, inputs, [image, source])
-    random_btn.click(lambda: int(np.random.randint(0, 2**31)), None, seed)
+
+    def random_seed():  # type: ignore[no-untyped-def]
+        """A new seed, and back to it from a projected code (as typing a seed does; the seed box's
+        change alone re-rendered the projected code, so Random showed nothing new)."""
+        return int(np.random.randint(0, 2**31)), None
+
+    random_btn.click(random_seed, None, [seed, base_state])
     demo.load(render, inputs, [image, source])
 
     @_user_errors
@@ -345,7 +395,16 @@ def _explore_tab(demo: gr.Blocks, sessions: Sessions, model: gr.Dropdown, base_s
         return gr.update(value=str(path), visible=True)
 
     code_btn.click(download_code, inputs, code_file)
-    return _Explore(render, inputs, [image, source], accordions, sliders, mix_cutoff, layer_start, layer_end, tau)
+    return _Explore(render, inputs, [image, source], accordions, sliders, unshown, mix_cutoff, layer_start, layer_end, tau)
+
+
+def _unshown_note(sess: ModelSession, s: int) -> str | None:
+    """Which directions of set s have no slider (the page shows the first MAX_SLIDERS of a set), or None."""
+    rest = sess.set_names(s)[MAX_SLIDERS:]
+    if not rest:
+        return None
+    return (f"{len(rest)} more directions in this set have no slider (the page shows the first {MAX_SLIDERS}): "
+            f"{', '.join(rest)}; `latentatlas traverse` walks any of them")
 
 
 def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.State, proj_ctl: gr.State, explore: _Explore,
@@ -364,6 +423,9 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
             for k in range(MAX_SLIDERS):
                 name_k, lim = sess.slider(s, k)
                 updates.append(gr.update(label=name_k, visible=bool(name_k), value=0, minimum=-lim, maximum=lim))
+        for s in range(MAX_SETS):
+            note = _unshown_note(sess, s)
+            updates.append(gr.update(value=note or "", visible=note is not None))
         n = sess.num_ws
         has_prior = sess.prior is not None
         updates += [gr.update(maximum=n, value=0), gr.update(maximum=n, value=0), gr.update(maximum=n, value=n),
@@ -372,7 +434,7 @@ def _on_model_change(sessions: Sessions, model: gr.Dropdown, base_state: gr.Stat
         return updates
 
     e = explore
-    model.change(on_model, [model, proj_ctl], [*e.accordions, *e.sliders, e.mix_cutoff, e.layer_start, e.layer_end, e.tau,
+    model.change(on_model, [model, proj_ctl], [*e.accordions, *e.sliders, *e.unshown, e.mix_cutoff, e.layer_start, e.layer_end, e.tau,
                                                project.prior_w, project.whiten, base_state, project.to_explore]).then(
         e.render, e.inputs, e.outputs)
 
@@ -513,19 +575,22 @@ def stop_projections(ctl: dict[str, Any]) -> None:
         stop.set()
 
 
+STRIP = DISPLAY // 2  # the strip's frames are at most this high: a row of thumbnails (the GIF shows them at DISPLAY)
+
+
 def _strip(frames: np.ndarray) -> np.ndarray:
-    return np.concatenate(list(frames), axis=1)
+    """uint8 frames [T, H, W, 3] side by side, each reduced to at most STRIP px high."""
+    return np.concatenate([reduce(f, STRIP) for f in frames], axis=1)
 
 
 def _gif(frames: np.ndarray, out_dirs: OutputFolders) -> str:
-    """The frames there and back as a GIF, small models enlarged (nearest) for display."""
-    import torch
-
+    """The uint8 frames there and back as a GIF at the display size (`fit_display`: small models
+    enlarged, nearest, large ones reduced); each frame is resized once."""
     from latentatlas.io.images import save_animation
 
     gif = out_dirs.new() / "interpolation.gif"
-    t = torch.from_numpy(np.concatenate([frames, frames[::-1]])).permute(0, 3, 1, 2).float() / 127.5 - 1
-    save_animation(gif, torch.nn.functional.interpolate(t, scale_factor=max(1, DISPLAY // frames.shape[1]), mode="nearest"), fps=12)
+    shown = np.stack([fit_display(f, DISPLAY) for f in frames])
+    save_animation(gif, np.concatenate([shown, shown[::-1]]), fps=12)
     return str(gif)
 
 
@@ -693,16 +758,21 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         with gr.Row():
             with gr.Column(scale=1):
                 src_kind = gr.Radio(kinds, value="synthfaces", label="Source: the image to edit", elem_id="src-kind")
-                src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
-                src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
-                                   elem_id="src-file", visible=False, height=120)
+                # The kind shows and hides these groups, never the seed box itself (`whole_number_input`).
+                with gr.Group(elem_id="src-seed-group") as src_seed_group:
+                    src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
+                with gr.Group(visible=False, elem_id="src-file-group") as src_file_group:
+                    src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                                       elem_id="src-file", height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
             with gr.Column(scale=1):
                 ref_kind = gr.Radio(kinds, value="synthfaces", label="Reference: where the region comes from", elem_id="ref-kind")
-                ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
-                ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
-                                   elem_id="ref-file", visible=False, height=120)
+                with gr.Group(elem_id="ref-seed-group") as ref_seed_group:
+                    ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
+                with gr.Group(visible=False, elem_id="ref-file-group") as ref_file_group:
+                    ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                                       elem_id="ref-file", height=120)
                 editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
                                         brush=gr.Brush(default_size=max(4, PAINT // 12), colors=["#ff00ff"], color_mode="fixed"),
@@ -772,6 +842,8 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
         return f
 
     def on_kind(kind):  # type: ignore[no-untyped-def]
+        """The seed's group or the file's. An update sent to the seed box itself would make Gradio
+        replace it, for this session, with a fresh copy that lacks `whole_number_input`'s check."""
         return gr.update(visible=kind != "upload"), gr.update(visible=kind == "upload")
 
     def on_model(name):  # type: ignore[no-untyped-def]
@@ -781,8 +853,8 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 gr.update(choices=choices, value=MASK_DRAWN), gr.update(maximum=r // 4, value=0))
 
     fast: dict[str, Any] = dict(trigger_mode="always_last", show_progress="hidden", concurrency_id="local-edit", concurrency_limit=4)
-    src_kind.change(on_kind, src_kind, [src_seed, src_file], queue=False)
-    ref_kind.change(on_kind, ref_kind, [ref_seed, ref_file], queue=False)
+    src_kind.change(on_kind, src_kind, [src_seed_group, src_file_group], queue=False)
+    ref_kind.change(on_kind, ref_kind, [ref_seed_group, ref_file_group], queue=False)
     src_file.upload(check_upload, [lmodel, src_file], src_file)
     ref_file.upload(check_upload, [lmodel, ref_file], ref_file)
     gr.on([src_kind.change, src_seed.change, src_file.change], view, src_inputs, src_view, **fast).then(
@@ -801,9 +873,9 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
 
 def _mask_choices(resolution: int) -> list[tuple[str, str]]:
     """The brush, and the synthfaces face regions where the model is large enough for them."""
-    from latentatlas.data.synthfaces import REGIONS
+    from latentatlas.data.synthfaces import MIN_RESOLUTION, REGIONS
 
-    regions = [(f"{r} (synthfaces region)", r) for r in REGIONS] if resolution >= 16 else []
+    regions = [(f"{r} (synthfaces region)", r) for r in REGIONS] if resolution >= MIN_RESOLUTION else []
     return [("drawn with the brush", MASK_DRAWN), *regions]
 
 
@@ -858,7 +930,9 @@ def whole_seed(label: str, value: Any) -> int:
 def whole_number_input(number: gr.Number) -> gr.Number:
     """A precision-0 Number whose value is checked (`whole`) before Gradio's own rounding, which casts
     with int() too, so a NaN sent to the page's API ended there, before any handler. Wraps this
-    instance's method (a Gradio component subclass would make Gradio write a .pyi beside this module)."""
+    instance's method (a Gradio component subclass would make Gradio write a .pyi beside this module),
+    so no handler may send the box a gr.update: Gradio would go on, for that session, with a fresh
+    copy built from the update, unchecked. Show and hide it through a container (Local edit's kinds)."""
     preprocess = number.preprocess
 
     def checked(payload: Any) -> Any:
@@ -885,9 +959,11 @@ def _params(sess, seed_v, psi_v, tau_v, mix_v, cut_v, restrict_v, ls_v, le_v, ba
         if end <= start:
             raise UserError("the end layer must come after the first layer")
         layers = (start, end)
-    return ExploreParams(
+    cutoff = whole("mixing layer", cut_v)
+    return ExploreParams(  # the mix seed is read only when mixing is on (a cutoff of 0 is none)
         seed=whole_seed("seed", seed_v), psi=float(psi_v), tau=float(tau_v), strengths=values, layers=layers,
-        mix_seed=whole_seed("mix seed", mix_v), mix_cutoff=whole("mixing layer", cut_v), base=None if base is None else _projected_for(base, sess.name),
+        mix_seed=whole_seed("mix seed", mix_v) if cutoff > 0 else None, mix_cutoff=cutoff,
+        base=None if base is None else _projected_for(base, sess.name),
     )
 
 

@@ -10,7 +10,6 @@ update is one generator pass.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -22,16 +21,18 @@ import numpy as np
 import torch
 
 from latentatlas.app.uploads import UploadLimits, load_upload, upload_stat
-from latentatlas.directions.files import Directions
-from latentatlas.directions.warped import PathSet, WarpedPaths, load_paths
+from latentatlas.directions.warped import PathSet, load_paths
 from latentatlas.inversion.losses import ProjectionLoss, projection_loss
-from latentatlas.io.errors import MAX_SEED, UserError, require_number
+from latentatlas.io.errors import MAX_SEED, UserError, require_number, require_seed
 from latentatlas.latent.codes import LatentCode, code_for_model, synthesize, to_w, to_wplus, truncate_code, z_from_seeds
 from latentatlas.latent.gaussian import GaussianPrior
 from latentatlas.latent.paths import endpoint, style_mix, travel
 from latentatlas.models.bundled import BUNDLED_DIRECTIONS, WEIGHTS_DIR, load_generator, resolve_model
 
 MAX_FRAMES = 120
+# Frames x pixels an interpolation in the app may make: 16 frames at 1024 px, the Frames slider's
+# 60 up to 512 px (the float images while synthesised: 200 MB). The interpolate command has no cap.
+MAX_INTERPOLATION_PIXELS = 2**24
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -64,12 +65,6 @@ class Recent(Generic[K, V]):
         """The kept value, or make() kept (two callers racing on a new key may both make it: harmless)."""
         value = self.peek(key)
         return self.put(key, make()) if value is None else value
-
-
-def check_seed(seed: int) -> int:
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise UserError(f"seed {seed}: use 0..{MAX_SEED}")
-    return int(seed)
 
 
 def file_key(path: str | Path) -> tuple[str, int, int]:
@@ -138,6 +133,9 @@ class ModelSession:
         self.path = resolve_model(source)
         self.lpips_files = lpips_files  # (VGG16 weights, LPIPS heads) for the projection loss, or None
         self.generator, self.info = load_generator(source, device)
+        if self.generator.c_dim > 0:  # every render, walk and projection would fail in the page: say so when `serve` starts
+            raise UserError(f"{name} is conditional ({self.generator.c_dim} classes) and the app has no class picker: serve "
+                            "unconditional models (`latentatlas generate --class K` renders this one)")
         self.generator.requires_grad_(False)
         self.prior: GaussianPrior | None = None
         try:
@@ -182,13 +180,17 @@ class ModelSession:
         """Title of direction set s, None where the model has fewer sets than the page shows."""
         return self.sets[s].title if s < len(self.sets) else None
 
+    def set_names(self, s: int) -> list[str]:
+        """The direction names of set s (none where the model has fewer sets than the page shows)."""
+        return list(self.sets[s].names) if s < len(self.sets) else []
+
     def slider(self, s: int, k: int) -> tuple[str, float]:
         """(name, +-range) of slider k of set s; an empty name where there is no such direction."""
         ds = self.sets[s] if s < len(self.sets) else None
         return (ds.names[k] if ds and k < len(ds) else "", ds.limit if ds else 3.0)
 
     def seed_z(self, seed: int) -> LatentCode:
-        return z_from_seeds([check_seed(seed)], self.generator.z_dim, self.generator.device)
+        return z_from_seeds([require_seed("seed", seed)], self.generator.z_dim, self.generator.device)
 
     def seed_code(self, seed: int, psi: float = 1.0) -> LatentCode:
         return to_wplus(to_w(self.seed_z(seed), self.generator, truncation_psi=psi), self.generator)
@@ -215,12 +217,7 @@ class ModelSession:
         for (s, k), strength in sorted(p.strengths.items()):
             if strength == 0 or s >= len(self.sets):
                 continue
-            source = self.sets[s].paths.source
-            if isinstance(source, Directions):
-                d = source if p.layers is None else dataclasses.replace(source, layers=p.layers)
-                code = d.apply(code, k, float(strength))
-            else:
-                code = walk_layers(source, code, k, float(strength), p.layers)
+            code = self.sets[s].paths.apply(code, k, float(strength), p.layers)
         if p.tau > 0:
             if self.prior is None:
                 raise UserError(f"{self.name} has no Gaussian prior: run `latentatlas stats` to add one")
@@ -242,24 +239,13 @@ class ModelSession:
         if not 2 <= frames <= MAX_FRAMES:
             raise UserError(f"frames: use 2..{MAX_FRAMES}, got {frames}")
         g = self.generator
+        side = g.img_resolution
+        if frames * side * side > MAX_INTERPOLATION_PIXELS:
+            raise UserError(f"{frames} frames of {side}x{side} px are more than the app makes at once: at most "
+                            f"{MAX_INTERPOLATION_PIXELS // side**2} for this model (`latentatlas interpolate` makes more)")
         ends = [endpoint(self.seed_z(x) if isinstance(x, int) else x, g, space, psi) for x in (a, b)]
         _, out = travel(ends[0], ends[1], g, frames, method, psi)
         return np.stack([to_rgb8(f) for f in out])
-
-
-def walk_layers(paths: WarpedPaths, code: LatentCode, k: int, strength: float, layers: tuple[int, int] | None) -> LatentCode:
-    """Walk each w of a w+ code (in the layer range) along warped path k.
-
-    The field depends on where a code is, so each layer's w follows its own path; for an
-    unmixed code all layers are equal and this is the plain w traversal. Strength is in units
-    of the latent spread per dimension, as `traverse` takes it.
-    """
-    code.require("w+")
-    start, end = layers if layers is not None else (0, code.tensor.shape[1])
-    out = code.tensor.clone()
-    moved = paths.apply(LatentCode("w", out[0, start:end]), k, paths.arc_length(strength)).tensor
-    out[0, start:end] = moved.to(out)
-    return LatentCode("w+", out)
 
 
 def to_rgb8(img: torch.Tensor) -> np.ndarray:
@@ -274,6 +260,21 @@ def enlarge(arr: np.ndarray, size: int = 256) -> np.ndarray:
     """Nearest-neighbour enlargement of small images for display (shows the true pixels)."""
     f = max(1, size // arr.shape[0])
     return arr.repeat(f, axis=0).repeat(f, axis=1) if f > 1 else arr
+
+
+def reduce(arr: np.ndarray, size: int) -> np.ndarray:
+    """A uint8 image [H, W, C] at most `size` px high (aspect kept, area-averaged); smaller ones as they are."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    if h <= size:
+        return arr
+    return np.asarray(Image.fromarray(arr).resize((max(1, round(w * size / h)), size), Image.Resampling.BOX))
+
+
+def fit_display(arr: np.ndarray, size: int = 256) -> np.ndarray:
+    """An image for display at about `size` px: small ones enlarged (`enlarge`), large ones reduced (`reduce`)."""
+    return enlarge(arr, size) if arr.shape[0] <= size else reduce(arr, size)
 
 
 # ---------------------------------------------------------------------------------------
@@ -332,7 +333,7 @@ class StyleMapSession:
                 raise UserError("upload an image first")
             key: Hashable = ("upload", file_key(p.path))
         else:
-            key = (p.kind, check_seed(p.seed))
+            key = (p.kind, require_seed("seed", p.seed))
         if refine and p.kind != "sample":
             image, code = self.picture(p, limits)
             if str(p.path).lower().endswith(".npz"):
@@ -346,32 +347,28 @@ class StyleMapSession:
         with self.lock:
             return image, refine(self.generator, code, image.to(code.device), steps)
 
-    @torch.no_grad()
     def _make_picture(self, p: Picture, limits: UploadLimits | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A picture's (image, stylemap) as the commands make them (`editing.local.stylemap_input`);
+        a synthfaces face is rendered, then encoded as an image is."""
         from latentatlas.data import synthfaces
-        from latentatlas.editing.local import random_stylemaps
-        from latentatlas.inversion.encoder import encode
+        from latentatlas.editing.local import stylemap_input
 
-        g, res = self.generator, self.resolution
-        with self.lock:
+        g, limits = self.generator, limits or UploadLimits()
+        source: int | str | torch.Tensor
+        try:
             if p.kind == "sample":
-                code = random_stylemaps(g, [p.seed])
-                return g(code).cpu(), code
-            if p.kind == "synthfaces":
-                image, _ = synthfaces.sample(1, seed=p.seed, resolution=res)
+                source = p.seed
+            elif p.kind == "synthfaces":
+                source, _ = synthfaces.sample(1, seed=p.seed, resolution=self.resolution)
             elif str(p.path).lower().endswith(".npz"):  # a stylemap from `latentatlas encode`: no encoder pass
-                try:
-                    max_bytes = (limits or UploadLimits()).max_npz_bytes
-                    code = code_for_model(str(p.path), g, self.names, max_bytes).tensor.to(g.device)
-                except UserError as e:
-                    raise public_error(e, p.path or "") from None
-                return g(code).cpu(), code
+                source = str(p.path)
             else:
-                try:
-                    image, _ = load_upload(p.path, res, limits or UploadLimits())
-                except UserError as e:
-                    raise public_error(e, p.path or "") from None
-            return image, encode(self.encoder, image)
+                source, _ = load_upload(p.path, self.resolution, limits)
+            with self.lock:
+                code, image = stylemap_input(g, self.encoder, source, self.names, max_npz_bytes=limits.max_npz_bytes)
+        except UserError as e:
+            raise public_error(e, p.path or "") if p.path else e from None
+        return image, code
 
     def mask(self, kind: str, drawn: np.ndarray | None = None, grow: int = 0) -> torch.Tensor:
         """[1, 1, R, R] in [0, 1]: the drawn strokes (alpha or grey [H, W], any square size) or a face

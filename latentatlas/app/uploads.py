@@ -32,11 +32,11 @@ class UploadLimits:
 
 def upload_stat(path: str | Path) -> os.stat_result:
     """The upload's stat, or a UserError when the server has removed it (Gradio's cache keeps
-    uploads an hour, `server.CACHE_AGE_S`) and the page still names it."""
+    uploads one to two hours, `server.CACHE_AGE_S`) and the page still names it."""
     try:
         return os.stat(path)
     except FileNotFoundError:
-        raise UserError(f"{Path(path).name} is no longer on the server (uploads are kept an hour): upload it again") from None
+        raise UserError(f"{Path(path).name} is no longer on the server (uploads are kept one to two hours): upload it again") from None
 
 
 def load_upload(path: str | Path | None, resolution: int, limits: UploadLimits) -> tuple[torch.Tensor, list[str]]:

@@ -20,6 +20,7 @@ alike for the commands that walk and score paths.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -448,6 +449,31 @@ class PathSet:
         if isinstance(self.source, WarpedPaths):
             return float(round(math.sqrt(self.source.dim)))
         return 3.0
+
+    def apply(self, code: LatentCode, k: int, strength: float, layers: tuple[int, int] | None = None) -> LatentCode:
+        """Codes moved along direction or path k by `strength`, in the unit of `strength_range` (stds
+        for linear directions, latent spread units for warped paths), as the app's sliders move them.
+
+        `layers` [start, end) restricts the edit of a w+ code to those layers: for linear directions
+        it replaces the set's own range; warped w paths move each w of those layers along its own
+        path (the field depends on where a code is; for an unmixed code all layers are equal and
+        this is the plain w walk). Without `layers`, linear sets keep their own range and warped
+        paths move every layer of a w+ code.
+        """
+        if isinstance(self.source, Directions):
+            d = self.source if layers is None else dataclasses.replace(self.source, layers=layers)
+            return d.apply(code, k, float(strength))
+        arc = self.source.arc_length(float(strength))
+        if code.space != "w+" or self.space != "w":
+            if layers is not None:
+                raise UserError("a layer range edits w+ codes along paths made in w")
+            return self.source.apply(code, k, arc)
+        start, end = layers if layers is not None else (0, code.tensor.shape[1])
+        out = code.tensor.clone()
+        part = out[:, start:end]
+        moved = self.source.apply(LatentCode("w", part.reshape(-1, part.shape[-1])), k, arc).tensor
+        out[:, start:end] = moved.reshape(part.shape).to(out)
+        return LatentCode("w+", out)
 
     def walk(self, k: int) -> PathFn:
         """Path k by signed arc length from codes in `walk_space` (what metrics.paths.path_responses takes)."""

@@ -24,6 +24,7 @@ share: it checks the shift and the strength and picks the local edit or the tran
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,35 @@ def random_stylemaps(generator: torch.nn.Module, seeds: list[int], truncation_ps
     if truncation_psi != 1 and mean is None:
         mean = generator.mean_stylemap()
     return generator.mapping(z.to(generator.device), truncation_psi, mean)
+
+
+def stylemap_input(generator: torch.nn.Module, encoder: torch.nn.Module, source: int | str | Path | torch.Tensor,
+                   model_names: Collection[str] | None = None, truncation_psi: float = 1.0, mean: torch.Tensor | None = None,
+                   max_npz_bytes: int | None = None, refine: int = 0, progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """A StyleMapGAN input as (stylemap [1, C, S, S] on the model's device, image [1, 3, R, R] on the CPU),
+    for `edit-local`, `interpolate` and the app's Local edit alike. `source` is a seed (a model
+    sample, truncated towards `mean`), a stylemap code file (.npz from `encode`, checked against the
+    model: `model_names` are what it may name, `max_npz_bytes` its unpacked size), or an image
+    [1, 3, R, R] in [-1, 1], encoded in one pass and then refined `refine` steps (codes and seeds
+    are no encoder's guess: they are taken as they are). For seeds and codes the image is the
+    model's rendering; for an image, the image itself."""
+    from latentatlas.inversion.encoder import encode
+    from latentatlas.inversion.encoder import refine as refine_stylemaps
+    from latentatlas.latent.codes import code_for_model
+
+    device = next(generator.parameters()).device
+    if isinstance(source, torch.Tensor):
+        with torch.no_grad():
+            code = encode(encoder, source)
+        if refine:
+            code = refine_stylemaps(generator, code, source.to(code.device), refine, progress=progress)
+        return code, source.cpu()
+    with torch.no_grad():
+        if isinstance(source, int):
+            code = random_stylemaps(generator, [source], truncation_psi, mean)
+        else:
+            code = code_for_model(source, generator, model_names, max_npz_bytes).tensor.to(device)  # type: ignore[arg-type]
+        return code, generator(code).clamp(-1, 1).cpu()
 
 
 @torch.no_grad()

@@ -65,12 +65,19 @@ def side_by_side(images: torch.Tensor) -> torch.Tensor:
     return images.permute(1, 2, 0, 3).reshape(images.shape[1], images.shape[2], -1)
 
 
-def save_animation(path: str | Path, frames: torch.Tensor, fps: int = 12) -> Path:
-    """Write frames [T, C, H, W] as an animated GIF or an MP4 (H.264 via imageio-ffmpeg)."""
+def save_animation(path: str | Path, frames: torch.Tensor | np.ndarray, fps: int = 12) -> Path:
+    """Write frames [T, C, H, W] in [-1, 1], or uint8 frames [T, H, W, C] as they are shown (the
+    app's, without a float copy four times their size), as an animated GIF or an MP4 (H.264 via
+    imageio-ffmpeg)."""
     import imageio.v3 as iio
 
     path = Path(path)
-    arr = to_uint8(frames)
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8 or frames.ndim != 4:
+            raise UserError(f"animation frames as an array must be uint8 [T, H, W, C], got {frames.dtype} {list(frames.shape)}")
+        arr = frames
+    else:
+        arr = to_uint8(frames)
     suffix = path.suffix.lower()
     with atomic_path(path) as tmp:
         if suffix == ".gif":
