@@ -527,8 +527,8 @@ def clean(
     import torch
 
     from latentatlas.io.images import make_grid, save_image
-    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_w, z_from_seeds
-    from latentatlas.latent.gaussian import GaussianPrior, check_tau
+    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_w, truncate_code, z_from_seeds
+    from latentatlas.latent.gaussian import GaussianPrior, check_tau, matched_truncation
     from latentatlas.models.bundled import load_generator
 
     seed_list = parse_seeds(seeds)
@@ -540,11 +540,8 @@ def clean(
     with torch.no_grad():
         w = to_w(z_from_seeds(seed_list, generator.z_dim, generator.device), generator).tensor
         wc = prior.compress(w.double(), tau).float()
-        w_avg = generator.mapping.w_avg
-        psi = truncation
-        if psi is None:
-            psi = float((wc - w_avg).norm(dim=1).mean() / (w - w_avg).norm(dim=1).mean())
-        wt = w_avg.lerp(w, psi)
+        psi = truncation if truncation is not None else matched_truncation(w, wc, generator.mapping.w_avg)
+        wt = truncate_code(LatentCode("w", w), generator, psi).tensor
         rows = [synthesize(LatentCode("w", x), generator).cpu() for x in (w, wc, wt)]
     save_image(out / "clean.png", make_grid(torch.cat(rows), cols=len(seed_list)))
     save_codes(out / "clean.npz", LatentCode("w", wc.cpu()), model=info["name"], seeds=seed_list)

@@ -38,6 +38,15 @@ def degaussianize(v: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(v, MAPPING_LRELU_SLOPE)
 
 
+def matched_truncation(w: torch.Tensor, edited: torch.Tensor, w_avg: torch.Tensor) -> float:
+    """The truncation psi that pulls codes w [N, D] as far towards w_avg, on average, as `edited`
+    (e.g. compressed: GaussianPrior.compress) pulled them: mean ||edited - w_avg|| / mean ||w - w_avg||.
+
+    `clean` shows truncation at this psi beside compression, and benchmarks/clean_tradeoff.py
+    compares the two at it, so that the comparison is at equal strength, not at an arbitrary psi."""
+    return float((edited - w_avg).norm(dim=-1).mean() / (w - w_avg).norm(dim=-1).mean())
+
+
 def check_tau(tau: float) -> float:
     """The compression threshold: a positive, finite number of standard deviations (NaN would compress nothing)."""
     return require_number("--tau", tau, above=0, what="a positive number of standard deviations", example="2")
