@@ -742,8 +742,8 @@ def directions_supervised(
 ) -> None:
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
     from latentatlas.data.synthfaces import FACTOR_NAMES
-    from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import check_conditional, check_method, load_scores, supervised
+    from latentatlas.directions.files import model_fingerprint, save_directions
+    from latentatlas.directions.supervised import check_conditional, check_method, factor_directions, load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
@@ -760,18 +760,15 @@ def directions_supervised(
     generator, _ = load_generator(model, pick_device(device))
     rng = _layer_range(layers, generator)
     if predictor is not None:
-        from latentatlas.metrics.paths import factors_of_w
         from latentatlas.training.attributes import load_predictor
 
         pred = load_predictor(predictor, generator.device)
-        codes = sample_w(generator, samples, progress=True)
-        sc = factors_of_w(generator, pred, codes)
-        names = list(FACTOR_NAMES)
+        d = factor_directions(generator, pred, samples, method=method, fraction=fraction, conditional_on=cond, layers=rng, progress=True)
     else:
         codes, sc, names = load_scores(scores)
         if codes.ndim != 2 or codes.shape[1] != generator.w_dim:
             raise UserError(f"{scores}: latents must be w codes [N, {generator.w_dim}]")
-    d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
+        d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
     save_directions(out, d)
     typer.echo(f"{len(d)} supervised directions ({d.method}): {out}")
 
