@@ -3,9 +3,10 @@
 The same N seeds (official convention, z = RandomState(seed).randn) are mapped to w and edited:
 - compression: `GaussianPrior.compress(w, tau)` (what `latentatlas clean --tau` does: whitened
   principal components of leaky_relu(w, 5) beyond tau are log-compressed), over `--taus`;
-- truncation: w_avg + psi (w - w_avg), over `--psis`;
-- matched truncation: for each tau, the psi `latentatlas clean` picks without --truncation (same
-  mean distance to w_avg as the compressed codes), to compare the two at equal strength;
+- truncation: w_avg + psi (w - w_avg) (`latent.codes.truncate_code`), over `--psis`;
+- matched truncation: for each tau, the psi `latentatlas clean` picks without --truncation
+  (`latent.gaussian.matched_truncation`: same mean distance to w_avg as the compressed codes),
+  to compare the two at equal strength;
 - the unedited samples.
 Rendered with constant noise. Per setting:
 - quality: factor-feature FID (`latentatlas.metrics.fid.fid_from_features`, the bundled predictor's
@@ -42,7 +43,8 @@ from projection_quality import device_name, log, setup  # noqa: E402
 
 from latentatlas.inversion.losses import factor_feature_distance  # noqa: E402
 from latentatlas.runtime import pick_device  # noqa: E402
-from latentatlas.latent.codes import LatentCode, synthesize, to_w, z_from_seeds  # noqa: E402
+from latentatlas.latent.codes import LatentCode, synthesize, to_w, truncate_code, z_from_seeds  # noqa: E402
+from latentatlas.latent.gaussian import matched_truncation  # noqa: E402
 from latentatlas.metrics.evaluate import RENDER_SEED_A, RENDER_SEED_B, render_batches  # noqa: E402
 from latentatlas.metrics.fid import fid_from_features  # noqa: E402
 
@@ -127,15 +129,18 @@ def main() -> None:
     with torch.no_grad():
         w = to_w(z_from_seeds(list(range(n)), generator.z_dim, device), generator).tensor
     w_avg = generator.mapping.w_avg
-    base_dist = (w - w_avg).norm(dim=1).mean()
+
+    def truncated(psi: float) -> torch.Tensor:
+        return truncate_code(LatentCode("w", w), generator, psi).tensor
+
     settings: list[tuple[str, dict, torch.Tensor]] = [("none", {}, w)]
     for tau in [float(t) for t in args.taus.split(",")]:
         wc = prior.compress(w.double(), tau).float()
         settings.append(("compression", {"tau": tau}, wc))
-        psi = float((wc - w_avg).norm(dim=1).mean() / base_dist)
-        settings.append(("matched truncation", {"psi": psi, "matched_tau": tau}, w_avg.lerp(w, psi)))
+        psi = matched_truncation(w, wc, w_avg)  # what `latentatlas clean` picks without --truncation
+        settings.append(("matched truncation", {"psi": psi, "matched_tau": tau}, truncated(psi)))
     for psi in [float(p) for p in args.psis.split(",")]:
-        settings.append(("truncation", {"psi": psi}, w_avg.lerp(w, psi)))
+        settings.append(("truncation", {"psi": psi}, truncated(psi)))
 
     rows, base_images, base_pred = [], None, None
     for method, params, codes in settings:

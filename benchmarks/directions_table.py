@@ -37,13 +37,10 @@ def make_paths(method: str, generator, predictor, k: int, seed: int, args, tmp: 
     """K paths of one method as a PathSet, and the seconds it took to find them."""
     import torch
 
-    from latentatlas.directions.files import model_fingerprint, sample_w
     from latentatlas.directions.pca import ganspace
     from latentatlas.directions.sefa import sefa
-    from latentatlas.directions.supervised import supervised
+    from latentatlas.directions.supervised import factor_directions
     from latentatlas.directions.warped import PathSet, WarpedConfig, train_warped
-    from latentatlas.data.synthfaces import FACTOR_NAMES
-    from latentatlas.metrics.paths import factors_of_w
 
     t = time.perf_counter()
     if method == "ganspace":
@@ -51,9 +48,7 @@ def make_paths(method: str, generator, predictor, k: int, seed: int, args, tmp: 
     elif method == "sefa":
         paths = PathSet(sefa(generator, components=k, scale_samples=min(args.samples, 20_000), seed=seed))
     elif method == "supervised":
-        codes = sample_w(generator, args.supervised_samples, seed=1000 + seed)
-        scores = factors_of_w(generator, predictor, codes)
-        d = supervised(codes, scores, list(FACTOR_NAMES), model_fingerprint(generator), method="svm")
+        d = factor_directions(generator, predictor, args.supervised_samples, seed=1000 + seed, method="svm")
         order = torch.arange(len(d))[:k]  # the first k factors
         d.vectors, d.scales, d.names = d.vectors[order], d.scales[order], [d.names[i] for i in order]
         paths = PathSet(d)

@@ -106,13 +106,11 @@ def main() -> None:
 
 def bundle_directions(generator: Generator, predictor) -> None:  # type: ignore[no-untyped-def]
     """GANSpace named by what each component does, and supervised directions per factor."""
-    from latentatlas.data.synthfaces import FACTOR_NAMES
     from latentatlas.directions.files import sample_w, save_directions
     from latentatlas.directions.pca import ganspace
-    from latentatlas.directions.supervised import supervised
-    from latentatlas.directions.files import model_fingerprint
+    from latentatlas.directions.supervised import factor_directions
     from latentatlas.inversion.projector import w_statistics
-    from latentatlas.metrics.paths import factors_of_w, linear_path, path_responses, summarize
+    from latentatlas.metrics.paths import linear_path, path_responses, summarize
 
     pca = ganspace(generator, num_samples=100_000, components=10)
     _, w_std = w_statistics(generator, 5000)
@@ -123,9 +121,7 @@ def bundle_directions(generator: Generator, predictor) -> None:  # type: ignore[
     pca.info["auto_names"] = "main factor of each component, from `latentatlas directions score`"
     save_directions(WEIGHTS / "faces64_ganspace.safetensors", pca)
     print("GANSpace:", ", ".join(pca.names))
-    codes = sample_w(generator, 8000, seed=11)
-    scores = factors_of_w(generator, predictor, codes)
-    sup = supervised(codes, scores, list(FACTOR_NAMES), model_fingerprint(generator), method="svm")
+    sup = factor_directions(generator, predictor, 8000, seed=11, method="svm")
     save_directions(WEIGHTS / "faces64_supervised.safetensors", sup)
     print(f"supervised: {len(sup)} directions")
     bundle_warped(generator, predictor)

@@ -11,12 +11,15 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from latentatlas.io.errors import UserError, require_at_least, require_file, require_number, require_seed
 from latentatlas.runtime import pick_device, rank_device
+
+if TYPE_CHECKING:  # the command imports torch only when it runs
+    from latentatlas.inversion.folder import ProjectionProgress
 
 app = typer.Typer(
     add_completion=False,
@@ -527,8 +530,8 @@ def clean(
     import torch
 
     from latentatlas.io.images import make_grid, save_image
-    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_w, z_from_seeds
-    from latentatlas.latent.gaussian import GaussianPrior, check_tau
+    from latentatlas.latent.codes import LatentCode, save_codes, synthesize, to_w, truncate_code, z_from_seeds
+    from latentatlas.latent.gaussian import GaussianPrior, check_tau, matched_truncation
     from latentatlas.models.bundled import load_generator
 
     seed_list = parse_seeds(seeds)
@@ -540,11 +543,8 @@ def clean(
     with torch.no_grad():
         w = to_w(z_from_seeds(seed_list, generator.z_dim, generator.device), generator).tensor
         wc = prior.compress(w.double(), tau).float()
-        w_avg = generator.mapping.w_avg
-        psi = truncation
-        if psi is None:
-            psi = float((wc - w_avg).norm(dim=1).mean() / (w - w_avg).norm(dim=1).mean())
-        wt = w_avg.lerp(w, psi)
+        psi = truncation if truncation is not None else matched_truncation(w, wc, generator.mapping.w_avg)
+        wt = truncate_code(LatentCode("w", w), generator, psi).tensor
         rows = [synthesize(LatentCode("w", x), generator).cpu() for x in (w, wc, wt)]
     save_image(out / "clean.png", make_grid(torch.cat(rows), cols=len(seed_list)))
     save_codes(out / "clean.npz", LatentCode("w", wc.cpu()), model=info["name"], seeds=seed_list)
@@ -581,19 +581,12 @@ def project(
     refused before any work. Under torchrun each process takes a shard of the images. Example:
     latentatlas project ffhq.safetensors photos/ --space w+ --whiten --vgg vgg16.pth --lpips-lin vgg.pth
     """
-    import os
-
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
+    from latentatlas.inversion.folder import output_paths, process_share, project_files, unfinished
     from latentatlas.inversion.losses import projection_loss
-    from latentatlas.inversion.projector import ProjectorConfig, project as run_projection
-    from latentatlas.metrics.reconstruction import reconstruction_errors
-    from latentatlas.io.atomic import atomic_path, write_json
-    from latentatlas.io.images import list_images, make_grid, read_image, save_animation, save_image
-    from latentatlas.latent.gaussian import GaussianPrior
+    from latentatlas.inversion.projector import ProjectorConfig
     from latentatlas.io.checkpoints import require_stylegan2
+    from latentatlas.io.images import list_images
+    from latentatlas.latent.gaussian import GaussianPrior
     from latentatlas.models.bundled import load_generator, resolve_model
 
     require_at_least("--steps", steps, 1, "optimisation steps")
@@ -607,73 +600,58 @@ def project(
     if skipped:
         typer.echo(f"warning: skipped {len(skipped)} non-image files (e.g. {skipped[0]})", err=True)
     _check_unique_stems(files)
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    numbered = list(enumerate(files))[rank::world]  # (place in the sorted list: the image's seed, file)
+    numbered = process_share(files)  # under torchrun, this process's share
     if resume:
-        todo = [(k, f) for k, f in numbered if not (out / f"{f.stem}.npz").is_file()]
+        todo = unfinished(numbered, out)
         typer.echo(f"resuming: {len(numbered) - len(todo)} of {len(numbered)} images already projected in {out}", err=True)
         numbered = todo
-    files = [f for _, f in numbered]
-    outputs = [out / f"{f.stem}{suffix}" for f in files for suffix in (".npz", "_projected.png", "_compare.png", "_losses.json")]
-    outputs += [out / f"{f.stem}_progress.mp4" for f in files] if video else []
-    _outputs(outputs, force or resume,  # resuming: an unfinished image's leftovers are this run's own
+    _outputs(output_paths([f for _, f in numbered], out, video), force or resume,  # resuming: an unfinished image's leftovers are this run's own
              exists_advice="pass --resume to go on with an interrupted run (or --force to redo every image), or choose another --out")
     model_path = require_stylegan2(resolve_model(model))  # before the loss options, which a StyleMapGAN model cannot use anyway
     dev = rank_device(pick_device(device))  # under torchrun each rank projects its share of the files on its own GPU
     chosen = projection_loss(model_path, loss, vgg=vgg, lpips_lin=lpips_lin, predictor=predictor, mse_weight=mse_weight, device=dev)
-    loss, perceptual = chosen.name, chosen.perceptual
     cfg.perceptual_weight, cfg.mse_weight = chosen.perceptual_weight, chosen.mse_weight
     generator, info = load_generator(model, dev)
-    # Every image is read once now: a corrupt one came up only when its batch did, hours into the
-    # run; the batches read them again (one at a time: all of them could fill the memory).
-    for f in files:
-        notes = read_image(f, generator.img_resolution)[1]
-        if notes:
-            typer.echo(f"warning: {f}: {'; '.join(notes)}", err=True)
     gprior = GaussianPrior.from_model_info(info, model) if (prior > 0 or whiten) else None
-    diverged: list[str] = []
-    for start in range(0, len(files), batch):
-        chunk = files[start : start + batch]
-        target = torch.stack([read_image(f, generator.img_resolution)[0] for f in chunk]).to(dev)
-        bar = tqdm(total=steps, desc=f"project {start + 1}-{start + len(chunk)}/{len(files)}", unit="step")
-
-        def report(step: int, losses: dict[str, float]) -> None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{losses['total']:.4f}", refresh=False)
-
-        image_seeds = [seed + k for k, _ in numbered[start : start + batch]]
-        res = run_projection(generator, target, perceptual, cfg, prior=gprior, image_seeds=image_seeds, progress=report)
-        bar.close()
-        errors = reconstruction_errors(res.images, target, perceptual)
-        for i, f in enumerate(chunk):
-            if not (torch.isfinite(res.w[i]).all() and all(np.isfinite(v[i]) for v in errors.values())):
-                typer.echo(f"warning: {f.name}: the projection diverged (NaN or inf): nothing written for it", err=True)
-                diverged.append(f.name)
-                continue
-            arrays = {
-                "latents": res.w[i : i + 1].cpu().numpy(),
-                "space": np.array(space),
-                "model": np.array(info["name"]),
-                "source": np.array(f.name),
-            }
-            arrays.update({f"noise_{k}": m[i, 0].cpu().numpy() for k, m in enumerate(res.noise_maps)})
-            save_image(out / f"{f.stem}_projected.png", make_grid(res.images[i : i + 1].cpu()))
-            save_image(out / f"{f.stem}_compare.png", make_grid(torch.stack([target[i], res.images[i]]).cpu(), cols=2, pad=2))
-            record = {
-                "source": str(f), "space": space, "prior": prior, "steps": steps, "loss": loss, "seed": image_seeds[i],
-                "final": {k: v[i] for k, v in errors.items()},
-                "history": {k: [row[i] for row in v] for k, v in res.losses.items()},
-            }
-            write_json(out / f"{f.stem}_losses.json", record, indent=None)
-            if video and res.frames:
-                save_animation(out / f"{f.stem}_progress.mp4", torch.stack([fr[i] for fr in res.frames]), fps=24)
-            with atomic_path(out / f"{f.stem}.npz") as tmp, open(tmp, "wb") as fh:  # last: the image is done
-                np.savez(fh, **arrays)
-            typer.echo(f"{f.name}: mse {errors['mse'][i]:.4f} -> {out / (f.stem + '.npz')}, {out / (f.stem + '_compare.png')}")
+    diverged = project_files(generator, numbered, out, cfg, chosen.perceptual, model_name=info["name"], loss_name=chosen.name,
+                             prior=gprior, seed=seed, batch=batch, progress=_projection_printer(steps))
     if diverged:
-        raise UserError(f"{len(diverged)} of {len(files)} projections diverged ({', '.join(diverged[:3])}{', ...' if len(diverged) > 3 else ''}): "
+        names = [f.name for f in diverged]
+        raise UserError(f"{len(names)} of {len(numbered)} projections diverged ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}): "
                         "run them again without --bf16, or with another --loss or --prior")
+
+
+def _projection_printer(steps: int) -> ProjectionProgress:
+    """What `project` prints as it goes: a tqdm bar of `steps` per batch, warnings, a line per written image."""
+    from tqdm import tqdm
+
+    from latentatlas.inversion.folder import ProjectionProgress
+
+    class Bars(ProjectionProgress):
+        bar: Any = None
+
+        def image_read(self, file: Path, notes: list[str]) -> None:
+            if notes:
+                typer.echo(f"warning: {file}: {'; '.join(notes)}", err=True)
+
+        def batch_started(self, first: int, last: int, total: int) -> None:
+            self.bar = tqdm(total=steps, desc=f"project {first}-{last}/{total}", unit="step")
+
+        def step(self, step: int, losses: dict[str, float]) -> None:
+            self.bar.update(1)
+            if step % 10 == 0:
+                self.bar.set_postfix(loss=f"{losses['total']:.4f}", refresh=False)
+
+        def batch_finished(self) -> None:
+            self.bar.close()
+
+        def image_written(self, file: Path, mse: float, code: Path, compare: Path) -> None:
+            typer.echo(f"{file.name}: mse {mse:.4f} -> {code}, {compare}")
+
+        def image_diverged(self, file: Path) -> None:
+            typer.echo(f"warning: {file.name}: the projection diverged (NaN or inf): nothing written for it", err=True)
+
+    return Bars()
 
 
 directions_app = typer.Typer(no_args_is_help=True, help="Find, and score, edit directions in W.")
@@ -764,8 +742,8 @@ def directions_supervised(
 ) -> None:
     """Supervised directions from attribute scores. Example: latentatlas directions supervised faces64 --predictor p.safetensors --out sup.safetensors"""
     from latentatlas.data.synthfaces import FACTOR_NAMES
-    from latentatlas.directions.files import model_fingerprint, sample_w, save_directions
-    from latentatlas.directions.supervised import check_conditional, check_method, load_scores, supervised
+    from latentatlas.directions.files import model_fingerprint, save_directions
+    from latentatlas.directions.supervised import check_conditional, check_method, factor_directions, load_scores, supervised
     from latentatlas.models.bundled import load_generator
 
     if (predictor is None) == (scores is None):
@@ -782,18 +760,15 @@ def directions_supervised(
     generator, _ = load_generator(model, pick_device(device))
     rng = _layer_range(layers, generator)
     if predictor is not None:
-        from latentatlas.metrics.paths import factors_of_w
         from latentatlas.training.attributes import load_predictor
 
         pred = load_predictor(predictor, generator.device)
-        codes = sample_w(generator, samples, progress=True)
-        sc = factors_of_w(generator, pred, codes)
-        names = list(FACTOR_NAMES)
+        d = factor_directions(generator, pred, samples, method=method, fraction=fraction, conditional_on=cond, layers=rng, progress=True)
     else:
         codes, sc, names = load_scores(scores)
         if codes.ndim != 2 or codes.shape[1] != generator.w_dim:
             raise UserError(f"{scores}: latents must be w codes [N, {generator.w_dim}]")
-    d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
+        d = supervised(codes, sc, names, model_fingerprint(generator), method=method, fraction=fraction, conditional_on=cond, layers=rng)
     save_directions(out, d)
     typer.echo(f"{len(d)} supervised directions ({d.method}): {out}")
 

@@ -118,3 +118,21 @@ def test_stats_batch_below_one_is_refused_not_a_hang(run_cli, tiny_generator, tm
     one_line_error(*run_cli("stats", tmp_path / "m.safetensors", "--out", out, "--num", "500", "--batch", "0", "--device", "cpu"),
                    "--batch 0: use at least 1")
     assert not out.exists() and not (tmp_path / "p_gaussianity.png").exists()
+
+
+def test_matched_truncation_pulls_codes_in_as_far_as_compression(prior, tiny_generator):
+    """The psi `clean` (and benchmarks/clean_tradeoff.py) set beside compression: truncation at it
+    leaves the codes, on average, as far from w_avg as the compressed ones."""
+    from latentatlas.latent.codes import LatentCode, truncate_code
+    from latentatlas.latent.gaussian import GAUSSIANIZE_SLOPE, MAPPING_LRELU_SLOPE, matched_truncation
+
+    assert GAUSSIANIZE_SLOPE * MAPPING_LRELU_SLOPE == pytest.approx(1.0)  # gaussianize undoes the mapping's last activation
+    w = tiny_generator.mapping(torch.randn(64, 16, generator=torch.Generator().manual_seed(2)))[:, 0]
+    w_avg = tiny_generator.mapping.w_avg
+    for tau in (0.5, 1.0, 2.0):
+        wc = prior.compress(w.double(), tau).float()
+        psi = matched_truncation(w, wc, w_avg)
+        assert 0 < psi < 1  # compression pulls codes in
+        wt = truncate_code(LatentCode("w", w), tiny_generator, psi).tensor
+        assert float((wt - w_avg).norm(dim=1).mean()) == pytest.approx(float((wc - w_avg).norm(dim=1).mean()), rel=1e-5)
+    assert matched_truncation(w, w, w_avg) == pytest.approx(1.0)

@@ -728,3 +728,18 @@ def test_cli_generate_interpolate_and_edit_from_seeds_with_a_stylemap_model(tmp_
                           (("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--refine", "-1"), "--refine -1: give a number of steps >= 0")]:
         code, _, err = run_cli(*args, "--out", tmp_path / "x", "--device", "cpu", "--force")
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
+
+
+def test_training_and_projection_pick_the_perceptual_distance_by_one_rule(tmp_path):
+    """perceptual "auto": LPIPS when its files are given, the factor predictor for synthfaces, else
+    none (training) or the caller's fallback (projection); the domain is not asked after LPIPS."""
+    from latentatlas.inversion.losses import auto_perceptual
+
+    asked = []
+    assert auto_perceptual(True, lambda: asked.append(1) or True) == "lpips" and not asked
+    assert auto_perceptual(False, lambda: True) == "factor" and auto_perceptual(False, lambda: False) is None
+    auto = {**TINY_TRAIN, "perceptual": "auto"}
+    assert StyleMapTrainConfig(**auto).perceptual_kind() == "factors"
+    assert StyleMapTrainConfig(**auto, vgg="v.pth").perceptual_kind() == "lpips"
+    assert StyleMapTrainConfig(**auto, data=str(tmp_path)).perceptual_kind() == "none"
+    assert StyleMapTrainConfig(**{**TINY_TRAIN, "perceptual": "factors"}, data=str(tmp_path)).perceptual_kind() == "factors"

@@ -7,11 +7,14 @@ the factor predictor, or any user-given scores), an attribute's direction is
 - "mean": the difference of the means of the top and bottom groups (vector arithmetic);
 and a conditional direction removes the components along the directions of other named
 attributes, so editing one leaves those alone (to first order).
+factor_directions makes them from a model alone: its sampled w codes scored by the factor
+predictor (the command's --predictor, the bundled directions, the directions table).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +22,10 @@ import torch
 from latentatlas.directions.files import Directions, scales_along
 from latentatlas.io.errors import UserError
 from latentatlas.io.npzfile import read_npz
+
+if TYPE_CHECKING:  # imported where used: the predictor's module loads the training code
+    from latentatlas.models.stylegan2 import Generator
+    from latentatlas.training.attributes import FactorPredictor
 
 SCORES_LAYOUT = "latents [N, D], scores [N, F], names [F]"
 
@@ -168,3 +175,28 @@ def supervised(
         method=f"supervised-{method}" + ("-conditional" if conditional_on else ""), model=model, layers=layers,
         info={"fraction": fraction, "conditional_on": conditional_on or [], "num_codes": int(codes.shape[0])},
     )
+
+
+def factor_directions(
+    generator: Generator,
+    predictor: FactorPredictor,
+    samples: int,
+    *,
+    seed: int = 0,
+    method: str = "svm",
+    fraction: float = 0.1,
+    conditional_on: list[str] | None = None,
+    layers: tuple[int, int] | None = None,
+    progress: bool = False,
+) -> Directions:
+    """One direction per synthfaces factor, from `samples` w codes of `generator` (sample_w, seeded
+    `seed`) scored by the factor predictor: `directions supervised --predictor`, the bundled
+    supervised directions and the directions table's, made one way."""
+    from latentatlas.data.synthfaces import FACTOR_NAMES
+    from latentatlas.directions.files import model_fingerprint, sample_w
+    from latentatlas.metrics.paths import factors_of_w
+
+    codes = sample_w(generator, samples, seed=seed, progress=progress)
+    scores = factors_of_w(generator, predictor, codes)
+    return supervised(codes, scores, list(FACTOR_NAMES), model_fingerprint(generator), method=method, fraction=fraction,
+                      conditional_on=conditional_on, layers=layers)

@@ -189,6 +189,20 @@ def factor_feature_distance(feature_fn: Callable[[torch.Tensor], torch.Tensor]) 
 LOSSES = ("auto", "lpips", "factor", "mse")
 
 
+def auto_perceptual(lpips_files: bool, factor_domain: Callable[[], bool]) -> str | None:
+    """The perceptual distance "auto" picks: one rule for projection (projection_loss) and for
+    StyleMapGAN training (training.stylemap), so that the two never disagree on a model.
+
+    'lpips' when LPIPS weight files are given (the user asked for it); else 'factor' when the
+    factor predictor's features suit the images (`factor_domain()`: a predictor was given, or the
+    images are synthfaces ones, the one domain the bundled predictor knows; asked only then, as
+    projection reads it from the model file); else None, the caller's fallback (projection asks
+    for a loss or takes pixel MSE, training takes none)."""
+    if lpips_files:
+        return "lpips"
+    return "factor" if factor_domain() else None
+
+
 @dataclass
 class ProjectionLoss:
     """What a projection minimises: `perceptual_weight * perceptual + mse_weight * pixel MSE`."""
@@ -221,11 +235,11 @@ def projection_loss(model_path: str | Path, loss: str = "auto", *, vgg: str | Pa
         raise ValueError(f"fallback {fallback!r}: None or 'mse'")
     fell_back = False
     if loss == "auto":
-        if vgg or lpips_lin:
-            loss = "lpips"
-        elif predictor or trained_on_synthfaces(model_path):  # read only when the choice is ours
-            # The bundled models' own case: the bundled factor predictor knows their domain.
-            loss, predictor = "factor", predictor or "factors"
+        picked = auto_perceptual(bool(vgg or lpips_lin), lambda: bool(predictor) or trained_on_synthfaces(model_path))
+        if picked is not None:
+            loss = picked
+            if picked == "factor":  # the bundled models' own case: the bundled factor predictor knows their domain
+                predictor = predictor or "factors"
         elif fallback is None:
             raise UserError("choose a loss: --vgg and --lpips-lin (LPIPS), --predictor (synthfaces models), or --loss mse")
         else:

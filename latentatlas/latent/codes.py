@@ -6,7 +6,7 @@ synthesis network by mistake, and every file records the space and the model it 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,9 +141,15 @@ def synthesize(
 
 
 def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] | None = None,
-               images: list[str] | None = None) -> None:
+               images: list[str] | None = None, source: str | None = None,
+               noise_maps: Sequence[torch.Tensor] | None = None) -> None:
     """Write codes as .npz with their space and model named in it (atomically); `seeds` or the
-    `images` they were encoded from are kept alongside when given."""
+    `images` they were encoded from are kept alongside when given.
+
+    The projector's files (inversion/folder.py) add the one image the code was projected from
+    (`source`) and its optimised noise maps (`noise_maps`, each [r, r], stored as noise_0,
+    noise_1, ...): the code alone reproduces the image only up to the noise. One writer for
+    every code file, so load_codes reads them all."""
     arrays = {
         "latents": code.tensor.detach().cpu().numpy().astype(np.float32),
         "space": np.array(code.space),
@@ -153,13 +159,17 @@ def save_codes(path: str | Path, code: LatentCode, model: str, seeds: list[int] 
         arrays["seeds"] = np.array(seeds, dtype=np.int64)
     if images is not None:
         arrays["images"] = np.array(images)
+    if source is not None:
+        arrays["source"] = np.array(source)
+    for k, m in enumerate(noise_maps or []):
+        arrays[f"noise_{k}"] = m.detach().cpu().numpy()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
 
 def load_codes(path: str | Path, max_bytes: int | None = None) -> tuple[LatentCode, dict[str, object]]:
-    """Read a .npz written by save_codes (or by the projector); returns the code and its info.
+    """Read a .npz written by save_codes (the projector's too); returns the code and its info.
     `max_bytes` caps the file's unpacked size (read_npz; the web app ties it to its upload limit)."""
     data = read_npz(path, max_bytes)
     if "latents" not in data or "space" not in data:

@@ -18,19 +18,33 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.io.errors import UserError, require_at_least, require_number
+from latentatlas.models.ops import LRELU_SLOPE
 from latentatlas.models.stylegan2 import Generator
 
 PRIOR_PREFIX = "prior."
-FORWARD_SLOPE = 5.0  # undoes the mapping network's final leaky ReLU (0.2)
-INVERSE_SLOPE = 0.2
+# The mapping network ends in a leaky ReLU of slope 0.2 (models/ops.py); the Gaussianizing map is
+# its inverse, a leaky ReLU of slope 1 / 0.2 = 5 (the design's "inverse leaky-ReLU slope 5").
+MAPPING_LRELU_SLOPE = LRELU_SLOPE
+GAUSSIANIZE_SLOPE = 5.0
 
 
 def gaussianize(w: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(w, FORWARD_SLOPE)
+    """v = leaky_relu(w, 5): undoes the mapping network's last activation."""
+    return F.leaky_relu(w, GAUSSIANIZE_SLOPE)
 
 
 def degaussianize(v: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu(v, INVERSE_SLOPE)
+    """w = leaky_relu(v, 0.2): back from the Gaussianized space, as the mapping network's activation."""
+    return F.leaky_relu(v, MAPPING_LRELU_SLOPE)
+
+
+def matched_truncation(w: torch.Tensor, edited: torch.Tensor, w_avg: torch.Tensor) -> float:
+    """The truncation psi that pulls codes w [N, D] as far towards w_avg, on average, as `edited`
+    (e.g. compressed: GaussianPrior.compress) pulled them: mean ||edited - w_avg|| / mean ||w - w_avg||.
+
+    `clean` shows truncation at this psi beside compression, and benchmarks/clean_tradeoff.py
+    compares the two at it, so that the comparison is at equal strength, not at an arbitrary psi."""
+    return float((edited - w_avg).norm(dim=-1).mean() / (w - w_avg).norm(dim=-1).mean())
 
 
 def check_tau(tau: float) -> float:
@@ -82,7 +96,7 @@ class GaussianPrior:
         v_logdet = 2 * torch.log(self.chol.diagonal()).sum()
         const = 0.5 * (self.dim * math.log(2 * math.pi) + float(v_logdet))
         # log |dv/dw| = sum over negative entries of log 5.
-        log_jac = (w < 0).to(w.dtype).sum(-1) * math.log(FORWARD_SLOPE)
+        log_jac = (w < 0).to(w.dtype).sum(-1) * math.log(GAUSSIANIZE_SLOPE)
         per = 0.5 * self._d2_per_layer(w) + const - log_jac
         return per.sum(-1) if w.ndim == 3 else per
 

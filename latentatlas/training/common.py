@@ -17,7 +17,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -379,7 +379,7 @@ def resume_seed(seed: int, rank: int, nimg: int, stream: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def adam(params, lr: float, reg_interval: int | None = None) -> torch.optim.Adam:  # type: ignore[no-untyped-def]
+def adam(params: Iterable[torch.nn.Parameter], lr: float, reg_interval: int | None = None) -> torch.optim.Adam:
     """Adam with betas (0, 0.99); with lazy regularisation every `reg_interval` steps, lr and betas
     are corrected by reg_interval / (reg_interval + 1) (StyleGAN2)."""
     ratio = 1.0 if not reg_interval else reg_interval / (reg_interval + 1)

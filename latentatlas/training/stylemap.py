@@ -8,7 +8,8 @@ Per step, in the official order:
 5. E and G together: image cycle MSE(x, G(E(x))) + perceptual distance + softplus(-D(G(E(x))));
 6. EMA (0.999) of G and E.
 The perceptual distance is LPIPS-VGG when its two weight files are given, else (synthfaces) the
-mean squared difference of the factor predictor's features, or none.
+mean squared difference of the factor predictor's features, or none: projection's "auto" rule
+(inversion.losses.auto_perceptual), at its own scale (perceptual_loss says why).
 
 Resumable (`state.pt` written atomically), portable checkpoints (`portable/`, files under
 16 MiB for the faces64-stylemap config), `model.safetensors` (G_ema + E_ema), sample sheets,
@@ -18,6 +19,7 @@ torchrun-capable: the machinery is `training.common`, shared with the StyleGAN2 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,15 +80,28 @@ class StyleMapTrainConfig(common.RunSettings):
                                    channel_max=self.channel_max, mbstd_group_size=self.mbstd_group)
 
     def perceptual_kind(self) -> str:
+        """factors, lpips or none: "auto" as projection picks it (inversion.losses.auto_perceptual),
+        with this run's data as the domain."""
         if self.perceptual == "auto":
-            if self.vgg or self.lpips_lin:
-                return "lpips"
-            return "factors" if self.data == "synthfaces" else "none"
+            from latentatlas.inversion.losses import auto_perceptual
+
+            picked = auto_perceptual(bool(self.vgg or self.lpips_lin), lambda: self.data == "synthfaces")
+            return {"lpips": "lpips", "factor": "factors", None: "none"}[picked]
         return self.perceptual
 
 
-def perceptual_loss(kind: str, cfg: StyleMapTrainConfig, device: torch.device):  # type: ignore[no-untyped-def]
-    """(a, b) -> per-image distance, or None."""
+def perceptual_loss(kind: str, cfg: StyleMapTrainConfig,
+                    device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """(a, b) -> per-image distance, or None.
+
+    The factor distance is the *mean* squared difference of the predictor's features, where
+    projection's (inversion.losses.factor_feature_distance) is their sum: the rule that picks
+    it is shared (perceptual_kind), the scale is not, on purpose. This term is weighed by
+    lambda_perceptual against the image MSE and the adversarial terms in every E and G step;
+    the sum would make it as many times larger as the features are wide (256 for the bundled
+    predictor), so a resumed run (faces64-stylemap's among them) would change its objective
+    mid-run. Both images change every step here, so projection's cached target features would
+    not help either."""
     if kind == "none":
         return None
     if kind == "lpips":
