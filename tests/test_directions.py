@@ -173,6 +173,21 @@ def test_path_responses_measure_a_path_effect(tiny_generator):
     assert slopes[:, :3].sum() > 0 and slopes[:, 3:].abs().sum() == 0
     assert torch.allclose(signed[0], -signed[1], atol=1e-5)  # reversing the path flips the sign
     assert ((pearson >= 0) & (pearson <= 1 + 1e-6)).all()
+    # The figures are least-squares fits of each start's mean colour against arc length, computed
+    # here directly: frames at t in [-1, 1] along the unit vector, every w+ layer the same w.
+    t = np.linspace(-1, 1, 5)
+    for k, sign in enumerate((1, -1)):
+        fits, rs = [], []
+        for w0 in starts:
+            w = w0 + torch.from_numpy(t).float()[:, None] * sign * v / v.norm()
+            with torch.no_grad():
+                colour = tiny_generator.synthesis(w[:, None].repeat(1, tiny_generator.num_ws, 1)).mean([2, 3]).double().numpy()
+            fits.append([np.polyfit(t, colour[:, c], 1)[0] for c in range(3)])
+            rs.append([np.corrcoef(t, colour[:, c])[0, 1] for c in range(3)])
+        fits, rs = np.array(fits), np.array(rs)
+        np.testing.assert_allclose(signed[k, :3], fits.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(slopes[k, :3], np.abs(fits).mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(pearson[k, :3], np.abs(rs).mean(0), rtol=1e-4, atol=1e-6)
 
 
 @pytest.fixture
