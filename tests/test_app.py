@@ -327,7 +327,12 @@ def test_the_sliders_walk_and_truncate_as_the_library_does(tiny_file, tmp_path):
     walked = sess.edited_code(ExploreParams(seed=4, strengths={(0, 1): 2.5}))
     (frame,) = paths.frames(LatentCode("w", base.tensor[:, 0]), 1, torch.tensor([2.5]), g)  # `traverse`'s walk
     assert torch.allclose(walked.tensor, frame.tensor.unsqueeze(1).expand_as(walked.tensor), atol=1e-5)
-    assert paths.source.arc_length(2.5) == pytest.approx(2.5 * paths.source.scale / math.sqrt(paths.source.dim))
+    # Strength 2.5 walks 2.5 units of the codes' per-dimension spread (scale / sqrt(w_dim)) of arc:
+    # the length of the walked path, measured as a fine polyline, not read from arc_length.
+    fine = paths.frames(LatentCode("w", base.tensor[:, 0]), 1, torch.linspace(0, 2.5, 101), g)
+    walked_length = sum(float((b.tensor - a.tensor).norm()) for a, b in zip(fine, fine[1:]))
+    assert walked_length == pytest.approx(2.5 * float(paths.source.scale) / math.sqrt(g.w_dim), rel=0.01)
+    assert torch.allclose(fine[-1].tensor, frame.tensor, atol=1e-5)
     projected = torch.randn(g.num_ws, g.w_dim)
     code = sess.edited_code(ExploreParams(psi=0.5, base=projected.numpy()))
     assert torch.equal(code.tensor, truncate_code(LatentCode("w+", projected[None]), g, 0.5).tensor)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 pytest.importorskip("gradio")
-playwright_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright_api  # noqa: E402 - pinned in the test extra: missing, fail loudly too
 
 CHROMIUM = os.environ.get("LATENTATLAS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():  # `make test` installs it; fail loudly rather than skip silently

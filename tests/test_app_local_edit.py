@@ -46,6 +46,14 @@ def test_pictures_are_encoded_once_and_the_edit_follows_the_mask(stylemap_file, 
     mask = sess.mask("drawn", drawn)
     quarter = sess.edit(src, ref, mask)
     assert quarter.coverage == 0.25 and not np.array_equal(quarter.image, first.image)
+    # The edit is local: the masked (top-left) quarter of the picture takes the largest share of the
+    # squared change, about twice its area's share and twice either neighbour's, and the opposite
+    # quarter almost none. (This untrained model's upsampling convolutions and global normalisation
+    # spread some change across the mask's edges: about 0.49 / 0.24 / 0.22 / 0.05 here; an edit
+    # ignoring the mask would share it out evenly, one in the wrong place would put it elsewhere.)
+    change = (quarter.image.astype(float) - first.image.astype(float)) ** 2
+    share = [change[i : i + 32, j : j + 32].sum() / change.sum() for i in (0, 32) for j in (0, 32)]
+    assert share[0] > 0.4 and share[0] > 1.8 * max(share[1:]) and share[3] < 0.1, share
     half = sess.edit(src, ref, mask, strength=0.5)
     assert not np.array_equal(half.image, quarter.image)
     moved = sess.edit(src, ref, mask, shift=(16, 8), per_layer=True)
@@ -99,7 +107,7 @@ def test_sessions_sort_models_by_kind_and_the_tab_says_when_there_is_none(stylem
 
 
 def test_uploaded_interpolation_ends(tmp_path):
-    from latentatlas.app.session import ModelSession
+    from latentatlas.app.session import ExploreParams, ModelSession
     from latentatlas.latent.codes import LatentCode, save_codes
 
     sess = ModelSession("faces64", "faces64")
@@ -107,8 +115,12 @@ def test_uploaded_interpolation_ends(tmp_path):
     save_codes(tmp_path / "mine.npz", code.to("cpu"), model="latentatlas/weights/faces64.safetensors")
     loaded = sess.code_file(tmp_path / "mine.npz")
     assert torch.equal(loaded.tensor.cpu(), code.tensor.cpu())
-    frames = sess.interpolation(loaded, 7, 3, "lerp", "w")
-    assert frames.shape == (3, 64, 64, 3) and np.array_equal(frames[0], frames[-1])  # seed 7 both ways
+    # From the uploaded code (seed 7's) to seed 12: the ends are those two pictures, and differ.
+    frames = sess.interpolation(loaded, 12, 3, "lerp", "w")
+    assert frames.shape == (3, 64, 64, 3)
+    first, last = (sess.render(ExploreParams(seed=s))[0].astype(int) for s in (7, 12))
+    assert np.abs(frames[0].astype(int) - first).max() <= 1 and np.abs(frames[-1].astype(int) - last).max() <= 1
+    assert np.abs(first - last).mean() > 5 and not np.array_equal(frames[1], frames[0])
     with pytest.raises(UserError, match="has no z"):
         sess.interpolation(loaded, 1, 3, "lerp", "z")
     save_codes(tmp_path / "other.npz", LatentCode("w", torch.zeros(1, 8)), model="")

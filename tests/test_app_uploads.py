@@ -14,8 +14,11 @@ def test_upload_limits_refuse_before_decoding(tmp_path):
     limits = UploadLimits(max_bytes=1000, max_pixels=100 * 100)
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + b"\x00" * 5000)
-    with pytest.raises(UserError, match="over the 0 MB upload limit|upload limit"):
-        load_upload(big, 16, limits)
+    with pytest.raises(UserError, match=r"^big\.png: 0\.00477 MB is over the 0\.000954 MB upload limit$"):
+        load_upload(big, 16, limits)  # 5004 bytes against 1000
+    big.write_bytes(b"\x89PNG" + b"\x00" * (int(0.6 * 2**20) - 4))
+    with pytest.raises(UserError, match=r"^big\.png: 0\.6 MB is over the 0\.5 MB upload limit$"):
+        load_upload(big, 16, UploadLimits(max_bytes=int(0.5 * 2**20)))  # serve --max-upload-mb 0.5: not "0 MB"
     wide = tmp_path / "wide.png"
     Image.new("1", (400, 400)).save(wide)  # a few hundred bytes, 160k pixels
     with pytest.raises(UserError, match="400x400 is too large") as e:

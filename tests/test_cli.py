@@ -3,9 +3,10 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from latentatlas.io.checkpoints import save_model
+from latentatlas.io.checkpoints import load_model, save_model
 from latentatlas.io.errors import UserError
 from conftest import one_line_error as _one_line_error
 from pickle_standins import write_official_pickle
@@ -104,6 +105,11 @@ def test_info_and_convert(run_cli, tiny_generator, tmp_path):
     code, out, err = run_cli("info", tmp_path / "net.safetensors", "--json")
     assert code == 0, err
     assert '"resolution": 16' in out and '"num_ws": 6' in out
+    # The converted file holds the pickle's weights: its images are the source generator's.
+    converted, _ = load_model(tmp_path / "net.safetensors")
+    assert converted.config == tiny_generator.config
+    z = torch.randn(3, tiny_generator.z_dim, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(converted(z), tiny_generator(z))
 
 
 @pytest.mark.parametrize("seeds,word", [("5-2", "end is before the start"), ("abc", "bad seed list")])

@@ -24,6 +24,10 @@ def test_space_conversions(tiny_generator):
     assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a, c, atol=1e-6)
     t = truncate_code(wp, tiny_generator, 0.5, cutoff=2)
     assert torch.equal(t.tensor[:, 2:], wp.tensor[:, 2:])
+    # The first `cutoff` layers move halfway towards the average w.
+    w_avg = tiny_generator.mapping.w_avg
+    torch.testing.assert_close(t.tensor[:, :2], w_avg + 0.5 * (wp.tensor[:, :2] - w_avg))
+    assert not torch.allclose(t.tensor[:, :2], wp.tensor[:, :2])
     with pytest.raises(UserError, match="cutoff needs a w\\+ code"):
         truncate_code(w, tiny_generator, 0.5, cutoff=2)
 

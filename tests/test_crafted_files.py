@@ -252,10 +252,11 @@ def test_bad_info_metadata_is_one_line(tmp_path, tiny_generator, info):
 @pytest.mark.parametrize("change, words", [
     (lambda sd: sd.pop("to_rgb1.conv.weight"), "lacks to_rgb1.conv.weight"),
     (lambda sd: sd.pop("convs.0.conv.weight"), "lacks convs.0.conv.weight"),
+    (lambda sd: sd.pop("convs.0.conv.modulation.bias"), "lacks convs.0.conv.modulation.bias"),
     (lambda sd: sd.update({"input.input": torch.zeros(16)}), "too few dimensions"),
     (lambda sd: sd.update({"noises.noise_0": torch.zeros(3)}), "wrong shape"),
     (lambda sd: sd.update({"conv1.conv.modulation.bias": "x"}), "not a tensor"),
-], ids=["no-to_rgb1", "no-convs.0", "1-d-input", "noise-size", "not-a-tensor"])
+], ids=["no-to_rgb1", "no-convs.0", "no-modulation-bias", "1-d-input", "noise-size", "not-a-tensor"])
 def test_incomplete_rosinality_checkpoints_are_one_line(tmp_path, tiny_generator, change, words):
     sd = rosinality_state_dict(tiny_generator)
     change(sd)

@@ -173,6 +173,21 @@ def test_path_responses_measure_a_path_effect(tiny_generator):
     assert slopes[:, :3].sum() > 0 and slopes[:, 3:].abs().sum() == 0
     assert torch.allclose(signed[0], -signed[1], atol=1e-5)  # reversing the path flips the sign
     assert ((pearson >= 0) & (pearson <= 1 + 1e-6)).all()
+    # The figures are least-squares fits of each start's mean colour against arc length, computed
+    # here directly: frames at t in [-1, 1] along the unit vector, every w+ layer the same w.
+    t = np.linspace(-1, 1, 5)
+    for k, sign in enumerate((1, -1)):
+        fits, rs = [], []
+        for w0 in starts:
+            w = w0 + torch.from_numpy(t).float()[:, None] * sign * v / v.norm()
+            with torch.no_grad():
+                colour = tiny_generator.synthesis(w[:, None].repeat(1, tiny_generator.num_ws, 1)).mean([2, 3]).double().numpy()
+            fits.append([np.polyfit(t, colour[:, c], 1)[0] for c in range(3)])
+            rs.append([np.corrcoef(t, colour[:, c])[0, 1] for c in range(3)])
+        fits, rs = np.array(fits), np.array(rs)
+        np.testing.assert_allclose(signed[k, :3], fits.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(slopes[k, :3], np.abs(fits).mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(pearson[k, :3], np.abs(rs).mean(0), rtol=1e-4, atol=1e-6)
 
 
 @pytest.fixture
@@ -233,15 +248,18 @@ def test_directions_commands_refuse_bad_input(run_cli, model_file, tmp_path):
     pca = tmp_path / "pca.safetensors"
     assert run_cli("directions", "pca", other, "--out", pca, "--samples", "300", "--components", "3", "--device", "cpu")[0] == 0
     code, out, err = run_cli("traverse", model_file, pca, "--out", tmp_path / "t", "--device", "cpu")
-    assert code == 2 and "another model" in err and not (tmp_path / "t").exists()
+    one_line_error(code, out, err, "error: these directions were made for another model (fingerprint ",
+                   "): compute them again for this model")
+    assert not (tmp_path / "t").exists()
     code, _, err = run_cli("directions", "sefa", model_file, "--out", tmp_path / "s.safetensors", "--layers", "3-1")
-    assert code == 2 and "--layers" in err
+    one_line_error(code, "", err, "error: --layers '3-1': give a range start-end with end > start, e.g. 0-4 (end excluded)")
     code, _, err = run_cli("directions", "pca", model_file, "--out", tmp_path / "p.safetensors", "--components", "99", "--samples", "300")
-    assert code == 2 and "components" in err and not (tmp_path / "p.safetensors").exists()
+    one_line_error(code, "", err, "error: at most 16 components in a 16-d W, asked for 99")
+    assert not (tmp_path / "p.safetensors").exists()
     code, _, err = run_cli("traverse", model_file, pca, "--strength", "big", "--out", tmp_path / "t")
-    assert code == 2 and "--strength" in err
+    one_line_error(code, "", err, "error: --strength 'big': give two numbers like -3,3")
     code, _, err = run_cli("directions", "supervised", model_file, "--out", tmp_path / "x.safetensors")
-    assert code == 2 and "exactly one" in err
+    one_line_error(code, "", err, "error: give exactly one of --predictor or --scores")
 
 
 def test_a_cut_or_missing_predictor_file_is_one_line_error(tmp_path):

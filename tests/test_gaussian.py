@@ -50,8 +50,9 @@ def test_pca_round_trip_and_compression(prior, tiny_generator):
     assert big.any()
     assert torch.allclose(squeezed[~big], c[~big], atol=1e-6)
     assert (squeezed[big].abs() < c[big].abs()).all() and (squeezed[big].abs() > 1.0).all()
-    with pytest.raises(UserError):
-        prior.compress(w, tau=0)
+    for tau in ("0", "-1", "nan"):
+        with pytest.raises(UserError, match=rf"^--tau {tau}: give a positive number of standard deviations, e\.g\. 2$"):
+            prior.compress(w, tau=float(tau))
 
 
 def test_gaussianity_report_shows_the_transform_helps(tiny_generator):

@@ -86,12 +86,50 @@ def test_conditional_generator_needs_labels():
     assert not torch.allclose(a, b)
 
 
+def _layer_peaks(g, z):
+    """The largest |output| of every synthesis layer and ToRGB layer, and the bound its clamp sets
+    (conv_clamp * gain for a synthesis layer, conv_clamp for ToRGB), keyed by module name."""
+    from latentatlas.models.stylegan2 import SynthesisLayer, ToRGBLayer
+
+    peaks, handles = {}, []
+
+    def hook(name):
+        def record(module, args, kwargs, out):
+            gain = kwargs.get("gain", args[3] if len(args) > 3 else 1.0) if isinstance(module, SynthesisLayer) else 1.0
+            bound = module.conv_clamp * gain if module.conv_clamp is not None else None
+            peaks[name] = (out.abs().max().item(), bound)
+        return record
+
+    for name, m in g.synthesis.named_modules():
+        if isinstance(m, (SynthesisLayer, ToRGBLayer)):
+            handles.append(m.register_forward_hook(hook(name), with_kwargs=True))
+    try:
+        with torch.no_grad():
+            img = g(z)
+    finally:
+        for h in handles:
+            h.remove()
+    return peaks, img
+
+
 def test_conv_clamp_bounds_every_layer():
     g = randomize(Generator(tiny_config(conv_clamp=0.05)))
-    with torch.no_grad():
-        img = g(torch.randn(2, 16) * 10)
+    z = torch.randn(2, 16, generator=torch.Generator().manual_seed(0)) * 10
+    peaks, img = _layer_peaks(g, z)
+    # Every synthesis layer (b4.conv1, b8.conv0, ... b16.conv1) and every ToRGB (skip: one per block).
+    assert len(peaks) == 5 + 3, sorted(peaks)
+    for name, (peak, bound) in peaks.items():
+        assert bound == 0.05 and peak <= bound + 1e-6, (name, peak)
     # Final image = sum of clamped torgb outputs upsampled with gain-preserving filters.
     assert img.abs().max() <= 0.05 * 3 + 1e-5
+    # The same weights without a clamp go past it in every layer: the bound above is the clamp's work.
+    free = Generator(tiny_config())
+    free.load_state_dict(g.state_dict())
+    free_peaks, free_img = _layer_peaks(free.eval(), z)
+    assert set(free_peaks) == set(peaks)
+    for name, (peak, bound) in free_peaks.items():
+        assert bound is None and peak > 0.05, (name, peak)
+    assert free_img.abs().max() > 0.05 * 3
 
 
 def test_upsample_preserves_constants():

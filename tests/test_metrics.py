@@ -117,6 +117,24 @@ def test_evaluate_command(run_cli, tmp_path):
     res = json.loads((tmp_path / "e.json").read_text())
     assert set(res["factors"]) >= {"smile", "glasses"} and res["num_images"] == 40
     assert "factor-feature FID, samples vs renders" in out
+    # The figures are the library's on the same inputs: the FID of the predictor's features of 40
+    # samples (z from seed 0) against 40 renders (factors from the first render seed), and the PPL.
+    from latentatlas.data import synthfaces
+    from latentatlas.inversion.losses import factor_feature_distance
+    from latentatlas.io.checkpoints import load_model
+    from latentatlas.metrics.evaluate import RENDER_SEED_A
+    from latentatlas.training.attributes import load_predictor
+
+    g, _ = load_model(tmp_path / "g.safetensors")
+    pred = load_predictor(tmp_path / "p.safetensors", "cpu")
+    z = torch.randn(40, g.z_dim, generator=torch.Generator().manual_seed(0))
+    renders = torch.cat([synthfaces.render(synthfaces.sample_factors(20, seed=RENDER_SEED_A + i), 16) for i in (0, 20)])
+    with torch.no_grad():
+        fid = fid_from_features(pred.features(g(z)), pred.features(renders))
+        ppl = perceptual_path_length(g, factor_feature_distance(pred.features), space="w", num_samples=20, batch=20)
+    assert res["factor_fid_samples_vs_renders"] == pytest.approx(fid, rel=1e-4)
+    assert res["ppl_w_factor_features"] == pytest.approx(ppl, rel=1e-4) and ppl > 0
+    assert f"{'factor-feature FID, samples vs renders':<44}{fid:.4f}" in out
     code, _, err = run_cli("evaluate", tmp_path / "g.safetensors", "--predictor", tmp_path / "g.safetensors", "--num", "4")
     assert code == 2 and "not a latentatlas factor predictor" in err
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from latentatlas.editing.local import check_mask, grow_mask, local_edit, resize_mask, transplant
+from latentatlas.editing.local import check_mask, grow_mask, local_edit, region_or_file_mask, resize_mask, transplant
 from latentatlas.inversion.encoder import encode, refine
 from latentatlas.io.checkpoints import load_stylemap_any, load_stylemap_model, save_stylemap_model
 from latentatlas.io.errors import UserError
+from latentatlas.io.images import to_uint8
 from latentatlas.models.stylemap import Encoder, Generator, StyleMapConfig
 from latentatlas.training.stylemap import STATE_FILE, StyleMapTrainConfig, StyleMapTrainer, train
 
@@ -719,6 +720,16 @@ def test_cli_generate_interpolate_and_edit_from_seeds_with_a_stylemap_model(tmp_
     code, out, err = run_cli("edit-local", model, "--source", "0", "--reference", "1", "--mask", "eyes", "--out", tmp_path / "e",
                              "--device", "cpu")
     assert code == 0, err
+    # result.png is the library's local edit of seed 0's and seed 1's stylemaps under the eyes mask.
+    eyes, _ = region_or_file_mask("eyes", 16)
+    stylemaps = torch.from_numpy(saved["latents"])
+    with torch.no_grad():
+        expected, _ = local_edit(g, stylemaps[:1], stylemaps[1:2], eyes)
+    expected = to_uint8(expected)[0].astype(int)
+    result = np.asarray(Image.open(tmp_path / "e" / "result.png").convert("RGB")).astype(int)
+    assert result.shape == expected.shape and np.abs(result - expected).max() <= 1
+    source = np.asarray(Image.open(tmp_path / "g" / "seed0000.png").convert("RGB")).astype(int)
+    assert np.abs(result - source).max() > 10  # the eyes came from seed 1
     code, out, err = run_cli("edit-local", model, "--source", png, "--reference", "1", "--mask", "eyes", "--refine", "5",
                              "--out", tmp_path / "er", "--device", "cpu")
     assert code == 0 and (tmp_path / "er" / "result.png").exists(), err

@@ -6,6 +6,7 @@ import json
 import math
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -227,7 +228,17 @@ def test_file_round_trip_and_checks(generator, tmp_path):
     pred = _ColourPredictor()
     starts = w[:2]
     slopes, signed, _ = path_responses(generator, pred, [back.walk(0), lin.walk(0)], starts, 0.5, steps=3)
-    assert slopes.shape == (2, pred.nf) and slopes[:, :3].sum() > 0
+    assert slopes.shape == (2, pred.nf) and slopes[:, :3].sum() > 0 and slopes[:, 3:].abs().sum() == 0
+    # Each figure is the least-squares slope of a start's mean colour against arc length (t in
+    # [-0.5, 0.5], 3 frames along the walk), fitted here directly.
+    t = np.linspace(-0.5, 0.5, 3)
+    for k, walk in enumerate((back.walk(0), lin.walk(0))):
+        with torch.no_grad():
+            frames = walk(starts, torch.from_numpy(t).float())  # [T, M, D]
+            colour = torch.stack([generator.synthesis(f[:, None].repeat(1, generator.num_ws, 1)).mean([2, 3]) for f in frames])
+        fits = np.array([[np.polyfit(t, colour[:, m, c].double().numpy(), 1)[0] for c in range(3)] for m in range(len(starts))])
+        np.testing.assert_allclose(signed[k, :3], fits.mean(0), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(slopes[k, :3], np.abs(fits).mean(0), rtol=1e-4, atol=1e-6)
 
 
 class _ColourPredictor(torch.nn.Module):

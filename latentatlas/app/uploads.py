@@ -46,7 +46,8 @@ def load_upload(path: str | Path | None, resolution: int, limits: UploadLimits) 
     path = Path(path)
     size = upload_stat(path).st_size
     if size > limits.max_bytes:
-        raise UserError(f"{path.name}: {size / 2**20:.1f} MB is over the {limits.max_bytes / 2**20:.0f} MB upload limit")
+        # Three significant figures: `serve --max-upload-mb 0.5` is a 0.5 MB limit, not "0 MB".
+        raise UserError(f"{path.name}: {size / 2**20:.3g} MB is over the {limits.max_bytes / 2**20:.3g} MB upload limit")
     try:
         image, notes = read_image(path, resolution, max_pixels=limits.max_pixels)
     except UserError as e:  # name the file as the user knows it, not the server's temp path
