@@ -13,7 +13,7 @@ from PIL import Image
 
 from latentatlas.io.errors import UserError
 
-gr = pytest.importorskip("gradio")
+import gradio as gr  # noqa: E402 - pinned in the test extra: missing, fail loudly, not skip
 
 
 @pytest.fixture(scope="module")

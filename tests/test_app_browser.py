@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("gradio")
-from playwright import sync_api as playwright_api  # noqa: E402 - pinned in the test extra: missing, fail loudly too
+import gradio  # noqa: F401 - pinned in the test extra: missing, fail loudly, not skip
+from playwright import sync_api as playwright_api  # pinned in the test extra: missing, fail loudly too
 
 CHROMIUM = os.environ.get("LATENTATLAS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():  # `make test` installs it; fail loudly rather than skip silently

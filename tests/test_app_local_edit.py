@@ -12,7 +12,7 @@ from PIL import Image
 
 from latentatlas.io.errors import UserError
 
-pytest.importorskip("gradio")
+import gradio  # noqa: E402,F401 - pinned in the test extra: missing, fail loudly, not skip
 
 
 @pytest.fixture(scope="module")
