@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.io.errors import UserError, require_file
+from latentatlas.latent.codes import LatentCode
+from latentatlas.latent.paths import interpolate as interpolate_codes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,11 +87,9 @@ def stylemap_input(generator: torch.nn.Module, encoder: torch.nn.Module, source:
 
 @torch.no_grad()
 def interpolate(generator: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, steps: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
-    """Linear interpolation of two stylemaps [1, C, S, S]: (codes [steps, C, S, S], images)."""
-    if steps < 2:
-        raise UserError("interpolation needs at least 2 steps")
-    t = torch.linspace(0, 1, steps, device=a.device).reshape(-1, 1, 1, 1)
-    codes = a * (1 - t) + b * t
+    """Linear interpolation of two stylemaps [1, C, S, S] (latent.paths.interpolate's lerp, as for any
+    code): (codes [steps, C, S, S], images)."""
+    codes = interpolate_codes(LatentCode("stylemap", a), LatentCode("stylemap", b), steps).tensor
     return codes, torch.cat([generator(codes[i : i + 16]) for i in range(0, steps, 16)])
 
 
