@@ -32,6 +32,14 @@ def test_span_ratio_is_one_for_the_same_spread_and_halves_with_it():
     assert all(r == 1.0 for name, r in ratios.items() if name != synthfaces.FACTOR_NAMES[3])
 
 
+def test_coverage_of_a_factor_the_renders_do_not_vary_is_nan_and_counts_as_narrow():
+    """A predictor blind to a factor (another --predictor) gave a ZeroDivisionError traceback."""
+    factors = {"a": {"samples_std": 0.2, "renders_std": 0.25}, "b": {"samples_std": 0.1, "renders_std": 0.0}}
+    cov = coverage(factors)
+    assert cov["std_ratio"]["a"] == 0.8 and cov["std_ratio"]["b"] != cov["std_ratio"]["b"]  # NaN
+    assert cov["factors_under_half"] == ["b"]
+
+
 def test_quantile_rows_pick_the_rows_nearest_each_quantile():
     values = torch.stack([torch.arange(101.0), torch.arange(100.0, -1, -1)], dim=1)  # 0..100 and 100..0
     rows = quantile_rows(values)

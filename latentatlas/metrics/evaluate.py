@@ -15,6 +15,7 @@ the predictor's own error on the renders, the floor).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,8 @@ def coverage(factors: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Per-factor std ratio (samples / renders), their mean capped at 1 per factor (so that no
     factor's excess hides another's shortfall), the factors under half: how issue 3 reads a
     model's coverage, in `evaluate` and in every factor-monitor line."""
-    ratios = {k: v["samples_std"] / v["renders_std"] for k, v in factors.items()}  # rounded only for the log
+    # rounded only for the log; a predictor blind to a factor (renders' std 0: not ours) reads NaN
+    ratios = {k: v["samples_std"] / v["renders_std"] if v["renders_std"] > 0 else math.nan for k, v in factors.items()}
     return {"mean_std_ratio_capped": round(statistics.mean(min(r, 1.0) for r in ratios.values()), 3),
             "factors_under_half": sorted(k for k, r in ratios.items() if not r >= 0.5),  # NaN (a diverged run) counts
             "std_ratio": {k: round(r, 3) for k, r in ratios.items()}}

@@ -23,7 +23,8 @@ QUANTILES = (0.02, 0.5, 0.98)
 
 def span(values: torch.Tensor) -> torch.Tensor:
     """[N, F] -> [F]: the spread between the 2nd and 98th percentile of each column."""
-    q = torch.quantile(values.double(), torch.tensor([QUANTILES[0], QUANTILES[-1]], dtype=torch.float64), dim=0)
+    ends = torch.tensor([QUANTILES[0], QUANTILES[-1]], dtype=torch.float64, device=values.device)
+    q = torch.quantile(values.double(), ends, dim=0)
     return (q[1] - q[0]).float()
 
 
@@ -35,7 +36,7 @@ def span_ratios(samples: torch.Tensor, renders: torch.Tensor) -> dict[str, float
 
 def quantile_rows(values: torch.Tensor) -> torch.Tensor:
     """[N, F] -> [F, len(QUANTILES)]: per column, the row whose value lies nearest each quantile."""
-    q = torch.quantile(values.double(), torch.tensor(QUANTILES, dtype=torch.float64), dim=0)  # [Q, F]
+    q = torch.quantile(values.double(), torch.tensor(QUANTILES, dtype=torch.float64, device=values.device), dim=0)  # [Q, F]
     return (values.double().T.unsqueeze(1) - q.T.unsqueeze(2)).abs().argmin(dim=2)  # [F, Q]
 
 
@@ -45,14 +46,16 @@ def range_sheet(generator: Generator | StyleMapGenerator, samples: torch.Tensor,
     """[F * (2Q + 1), 3, R, R] images, a row of 2Q + 1 per factor: samples at the quantiles, a white
     tile, renders at the quantiles. `samples` and `renders` are the predicted factors [N, F] of
     `sample_batches(generator, N, batch, seed)` and `render_batches(N, batch, render_seed, ...)`,
-    whose rows are drawn again here alone (the same latents and factors, not the whole sets)."""
-    n, res = samples.shape[0], generator.img_resolution
-    z = torch.cat(list(latent_batches(generator.z_dim, n, batch, seed)))
-    factors = torch.cat(list(factor_batches(renders.shape[0], batch, render_seed)))
-    sample_rows, render_rows = quantile_rows(samples), quantile_rows(renders)
-    drawn = generate_from(generator, z[sample_rows.flatten()]).float().cpu()
-    rendered = synthfaces.render(factors[render_rows.flatten()], res).cpu()
+    whose rows are drawn again here alone (the same latents and factors, not the whole sets),
+    `batch` at a time."""
+    res = generator.img_resolution
+    sample_rows, render_rows = quantile_rows(samples).cpu(), quantile_rows(renders).cpu()
+    z = torch.cat(list(latent_batches(generator.z_dim, samples.shape[0], batch, seed)))[sample_rows.flatten()]
+    factors = torch.cat(list(factor_batches(renders.shape[0], batch, render_seed)))[render_rows.flatten()]
+    drawn = torch.cat([generate_from(generator, part).float().cpu() for part in z.split(batch)])
+    rendered = torch.cat([synthfaces.render(part, res).cpu() for part in factors.split(batch)])
     q = len(QUANTILES)
     white = torch.ones(1, 3, res, res)
     rows = [torch.cat([drawn[f * q:(f + 1) * q], white, rendered[f * q:(f + 1) * q]]) for f in range(len(sample_rows))]
     return torch.cat(rows)
+
