@@ -486,6 +486,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
     def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
         n, n_steps = whole("frames", n), whole("projection steps", n_steps)
+        sess.check_frames(n)  # before any projection below: a request the app would refuse costs no work
         if sp == "z" and any(f is not None and not _is_code_file(f) for f in (fa, fb)):
             raise UserError("an uploaded image is projected to w: interpolate in space w")
         codes, labels = [], []
