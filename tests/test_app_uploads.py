@@ -28,6 +28,20 @@ def test_upload_limits_refuse_before_decoding(tmp_path):
         load_upload(None, 16, limits)
 
 
+def test_megabytes_are_plain_numbers_in_the_message_and_the_labels(tmp_path):
+    """One formatter for the upload message and the page's labels: the labels said "at most 0 MB" for
+    `--max-upload-mb 0.5` (`// 2**20`) and the message "1.02e+03 MB" for 1024 (`.3g`)."""
+    from latentatlas.app.uploads import megabytes
+
+    assert [megabytes(mb * 2**20) for mb in (0.5, 25, 1024, 10, 0.6)] == ["0.5", "25", "1024", "10", "0.6"]
+    assert megabytes(1000) == "0.000954" and megabytes(1100.4 * 2**20) == "1100"
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:
+        f.truncate(1100 * 2**20)  # sparse: no gigabyte written
+    with pytest.raises(UserError, match=r"^big\.png: 1100 MB is over the 1024 MB upload limit$"):
+        load_upload(big, 16, UploadLimits(max_bytes=1024 * 2**20))
+
+
 def test_upload_converts_and_says_what_it_changed(tmp_path):
     rgba = tmp_path / "face.png"
     Image.new("RGBA", (40, 30), (200, 10, 10, 128)).save(rgba)

@@ -51,7 +51,7 @@ from latentatlas.app.session import (  # noqa: E402
     reduce,
     to_rgb8,
 )
-from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
+from latentatlas.app.uploads import UploadLimits, load_upload, megabytes  # noqa: E402
 from latentatlas.editing.local import EMPTY_MASK_NOTE  # noqa: E402
 from latentatlas.io.errors import UserError, require_number, require_seed  # noqa: E402
 from latentatlas.metrics.reconstruction import reconstruction_errors  # noqa: E402
@@ -613,7 +613,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
     with gr.Tab("Project", id="project"):
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label=f"Image to project (at most {limits.max_bytes // 2**20} MB)", file_types=["image"],
+                upload = gr.File(label=f"Image to project (at most {megabytes(limits.max_bytes)} MB)", file_types=["image"],
                                  type="filepath", elem_id="upload")
                 pspace = gr.Radio(["w", "w+"], value="w", label="Space", elem_id="proj-space")
                 # benchmarks/projection_quality.py: on faces64, lambda >= 1e-4 wrecks the fit; 1e-6..1e-5 is the useful range.
@@ -763,7 +763,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 with gr.Group(elem_id="src-seed-group") as src_seed_group:
                     src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
                 with gr.Group(visible=False, elem_id="src-file-group") as src_file_group:
-                    src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                    src_file = gr.File(label=f"Source image or its stylemap .npz (at most {megabytes(limits.max_bytes)} MB)", file_types=["image", ".npz"], type="filepath",
                                        elem_id="src-file", height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
@@ -772,7 +772,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 with gr.Group(elem_id="ref-seed-group") as ref_seed_group:
                     ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
                 with gr.Group(visible=False, elem_id="ref-file-group") as ref_file_group:
-                    ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                    ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {megabytes(limits.max_bytes)} MB)", file_types=["image", ".npz"], type="filepath",
                                        elem_id="ref-file", height=120)
                 editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
