@@ -146,6 +146,35 @@ def refuse_web_addresses(demo: gr.Blocks) -> gr.Blocks:
     return demo
 
 
+REMOTE_FILE_ROUTE = "this server serves its own files: a web address is not fetched"
+
+
+class RefuseWebFileRoutes:
+    """ASGI middleware on the app `demo.launch` creates (`serve` passes it in `app_kwargs`): a request
+    for /gradio_api/file=<http(s) address> is answered 403 with one line. Gradio's route would fetch
+    that address and stream it back (`route_utils.secure_url_stream_response`), network at run time
+    that no event handler sees (`refuse_web_addresses` covers only event inputs). This server's own
+    /file= paths (uploads, the files the page hands out) pass through untouched. The path is read as
+    the server decoded it, so https%3A%2F%2F... is refused too, and case aside (Gradio itself only
+    fetches lower-case schemes)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and _file_route_names_web_address(scope.get("path", "")):
+            from starlette.responses import PlainTextResponse
+
+            await PlainTextResponse(REMOTE_FILE_ROUTE, status_code=403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _file_route_names_web_address(path: str) -> bool:
+    at = path.find("/file=")
+    return at >= 0 and path[at + len("/file="):].strip().lower().startswith(("http://", "https://"))
+
+
 NO_STYLEMAP = (
     "**Local editing needs a StyleMapGAN model**, which has an encoder and a spatial stylemap to blend; "
     "StyleGAN2 models (the Model above) have neither. Start the app with one beside your StyleGAN2 models, e.g. "
@@ -1005,9 +1034,15 @@ def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits:
     demo = build_app(sessions, limits)
     demo.queue(default_concurrency_limit=2, max_size=32)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts to fetch
+    # The middleware must be on the app before it serves (Starlette refuses middleware added after);
+    # launch passes app_kwargs to the FastAPI app it creates. num_workers=0: Gradio's static-file
+    # workers (GRADIO_NUM_WORKERS) are servers of their own with the same file= route, without it.
+    from starlette.middleware import Middleware
+
     try:
         _, url, _ = demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=True,
-                                ssr_mode=False, quiet=True, footer_links=[], show_error=True, theme=theme)
+                                ssr_mode=False, quiet=True, footer_links=[], show_error=True, theme=theme, num_workers=0,
+                                app_kwargs={"middleware": [Middleware(RefuseWebFileRoutes)]})
     except (OSError, OverflowError) as e:  # Gradio: "Cannot find empty port in range: P-P" for a port in use or a foreign address
         raise UserError(f"cannot listen at {host}:{port} ({str(e).split('.')[0]}): if the port is in use or the address "
                         "is not this machine's, give another --port or --host") from None
