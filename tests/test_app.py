@@ -432,6 +432,31 @@ def test_interpolations_are_capped_in_pixels_and_shown_reduced(tiny_file, tmp_pa
         assert im.size == (DISPLAY, DISPLAY) and im.n_frames == 5
 
 
+def test_an_interpolation_over_the_cap_is_refused_before_projecting_its_ends(tiny_file, face, monkeypatch):
+    """The tab projected uploaded ends (up to 500 steps each) and only then found the frames over the
+    pixel cap; and a model whose single frame is over half the cap (4096 px and up) was told "at most
+    1" frame, below the 2 the tab needs. Now the frames are checked first, in one session helper."""
+    from latentatlas.app import server, session
+    from latentatlas.app.server import Sessions, build_app
+
+    def no_projection(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("projected an end of a request that is refused")
+
+    monkeypatch.setattr(server, "_projected_end", no_projection)
+    monkeypatch.setattr(server, "_projection_steps", no_projection)
+    sessions = Sessions({"tiny": str(tiny_file)}, "cpu", {})
+    interpolate = handler(build_app(sessions), "run_interpolation")
+    monkeypatch.setattr(session, "MAX_INTERPOLATION_PIXELS", 4 * 16 * 16)
+    with pytest.raises(gr.Error, match=r"5 frames of 16x16 px are more than the app makes at once: at most 4 for this model"):
+        last(interpolate("tiny", None, face, None, face, 5, "lerp", "w", 1.0, 500, {}))
+    monkeypatch.setattr(session, "MAX_INTERPOLATION_PIXELS", 16 * 16 + 1)  # one frame fits, two do not
+    message = r"16x16 px frames are too large for the app to interpolate \(even 2 are more than it makes at once\): use `latentatlas interpolate`"
+    with pytest.raises(gr.Error, match=message):
+        last(interpolate("tiny", None, face, 1, None, 2, "lerp", "w", 1.0, 500, {}))
+    with pytest.raises(UserError, match=message):
+        sessions.get("tiny").interpolation(0, 1, 2, "lerp", "w")  # the same check where the frames are made
+
+
 # ---------------------------------------------------------------------------- the Explore tab
 
 

@@ -106,6 +106,18 @@ def test_sessions_sort_models_by_kind_and_the_tab_says_when_there_is_none(stylem
     assert labels == ["Local edit"]
 
 
+def test_the_upload_labels_give_the_limit_as_the_message_does(stylemap_file):
+    """The labels said `limits.max_bytes // 2**20`: "at most 0 MB" for `serve --max-upload-mb 0.5`."""
+    from latentatlas.app.server import Sessions, build_app
+    from latentatlas.app.uploads import UploadLimits
+
+    sessions = Sessions({"faces64": "faces64", "tiny": str(stylemap_file)}, "cpu", {})
+    for mb, shown in ((0.5, "0.5"), (1024, "1024")):
+        demo = build_app(sessions, UploadLimits(max_bytes=int(mb * 2**20)))
+        labels = [b.label for b in demo.blocks.values() if type(b).__name__ == "File" and "MB)" in (b.label or "")]
+        assert len(labels) == 3 and all(label.endswith(f"(at most {shown} MB)") for label in labels), labels
+
+
 def test_uploaded_interpolation_ends(tmp_path):
     from latentatlas.app.session import ExploreParams, ModelSession
     from latentatlas.latent.codes import LatentCode, save_codes

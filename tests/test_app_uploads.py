@@ -28,6 +28,20 @@ def test_upload_limits_refuse_before_decoding(tmp_path):
         load_upload(None, 16, limits)
 
 
+def test_megabytes_are_plain_numbers_in_the_message_and_the_labels(tmp_path):
+    """One formatter for the upload message and the page's labels: the labels said "at most 0 MB" for
+    `--max-upload-mb 0.5` (`// 2**20`) and the message "1.02e+03 MB" for 1024 (`.3g`)."""
+    from latentatlas.app.uploads import megabytes
+
+    assert [megabytes(mb * 2**20) for mb in (0.5, 25, 1024, 10, 0.6)] == ["0.5", "25", "1024", "10", "0.6"]
+    assert megabytes(1000) == "0.000954" and megabytes(1100.4 * 2**20) == "1100"
+    big = tmp_path / "big.png"
+    with big.open("wb") as f:
+        f.truncate(1100 * 2**20)  # sparse: no gigabyte written
+    with pytest.raises(UserError, match=r"^big\.png: 1100 MB is over the 1024 MB upload limit$"):
+        load_upload(big, 16, UploadLimits(max_bytes=1024 * 2**20))
+
+
 def test_upload_converts_and_says_what_it_changed(tmp_path):
     rgba = tmp_path / "face.png"
     Image.new("RGBA", (40, 30), (200, 10, 10, 128)).save(rgba)
@@ -94,6 +108,58 @@ def test_a_file_input_naming_a_web_address_is_refused_before_gradio_fetches_it(t
             assert r.status_code == 200, r.text
             target, kept, _ = r.json()["data"]
             assert target["path"] and kept["path"] == path  # the target shown, the upload kept
+    finally:
+        demo.close()
+    assert fetched == []
+
+
+def test_the_file_route_refuses_web_addresses_and_serves_this_servers_files(tmp_path, monkeypatch):
+    """Gradio's GET /gradio_api/file=<url> downloads an http(s) address and streams it back (route_utils.
+    secure_url_stream_response): a network fetch at run time that no event handler sees. Now a
+    middleware refuses it in one line before Gradio's route runs, while an upload's own /file= URL
+    still serves."""
+    import socket
+
+    import httpx
+    import numpy as np
+    import torch
+    from gradio import route_utils, routes
+
+    from conftest import randomize, tiny_config
+    from latentatlas.app.server import REMOTE_FILE_ROUTE, Sessions, serve
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.stylegan2 import Generator
+
+    fetched: list[str] = []
+
+    async def no_fetch(url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fetched.append(url)
+        raise AssertionError(f"Gradio fetched {url}")
+
+    monkeypatch.setattr(routes, "secure_url_stream_response", no_fetch)
+    monkeypatch.setattr(route_utils, "secure_url_stream_response", no_fetch)
+    torch.manual_seed(0)
+    save_model(tmp_path / "tiny.safetensors", randomize(Generator(tiny_config())))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo, url = serve(Sessions({"tiny": str(tmp_path / "tiny.safetensors")}, "cpu", {}), port=port, block=False)
+    base = url.rstrip("/")
+    try:
+        with httpx.Client(trust_env=False, timeout=60) as client:
+            for address in ("https://example.com/x.png", "http://example.com/x.png", "HTTPS://example.com/x.png",
+                            "https%3A%2F%2Fexample.com%2Fx.png"):
+                for method in ("GET", "HEAD"):
+                    r = client.request(method, f"{base}/gradio_api/file={address}")
+                    assert r.status_code == 403, (method, address, r.status_code, r.text)
+                    if method == "GET":
+                        assert r.text == REMOTE_FILE_ROUTE and "\n" not in r.text
+            face = tmp_path / "face.png"
+            Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(face)
+            with face.open("rb") as f:
+                (path,) = client.post(f"{base}/gradio_api/upload", files={"files": ("face.png", f, "image/png")}).json()
+            r = client.get(f"{base}/gradio_api/file={path}")
+            assert r.status_code == 200 and r.content == face.read_bytes()
     finally:
         demo.close()
     assert fetched == []

@@ -51,7 +51,7 @@ from latentatlas.app.session import (  # noqa: E402
     reduce,
     to_rgb8,
 )
-from latentatlas.app.uploads import UploadLimits, load_upload  # noqa: E402
+from latentatlas.app.uploads import UploadLimits, load_upload, megabytes  # noqa: E402
 from latentatlas.editing.local import EMPTY_MASK_NOTE  # noqa: E402
 from latentatlas.io.errors import UserError, require_number, require_seed  # noqa: E402
 from latentatlas.metrics.reconstruction import reconstruction_errors  # noqa: E402
@@ -144,6 +144,35 @@ def refuse_web_addresses(demo: gr.Blocks) -> gr.Blocks:
 
     demo.preprocess_data = checked  # type: ignore[method-assign]
     return demo
+
+
+REMOTE_FILE_ROUTE = "this server serves its own files: a web address is not fetched"
+
+
+class RefuseWebFileRoutes:
+    """ASGI middleware on the app `demo.launch` creates (`serve` passes it in `app_kwargs`): a request
+    for /gradio_api/file=<http(s) address> is answered 403 with one line. Gradio's route would fetch
+    that address and stream it back (`route_utils.secure_url_stream_response`), network at run time
+    that no event handler sees (`refuse_web_addresses` covers only event inputs). This server's own
+    /file= paths (uploads, the files the page hands out) pass through untouched. The path is read as
+    the server decoded it, so https%3A%2F%2F... is refused too, and case aside (Gradio itself only
+    fetches lower-case schemes)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and _file_route_names_web_address(scope.get("path", "")):
+            from starlette.responses import PlainTextResponse
+
+            await PlainTextResponse(REMOTE_FILE_ROUTE, status_code=403)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _file_route_names_web_address(path: str) -> bool:
+    at = path.find("/file=")
+    return at >= 0 and path[at + len("/file="):].strip().lower().startswith(("http://", "https://"))
 
 
 NO_STYLEMAP = (
@@ -486,6 +515,7 @@ def _interpolate_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimit
     def run_interpolation(name, a, fa, b, fb, n, meth, sp, p, n_steps, ctl):  # type: ignore[no-untyped-def]
         sess = sessions.get(name)
         n, n_steps = whole("frames", n), whole("projection steps", n_steps)
+        sess.check_frames(n)  # before any projection below: a request the app would refuse costs no work
         if sp == "z" and any(f is not None and not _is_code_file(f) for f in (fa, fb)):
             raise UserError("an uploaded image is projected to w: interpolate in space w")
         codes, labels = [], []
@@ -612,7 +642,7 @@ def _project_tab(sessions: Sessions, model: gr.Dropdown, limits: UploadLimits, t
     with gr.Tab("Project", id="project"):
         with gr.Row():
             with gr.Column(scale=1):
-                upload = gr.File(label=f"Image to project (at most {limits.max_bytes // 2**20} MB)", file_types=["image"],
+                upload = gr.File(label=f"Image to project (at most {megabytes(limits.max_bytes)} MB)", file_types=["image"],
                                  type="filepath", elem_id="upload")
                 pspace = gr.Radio(["w", "w+"], value="w", label="Space", elem_id="proj-space")
                 # benchmarks/projection_quality.py: on faces64, lambda >= 1e-4 wrecks the fit; 1e-6..1e-5 is the useful range.
@@ -762,7 +792,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 with gr.Group(elem_id="src-seed-group") as src_seed_group:
                     src_seed = whole_number_input(gr.Number(0, label="Source seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="src-seed"))
                 with gr.Group(visible=False, elem_id="src-file-group") as src_file_group:
-                    src_file = gr.File(label=f"Source image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                    src_file = gr.File(label=f"Source image or its stylemap .npz (at most {megabytes(limits.max_bytes)} MB)", file_types=["image", ".npz"], type="filepath",
                                        elem_id="src-file", height=120)
                 src_view = gr.Image(label="Source", type="numpy", interactive=False, height=DISPLAY, width=DISPLAY,
                                     elem_id="src-image", format="png")
@@ -771,7 +801,7 @@ def _local_edit_tab(demo: gr.Blocks, sessions: Sessions, limits: UploadLimits) -
                 with gr.Group(elem_id="ref-seed-group") as ref_seed_group:
                     ref_seed = whole_number_input(gr.Number(1, label="Reference seed", precision=0, minimum=0, maximum=MAX_SEED, elem_id="ref-seed"))
                 with gr.Group(visible=False, elem_id="ref-file-group") as ref_file_group:
-                    ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {limits.max_bytes // 2**20} MB)", file_types=["image", ".npz"], type="filepath",
+                    ref_file = gr.File(label=f"Reference image or its stylemap .npz (at most {megabytes(limits.max_bytes)} MB)", file_types=["image", ".npz"], type="filepath",
                                        elem_id="ref-file", height=120)
                 editor = capped_paint_editor(gr.ImageEditor(label="Paint the region", type="numpy", image_mode="RGBA", sources=(),
                                         transforms=(), layers=False, canvas_size=(PAINT, PAINT), format="png", height=DISPLAY + 60,
@@ -1004,9 +1034,15 @@ def serve(sessions: Sessions, host: str = "127.0.0.1", port: int = 7860, limits:
     demo = build_app(sessions, limits)
     demo.queue(default_concurrency_limit=2, max_size=32)
     theme = gr.themes.Default(font=["system-ui", "sans-serif"], font_mono=["monospace"])  # no web fonts to fetch
+    # The middleware must be on the app before it serves (Starlette refuses middleware added after);
+    # launch passes app_kwargs to the FastAPI app it creates. num_workers=0: Gradio's static-file
+    # workers (GRADIO_NUM_WORKERS) are servers of their own with the same file= route, without it.
+    from starlette.middleware import Middleware
+
     try:
         _, url, _ = demo.launch(server_name=host, server_port=port, max_file_size=limits.max_bytes, prevent_thread_lock=True,
-                                ssr_mode=False, quiet=True, footer_links=[], show_error=True, theme=theme)
+                                ssr_mode=False, quiet=True, footer_links=[], show_error=True, theme=theme, num_workers=0,
+                                app_kwargs={"middleware": [Middleware(RefuseWebFileRoutes)]})
     except (OSError, OverflowError) as e:  # Gradio: "Cannot find empty port in range: P-P" for a port in use or a foreign address
         raise UserError(f"cannot listen at {host}:{port} ({str(e).split('.')[0]}): if the port is in use or the address "
                         "is not this machine's, give another --port or --host") from None

@@ -232,17 +232,27 @@ class ModelSession:
             img = synthesize(code, self.generator)
         return to_rgb8(img[0]), code
 
+    def check_frames(self, frames: int) -> None:
+        """Refuse an interpolation of `frames` frames the app would not make (2..MAX_FRAMES, and frames x
+        pixels within MAX_INTERPOLATION_PIXELS). The Interpolate tab calls it before projecting any
+        uploaded end (up to 500 steps each), so a request too large is refused before that work."""
+        if not 2 <= frames <= MAX_FRAMES:
+            raise UserError(f"frames: use 2..{MAX_FRAMES}, got {frames}")
+        side = self.generator.img_resolution
+        if frames * side * side > MAX_INTERPOLATION_PIXELS:
+            most = MAX_INTERPOLATION_PIXELS // side**2
+            if most < 2:  # at 4096 px and over not even the two ends fit: "at most 1" would ask for the impossible
+                raise UserError(f"{side}x{side} px frames are too large for the app to interpolate (even 2 are more than "
+                                "it makes at once): use `latentatlas interpolate`")
+            raise UserError(f"{frames} frames of {side}x{side} px are more than the app makes at once: at most "
+                            f"{most} for this model (`latentatlas interpolate` makes more)")
+
     @torch.no_grad()
     def interpolation(self, a: int | LatentCode, b: int | LatentCode, frames: int, method: str, space: str,
                       psi: float = 1.0) -> np.ndarray:
         """Frames [T, H, W, 3] from a to b (seeds or codes), in z (then mapped) or in w (`latent.paths.travel`)."""
-        if not 2 <= frames <= MAX_FRAMES:
-            raise UserError(f"frames: use 2..{MAX_FRAMES}, got {frames}")
+        self.check_frames(frames)
         g = self.generator
-        side = g.img_resolution
-        if frames * side * side > MAX_INTERPOLATION_PIXELS:
-            raise UserError(f"{frames} frames of {side}x{side} px are more than the app makes at once: at most "
-                            f"{MAX_INTERPOLATION_PIXELS // side**2} for this model (`latentatlas interpolate` makes more)")
         ends = [endpoint(self.seed_z(x) if isinstance(x, int) else x, g, space, psi) for x in (a, b)]
         _, out = travel(ends[0], ends[1], g, frames, method, psi)
         return np.stack([to_rgb8(f) for f in out])

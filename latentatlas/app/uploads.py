@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import torch
@@ -30,6 +31,14 @@ class UploadLimits:
         return 10 * self.max_bytes
 
 
+def megabytes(n_bytes: int | float) -> str:
+    """A byte count in MB as a plain number, for the upload message and the page's labels:
+    `serve --max-upload-mb 0.5` is "0.5" (not "0", as `// 2**20` made it), 1024 is "1024" (not
+    "1.02e+03", as `.3g` made it); three significant figures below 100, whole megabytes above."""
+    mb = n_bytes / 2**20
+    return f"{mb:.0f}" if mb >= 100 else f"{Decimal(f'{mb:.3g}'):f}"
+
+
 def upload_stat(path: str | Path) -> os.stat_result:
     """The upload's stat, or a UserError when the server has removed it (Gradio's cache keeps
     uploads one to two hours, `server.CACHE_AGE_S`) and the page still names it."""
@@ -46,8 +55,7 @@ def load_upload(path: str | Path | None, resolution: int, limits: UploadLimits) 
     path = Path(path)
     size = upload_stat(path).st_size
     if size > limits.max_bytes:
-        # Three significant figures: `serve --max-upload-mb 0.5` is a 0.5 MB limit, not "0 MB".
-        raise UserError(f"{path.name}: {size / 2**20:.3g} MB is over the {limits.max_bytes / 2**20:.3g} MB upload limit")
+        raise UserError(f"{path.name}: {megabytes(size)} MB is over the {megabytes(limits.max_bytes)} MB upload limit")
     try:
         image, notes = read_image(path, resolution, max_pixels=limits.max_pixels)
     except UserError as e:  # name the file as the user knows it, not the server's temp path
