@@ -2,12 +2,64 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import pytest
 from PIL import Image
 
 from latentatlas.app.uploads import UploadLimits, load_upload
 from latentatlas.io.errors import UserError
 from conftest import one_line_error
+
+
+@contextmanager
+def tiny_server(tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """`serve` on a tiny random StyleGAN2 at a free local port: (the Blocks, its base address)."""
+    import torch
+
+    from conftest import randomize, tiny_config
+    from latentatlas.app.server import Sessions, serve
+    from latentatlas.io.checkpoints import save_model
+    from latentatlas.models.stylegan2 import Generator
+
+    torch.manual_seed(0)
+    save_model(tmp_path / "tiny.safetensors", randomize(Generator(tiny_config())))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo, url = serve(Sessions({"tiny": str(tmp_path / "tiny.safetensors")}, "cpu", {}), port=port, block=False)
+    try:
+        yield demo, url.rstrip("/")
+    finally:
+        demo.close()
+
+
+def forbid_fetching(monkeypatch: Any, *targets: tuple[Any, str]) -> list[str]:
+    """Gradio's downloaders at `targets` (module, name) replaced by one that fails the test; the
+    addresses it was asked for, which the test expects to stay empty."""
+    fetched: list[str] = []
+
+    async def no_fetch(url, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fetched.append(url)
+        raise AssertionError(f"Gradio fetched {url}")
+
+    for module, name in targets:
+        monkeypatch.setattr(module, name, no_fetch)
+    return fetched
+
+
+def upload_face(client: Any, base: str, tmp_path: Path) -> tuple[Path, str]:
+    """A small PNG uploaded as the browser does: (the file, the server's path for it)."""
+    face = tmp_path / "face.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(face)
+    with face.open("rb") as f:
+        (path,) = client.post(f"{base}/gradio_api/upload", files={"files": ("face.png", f, "image/png")}).json()
+    return face, path
 
 
 def test_upload_limits_refuse_before_decoding(tmp_path):
@@ -65,51 +117,26 @@ def test_a_file_input_naming_a_web_address_is_refused_before_gradio_fetches_it(t
     preprocessing downloaded it whole into its cache before any check of ours (no upload cap, and
     network at run time). Now the request is refused with one line and nothing is fetched, while a
     real upload (whose "url" is this server's own address, as the browser sends it) still works."""
-    import socket
-
     import httpx
-    import numpy as np
-    import torch
     from gradio import processing_utils
 
-    from conftest import randomize, tiny_config
-    from latentatlas.app.server import REMOTE_FILE, Sessions, serve
-    from latentatlas.io.checkpoints import save_model
-    from latentatlas.models.stylegan2 import Generator
+    from latentatlas.app.server import REMOTE_FILE
 
-    fetched: list[str] = []
-
-    async def no_download(url, *args, **kwargs):  # type: ignore[no-untyped-def]
-        fetched.append(url)
-        raise AssertionError(f"Gradio fetched {url}")
-
-    monkeypatch.setattr(processing_utils, "async_ssrf_protected_download", no_download)
-    monkeypatch.setattr(processing_utils, "async_ssrf_protected_get", no_download)
-    torch.manual_seed(0)
-    save_model(tmp_path / "tiny.safetensors", randomize(Generator(tiny_config())))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo, url = serve(Sessions({"tiny": str(tmp_path / "tiny.safetensors")}, "cpu", {}), port=port, block=False)
-    try:
+    fetched = forbid_fetching(monkeypatch, (processing_utils, "async_ssrf_protected_download"),
+                              (processing_utils, "async_ssrf_protected_get"))
+    with tiny_server(tmp_path) as (demo, base), httpx.Client(trust_env=False, timeout=60) as client:
         (upload_fn,) = [f for f in demo.fns.values() if getattr(f.fn, "__name__", "") == "on_upload"]
-        run = f"{url.rstrip('/')}/gradio_api/run/{upload_fn.api_name}"
+        run = f"{base}/gradio_api/run/{upload_fn.api_name}"
         meta = {"_type": "gradio.FileData"}
-        with httpx.Client(trust_env=False, timeout=60) as client:
-            for address in ("https://example.com/face.png", "HTTP://example.com/face.png"):
-                r = client.post(run, json={"data": ["tiny", {"path": address, "orig_name": "face.png", "meta": meta}]})
-                assert r.status_code == 500 and r.json()["error"] == REMOTE_FILE, r.text
-            face = tmp_path / "face.png"
-            Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(face)
-            with face.open("rb") as f:
-                (path,) = client.post(f"{url.rstrip('/')}/gradio_api/upload", files={"files": ("face.png", f, "image/png")}).json()
-            own = f"{url.rstrip('/')}/gradio_api/file={path}"
-            r = client.post(run, json={"data": ["tiny", {"path": path, "url": own, "orig_name": "face.png", "meta": meta}]})
-            assert r.status_code == 200, r.text
-            target, kept, _ = r.json()["data"]
-            assert target["path"] and kept["path"] == path  # the target shown, the upload kept
-    finally:
-        demo.close()
+        for address in ("https://example.com/face.png", "HTTP://example.com/face.png"):
+            r = client.post(run, json={"data": ["tiny", {"path": address, "orig_name": "face.png", "meta": meta}]})
+            assert r.status_code == 500 and r.json()["error"] == REMOTE_FILE, r.text
+        _, path = upload_face(client, base, tmp_path)
+        own = f"{base}/gradio_api/file={path}"
+        r = client.post(run, json={"data": ["tiny", {"path": path, "url": own, "orig_name": "face.png", "meta": meta}]})
+        assert r.status_code == 200, r.text
+        target, kept, _ = r.json()["data"]
+        assert target["path"] and kept["path"] == path  # the target shown, the upload kept
     assert fetched == []
 
 
@@ -118,48 +145,21 @@ def test_the_file_route_refuses_web_addresses_and_serves_this_servers_files(tmp_
     secure_url_stream_response): a network fetch at run time that no event handler sees. Now a
     middleware refuses it in one line before Gradio's route runs, while an upload's own /file= URL
     still serves."""
-    import socket
-
     import httpx
-    import numpy as np
-    import torch
     from gradio import route_utils, routes
 
-    from conftest import randomize, tiny_config
-    from latentatlas.app.server import REMOTE_FILE_ROUTE, Sessions, serve
-    from latentatlas.io.checkpoints import save_model
-    from latentatlas.models.stylegan2 import Generator
+    from latentatlas.app.server import REMOTE_FILE_ROUTE
 
-    fetched: list[str] = []
-
-    async def no_fetch(url, *args, **kwargs):  # type: ignore[no-untyped-def]
-        fetched.append(url)
-        raise AssertionError(f"Gradio fetched {url}")
-
-    monkeypatch.setattr(routes, "secure_url_stream_response", no_fetch)
-    monkeypatch.setattr(route_utils, "secure_url_stream_response", no_fetch)
-    torch.manual_seed(0)
-    save_model(tmp_path / "tiny.safetensors", randomize(Generator(tiny_config())))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    demo, url = serve(Sessions({"tiny": str(tmp_path / "tiny.safetensors")}, "cpu", {}), port=port, block=False)
-    base = url.rstrip("/")
-    try:
-        with httpx.Client(trust_env=False, timeout=60) as client:
-            for address in ("https://example.com/x.png", "http://example.com/x.png", "HTTPS://example.com/x.png",
-                            "https%3A%2F%2Fexample.com%2Fx.png"):
-                for method in ("GET", "HEAD"):
-                    r = client.request(method, f"{base}/gradio_api/file={address}")
-                    assert r.status_code == 403, (method, address, r.status_code, r.text)
-                    if method == "GET":
-                        assert r.text == REMOTE_FILE_ROUTE and "\n" not in r.text
-            face = tmp_path / "face.png"
-            Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(face)
-            with face.open("rb") as f:
-                (path,) = client.post(f"{base}/gradio_api/upload", files={"files": ("face.png", f, "image/png")}).json()
-            r = client.get(f"{base}/gradio_api/file={path}")
-            assert r.status_code == 200 and r.content == face.read_bytes()
-    finally:
-        demo.close()
+    fetched = forbid_fetching(monkeypatch, (routes, "secure_url_stream_response"), (route_utils, "secure_url_stream_response"))
+    with tiny_server(tmp_path) as (_, base), httpx.Client(trust_env=False, timeout=60) as client:
+        for address in ("https://example.com/x.png", "http://example.com/x.png", "HTTPS://example.com/x.png",
+                        "https%3A%2F%2Fexample.com%2Fx.png"):
+            for method in ("GET", "HEAD"):
+                r = client.request(method, f"{base}/gradio_api/file={address}")
+                assert r.status_code == 403, (method, address, r.status_code, r.text)
+                if method == "GET":
+                    assert r.text == REMOTE_FILE_ROUTE and "\n" not in r.text
+        face, path = upload_face(client, base, tmp_path)
+        r = client.get(f"{base}/gradio_api/file={path}")
+        assert r.status_code == 200 and r.content == face.read_bytes()
     assert fetched == []
