@@ -113,13 +113,18 @@ def capped_paint_editor(editor: gr.ImageEditor) -> gr.ImageEditor:
 REMOTE_FILE = "files come from this page's upload button: a web address is not fetched"
 
 
+def _is_web_address(text: str) -> bool:
+    """http(s)://..., the case of the scheme aside: what Gradio would fetch, for both refusals below."""
+    return text.strip().lower().startswith(("http://", "https://"))
+
+
 def _web_address_in(value: Any) -> bool:
     """Whether a request's input names a file by web address: any dict whose "path" is http(s)://...
     (the case of the scheme aside). Only "path" is fetched while preprocessing; "url" is what the
     browser sends back for a file it uploaded (this server's own /file= address), never fetched."""
     if isinstance(value, dict):
         path = value.get("path")
-        if isinstance(path, str) and path.strip().lower().startswith(("http://", "https://")):
+        if isinstance(path, str) and _is_web_address(path):
             return True
         return any(_web_address_in(v) for v in value.values())
     if isinstance(value, (list, tuple)):
@@ -172,7 +177,7 @@ class RefuseWebFileRoutes:
 
 def _file_route_names_web_address(path: str) -> bool:
     at = path.find("/file=")
-    return at >= 0 and path[at + len("/file="):].strip().lower().startswith(("http://", "https://"))
+    return at >= 0 and _is_web_address(path[at + len("/file="):])
 
 
 NO_STYLEMAP = (
