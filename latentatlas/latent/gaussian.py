@@ -25,7 +25,7 @@ PRIOR_PREFIX = "prior."
 # The mapping network ends in a leaky ReLU of slope 0.2 (models/ops.py); the Gaussianizing map is
 # its inverse, a leaky ReLU of slope 1 / 0.2 = 5 (the design's "inverse leaky-ReLU slope 5").
 MAPPING_LRELU_SLOPE = LRELU_SLOPE
-GAUSSIANIZE_SLOPE = 5.0
+GAUSSIANIZE_SLOPE = 1 / MAPPING_LRELU_SLOPE  # 5.0
 
 
 def gaussianize(w: torch.Tensor) -> torch.Tensor:
