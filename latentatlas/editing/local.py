@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from latentatlas.io.errors import UserError, require_file
-from latentatlas.latent.codes import LatentCode
+from latentatlas.latent.codes import LatentCode, code_for_model
 from latentatlas.latent.paths import interpolate as interpolate_codes
 
 if TYPE_CHECKING:
@@ -68,7 +68,6 @@ def stylemap_input(generator: torch.nn.Module, encoder: torch.nn.Module, source:
     model's rendering; for an image, the image itself."""
     from latentatlas.inversion.encoder import encode
     from latentatlas.inversion.encoder import refine as refine_stylemaps
-    from latentatlas.latent.codes import code_for_model
 
     device = next(generator.parameters()).device
     if isinstance(source, torch.Tensor):
